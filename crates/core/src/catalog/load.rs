@@ -1,0 +1,1726 @@
+//! Loading a catalog from JSON and validating it.
+//!
+//! Parsing stops at the first JSON problem (a document that does not parse has no further
+//! structure to check). Once parsed, every problem is collected, each with its code and the
+//! JSON path of the value at fault. Every check looks at one entry and at hash indexes, so
+//! validation is linear in the size of the catalog.
+
+use super::raw::{
+    AmountText, RawAddon, RawCatalog, RawCoupon, RawCouponDuration, RawCouponType, RawEndSetup,
+    RawEntitlement, RawFeature, RawFeatureType, RawPlan, RawPrice, RawPriceModel, RawProduct,
+    RawStartSetup, RawTier,
+};
+use super::{
+    Addon, AddonBehavior, Catalog, Coupon, CouponDuration, Discount, EndSetup, Entitlement,
+    EntitlementValue, Feature, FeatureKind, Journey, Meter, Plan, Price, PriceModel, PriceSet,
+    PricingType, Product, PromotionCode, Reset, StartSetup, Tier, TrialPolicy, UnitScheme,
+    UsageLimit,
+};
+use crate::error::ErrorCode;
+use crate::id::{AddonId, CountryCode, CouponId, CustomerId, FeatureId, PlanId, ProductId};
+use crate::money::{AmountParseError, Currency, parse_amount};
+use crate::period::TrialDuration;
+use rust_decimal::Decimal;
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::fmt;
+
+/// One problem found in a catalog.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Problem {
+    /// What kind of problem (FORMAT.md §4).
+    pub code: ErrorCode,
+    /// Where: a JSON path like `plans[3].prices[0].currency` (`$` is the whole document).
+    pub path: String,
+    /// What is wrong, in words.
+    pub message: String,
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} at {}: {}", self.code, self.path, self.message)
+    }
+}
+
+/// A catalog that did not load: every problem found, in document order.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub struct CatalogError {
+    problems: Vec<Problem>,
+}
+
+impl CatalogError {
+    /// The problems, at least one.
+    #[must_use]
+    pub fn problems(&self) -> &[Problem] {
+        &self.problems
+    }
+}
+
+impl fmt::Display for CatalogError {
+    /// One problem per line, as `tollgate check` prints them.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut first = true;
+        for problem in &self.problems {
+            if !first {
+                f.write_str("\n")?;
+            }
+            first = false;
+            write!(f, "{problem}")?;
+        }
+        Ok(())
+    }
+}
+
+impl Catalog {
+    /// Parses and validates a catalog written as FORMAT.md §1 JSON.
+    ///
+    /// # Errors
+    /// A [`CatalogError`] listing every problem: the first JSON problem if the bytes do not
+    /// parse (not UTF-8, not JSON, wrong type, unknown or duplicate key, unknown enum value),
+    /// else every validation problem.
+    ///
+    /// # Example
+    /// ```
+    /// use tollgate_core::{Catalog, ErrorCode};
+    ///
+    /// let err = Catalog::from_json(br#"{"plans": [{"id": "p", "productId": "x", "pricingType": "FREE"}]}"#)
+    ///     .unwrap_err();
+    /// assert_eq!(err.problems()[0].code, ErrorCode::UnknownReference);
+    /// assert_eq!(err.problems()[0].path, "plans[0].productId");
+    /// ```
+    pub fn from_json(bytes: &[u8]) -> Result<Self, CatalogError> {
+        let text = std::str::from_utf8(bytes).map_err(|e| {
+            single(
+                ErrorCode::BadUserInput,
+                "$",
+                format!("the catalog is not UTF-8: {e}"),
+            )
+        })?;
+        let mut deserializer = serde_json::Deserializer::from_str(text);
+        let raw: RawCatalog = serde_path_to_error::deserialize(&mut deserializer)
+            .map_err(|e| parse_problem(e.path(), e.inner()))?;
+        deserializer
+            .end()
+            .map_err(|e| single(ErrorCode::BadUserInput, "$", e.to_string()))?;
+        Self::from_raw(&raw)
+    }
+
+    /// Validates a catalog already parsed as a JSON value (an inline scenario catalog).
+    ///
+    /// # Errors
+    /// As [`Catalog::from_json`].
+    pub fn from_json_value(value: &serde_json::Value) -> Result<Self, CatalogError> {
+        let raw: RawCatalog = serde_path_to_error::deserialize(value)
+            .map_err(|e| parse_problem(e.path(), e.inner()))?;
+        Self::from_raw(&raw)
+    }
+
+    fn from_raw(raw: &RawCatalog) -> Result<Self, CatalogError> {
+        let mut loader = Loader::new(raw);
+        let catalog = loader.load();
+        if loader.problems.is_empty() {
+            Ok(catalog)
+        } else {
+            Err(CatalogError {
+                problems: loader.problems,
+            })
+        }
+    }
+}
+
+fn single(code: ErrorCode, path: &str, message: String) -> CatalogError {
+    CatalogError {
+        problems: vec![Problem {
+            code,
+            path: path.to_owned(),
+            message,
+        }],
+    }
+}
+
+fn parse_problem(path: &serde_path_to_error::Path, error: &serde_json::Error) -> CatalogError {
+    let path = path.to_string();
+    let path = if path == "." || path.is_empty() {
+        "$".to_owned()
+    } else {
+        path
+    };
+    single(ErrorCode::BadUserInput, &path, error.to_string())
+}
+
+/// A JSON path built lazily: nothing is formatted unless a problem is reported.
+#[derive(Clone, Copy)]
+struct At<'a> {
+    parent: Option<&'a At<'a>>,
+    name: &'a str,
+    index: Option<usize>,
+}
+
+impl<'a> At<'a> {
+    fn item(name: &'a str, index: usize) -> Self {
+        Self {
+            parent: None,
+            name,
+            index: Some(index),
+        }
+    }
+
+    fn field(&'a self, name: &'a str) -> At<'a> {
+        At {
+            parent: Some(self),
+            name,
+            index: None,
+        }
+    }
+
+    fn index(&'a self, name: &'a str, index: usize) -> At<'a> {
+        At {
+            parent: Some(self),
+            name,
+            index: Some(index),
+        }
+    }
+
+    fn render(&self) -> String {
+        let mut out = match self.parent {
+            Some(parent) => {
+                let mut p = parent.render();
+                p.push('.');
+                p
+            }
+            None => String::new(),
+        };
+        out.push_str(self.name);
+        if let Some(i) = self.index {
+            out.push('[');
+            out.push_str(&i.to_string());
+            out.push(']');
+        }
+        out
+    }
+}
+
+/// Whose price a price is: add-ons are sold per unit of quantity, so they take flat fees only.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Owner {
+    Plan,
+    Addon,
+}
+
+struct Loader<'r> {
+    raw: &'r RawCatalog,
+    problems: Vec<Problem>,
+    features: HashMap<&'r str, usize>,
+    products: HashMap<&'r str, usize>,
+    /// Latest version's position of each plan id.
+    latest_plans: HashMap<&'r str, usize>,
+    latest_addons: HashMap<&'r str, usize>,
+}
+
+impl<'r> Loader<'r> {
+    fn new(raw: &'r RawCatalog) -> Self {
+        Self {
+            raw,
+            problems: Vec::new(),
+            features: HashMap::new(),
+            products: HashMap::new(),
+            latest_plans: HashMap::new(),
+            latest_addons: HashMap::new(),
+        }
+    }
+
+    fn report(&mut self, code: ErrorCode, at: &At<'_>, message: impl Into<String>) {
+        self.problems.push(Problem {
+            code,
+            path: at.render(),
+            message: message.into(),
+        });
+    }
+
+    fn load(&mut self) -> Catalog {
+        let raw = self.raw;
+        let mut catalog = Catalog::default();
+        self.index_features();
+        self.index_products();
+        catalog.plan_versions = self
+            .index_versions(
+                raw.plans.iter().map(|p| (p.id.as_str(), p.version)),
+                "plans",
+                true,
+            )
+            .into_iter()
+            .map(|(id, positions)| (PlanId::new(id), positions))
+            .collect();
+        catalog.addon_versions = self
+            .index_versions(
+                raw.addons.iter().map(|a| (a.id.as_str(), a.version)),
+                "addons",
+                false,
+            )
+            .into_iter()
+            .map(|(id, positions)| (AddonId::new(id), positions))
+            .collect();
+
+        for (i, feature) in raw.features.iter().enumerate() {
+            if let Some(f) = self.feature(feature, &At::item("features", i)) {
+                catalog
+                    .feature_index
+                    .entry(f.id.clone())
+                    .or_insert(catalog.features.len());
+                catalog.features.push(f);
+            }
+        }
+        for (i, product) in raw.products.iter().enumerate() {
+            if let Some(p) = self.product(product, &At::item("products", i)) {
+                catalog
+                    .product_index
+                    .entry(p.id.clone())
+                    .or_insert(catalog.products.len());
+                catalog.products.push(p);
+            }
+        }
+        for (i, plan) in raw.plans.iter().enumerate() {
+            catalog.plans.push(self.plan(plan, &At::item("plans", i)));
+        }
+        for (i, addon) in raw.addons.iter().enumerate() {
+            catalog
+                .addons
+                .push(self.addon(addon, &At::item("addons", i)));
+        }
+        self.check_plan_cycles();
+        self.check_addon_cycles();
+        let mut codes: HashMap<&'r str, usize> = HashMap::new();
+        for (i, coupon) in raw.coupons.iter().enumerate() {
+            let at = At::item("coupons", i);
+            if catalog.coupon_index.contains_key(coupon.id.as_str()) {
+                self.report(
+                    ErrorCode::DuplicateId,
+                    &at.field("id"),
+                    format!("coupon `{}` is declared more than once", coupon.id),
+                );
+            }
+            let position = catalog.coupons.len();
+            catalog
+                .coupon_index
+                .entry(CouponId::new(coupon.id.as_str()))
+                .or_insert(position);
+            for (j, code) in coupon.promotion_codes.iter().enumerate() {
+                if codes.insert(code.code.as_str(), i).is_some() {
+                    self.report(
+                        ErrorCode::DuplicateId,
+                        &at.index("promotionCodes", j).field("code"),
+                        format!("promotion code `{}` is declared more than once", code.code),
+                    );
+                } else {
+                    catalog
+                        .promotion_index
+                        .insert(code.code.clone(), (position, j));
+                }
+            }
+            catalog.coupons.push(self.coupon(coupon, &at));
+        }
+        catalog
+    }
+
+    fn index_features(&mut self) {
+        for (i, feature) in self.raw.features.iter().enumerate() {
+            if self.features.insert(feature.id.as_str(), i).is_some() {
+                self.report(
+                    ErrorCode::DuplicateId,
+                    &At::item("features", i).field("id"),
+                    format!("feature `{}` is declared more than once", feature.id),
+                );
+            }
+        }
+    }
+
+    fn index_products(&mut self) {
+        for (i, product) in self.raw.products.iter().enumerate() {
+            if self.products.insert(product.id.as_str(), i).is_some() {
+                self.report(
+                    ErrorCode::DuplicateId,
+                    &At::item("products", i).field("id"),
+                    format!("product `{}` is declared more than once", product.id),
+                );
+            }
+        }
+    }
+
+    /// Indexes versions of plans or add-ons by id, reporting an id and version declared
+    /// twice, and records each id's latest version.
+    fn index_versions<I>(
+        &mut self,
+        entries: I,
+        section: &'static str,
+        plans: bool,
+    ) -> HashMap<String, Vec<usize>>
+    where
+        I: Iterator<Item = (&'r str, u32)>,
+    {
+        let mut versions: HashMap<String, Vec<usize>> = HashMap::new();
+        let mut seen: HashSet<(&'r str, u32)> = HashSet::new();
+        let mut latest: HashMap<&'r str, (u32, usize)> = HashMap::new();
+        for (i, (id, version)) in entries.enumerate() {
+            if !seen.insert((id, version)) {
+                self.report(
+                    ErrorCode::DuplicateId,
+                    &At::item(section, i).field("version"),
+                    format!("`{id}` version {version} is declared more than once"),
+                );
+                continue;
+            }
+            versions.entry(id.to_owned()).or_default().push(i);
+            let entry = latest.entry(id).or_insert((version, i));
+            if version > entry.0 {
+                *entry = (version, i);
+            }
+        }
+        let raw = self.raw;
+        for positions in versions.values_mut() {
+            if plans {
+                positions.sort_by_key(|&i| raw.plans.get(i).map_or(0, |p| p.version));
+            } else {
+                positions.sort_by_key(|&i| raw.addons.get(i).map_or(0, |a| a.version));
+            }
+        }
+        let latest = latest.into_iter().map(|(id, (_, i))| (id, i)).collect();
+        if plans {
+            self.latest_plans = latest;
+        } else {
+            self.latest_addons = latest;
+        }
+        versions
+    }
+
+    fn latest_plan(&self, id: &str) -> Option<&'r RawPlan> {
+        let raw = self.raw;
+        self.latest_plans.get(id).and_then(|&i| raw.plans.get(i))
+    }
+
+    fn latest_addon(&self, id: &str) -> Option<&'r RawAddon> {
+        let raw = self.raw;
+        self.latest_addons.get(id).and_then(|&i| raw.addons.get(i))
+    }
+
+    fn raw_feature(&self, id: &str) -> Option<&'r RawFeature> {
+        let raw = self.raw;
+        self.features.get(id).and_then(|&i| raw.features.get(i))
+    }
+
+    fn feature(&mut self, raw: &'r RawFeature, at: &At<'_>) -> Option<Feature> {
+        let kind = match raw.kind {
+            RawFeatureType::Boolean | RawFeatureType::Number if raw.values.is_some() => {
+                self.report(
+                    ErrorCode::InvalidFeature,
+                    &at.field("values"),
+                    "only ENUM features declare values",
+                );
+                return None;
+            }
+            RawFeatureType::Boolean if raw.meter.is_some() => {
+                self.report(
+                    ErrorCode::InvalidFeature,
+                    &at.field("meter"),
+                    "only NUMBER features have a meter",
+                );
+                return None;
+            }
+            RawFeatureType::Boolean => FeatureKind::Boolean,
+            RawFeatureType::Number => FeatureKind::Number { meter: raw.meter },
+            RawFeatureType::Enum => {
+                if raw.meter.is_some() {
+                    self.report(
+                        ErrorCode::InvalidFeature,
+                        &at.field("meter"),
+                        "only NUMBER features have a meter",
+                    );
+                    return None;
+                }
+                let values = raw.values.clone().unwrap_or_default();
+                if values.is_empty() {
+                    self.report(
+                        ErrorCode::InvalidFeature,
+                        &at.field("values"),
+                        format!("enum feature `{}` declares no values", raw.id),
+                    );
+                    return None;
+                }
+                let mut seen = HashSet::new();
+                for (j, value) in values.iter().enumerate() {
+                    if !seen.insert(value.as_str()) {
+                        self.report(
+                            ErrorCode::InvalidFeature,
+                            &at.index("values", j),
+                            format!("value `{value}` is declared more than once"),
+                        );
+                        return None;
+                    }
+                }
+                FeatureKind::Enum { values }
+            }
+        };
+        Some(Feature {
+            id: FeatureId::new(raw.id.as_str()),
+            name: raw.name.clone(),
+            description: raw.description.clone(),
+            unit: raw.unit.clone(),
+            kind,
+        })
+    }
+
+    fn product(&mut self, raw: &'r RawProduct, at: &At<'_>) -> Option<Product> {
+        let journey_at = at.field("journey");
+        let journey = &raw.journey;
+        let start = match journey.start_setup {
+            RawStartSetup::PlanSelection => {
+                if journey.start_plan_id.is_some() {
+                    self.report(
+                        ErrorCode::InvalidJourney,
+                        &journey_at.field("startPlanId"),
+                        "a start plan is used only with FREE_PLAN or TRIAL_PERIOD",
+                    );
+                }
+                Some(StartSetup::PlanSelection)
+            }
+            RawStartSetup::FreePlan => self
+                .journey_plan(
+                    raw,
+                    journey.start_plan_id.as_deref(),
+                    &journey_at,
+                    "startPlanId",
+                    JourneyNeed::Free,
+                )
+                .map(StartSetup::FreePlan),
+            RawStartSetup::TrialPeriod => self
+                .journey_plan(
+                    raw,
+                    journey.start_plan_id.as_deref(),
+                    &journey_at,
+                    "startPlanId",
+                    JourneyNeed::Trial,
+                )
+                .map(StartSetup::TrialPeriod),
+        };
+        let end = match journey.end_setup {
+            RawEndSetup::CancelSubscription => {
+                if journey.downgrade_plan_id.is_some() {
+                    self.report(
+                        ErrorCode::InvalidJourney,
+                        &journey_at.field("downgradePlanId"),
+                        "a downgrade plan is used only with DOWNGRADE_TO_FREE",
+                    );
+                }
+                Some(EndSetup::CancelSubscription)
+            }
+            RawEndSetup::DowngradeToFree => self
+                .journey_plan(
+                    raw,
+                    journey.downgrade_plan_id.as_deref(),
+                    &journey_at,
+                    "downgradePlanId",
+                    JourneyNeed::Free,
+                )
+                .map(EndSetup::DowngradeToFree),
+        };
+        Some(Product {
+            id: ProductId::new(raw.id.as_str()),
+            name: raw.name.clone(),
+            description: raw.description.clone(),
+            multiple_subscriptions: raw.multiple_subscriptions,
+            journey: Journey {
+                start: start?,
+                end: end?,
+                downgrade_strategy: journey.downgrade_strategy,
+                cancellation_time: journey.cancellation_time,
+                trial_conversion: journey.trial_conversion,
+                usage_reset_on_change: journey.usage_reset_on_change,
+            },
+        })
+    }
+
+    fn journey_plan(
+        &mut self,
+        product: &RawProduct,
+        plan_id: Option<&str>,
+        journey_at: &At<'_>,
+        key: &str,
+        need: JourneyNeed,
+    ) -> Option<PlanId> {
+        let at = journey_at.field(key);
+        let Some(plan_id) = plan_id else {
+            self.report(
+                ErrorCode::InvalidJourney,
+                &at,
+                format!("`{key}` is required by this setup"),
+            );
+            return None;
+        };
+        let Some(plan) = self.latest_plan(plan_id) else {
+            self.report(
+                ErrorCode::UnknownReference,
+                &at,
+                format!("plan `{plan_id}` does not exist"),
+            );
+            return None;
+        };
+        if plan.product_id != product.id {
+            self.report(
+                ErrorCode::InvalidJourney,
+                &at,
+                format!("plan `{plan_id}` belongs to product `{}`", plan.product_id),
+            );
+            return None;
+        }
+        match need {
+            JourneyNeed::Free if plan.pricing_type != PricingType::Free => {
+                self.report(
+                    ErrorCode::InvalidJourney,
+                    &at,
+                    format!("plan `{plan_id}` is not free"),
+                );
+                None
+            }
+            JourneyNeed::Trial if plan.default_trial.is_none() => {
+                self.report(
+                    ErrorCode::InvalidJourney,
+                    &at,
+                    format!("plan `{plan_id}` has no default trial"),
+                );
+                None
+            }
+            _ => Some(PlanId::new(plan_id)),
+        }
+    }
+
+    fn plan(&mut self, raw: &'r RawPlan, at: &At<'_>) -> Plan {
+        if !self.products.contains_key(raw.product_id.as_str()) {
+            self.report(
+                ErrorCode::UnknownReference,
+                &at.field("productId"),
+                format!("product `{}` does not exist", raw.product_id),
+            );
+        }
+        if let Some(parent_id) = &raw.parent_plan_id {
+            match self.latest_plan(parent_id) {
+                None => self.report(
+                    ErrorCode::UnknownReference,
+                    &at.field("parentPlanId"),
+                    format!("plan `{parent_id}` does not exist"),
+                ),
+                Some(parent) if parent.product_id != raw.product_id => self.report(
+                    ErrorCode::InvalidPlan,
+                    &at.field("parentPlanId"),
+                    format!(
+                        "parent plan `{parent_id}` belongs to product `{}`",
+                        parent.product_id
+                    ),
+                ),
+                Some(_) => {}
+            }
+        }
+        let prices = self.price_set(&raw.prices, &at.field("prices"), Owner::Plan);
+        let mut localized_prices = BTreeMap::new();
+        let localized_at = at.field("localizedPrices");
+        for (country, prices) in &raw.localized_prices.0 {
+            let country_at = localized_at.field(country);
+            let set = self.price_set(prices, &country_at, Owner::Plan);
+            match CountryCode::parse(country) {
+                Some(code) => {
+                    localized_prices.insert(code, set);
+                }
+                None => self.report(
+                    ErrorCode::BadUserInput,
+                    &country_at,
+                    format!("`{country}` is not an ISO 3166-1 alpha-2 country code"),
+                ),
+            }
+        }
+        let priced =
+            !raw.prices.is_empty() || raw.localized_prices.0.iter().any(|(_, p)| !p.is_empty());
+        match raw.pricing_type {
+            PricingType::Free if priced => self.report(
+                ErrorCode::InvalidPrice,
+                &at.field("prices"),
+                format!("free plan `{}` has prices", raw.id),
+            ),
+            PricingType::Paid if raw.prices.is_empty() => self.report(
+                ErrorCode::InvalidPrice,
+                &at.field("prices"),
+                format!("paid plan `{}` has no price", raw.id),
+            ),
+            _ => {}
+        }
+        let default_trial = raw.default_trial.as_ref().and_then(|trial| {
+            let trial_at = at.field("defaultTrial");
+            if raw.pricing_type == PricingType::Free {
+                self.report(
+                    ErrorCode::InvalidTrial,
+                    &trial_at,
+                    format!("free plan `{}` cannot have a trial", raw.id),
+                );
+                return None;
+            }
+            let count = match u32::try_from(trial.duration) {
+                Ok(count) if count >= 1 => count,
+                _ => {
+                    self.report(
+                        ErrorCode::InvalidTrial,
+                        &trial_at.field("duration"),
+                        format!(
+                            "trial duration {} is not between 1 and {}",
+                            trial.duration,
+                            u32::MAX
+                        ),
+                    );
+                    return None;
+                }
+            };
+            Some(TrialPolicy {
+                duration: TrialDuration {
+                    count,
+                    unit: trial.unit,
+                },
+                end_behavior: trial.end_behavior,
+                requires_payment_method: trial.requires_payment_method,
+            })
+        });
+        let mut compatible_addons = Vec::with_capacity(raw.compatible_addon_ids.len());
+        for (j, addon_id) in raw.compatible_addon_ids.iter().enumerate() {
+            let addon_at = at.index("compatibleAddonIds", j);
+            match self.latest_addon(addon_id) {
+                None => self.report(
+                    ErrorCode::UnknownReference,
+                    &addon_at,
+                    format!("add-on `{addon_id}` does not exist"),
+                ),
+                Some(addon) if addon.product_id != raw.product_id => self.report(
+                    ErrorCode::InvalidAddon,
+                    &addon_at,
+                    format!(
+                        "add-on `{addon_id}` belongs to product `{}`, plan `{}` to `{}`",
+                        addon.product_id, raw.id, raw.product_id
+                    ),
+                ),
+                Some(_) => {
+                    let id = AddonId::new(addon_id.as_str());
+                    if compatible_addons.contains(&id) {
+                        self.report(
+                            ErrorCode::InvalidAddon,
+                            &addon_at,
+                            format!("add-on `{addon_id}` is listed more than once"),
+                        );
+                    } else {
+                        compatible_addons.push(id);
+                    }
+                }
+            }
+        }
+        let entitlements = self.entitlements(&raw.entitlements, at, Owner::Plan);
+        Plan {
+            id: PlanId::new(raw.id.as_str()),
+            version: raw.version,
+            name: raw.name.clone(),
+            description: raw.description.clone(),
+            product: ProductId::new(raw.product_id.as_str()),
+            pricing_type: raw.pricing_type,
+            parent: raw.parent_plan_id.as_deref().map(PlanId::new),
+            prices,
+            localized_prices,
+            default_trial,
+            compatible_addons,
+            entitlements,
+        }
+    }
+
+    fn addon(&mut self, raw: &'r RawAddon, at: &At<'_>) -> Addon {
+        if !self.products.contains_key(raw.product_id.as_str()) {
+            self.report(
+                ErrorCode::UnknownReference,
+                &at.field("productId"),
+                format!("product `{}` does not exist", raw.product_id),
+            );
+        }
+        let max_quantity = match raw.max_quantity.map(u32::try_from) {
+            None => 1,
+            Some(Ok(q)) if q >= 1 => q,
+            Some(_) => {
+                self.report(
+                    ErrorCode::InvalidAddon,
+                    &at.field("maxQuantity"),
+                    format!(
+                        "maxQuantity {} is not between 1 and {}",
+                        raw.max_quantity.unwrap_or(0),
+                        u32::MAX
+                    ),
+                );
+                1
+            }
+        };
+        let mut dependencies = Vec::with_capacity(raw.dependencies.len());
+        for (j, dependency) in raw.dependencies.iter().enumerate() {
+            let dep_at = at.index("dependencies", j);
+            match self.latest_addon(dependency) {
+                None => self.report(
+                    ErrorCode::UnknownReference,
+                    &dep_at,
+                    format!("add-on `{dependency}` does not exist"),
+                ),
+                Some(dep) if dep.product_id != raw.product_id => self.report(
+                    ErrorCode::InvalidAddon,
+                    &dep_at,
+                    format!(
+                        "dependency `{dependency}` belongs to product `{}`",
+                        dep.product_id
+                    ),
+                ),
+                Some(_) => dependencies.push(AddonId::new(dependency.as_str())),
+            }
+        }
+        let prices = self.price_set(&raw.prices, &at.field("prices"), Owner::Addon);
+        let entitlements = self.entitlements(&raw.entitlements, at, Owner::Addon);
+        Addon {
+            id: AddonId::new(raw.id.as_str()),
+            version: raw.version,
+            name: raw.name.clone(),
+            description: raw.description.clone(),
+            product: ProductId::new(raw.product_id.as_str()),
+            max_quantity,
+            dependencies,
+            prices,
+            entitlements,
+        }
+    }
+
+    fn price_set(&mut self, raw: &'r [RawPrice], set_at: &At<'_>, owner: Owner) -> PriceSet {
+        let mut prices: Vec<Price> = Vec::with_capacity(raw.len());
+        let mut set_currency: Option<Currency> = None;
+        for (j, raw_price) in raw.iter().enumerate() {
+            let at = At {
+                parent: set_at.parent,
+                name: set_at.name,
+                index: Some(j),
+            };
+            let Some(price) = self.price(raw_price, &at, owner) else {
+                continue;
+            };
+            match set_currency {
+                Some(currency) if currency != price.currency => {
+                    self.report(
+                        ErrorCode::CurrencyMismatch,
+                        &at.field("currency"),
+                        format!("`{}` in a price set of `{currency}`", price.currency),
+                    );
+                    continue;
+                }
+                Some(_) => {}
+                None => set_currency = Some(price.currency),
+            }
+            if let PriceModel::PerUnit { feature, .. } = &price.model {
+                let twice = prices.iter().any(|p| {
+                    p.billing_period == price.billing_period
+                        && matches!(&p.model, PriceModel::PerUnit { feature: f, .. } if f == feature)
+                });
+                if twice {
+                    self.report(
+                        ErrorCode::InvalidPrice,
+                        &at.field("featureId"),
+                        format!(
+                            "two per-unit prices of `{feature}` for {}",
+                            price.billing_period.as_str()
+                        ),
+                    );
+                    continue;
+                }
+            }
+            prices.push(price);
+        }
+        PriceSet { prices }
+    }
+
+    fn price(&mut self, raw: &'r RawPrice, at: &At<'_>, owner: Owner) -> Option<Price> {
+        let currency = Currency::parse(&raw.currency);
+        if currency.is_none() {
+            self.report(
+                ErrorCode::UnknownCurrency,
+                &at.field("currency"),
+                format!("`{}` is not an ISO 4217 currency code", raw.currency),
+            );
+        }
+        let model = match raw.model {
+            RawPriceModel::FlatFee => self.flat_fee(raw, at),
+            RawPriceModel::PerUnit | RawPriceModel::UsageBased if owner == Owner::Addon => {
+                self.report(
+                    ErrorCode::InvalidPrice,
+                    &at.field("model"),
+                    "add-on prices are flat fees, charged per unit of the add-on's quantity",
+                );
+                None
+            }
+            RawPriceModel::PerUnit => self.unit_price(raw, at, true),
+            RawPriceModel::UsageBased => self.unit_price(raw, at, false),
+        };
+        Some(Price {
+            billing_period: raw.billing_period,
+            currency: currency?,
+            model: model?,
+        })
+    }
+
+    fn flat_fee(&mut self, raw: &'r RawPrice, at: &At<'_>) -> Option<PriceModel> {
+        let extras = [
+            ("featureId", raw.feature_id.is_some()),
+            ("unitPrice", raw.unit_price.is_some()),
+            ("tiers", raw.tiers.is_some()),
+            ("tiersMode", raw.tiers_mode.is_some()),
+            ("blockSize", raw.block_size.is_some()),
+            ("minUnitQuantity", raw.min_unit_quantity.is_some()),
+            ("maxUnitQuantity", raw.max_unit_quantity.is_some()),
+        ];
+        let mut ok = true;
+        for (key, present) in extras {
+            if present {
+                self.report(
+                    ErrorCode::InvalidPrice,
+                    &at.field(key),
+                    format!("`{key}` does not apply to a FLAT_FEE price"),
+                );
+                ok = false;
+            }
+        }
+        let Some(amount) = &raw.amount else {
+            self.report(
+                ErrorCode::InvalidPrice,
+                &at.field("amount"),
+                "a FLAT_FEE price needs an amount",
+            );
+            return None;
+        };
+        let amount = self.amount(amount, &at.field("amount"), ErrorCode::InvalidPrice);
+        if ok {
+            amount.map(|amount| PriceModel::FlatFee { amount })
+        } else {
+            None
+        }
+    }
+
+    fn unit_price(&mut self, raw: &'r RawPrice, at: &At<'_>, per_unit: bool) -> Option<PriceModel> {
+        let model_name = if per_unit { "PER_UNIT" } else { "USAGE_BASED" };
+        let mut ok = true;
+        if raw.amount.is_some() {
+            self.report(
+                ErrorCode::InvalidPrice,
+                &at.field("amount"),
+                format!("`amount` does not apply to a {model_name} price; use `unitPrice`, `tiers` or `blockSize`"),
+            );
+            ok = false;
+        }
+        let feature = match &raw.feature_id {
+            None => {
+                self.report(
+                    ErrorCode::InvalidPrice,
+                    &at.field("featureId"),
+                    format!("a {model_name} price needs a `featureId`"),
+                );
+                None
+            }
+            Some(id) => match self.raw_feature(id) {
+                None => {
+                    self.report(
+                        ErrorCode::UnknownReference,
+                        &at.field("featureId"),
+                        format!("feature `{id}` does not exist"),
+                    );
+                    None
+                }
+                Some(f) if f.kind != RawFeatureType::Number => {
+                    self.report(
+                        ErrorCode::InvalidPrice,
+                        &at.field("featureId"),
+                        format!("feature `{id}` is not a NUMBER feature and cannot be priced by quantity"),
+                    );
+                    None
+                }
+                Some(_) => Some(FeatureId::new(id.as_str())),
+            },
+        };
+        let scheme = self.scheme(raw, at);
+        if per_unit {
+            let (min, max) = self.bounds(raw, at);
+            Some(PriceModel::PerUnit {
+                feature: feature?,
+                scheme: scheme?,
+                min_quantity: min?,
+                max_quantity: max?,
+            })
+            .filter(|_| ok)
+        } else {
+            for (key, present) in [
+                ("minUnitQuantity", raw.min_unit_quantity.is_some()),
+                ("maxUnitQuantity", raw.max_unit_quantity.is_some()),
+            ] {
+                if present {
+                    self.report(
+                        ErrorCode::InvalidPrice,
+                        &at.field(key),
+                        format!("`{key}` does not apply to a USAGE_BASED price"),
+                    );
+                    ok = false;
+                }
+            }
+            Some(PriceModel::UsageBased {
+                feature: feature?,
+                scheme: scheme?,
+            })
+            .filter(|_| ok)
+        }
+    }
+
+    fn bounds(&mut self, raw: &RawPrice, at: &At<'_>) -> (Option<u64>, Option<Option<u64>>) {
+        let bound = |this: &mut Self, key: &str, value: Option<i64>| -> Option<Option<u64>> {
+            match value.map(u64::try_from) {
+                None => Some(None),
+                Some(Ok(v)) => Some(Some(v)),
+                Some(Err(_)) => {
+                    this.report(
+                        ErrorCode::InvalidQuantityBounds,
+                        &at.field(key),
+                        format!("`{key}` is below 0"),
+                    );
+                    None
+                }
+            }
+        };
+        let min = bound(self, "minUnitQuantity", raw.min_unit_quantity).map(|m| m.unwrap_or(1));
+        let max = bound(self, "maxUnitQuantity", raw.max_unit_quantity);
+        if let (Some(min), Some(Some(max))) = (min, max) {
+            if min > max {
+                self.report(
+                    ErrorCode::InvalidQuantityBounds,
+                    &at.field("minUnitQuantity"),
+                    format!("minUnitQuantity {min} is above maxUnitQuantity {max}"),
+                );
+                return (None, None);
+            }
+        }
+        (min, max)
+    }
+
+    fn scheme(&mut self, raw: &'r RawPrice, at: &At<'_>) -> Option<UnitScheme> {
+        if let Some(tiers) = &raw.tiers {
+            let mut ok = true;
+            for (key, present) in [
+                ("unitPrice", raw.unit_price.is_some()),
+                ("blockSize", raw.block_size.is_some()),
+            ] {
+                if present {
+                    self.report(
+                        ErrorCode::InvalidPrice,
+                        &at.field(key),
+                        format!("`{key}` does not apply to a tiered price"),
+                    );
+                    ok = false;
+                }
+            }
+            let Some(mode) = raw.tiers_mode else {
+                self.report(
+                    ErrorCode::InvalidPrice,
+                    &at.field("tiersMode"),
+                    "a tiered price needs a `tiersMode`",
+                );
+                return None;
+            };
+            let tiers = self.tiers(tiers, at)?;
+            return ok.then_some(UnitScheme::Tiered { mode, tiers });
+        }
+        if raw.tiers_mode.is_some() {
+            self.report(
+                ErrorCode::InvalidPrice,
+                &at.field("tiersMode"),
+                "`tiersMode` needs `tiers`",
+            );
+            return None;
+        }
+        let Some(unit_price) = &raw.unit_price else {
+            self.report(
+                ErrorCode::InvalidPrice,
+                &at.field("unitPrice"),
+                "a price by quantity needs `unitPrice`, `tiers` or `blockSize`",
+            );
+            return None;
+        };
+        let unit_price =
+            self.amount(unit_price, &at.field("unitPrice"), ErrorCode::InvalidPrice)?;
+        match raw.block_size {
+            None => Some(UnitScheme::PerUnit { unit_price }),
+            Some(size) => match u64::try_from(size) {
+                Ok(block_size) if block_size >= 1 => Some(UnitScheme::Package {
+                    block_size,
+                    unit_price,
+                }),
+                _ => {
+                    self.report(
+                        ErrorCode::InvalidPrice,
+                        &at.field("blockSize"),
+                        format!("blockSize {size} is below 1"),
+                    );
+                    None
+                }
+            },
+        }
+    }
+
+    fn tiers(&mut self, raw: &'r [RawTier], price_at: &At<'_>) -> Option<Vec<Tier>> {
+        if raw.is_empty() {
+            self.report(
+                ErrorCode::InvalidTiers,
+                &price_at.field("tiers"),
+                "a tiered price needs at least one tier",
+            );
+            return None;
+        }
+        let last = raw.len().saturating_sub(1);
+        let mut previous: Option<u64> = None;
+        let mut tiers = Vec::with_capacity(raw.len());
+        let mut ok = true;
+        for (k, tier) in raw.iter().enumerate() {
+            let at = price_at.index("tiers", k);
+            let up_to = match (tier.up_to, k == last) {
+                (None, true) => None,
+                (Some(_), true) => {
+                    self.report(
+                        ErrorCode::InvalidTiers,
+                        &at.field("upTo"),
+                        "the last tier must be unbounded (no `upTo`)",
+                    );
+                    ok = false;
+                    None
+                }
+                (None, false) => {
+                    self.report(
+                        ErrorCode::InvalidTiers,
+                        &at.field("upTo"),
+                        "only the last tier may be unbounded",
+                    );
+                    ok = false;
+                    None
+                }
+                (Some(bound), false) => match u64::try_from(bound) {
+                    Ok(b) if b >= 1 && previous.is_none_or(|p| b > p) => {
+                        previous = Some(b);
+                        Some(b)
+                    }
+                    _ => {
+                        self.report(
+                            ErrorCode::InvalidTiers,
+                            &at.field("upTo"),
+                            format!("upTo {bound} is not above the previous tier's bound (or 0)"),
+                        );
+                        ok = false;
+                        None
+                    }
+                },
+            };
+            let unit_price = match &tier.unit_price {
+                Some(text) => self.amount(text, &at.field("unitPrice"), ErrorCode::InvalidPrice),
+                None => Some(Decimal::ZERO),
+            };
+            let flat_price = match &tier.flat_price {
+                Some(text) => self.amount(text, &at.field("flatPrice"), ErrorCode::InvalidPrice),
+                None => Some(Decimal::ZERO),
+            };
+            match (unit_price, flat_price) {
+                (Some(unit_price), Some(flat_price)) => tiers.push(Tier {
+                    up_to,
+                    unit_price,
+                    flat_price,
+                }),
+                _ => ok = false,
+            }
+        }
+        ok.then_some(tiers)
+    }
+
+    /// Parses a non-negative amount; a negative one is reported with `negative_code`.
+    fn amount(
+        &mut self,
+        text: &AmountText,
+        at: &At<'_>,
+        negative_code: ErrorCode,
+    ) -> Option<Decimal> {
+        match parse_amount(&text.0) {
+            Ok(value) if value.is_sign_negative() && !value.is_zero() => {
+                self.report(
+                    negative_code,
+                    at,
+                    format!("amount `{}` is negative", text.0),
+                );
+                None
+            }
+            Ok(value) => Some(value),
+            Err(AmountParseError::TooLarge) => {
+                self.report(
+                    ErrorCode::AmountTooLarge,
+                    at,
+                    format!("amount `{}` is beyond what a decimal holds", text.0),
+                );
+                None
+            }
+            Err(AmountParseError::Malformed) => {
+                self.report(
+                    ErrorCode::BadUserInput,
+                    at,
+                    format!("`{}` is not a number", text.0),
+                );
+                None
+            }
+        }
+    }
+
+    fn entitlements(
+        &mut self,
+        raw: &'r [RawEntitlement],
+        owner_at: &At<'_>,
+        owner: Owner,
+    ) -> Vec<Entitlement> {
+        let mut seen: HashSet<&str> = HashSet::with_capacity(raw.len());
+        let mut out = Vec::with_capacity(raw.len());
+        for (k, entitlement) in raw.iter().enumerate() {
+            let at = owner_at.index("entitlements", k);
+            if !seen.insert(entitlement.feature_id.as_str()) {
+                self.report(
+                    ErrorCode::InvalidEntitlement,
+                    &at.field("featureId"),
+                    format!(
+                        "feature `{}` is entitled more than once",
+                        entitlement.feature_id
+                    ),
+                );
+                continue;
+            }
+            if let Some(e) = self.entitlement(entitlement, &at, owner) {
+                out.push(e);
+            }
+        }
+        out
+    }
+
+    fn entitlement(
+        &mut self,
+        raw: &'r RawEntitlement,
+        at: &At<'_>,
+        owner: Owner,
+    ) -> Option<Entitlement> {
+        let Some(feature) = self.raw_feature(&raw.feature_id) else {
+            self.report(
+                ErrorCode::UnknownReference,
+                &at.field("featureId"),
+                format!("feature `{}` does not exist", raw.feature_id),
+            );
+            return None;
+        };
+        let behavior = match (owner, raw.behavior) {
+            (Owner::Plan, Some(_)) => {
+                self.report(
+                    ErrorCode::InvalidEntitlement,
+                    &at.field("behavior"),
+                    "`behavior` applies to add-on entitlements only",
+                );
+                return None;
+            }
+            (_, behavior) => behavior.unwrap_or(AddonBehavior::Increment),
+        };
+        let present = [
+            ("granted", raw.granted.is_some()),
+            ("value", raw.value.is_some()),
+            ("usageLimit", raw.usage_limit.is_some()),
+            ("hasUnlimitedUsage", raw.has_unlimited_usage.is_some()),
+            ("hasSoftLimit", raw.has_soft_limit.is_some()),
+            ("resetPeriod", raw.reset_period.is_some()),
+            ("resetAnchor", raw.reset_anchor.is_some()),
+            ("values", raw.values.is_some()),
+        ];
+        let (kind_name, allowed): (&str, &[&str]) = match feature.kind {
+            RawFeatureType::Boolean => ("BOOLEAN", &["granted"]),
+            RawFeatureType::Number if feature.meter.is_none() => ("NUMBER", &["value"]),
+            RawFeatureType::Number => (
+                "metered",
+                &[
+                    "usageLimit",
+                    "hasUnlimitedUsage",
+                    "hasSoftLimit",
+                    "resetPeriod",
+                    "resetAnchor",
+                ],
+            ),
+            RawFeatureType::Enum => ("ENUM", &["values"]),
+        };
+        if let Some((key, _)) = present.iter().find(|(key, p)| *p && !allowed.contains(key)) {
+            self.report(
+                ErrorCode::InvalidEntitlement,
+                &at.field(key),
+                format!(
+                    "`{key}` does not apply to {kind_name} feature `{}`",
+                    raw.feature_id
+                ),
+            );
+            return None;
+        }
+        let value = match feature.kind {
+            RawFeatureType::Boolean => match raw.granted {
+                Some(granted) => EntitlementValue::Boolean { granted },
+                None => {
+                    self.report(
+                        ErrorCode::InvalidEntitlement,
+                        &at.field("granted"),
+                        "a BOOLEAN entitlement needs `granted`",
+                    );
+                    return None;
+                }
+            },
+            RawFeatureType::Number if feature.meter.is_none() => match raw.value.map(u64::try_from)
+            {
+                Some(Ok(value)) => EntitlementValue::Numeric { value },
+                Some(Err(_)) => {
+                    self.report(
+                        ErrorCode::InvalidEntitlement,
+                        &at.field("value"),
+                        "`value` is below 0",
+                    );
+                    return None;
+                }
+                None => {
+                    self.report(
+                        ErrorCode::InvalidEntitlement,
+                        &at.field("value"),
+                        "a NUMBER entitlement needs `value`",
+                    );
+                    return None;
+                }
+            },
+            RawFeatureType::Number => self.metered(raw, feature.meter, at)?,
+            RawFeatureType::Enum => {
+                let declared = feature.values.as_deref().unwrap_or_default();
+                let granted = raw.values.as_deref().unwrap_or_default();
+                if granted.is_empty() {
+                    self.report(
+                        ErrorCode::InvalidEntitlement,
+                        &at.field("values"),
+                        "an ENUM entitlement needs at least one value",
+                    );
+                    return None;
+                }
+                if let Some((j, undeclared)) = granted
+                    .iter()
+                    .enumerate()
+                    .find(|(_, v)| !declared.contains(v))
+                {
+                    self.report(
+                        ErrorCode::InvalidEntitlement,
+                        &at.index("values", j),
+                        format!(
+                            "value `{undeclared}` is not declared by feature `{}`",
+                            raw.feature_id
+                        ),
+                    );
+                    return None;
+                }
+                let values = declared
+                    .iter()
+                    .filter(|v| granted.contains(v))
+                    .cloned()
+                    .collect();
+                EntitlementValue::Enum { values }
+            }
+        };
+        Some(Entitlement {
+            feature: FeatureId::new(raw.feature_id.as_str()),
+            value,
+            behavior,
+        })
+    }
+
+    fn metered(
+        &mut self,
+        raw: &RawEntitlement,
+        meter: Option<Meter>,
+        at: &At<'_>,
+    ) -> Option<EntitlementValue> {
+        let limit = match (raw.usage_limit, raw.has_unlimited_usage) {
+            (Some(_), Some(true)) => {
+                self.report(
+                    ErrorCode::InvalidEntitlement,
+                    &at.field("usageLimit"),
+                    "an entitlement is either limited (`usageLimit`) or unlimited, not both",
+                );
+                return None;
+            }
+            (None, Some(true)) => UsageLimit::Unlimited,
+            (Some(limit), _) => match u64::try_from(limit) {
+                Ok(limit) => UsageLimit::Limited(limit),
+                Err(_) => {
+                    self.report(
+                        ErrorCode::InvalidEntitlement,
+                        &at.field("usageLimit"),
+                        "`usageLimit` is below 0",
+                    );
+                    return None;
+                }
+            },
+            (None, _) => {
+                self.report(
+                    ErrorCode::InvalidEntitlement,
+                    &at.field("usageLimit"),
+                    "a metered entitlement needs `usageLimit` or `hasUnlimitedUsage: true`",
+                );
+                return None;
+            }
+        };
+        let reset = match (raw.reset_period, raw.reset_anchor) {
+            (Some(_), _) if meter == Some(Meter::Fluctuating) => {
+                self.report(
+                    ErrorCode::InvalidEntitlement,
+                    &at.field("resetPeriod"),
+                    format!(
+                        "feature `{}` has a FLUCTUATING meter, whose usage never resets",
+                        raw.feature_id
+                    ),
+                );
+                return None;
+            }
+            (Some(period), anchor) => Some(Reset {
+                period,
+                anchor: anchor.unwrap_or_default(),
+            }),
+            (None, Some(_)) => {
+                self.report(
+                    ErrorCode::InvalidEntitlement,
+                    &at.field("resetAnchor"),
+                    "`resetAnchor` needs `resetPeriod`",
+                );
+                return None;
+            }
+            (None, None) => None,
+        };
+        Some(EntitlementValue::Metered {
+            limit,
+            soft_limit: raw.has_soft_limit.unwrap_or(false),
+            reset,
+        })
+    }
+
+    /// Plan inheritance forms at most one parent per plan id (references resolve to the
+    /// latest version), so cycles are found by walking each chain once, coloring as we go.
+    fn check_plan_cycles(&mut self) {
+        let raw = self.raw;
+        // 0 unvisited, 1 on the current walk, 2 done.
+        let mut state: HashMap<&str, u8> = HashMap::with_capacity(self.latest_plans.len());
+        for (i, plan) in raw.plans.iter().enumerate() {
+            if self.latest_plans.get(plan.id.as_str()) != Some(&i) {
+                continue;
+            }
+            let mut walk: Vec<&str> = Vec::new();
+            let mut current = Some(plan.id.as_str());
+            while let Some(id) = current {
+                match state.get(id).copied().unwrap_or(0) {
+                    2 => break,
+                    1 => {
+                        let start = walk.iter().position(|w| *w == id).unwrap_or(0);
+                        let cycle: Vec<&str> = walk
+                            .iter()
+                            .skip(start)
+                            .copied()
+                            .chain(std::iter::once(id))
+                            .collect();
+                        let first = walk.get(start).copied().unwrap_or(id);
+                        let position = self.latest_plans.get(first).copied().unwrap_or(i);
+                        self.report(
+                            ErrorCode::PlansCircularDependencyError,
+                            &At::item("plans", position).field("parentPlanId"),
+                            format!("plan inheritance cycle: {}", cycle.join(" → ")),
+                        );
+                        break;
+                    }
+                    _ => {
+                        state.insert(id, 1);
+                        walk.push(id);
+                        current = self
+                            .latest_plan(id)
+                            .and_then(|p| p.parent_plan_id.as_deref());
+                    }
+                }
+            }
+            for id in walk {
+                state.insert(id, 2);
+            }
+        }
+    }
+
+    /// Add-on dependencies form a directed graph over add-on ids (latest versions); an
+    /// iterative depth-first search reports each cycle once, at the dependency that closes it.
+    fn check_addon_cycles(&mut self) {
+        let raw = self.raw;
+        let mut state: HashMap<&str, u8> = HashMap::with_capacity(self.latest_addons.len());
+        for (i, addon) in raw.addons.iter().enumerate() {
+            if self.latest_addons.get(addon.id.as_str()) != Some(&i) {
+                // An older version that names its own id depends on itself.
+                if let Some(j) = addon.dependencies.iter().position(|d| *d == addon.id) {
+                    self.report(
+                        ErrorCode::AddonsCircularDependencyError,
+                        &At::item("addons", i).index("dependencies", j),
+                        format!("add-on dependency cycle: {0} → {0}", addon.id),
+                    );
+                }
+                continue;
+            }
+            if state.get(addon.id.as_str()).copied().unwrap_or(0) != 0 {
+                continue;
+            }
+            // Stack of (add-on position, next dependency to look at).
+            let mut stack: Vec<(usize, usize)> = vec![(i, 0)];
+            state.insert(addon.id.as_str(), 1);
+            while let Some(&mut (position, ref mut next)) = stack.last_mut() {
+                let Some(current) = raw.addons.get(position) else {
+                    stack.pop();
+                    continue;
+                };
+                let Some(dependency) = current.dependencies.get(*next) else {
+                    state.insert(current.id.as_str(), 2);
+                    stack.pop();
+                    continue;
+                };
+                let j = *next;
+                *next = next.saturating_add(1);
+                let Some(&dep_position) = self.latest_addons.get(dependency.as_str()) else {
+                    continue;
+                };
+                match state.get(dependency.as_str()).copied().unwrap_or(0) {
+                    0 => {
+                        state.insert(dependency.as_str(), 1);
+                        stack.push((dep_position, 0));
+                    }
+                    1 => {
+                        let start = stack
+                            .iter()
+                            .position(|(p, _)| *p == dep_position)
+                            .unwrap_or(0);
+                        let cycle: Vec<&str> = stack
+                            .iter()
+                            .skip(start)
+                            .filter_map(|(p, _)| raw.addons.get(*p).map(|a| a.id.as_str()))
+                            .chain(std::iter::once(dependency.as_str()))
+                            .collect();
+                        self.report(
+                            ErrorCode::AddonsCircularDependencyError,
+                            &At::item("addons", position).index("dependencies", j),
+                            format!("add-on dependency cycle: {}", cycle.join(" → ")),
+                        );
+                    }
+                    _ => {}
+                }
+            }
+        }
+    }
+
+    fn coupon(&mut self, raw: &'r RawCoupon, at: &At<'_>) -> Coupon {
+        let discount = match raw.kind {
+            RawCouponType::Percentage => {
+                if raw.amounts_off.is_some() {
+                    self.report(
+                        ErrorCode::InvalidCoupon,
+                        &at.field("amountsOff"),
+                        "a PERCENTAGE coupon takes `percentOff`, not `amountsOff`",
+                    );
+                }
+                match &raw.percent_off {
+                    None => {
+                        self.report(
+                            ErrorCode::InvalidCoupon,
+                            &at.field("percentOff"),
+                            "a PERCENTAGE coupon needs `percentOff`",
+                        );
+                        None
+                    }
+                    Some(text) => {
+                        let percent =
+                            self.amount(text, &at.field("percentOff"), ErrorCode::InvalidCoupon);
+                        match percent {
+                            Some(p) if p > Decimal::ZERO && p <= Decimal::ONE_HUNDRED => {
+                                Some(Discount::Percentage(p))
+                            }
+                            Some(p) => {
+                                self.report(
+                                    ErrorCode::InvalidCoupon,
+                                    &at.field("percentOff"),
+                                    format!("percentOff {p} is not in (0, 100]"),
+                                );
+                                None
+                            }
+                            None => None,
+                        }
+                    }
+                }
+            }
+            RawCouponType::Fixed => {
+                if raw.percent_off.is_some() {
+                    self.report(
+                        ErrorCode::InvalidCoupon,
+                        &at.field("percentOff"),
+                        "a FIXED coupon takes `amountsOff`, not `percentOff`",
+                    );
+                }
+                match raw.amounts_off.as_deref() {
+                    None | Some([]) => {
+                        self.report(
+                            ErrorCode::InvalidCoupon,
+                            &at.field("amountsOff"),
+                            "a FIXED coupon needs at least one amount",
+                        );
+                        None
+                    }
+                    Some(amounts) => {
+                        let mut by_currency = BTreeMap::new();
+                        for (j, off) in amounts.iter().enumerate() {
+                            let off_at = at.index("amountsOff", j);
+                            let Some(currency) = Currency::parse(&off.currency) else {
+                                self.report(
+                                    ErrorCode::UnknownCurrency,
+                                    &off_at.field("currency"),
+                                    format!("`{}` is not an ISO 4217 currency code", off.currency),
+                                );
+                                continue;
+                            };
+                            let Some(amount) = self.amount(
+                                &off.amount,
+                                &off_at.field("amount"),
+                                ErrorCode::InvalidCoupon,
+                            ) else {
+                                continue;
+                            };
+                            if by_currency.insert(currency, amount).is_some() {
+                                self.report(
+                                    ErrorCode::InvalidCoupon,
+                                    &off_at.field("currency"),
+                                    format!("`{currency}` is listed more than once"),
+                                );
+                            }
+                        }
+                        Some(Discount::Fixed(by_currency))
+                    }
+                }
+            }
+        };
+        let duration = match (raw.duration, raw.duration_in_months) {
+            (RawCouponDuration::Repeating, Some(months)) => match u32::try_from(months) {
+                Ok(m) if m >= 1 => CouponDuration::Repeating(m),
+                _ => {
+                    self.report(
+                        ErrorCode::InvalidCoupon,
+                        &at.field("durationInMonths"),
+                        format!("durationInMonths {months} is below 1"),
+                    );
+                    CouponDuration::Once
+                }
+            },
+            (RawCouponDuration::Repeating, None) => {
+                self.report(
+                    ErrorCode::InvalidCoupon,
+                    &at.field("durationInMonths"),
+                    "a REPEATING coupon needs `durationInMonths`",
+                );
+                CouponDuration::Once
+            }
+            (_, Some(_)) => {
+                self.report(
+                    ErrorCode::InvalidCoupon,
+                    &at.field("durationInMonths"),
+                    "`durationInMonths` applies to REPEATING coupons only",
+                );
+                CouponDuration::Once
+            }
+            (RawCouponDuration::Once, None) => CouponDuration::Once,
+            (RawCouponDuration::Forever, None) => CouponDuration::Forever,
+        };
+        let mut promotion_codes = Vec::with_capacity(raw.promotion_codes.len());
+        for (j, code) in raw.promotion_codes.iter().enumerate() {
+            let code_at = at.index("promotionCodes", j);
+            if code.code.is_empty() {
+                self.report(
+                    ErrorCode::InvalidCoupon,
+                    &code_at.field("code"),
+                    "a promotion code cannot be empty",
+                );
+            }
+            if let (Some(from), Some(to)) = (code.active_from, code.expires_at) {
+                if from >= to {
+                    self.report(
+                        ErrorCode::InvalidCoupon,
+                        &code_at.field("expiresAt"),
+                        "`expiresAt` is not after `activeFrom`",
+                    );
+                }
+            }
+            let max_redemptions = code.max_redemptions.and_then(|m| match u64::try_from(m) {
+                Ok(m) if m >= 1 => Some(m),
+                _ => {
+                    self.report(
+                        ErrorCode::InvalidCoupon,
+                        &code_at.field("maxRedemptions"),
+                        format!("maxRedemptions {m} is below 1"),
+                    );
+                    None
+                }
+            });
+            let minimum_amount = code.minimum_amount.as_ref().and_then(|text| {
+                self.amount(
+                    text,
+                    &code_at.field("minimumAmount"),
+                    ErrorCode::InvalidCoupon,
+                )
+            });
+            let plans = code.plan_ids.as_ref().map(|ids| {
+                ids.iter()
+                    .enumerate()
+                    .filter_map(|(k, id)| {
+                        if self.latest_plans.contains_key(id.as_str()) {
+                            Some(PlanId::new(id.as_str()))
+                        } else {
+                            self.report(
+                                ErrorCode::UnknownReference,
+                                &code_at.index("planIds", k),
+                                format!("plan `{id}` does not exist"),
+                            );
+                            None
+                        }
+                    })
+                    .collect()
+            });
+            promotion_codes.push(PromotionCode {
+                code: code.code.clone(),
+                active_from: code.active_from,
+                expires_at: code.expires_at,
+                max_redemptions,
+                first_purchase_only: code.first_purchase_only,
+                minimum_amount,
+                customers: code
+                    .customer_ids
+                    .as_ref()
+                    .map(|ids| ids.iter().map(|id| CustomerId::new(id.as_str())).collect()),
+                plans,
+            });
+        }
+        Coupon {
+            id: CouponId::new(raw.id.as_str()),
+            name: raw.name.clone(),
+            description: raw.description.clone(),
+            discount: discount.unwrap_or(Discount::Percentage(Decimal::ZERO)),
+            duration,
+            promotion_codes,
+        }
+    }
+}
+
+#[derive(Clone, Copy)]
+enum JourneyNeed {
+    Free,
+    Trial,
+}

@@ -1,0 +1,422 @@
+//! Currencies, amounts and rounding.
+//!
+//! Amounts are [`Decimal`]s in major units (`49` is 49.00 USD). Intermediate values stay
+//! exact; rounding to the currency's minor unit happens once per invoice line, with an
+//! explicit [`RoundingMode`]. Every operation is checked: overflow is an error, never a panic.
+
+use crate::error::{Error, ErrorCode};
+use rust_decimal::{Decimal, RoundingStrategy};
+use serde::{Deserialize, Serialize};
+use std::fmt;
+use std::str::FromStr;
+
+/// An ISO 4217 currency with its minor-unit exponent (USD 2, JPY 0, KWD 3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Currency {
+    code: [u8; 3],
+    exponent: u8,
+}
+
+/// Active ISO 4217 codes whose minor unit is not 2 digits.
+const EXPONENTS: &[(&str, u8)] = &[
+    ("BIF", 0),
+    ("CLP", 0),
+    ("DJF", 0),
+    ("GNF", 0),
+    ("ISK", 0),
+    ("JPY", 0),
+    ("KMF", 0),
+    ("KRW", 0),
+    ("PYG", 0),
+    ("RWF", 0),
+    ("UGX", 0),
+    ("UYI", 0),
+    ("VND", 0),
+    ("VUV", 0),
+    ("XAF", 0),
+    ("XOF", 0),
+    ("XPF", 0),
+    ("BHD", 3),
+    ("IQD", 3),
+    ("JOD", 3),
+    ("KWD", 3),
+    ("LYD", 3),
+    ("OMR", 3),
+    ("TND", 3),
+    ("CLF", 4),
+    ("UYW", 4),
+];
+
+/// Active ISO 4217 codes with a 2-digit minor unit.
+const TWO_DIGIT: &[&str] = &[
+    "AED", "AFN", "ALL", "AMD", "ANG", "AOA", "ARS", "AUD", "AWG", "AZN", "BAM", "BBD", "BDT",
+    "BGN", "BMD", "BND", "BOB", "BOV", "BRL", "BSD", "BTN", "BWP", "BYN", "BZD", "CAD", "CDF",
+    "CHE", "CHF", "CHW", "CNY", "COP", "COU", "CRC", "CUP", "CVE", "CZK", "DKK", "DOP", "DZD",
+    "EGP", "ERN", "ETB", "EUR", "FJD", "FKP", "GBP", "GEL", "GHS", "GIP", "GMD", "GTQ", "GYD",
+    "HKD", "HNL", "HTG", "HUF", "IDR", "ILS", "INR", "IRR", "JMD", "KES", "KGS", "KHR", "KPW",
+    "KYD", "KZT", "LAK", "LBP", "LKR", "LRD", "LSL", "MAD", "MDL", "MGA", "MKD", "MMK", "MNT",
+    "MOP", "MRU", "MUR", "MVR", "MWK", "MXN", "MXV", "MYR", "MZN", "NAD", "NGN", "NIO", "NOK",
+    "NPR", "NZD", "PAB", "PEN", "PGK", "PHP", "PKR", "PLN", "QAR", "RON", "RSD", "RUB", "SAR",
+    "SBD", "SCR", "SDG", "SEK", "SGD", "SHP", "SLE", "SOS", "SRD", "SSP", "STN", "SVC", "SYP",
+    "SZL", "THB", "TJS", "TMT", "TOP", "TRY", "TTD", "TWD", "TZS", "UAH", "USD", "USN", "UZS",
+    "VED", "VES", "WST", "XCD", "XCG", "YER", "ZAR", "ZMW", "ZWG",
+];
+
+impl Currency {
+    /// The currency with ISO 4217 code `code` (upper case), or `None` for an unknown code.
+    #[must_use]
+    pub fn parse(code: &str) -> Option<Self> {
+        let bytes: [u8; 3] = code.as_bytes().try_into().ok()?;
+        let exponent = match EXPONENTS.iter().find(|(c, _)| *c == code) {
+            Some((_, e)) => *e,
+            None if TWO_DIGIT.contains(&code) => 2,
+            None => return None,
+        };
+        Some(Self {
+            code: bytes,
+            exponent,
+        })
+    }
+
+    /// The ISO 4217 code.
+    #[must_use]
+    pub fn code(&self) -> &str {
+        // Built only from the ASCII tables above.
+        std::str::from_utf8(&self.code).unwrap_or("???")
+    }
+
+    /// How many decimal places an amount of this currency has (USD 2, JPY 0, KWD 3).
+    #[must_use]
+    pub fn minor_units(&self) -> u32 {
+        u32::from(self.exponent)
+    }
+
+    /// `amount` rounded to this currency's minor unit with `mode`, written with exactly
+    /// that many decimal places (`12.5` USD becomes `12.50`).
+    #[must_use]
+    pub fn round(&self, amount: Decimal, mode: RoundingMode) -> Decimal {
+        let mut rounded = amount.round_dp_with_strategy(self.minor_units(), mode.strategy());
+        rounded.rescale(self.minor_units());
+        rounded
+    }
+}
+
+impl fmt::Display for Currency {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.code())
+    }
+}
+
+impl Serialize for Currency {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.code())
+    }
+}
+
+impl<'de> Deserialize<'de> for Currency {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let code = String::deserialize(deserializer)?;
+        Self::parse(&code)
+            .ok_or_else(|| serde::de::Error::custom(format!("unknown currency `{code}`")))
+    }
+}
+
+/// How a value exactly between two minor units is rounded.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum RoundingMode {
+    /// Half away from zero: 74.985 → 74.99, −0.005 → −0.01.
+    #[default]
+    HalfUp,
+    /// Half to even (banker's rounding): 74.985 → 74.98.
+    HalfEven,
+}
+
+impl RoundingMode {
+    fn strategy(self) -> RoundingStrategy {
+        match self {
+            Self::HalfUp => RoundingStrategy::MidpointAwayFromZero,
+            Self::HalfEven => RoundingStrategy::MidpointNearestEven,
+        }
+    }
+}
+
+/// An amount of one currency.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Money {
+    amount: Decimal,
+    currency: Currency,
+}
+
+impl Money {
+    /// `amount` of `currency`, kept exact (not rounded).
+    #[must_use]
+    pub fn new(amount: Decimal, currency: Currency) -> Self {
+        Self { amount, currency }
+    }
+
+    /// Zero of `currency`.
+    #[must_use]
+    pub fn zero(currency: Currency) -> Self {
+        Self::new(Decimal::ZERO, currency)
+    }
+
+    /// The amount in major units.
+    #[must_use]
+    pub fn amount(&self) -> Decimal {
+        self.amount
+    }
+
+    /// The currency.
+    #[must_use]
+    pub fn currency(&self) -> Currency {
+        self.currency
+    }
+
+    /// The sum of two amounts of one currency.
+    ///
+    /// # Errors
+    /// `CurrencyMismatch` for two currencies, `AmountTooLarge` on overflow.
+    pub fn checked_add(self, other: Self) -> Result<Self, Error> {
+        self.same_currency(other)?;
+        Ok(Self::new(add(self.amount, other.amount)?, self.currency))
+    }
+
+    /// The difference of two amounts of one currency.
+    ///
+    /// # Errors
+    /// `CurrencyMismatch` for two currencies, `AmountTooLarge` on overflow.
+    pub fn checked_sub(self, other: Self) -> Result<Self, Error> {
+        self.same_currency(other)?;
+        Ok(Self::new(sub(self.amount, other.amount)?, self.currency))
+    }
+
+    /// The amount times `factor`, kept exact.
+    ///
+    /// # Errors
+    /// `AmountTooLarge` on overflow.
+    pub fn checked_mul(self, factor: Decimal) -> Result<Self, Error> {
+        Ok(Self::new(mul(self.amount, factor)?, self.currency))
+    }
+
+    /// Rounded to the currency's minor unit with `mode`.
+    #[must_use]
+    pub fn round(self, mode: RoundingMode) -> Self {
+        Self::new(self.currency.round(self.amount, mode), self.currency)
+    }
+
+    fn same_currency(self, other: Self) -> Result<(), Error> {
+        if self.currency == other.currency {
+            Ok(())
+        } else {
+            Err(Error::new(
+                ErrorCode::CurrencyMismatch,
+                format!(
+                    "cannot combine `{}` with `{}`",
+                    self.currency, other.currency
+                ),
+            ))
+        }
+    }
+}
+
+impl fmt::Display for Money {
+    /// Written with exactly the currency's minor units, rounding half up if the amount is
+    /// finer: `12.50 USD`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let rounded = self.currency.round(self.amount, RoundingMode::HalfUp);
+        write!(f, "{rounded} {}", self.currency)
+    }
+}
+
+fn overflow() -> Error {
+    Error::new(ErrorCode::AmountTooLarge, "amount overflowed")
+}
+
+/// `a + b`, or `AmountTooLarge`.
+///
+/// # Errors
+/// `AmountTooLarge` on overflow.
+pub fn add(a: Decimal, b: Decimal) -> Result<Decimal, Error> {
+    a.checked_add(b).ok_or_else(overflow)
+}
+
+/// `a − b`, or `AmountTooLarge`.
+///
+/// # Errors
+/// `AmountTooLarge` on overflow.
+pub fn sub(a: Decimal, b: Decimal) -> Result<Decimal, Error> {
+    a.checked_sub(b).ok_or_else(overflow)
+}
+
+/// `a × b`, or `AmountTooLarge`.
+///
+/// # Errors
+/// `AmountTooLarge` on overflow.
+pub fn mul(a: Decimal, b: Decimal) -> Result<Decimal, Error> {
+    a.checked_mul(b).ok_or_else(overflow)
+}
+
+/// `a ÷ b`, or `AmountTooLarge` (also for a zero divisor).
+///
+/// # Errors
+/// `AmountTooLarge` on overflow or division by zero.
+pub fn div(a: Decimal, b: Decimal) -> Result<Decimal, Error> {
+    a.checked_div(b).ok_or_else(overflow)
+}
+
+/// The sum of `amounts`, or `AmountTooLarge`.
+///
+/// # Errors
+/// `AmountTooLarge` on overflow.
+pub fn sum<I: IntoIterator<Item = Decimal>>(amounts: I) -> Result<Decimal, Error> {
+    amounts.into_iter().try_fold(Decimal::ZERO, add)
+}
+
+/// Why an amount's text did not parse.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AmountParseError {
+    /// Not a decimal number.
+    Malformed,
+    /// A number beyond what a decimal holds (about 7.9 × 10²⁸, or more than 28 decimals).
+    TooLarge,
+}
+
+/// Parses an amount written as JSON number text or a string (`"12.50"`, `49`, `1e3`),
+/// exactly: no digit is lost or rounded.
+///
+/// # Errors
+/// [`AmountParseError::Malformed`] for text that is not a number,
+/// [`AmountParseError::TooLarge`] for one a decimal cannot hold exactly.
+pub fn parse_amount(text: &str) -> Result<Decimal, AmountParseError> {
+    let trimmed = text.trim();
+    let well_formed = !trimmed.is_empty()
+        && trimmed.len() == text.len()
+        && trimmed
+            .bytes()
+            .all(|b| b.is_ascii_digit() || matches!(b, b'.' | b'-' | b'+' | b'e' | b'E'))
+        && trimmed.bytes().any(|b| b.is_ascii_digit());
+    if !well_formed {
+        return Err(AmountParseError::Malformed);
+    }
+    let parsed = if trimmed.contains(['e', 'E']) {
+        Decimal::from_scientific(trimmed)
+    } else {
+        Decimal::from_str_exact(trimmed)
+    };
+    match parsed {
+        Ok(d) => Ok(d.normalize()),
+        Err(_) => {
+            if Decimal::from_str(trimmed).is_ok() || looks_numeric(trimmed) {
+                Err(AmountParseError::TooLarge)
+            } else {
+                Err(AmountParseError::Malformed)
+            }
+        }
+    }
+}
+
+/// Whether `text` is a syntactically valid JSON-style number (so that a parse failure means
+/// it is out of range rather than malformed).
+fn looks_numeric(text: &str) -> bool {
+    let body = text.strip_prefix(['-', '+']).unwrap_or(text);
+    let (mantissa, exponent) = match body.split_once(['e', 'E']) {
+        Some((m, e)) => (m, Some(e)),
+        None => (body, None),
+    };
+    let (int, frac) = match mantissa.split_once('.') {
+        Some((i, f)) => (i, Some(f)),
+        None => (mantissa, None),
+    };
+    let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    let mantissa_ok = match frac {
+        Some(f) => (digits(int) || int.is_empty()) && (digits(f) || (f.is_empty() && digits(int))),
+        None => digits(int),
+    };
+    let exponent_ok = exponent.is_none_or(|e| digits(e.strip_prefix(['-', '+']).unwrap_or(e)));
+    mantissa_ok && exponent_ok
+}
+
+/// Writes `amount` rounded half up to `places` decimal places, with exactly that many.
+#[must_use]
+pub fn format_amount(amount: Decimal, places: u32) -> String {
+    let mut rounded = amount.round_dp_with_strategy(places, RoundingStrategy::MidpointAwayFromZero);
+    rounded.rescale(places);
+    rounded.to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn d(text: &str) -> Decimal {
+        Decimal::from_str_exact(text).unwrap()
+    }
+
+    #[test]
+    fn currencies_know_their_minor_units() {
+        assert_eq!(Currency::parse("USD").unwrap().minor_units(), 2);
+        assert_eq!(Currency::parse("JPY").unwrap().minor_units(), 0);
+        assert_eq!(Currency::parse("KWD").unwrap().minor_units(), 3);
+        assert!(Currency::parse("usd").is_none());
+        assert!(Currency::parse("XYZ").is_none());
+        assert!(Currency::parse("").is_none());
+    }
+
+    #[test]
+    fn rounding_modes_differ_only_on_halves() {
+        let usd = Currency::parse("USD").unwrap();
+        assert_eq!(
+            usd.round(d("74.985"), RoundingMode::HalfUp).to_string(),
+            "74.99"
+        );
+        assert_eq!(
+            usd.round(d("74.985"), RoundingMode::HalfEven).to_string(),
+            "74.98"
+        );
+        assert_eq!(
+            usd.round(d("-0.005"), RoundingMode::HalfUp).to_string(),
+            "-0.01"
+        );
+        assert_eq!(
+            usd.round(d("12.5"), RoundingMode::HalfUp).to_string(),
+            "12.50"
+        );
+        let jpy = Currency::parse("JPY").unwrap();
+        assert_eq!(
+            jpy.round(d("100.5"), RoundingMode::HalfEven).to_string(),
+            "100"
+        );
+    }
+
+    #[test]
+    fn amounts_parse_exactly_or_say_why_not() {
+        assert_eq!(parse_amount("12.50"), Ok(d("12.5")));
+        assert_eq!(parse_amount("0.0001"), Ok(d("0.0001")));
+        assert_eq!(parse_amount("1e3"), Ok(d("1000")));
+        assert_eq!(parse_amount("-3"), Ok(d("-3")));
+        assert_eq!(parse_amount("abc"), Err(AmountParseError::Malformed));
+        assert_eq!(parse_amount(""), Err(AmountParseError::Malformed));
+        assert_eq!(parse_amount(" 1"), Err(AmountParseError::Malformed));
+        assert_eq!(parse_amount("1e40"), Err(AmountParseError::TooLarge));
+        assert_eq!(
+            parse_amount("100000000000000000000000000000000"),
+            Err(AmountParseError::TooLarge)
+        );
+    }
+
+    #[test]
+    fn money_refuses_mixed_currencies_and_overflow() {
+        let usd = Currency::parse("USD").unwrap();
+        let eur = Currency::parse("EUR").unwrap();
+        let err = Money::new(d("1"), usd)
+            .checked_add(Money::new(d("1"), eur))
+            .unwrap_err();
+        assert_eq!(err.code(), ErrorCode::CurrencyMismatch);
+        let err = Money::new(Decimal::MAX, usd)
+            .checked_add(Money::new(d("1"), usd))
+            .unwrap_err();
+        assert_eq!(err.code(), ErrorCode::AmountTooLarge);
+        assert_eq!(Money::new(d("12.5"), usd).to_string(), "12.50 USD");
+    }
+}
