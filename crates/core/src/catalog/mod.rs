@@ -509,6 +509,19 @@ pub struct Tier {
     pub flat_price: Decimal,
 }
 
+impl Tier {
+    /// A tier up to `up_to` units (inclusive; `None` for the last tier) at `unit_price` per
+    /// unit, plus `flat_price` once when the quantity reaches it.
+    #[must_use]
+    pub fn new(up_to: Option<u64>, unit_price: Decimal, flat_price: Decimal) -> Self {
+        Self {
+            up_to,
+            unit_price,
+            flat_price,
+        }
+    }
+}
+
 /// An entitlement to one feature, granted by a plan or an add-on.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
