@@ -430,3 +430,17 @@ proptest! {
         prop_assert!(n == 0 || !series.nth(n - 1).unwrap().contains(t));
     }
 }
+
+#[test]
+fn project_example_catalog_loads_and_prices() {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/catalog.json");
+    let catalog = Catalog::from_json(&std::fs::read(path).unwrap()).unwrap();
+    let monthly = Some(BillingPeriod::Monthly);
+    // 90 flat + graduated members: 10 × 8 + 2 × 6 = 92; the usage price is billed in arrears.
+    let scale = with_units(config("scale", 1, monthly), "team-members", 12);
+    assert_eq!(recurring_amount(&catalog, &scale).unwrap().total, d("182"));
+    let mut growth_gb = with_units(config("growth", 1, monthly), "team-members", 3);
+    growth_gb.country = CountryCode::parse("GB");
+    let quote = recurring_amount(&catalog, &growth_gb).unwrap();
+    assert_eq!((quote.total, quote.currency.unwrap().code()), (d("38"), "GBP"));
+}
