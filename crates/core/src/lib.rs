@@ -23,11 +23,20 @@
 #![deny(missing_docs)]
 
 pub mod catalog;
+pub mod change;
+pub mod customer;
 pub mod error;
 pub mod id;
+pub mod invoice;
 pub mod money;
 pub mod period;
 pub mod pricing;
+pub mod proration;
+pub mod provision;
+pub mod settings;
+pub mod subscription;
+pub mod trial;
+pub mod view;
 
 pub use catalog::Catalog;
 pub use error::{Error, ErrorCode};

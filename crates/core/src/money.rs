@@ -420,3 +420,36 @@ mod tests {
         assert_eq!(Money::new(d("12.5"), usd).to_string(), "12.50 USD");
     }
 }
+
+/// Serde helpers for amounts written as JSON numbers or strings.
+pub mod serde_amount {
+    use super::{AmountParseError, parse_amount};
+    use rust_decimal::Decimal;
+    use serde::{Deserialize, Deserializer, de};
+
+    /// Deserializes an optional amount from a number, a numeric string or `null`.
+    ///
+    /// # Errors
+    /// The deserializer's error for anything else, or an amount a decimal cannot hold.
+    pub fn option<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<Decimal>, D::Error> {
+        let text = match Option::<serde_json::Value>::deserialize(deserializer)? {
+            None | Some(serde_json::Value::Null) => return Ok(None),
+            Some(serde_json::Value::Number(n)) => n.to_string(),
+            Some(serde_json::Value::String(s)) => s,
+            Some(_) => {
+                return Err(de::Error::custom(
+                    "expected an amount (a number or a numeric string)",
+                ));
+            }
+        };
+        match parse_amount(&text) {
+            Ok(d) => Ok(Some(d)),
+            Err(AmountParseError::TooLarge) => {
+                Err(de::Error::custom(format!("amount `{text}` is too large")))
+            }
+            Err(AmountParseError::Malformed) => {
+                Err(de::Error::custom(format!("`{text}` is not a number")))
+            }
+        }
+    }
+}

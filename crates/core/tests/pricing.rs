@@ -442,5 +442,8 @@ fn project_example_catalog_loads_and_prices() {
     let mut growth_gb = with_units(config("growth", 1, monthly), "team-members", 3);
     growth_gb.country = CountryCode::parse("GB");
     let quote = recurring_amount(&catalog, &growth_gb).unwrap();
-    assert_eq!((quote.total, quote.currency.unwrap().code()), (d("38"), "GBP"));
+    assert_eq!(
+        (quote.total, quote.currency.unwrap().code()),
+        (d("38"), "GBP")
+    );
 }

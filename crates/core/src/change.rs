@@ -1,0 +1,97 @@
+//! The one change classifier: is moving from one configuration to another an upgrade, a
+//! downgrade or neither? Provisioning, updates, estimates and every output use it.
+//!
+//! In order (SPEC.md §3):
+//! 1. the target plan inherits, transitively, from the current one → `UPGRADE`; the current
+//!    inherits from the target → `DOWNGRADE`;
+//! 2. `FREE` → `PAID`/`CUSTOM` → `UPGRADE`, the reverse `DOWNGRADE`, both `FREE` → `NONE`;
+//! 3. otherwise the recurring amounts normalized per month (plan, units and add-ons at their
+//!    quantities, priced in the current configuration's country) decide: higher →
+//!    `UPGRADE`, lower → `DOWNGRADE`; equal → the longer billing period is the `UPGRADE`;
+//!    still equal → `NONE`.
+
+use crate::catalog::{Catalog, PricingType};
+use crate::error::{Error, ErrorCode};
+use crate::pricing::{Configuration, recurring_amount};
+use serde::{Deserialize, Serialize};
+use std::cmp::Ordering;
+
+/// What a request does to the scope's live non-trial subscription.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum ChangeType {
+    /// Nothing is replaced or changed: a new subscription.
+    New,
+    /// Up.
+    Upgrade,
+    /// Down.
+    Downgrade,
+    /// Neither.
+    None,
+}
+
+/// Classifies a move from `current` to `target`.
+///
+/// # Errors
+/// The pricing errors of either configuration (`PlanNotFound`, `BillingPeriodMissingError`,
+/// …), and `CurrencyMismatch` when their amounts are in different currencies.
+pub fn classify(
+    catalog: &Catalog,
+    current: &Configuration,
+    target: &Configuration,
+) -> Result<ChangeType, Error> {
+    let missing = |c: &Configuration| {
+        Error::new(
+            ErrorCode::PlanNotFound,
+            format!(
+                "plan `{}` version {} does not exist",
+                c.plan, c.plan_version
+            ),
+        )
+    };
+    let from = catalog
+        .plan(current.plan.as_str(), current.plan_version)
+        .ok_or_else(|| missing(current))?;
+    let to = catalog
+        .plan(target.plan.as_str(), target.plan_version)
+        .ok_or_else(|| missing(target))?;
+    if from.id != to.id {
+        if catalog.inherits_from(to, &from.id) {
+            return Ok(ChangeType::Upgrade);
+        }
+        if catalog.inherits_from(from, &to.id) {
+            return Ok(ChangeType::Downgrade);
+        }
+    }
+    match (
+        from.pricing_type == PricingType::Free,
+        to.pricing_type == PricingType::Free,
+    ) {
+        (true, true) => return Ok(ChangeType::None),
+        (true, false) => return Ok(ChangeType::Upgrade),
+        (false, true) => return Ok(ChangeType::Downgrade),
+        (false, false) => {}
+    }
+    let mut priced_target = target.clone();
+    priced_target.country = current.country;
+    let before = recurring_amount(catalog, current)?;
+    let after = recurring_amount(catalog, &priced_target)?;
+    if let (Some(a), Some(b)) = (before.currency, after.currency) {
+        if a != b {
+            return Err(Error::new(
+                ErrorCode::CurrencyMismatch,
+                format!("cannot compare an amount in `{a}` with one in `{b}`"),
+            ));
+        }
+    }
+    let by_amount = after.monthly()?.cmp(&before.monthly()?);
+    let by_period = target
+        .billing_period
+        .map(|p| p.months())
+        .cmp(&current.billing_period.map(|p| p.months()));
+    Ok(match by_amount.then(by_period) {
+        Ordering::Greater => ChangeType::Upgrade,
+        Ordering::Less => ChangeType::Downgrade,
+        Ordering::Equal => ChangeType::None,
+    })
+}

@@ -1,0 +1,144 @@
+//! Customers and everything Tollgate knows about one: its subscriptions, its histories, its
+//! invoices and its credit balance. A [`CustomerState`] is the unit a host loads, hands to a
+//! decision and saves.
+
+use crate::error::{Error, ErrorCode};
+use crate::id::{CountryCode, CustomerId, ProductId, ResourceId, SubscriptionId};
+use crate::invoice::Invoice;
+use crate::money::Currency;
+use crate::provision::ProvisionRequest;
+use crate::subscription::Subscription;
+use chrono_tz::Tz;
+use rust_decimal::Decimal;
+use std::collections::{BTreeMap, BTreeSet};
+
+/// A customer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Customer {
+    /// Its id.
+    pub id: CustomerId,
+    /// Whether a payment method is on file with the billing provider.
+    pub has_payment_method: bool,
+    /// Its time zone (day-based proration counts days here).
+    pub timezone: Tz,
+    /// Its billing country.
+    pub country: Option<CountryCode>,
+    /// The tax percentage of its invoices (`17` is 17 %).
+    pub tax_percentage: Option<Decimal>,
+    /// Whether prices include the tax.
+    pub tax_inclusive: bool,
+    /// Whether it is archived: reads answer, changes fail.
+    pub archived: bool,
+    /// Credit owed to it, by currency; consumed by later invoices.
+    pub credit_balance: BTreeMap<Currency, Decimal>,
+}
+
+impl Customer {
+    /// A customer with no payment method, in UTC, with no country, tax or credit.
+    #[must_use]
+    pub fn new(id: CustomerId) -> Self {
+        Self {
+            id,
+            has_payment_method: false,
+            timezone: Tz::UTC,
+            country: None,
+            tax_percentage: None,
+            tax_inclusive: false,
+            archived: false,
+            credit_balance: BTreeMap::new(),
+        }
+    }
+}
+
+/// A checkout the customer has been sent to; nothing changes until the host confirms it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PendingCheckout {
+    /// The subscription the checkout is for.
+    pub subscription_id: SubscriptionId,
+    /// The request that needs it, replayed when the checkout completes.
+    pub request: ProvisionRequest,
+    /// The trial decision made when it was requested.
+    pub trial: crate::trial::TrialOutcome,
+}
+
+/// Everything known about one customer.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub struct CustomerState {
+    /// The customer.
+    pub customer: Customer,
+    /// Its subscriptions in creation order, in every status.
+    pub subscriptions: Vec<Subscription>,
+    /// Products the customer has had a trial of.
+    pub trial_history: BTreeSet<ProductId>,
+    /// Products the customer has had a non-trial subscription to a paid plan of.
+    pub paid_history: BTreeSet<ProductId>,
+    /// Resources the customer has ever had a subscription for.
+    pub resources: BTreeSet<ResourceId>,
+    /// Invoices in issue order.
+    pub invoices: Vec<Invoice>,
+    /// Checkouts waiting for the host's confirmation.
+    pub pending_checkouts: Vec<PendingCheckout>,
+}
+
+impl CustomerState {
+    /// A customer with nothing yet.
+    #[must_use]
+    pub fn new(customer: Customer) -> Self {
+        Self {
+            customer,
+            subscriptions: Vec::new(),
+            trial_history: BTreeSet::new(),
+            paid_history: BTreeSet::new(),
+            resources: BTreeSet::new(),
+            invoices: Vec::new(),
+            pending_checkouts: Vec::new(),
+        }
+    }
+
+    /// The subscription `id`.
+    #[must_use]
+    pub fn subscription(&self, id: &str) -> Option<&Subscription> {
+        self.subscriptions.iter().find(|s| s.id.as_str() == id)
+    }
+
+    /// The subscription `id`, to change.
+    ///
+    /// # Errors
+    /// `SubscriptionNotFound`.
+    pub fn subscription_mut(&mut self, id: &str) -> Result<&mut Subscription, Error> {
+        self.subscriptions
+            .iter_mut()
+            .find(|s| s.id.as_str() == id)
+            .ok_or_else(|| not_found(id))
+    }
+
+    /// Fails with `CustomerIsArchived` for an archived customer: every change needs this.
+    ///
+    /// # Errors
+    /// `CustomerIsArchived`.
+    pub fn ensure_active(&self) -> Result<(), Error> {
+        if self.customer.archived {
+            Err(Error::new(
+                ErrorCode::CustomerIsArchived,
+                format!("customer `{}` is archived", self.customer.id),
+            ))
+        } else {
+            Ok(())
+        }
+    }
+
+    /// Whether any invoice of the customer's charged more than zero.
+    #[must_use]
+    pub fn has_paid_invoice(&self) -> bool {
+        self.invoices.iter().any(|i| i.total > Decimal::ZERO)
+    }
+}
+
+pub(crate) fn not_found(id: &str) -> Error {
+    Error::new(
+        ErrorCode::SubscriptionNotFound,
+        format!("subscription `{id}` does not exist"),
+    )
+}

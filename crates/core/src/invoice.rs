@@ -1,0 +1,180 @@
+//! Invoices: lines, and the totals that discounts, customer credit and tax make of them.
+//!
+//! Each line is rounded on its own to the currency's minor unit. `subTotal` is the sum of
+//! the lines; the discount comes off it; a negative result charges nothing and becomes
+//! customer credit, a positive one consumes the customer's credit first; tax is computed
+//! once, on what remains (FORMAT.md §6).
+
+use crate::error::Error;
+use crate::id::{CustomerId, SubscriptionId};
+use crate::money::{self, Currency, RoundingMode};
+use crate::period::Period;
+use rust_decimal::Decimal;
+use serde::{Deserialize, Serialize};
+
+/// Why an invoice was issued.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum InvoiceReason {
+    /// At the instant a subscription's billing starts.
+    SubscriptionCreation,
+    /// A mid-period change.
+    SubscriptionUpdate,
+    /// At a later period boundary: renewals, pending prorations, usage.
+    BillingCycle,
+    /// A cancellation's credit.
+    Cancellation,
+}
+
+/// What an invoice line is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum LineKind {
+    /// Credit for unused time of what was charged (negative).
+    ProrationCredit,
+    /// The remaining part of a period at a new configuration.
+    ProrationDebit,
+    /// A full period of one price component.
+    Charge,
+    /// Usage billed in arrears.
+    Usage,
+}
+
+/// One line of an invoice.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InvoiceLine {
+    /// What it is for, in words.
+    pub description: String,
+    /// What kind of line.
+    pub kind: LineKind,
+    /// The span it covers.
+    pub period: Period,
+    /// The component's quantity.
+    pub quantity: u64,
+    /// The component's unit price.
+    pub unit_price: Decimal,
+    /// The amount, rounded to the currency's minor unit.
+    pub amount: Decimal,
+}
+
+/// An invoice.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Invoice {
+    /// Its id.
+    pub id: String,
+    /// The customer.
+    pub customer: CustomerId,
+    /// The subscription it bills.
+    pub subscription: SubscriptionId,
+    /// When it was issued.
+    pub issued_at: chrono::DateTime<chrono::Utc>,
+    /// Why.
+    pub reason: InvoiceReason,
+    /// Its currency.
+    pub currency: Currency,
+    /// Its lines, in FORMAT.md §6 order.
+    pub lines: Vec<InvoiceLine>,
+    /// The sum of the lines.
+    pub sub_total: Decimal,
+    /// What the coupon took off (≥ 0).
+    pub discount_amount: Decimal,
+    /// Customer credit consumed.
+    pub credit_applied: Decimal,
+    /// Credit given to the customer (a negative net).
+    pub credit_issued: Decimal,
+    /// The tax.
+    pub tax: Decimal,
+    /// What is charged.
+    pub total: Decimal,
+}
+
+/// A tax rate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TaxRate {
+    /// The percentage (`17` is 17 %).
+    pub percentage: Decimal,
+    /// Whether prices include it.
+    pub inclusive: bool,
+}
+
+/// The totals of a set of lines.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Totals {
+    /// The sum of the lines.
+    pub sub_total: Decimal,
+    /// What the discount took off.
+    pub discount_amount: Decimal,
+    /// Customer credit consumed.
+    pub credit_applied: Decimal,
+    /// Credit given to the customer.
+    pub credit_issued: Decimal,
+    /// The tax.
+    pub tax: Decimal,
+    /// `total − tax`.
+    pub total_excluding_tax: Decimal,
+    /// What is charged.
+    pub total: Decimal,
+}
+
+/// The totals of `lines` after `discount` (already capped and rounded), the customer's
+/// `available_credit` in this currency, and `tax`.
+///
+/// # Errors
+/// `AmountTooLarge` on overflow.
+pub fn totals(
+    lines: &[InvoiceLine],
+    currency: Currency,
+    discount: Decimal,
+    available_credit: Decimal,
+    tax: Option<TaxRate>,
+    rounding: RoundingMode,
+) -> Result<Totals, Error> {
+    let sub_total = currency.round(money::sum(lines.iter().map(|l| l.amount))?, rounding);
+    let discount_amount = currency.round(discount.max(Decimal::ZERO), rounding);
+    let base = money::sub(sub_total, discount_amount)?;
+    let zero = currency.round(Decimal::ZERO, rounding);
+    if base < Decimal::ZERO {
+        return Ok(Totals {
+            sub_total,
+            discount_amount,
+            credit_applied: zero,
+            credit_issued: currency.round(base.abs(), rounding),
+            tax: zero,
+            total_excluding_tax: zero,
+            total: zero,
+        });
+    }
+    let credit_applied = currency.round(available_credit.max(Decimal::ZERO).min(base), rounding);
+    let remaining = money::sub(base, credit_applied)?;
+    let (tax, total) = match tax {
+        None => (zero, remaining),
+        Some(rate) if rate.inclusive => {
+            let divisor = money::add(Decimal::ONE_HUNDRED, rate.percentage)?;
+            let tax = currency.round(
+                money::div(money::mul(remaining, rate.percentage)?, divisor)?,
+                rounding,
+            );
+            (tax, remaining)
+        }
+        Some(rate) => {
+            let tax = currency.round(
+                money::div(
+                    money::mul(remaining, rate.percentage)?,
+                    Decimal::ONE_HUNDRED,
+                )?,
+                rounding,
+            );
+            (tax, money::add(remaining, tax)?)
+        }
+    };
+    Ok(Totals {
+        sub_total,
+        discount_amount,
+        credit_applied,
+        credit_issued: zero,
+        tax,
+        total_excluding_tax: currency.round(money::sub(total, tax)?, rounding),
+        total: currency.round(total, rounding),
+    })
+}

@@ -1,0 +1,252 @@
+//! Proration: the fraction of a span that remains after an instant, under the billing
+//! provider's convention.
+//!
+//! One function, [`fraction`], serves every path (plan changes, updates, cancellations,
+//! estimates). For a change at `t` inside a span `[from, end)` it gives
+//! `measure(t, end) / measure(from, end)`, clamped to `[0, 1]`, where the measure is:
+//! - `STRIPE`: exact seconds;
+//! - `KILL_BILL`: whole local days (half-open), the fraction rounded half up to 9 places;
+//! - `THIRTY_DAY`: local days by the 30/360 rule
+//!   (`360 × Δyears + 30 × Δmonths + min(d2, 30) − min(d1, 30)`);
+//! - `LAGO`: the local calendar dates touched by the span, both ends included; the change
+//!   day is billed to the new configuration, and a cancellation counts it as used.
+
+use crate::error::{Error, ErrorCode};
+use crate::money;
+use chrono::{DateTime, Datelike, NaiveDate, TimeDelta, Utc};
+use chrono_tz::Tz;
+use rust_decimal::{Decimal, RoundingStrategy};
+use serde::{Deserialize, Serialize};
+
+/// A billing provider's proration convention.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum ProrationPolicy {
+    /// Exact seconds.
+    #[default]
+    Stripe,
+    /// Whole days in the customer's zone, half-open; fraction rounded half up to 9 places.
+    KillBill,
+    /// Calendar dates touched, both ends included; partial days count whole.
+    Lago,
+    /// 30-day months (30/360).
+    ThirtyDay,
+}
+
+/// What the prorated instant is: LAGO bills the change day to the new configuration but
+/// counts a cancellation day as used.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ProrationEvent {
+    /// A change of configuration.
+    Change,
+    /// A cancellation.
+    Cancellation,
+}
+
+/// The fraction of `[from, end)` that remains at `t`, in `[0, 1]`.
+///
+/// # Errors
+/// `InvalidArgumentError` for a span that ends before it starts; `AmountTooLarge` on
+/// overflow.
+pub fn fraction(
+    policy: ProrationPolicy,
+    zone: Tz,
+    from: DateTime<Utc>,
+    t: DateTime<Utc>,
+    end: DateTime<Utc>,
+    event: ProrationEvent,
+) -> Result<Decimal, Error> {
+    if end < from {
+        return Err(Error::new(
+            ErrorCode::InvalidArgumentError,
+            format!("span `{from}`..`{end}` ends before it starts"),
+        ));
+    }
+    if t <= from {
+        return Ok(Decimal::ONE);
+    }
+    if t >= end {
+        return Ok(Decimal::ZERO);
+    }
+    let (remaining, whole) = match policy {
+        ProrationPolicy::Stripe => (seconds(t, end), seconds(from, end)),
+        ProrationPolicy::KillBill => (
+            days_between(local(zone, t), local(zone, end)),
+            days_between(local(zone, from), local(zone, end)),
+        ),
+        ProrationPolicy::ThirtyDay => (
+            days_360(local(zone, t), local(zone, end)),
+            days_360(local(zone, from), local(zone, end)),
+        ),
+        ProrationPolicy::Lago => {
+            let remaining = dates_touched(zone, t, end);
+            let remaining = match event {
+                ProrationEvent::Change => remaining,
+                ProrationEvent::Cancellation => remaining.saturating_sub(1),
+            };
+            (remaining, dates_touched(zone, from, end))
+        }
+    };
+    if whole <= 0 {
+        return Ok(Decimal::ZERO);
+    }
+    let f = money::div(Decimal::from(remaining.max(0)), Decimal::from(whole))?;
+    let f = if policy == ProrationPolicy::KillBill {
+        f.round_dp_with_strategy(9, RoundingStrategy::MidpointAwayFromZero)
+    } else {
+        f
+    };
+    Ok(f.clamp(Decimal::ZERO, Decimal::ONE))
+}
+
+fn seconds(a: DateTime<Utc>, b: DateTime<Utc>) -> i64 {
+    b.signed_duration_since(a).num_seconds()
+}
+
+fn local(zone: Tz, t: DateTime<Utc>) -> NaiveDate {
+    t.with_timezone(&zone).date_naive()
+}
+
+fn days_between(a: NaiveDate, b: NaiveDate) -> i64 {
+    b.signed_duration_since(a).num_days()
+}
+
+fn days_360(a: NaiveDate, b: NaiveDate) -> i64 {
+    let years = i64::from(b.year()).saturating_sub(i64::from(a.year()));
+    let months = i64::from(b.month()).saturating_sub(i64::from(a.month()));
+    let d1 = i64::from(a.day().min(30));
+    let d2 = i64::from(b.day().min(30));
+    years
+        .saturating_mul(360)
+        .saturating_add(months.saturating_mul(30))
+        .saturating_add(d2)
+        .saturating_sub(d1)
+}
+
+/// How many local calendar dates `[a, b)` touches: from `a`'s date to the date of the last
+/// instant before `b`, both included.
+fn dates_touched(zone: Tz, a: DateTime<Utc>, b: DateTime<Utc>) -> i64 {
+    if b <= a {
+        return 0;
+    }
+    let last = b.checked_sub_signed(TimeDelta::nanoseconds(1)).unwrap_or(b);
+    days_between(local(zone, a), local(zone, last)).saturating_add(1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn t(text: &str) -> DateTime<Utc> {
+        text.parse().unwrap()
+    }
+
+    fn f(policy: ProrationPolicy, from: &str, at: &str, end: &str) -> Decimal {
+        fraction(
+            policy,
+            Tz::UTC,
+            t(from),
+            t(at),
+            t(end),
+            ProrationEvent::Change,
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn stripe_counts_seconds() {
+        // 2017-03-03T19:14:48Z in [2017-02-14, 2017-03-14): 10.00 × f = 3.64 unused.
+        let fr = f(
+            ProrationPolicy::Stripe,
+            "2017-02-14T00:00:00Z",
+            "2017-03-03T19:14:48Z",
+            "2017-03-14T00:00:00Z",
+        );
+        let usd = crate::money::Currency::parse("USD").unwrap();
+        assert_eq!(
+            usd.round(fr * Decimal::TEN, crate::money::RoundingMode::HalfUp)
+                .to_string(),
+            "3.64"
+        );
+    }
+
+    #[test]
+    fn kill_bill_counts_whole_days_rounded_to_nine_places() {
+        let fr = f(
+            ProrationPolicy::KillBill,
+            "2025-04-01T00:00:00Z",
+            "2025-04-22T13:00:00Z",
+            "2025-05-01T00:00:00Z",
+        );
+        assert_eq!(fr, Decimal::new(3, 1));
+        let third = f(
+            ProrationPolicy::KillBill,
+            "2025-04-01T00:00:00Z",
+            "2025-04-21T00:00:00Z",
+            "2025-05-01T00:00:00Z",
+        );
+        assert_eq!(third.to_string(), "0.333333333");
+    }
+
+    #[test]
+    fn edges_are_everything_and_nothing() {
+        for policy in [
+            ProrationPolicy::Stripe,
+            ProrationPolicy::KillBill,
+            ProrationPolicy::Lago,
+            ProrationPolicy::ThirtyDay,
+        ] {
+            assert_eq!(
+                f(
+                    policy,
+                    "2025-01-01T00:00:00Z",
+                    "2025-01-01T00:00:00Z",
+                    "2025-02-01T00:00:00Z"
+                ),
+                Decimal::ONE
+            );
+            assert_eq!(
+                f(
+                    policy,
+                    "2025-01-01T00:00:00Z",
+                    "2025-02-01T00:00:00Z",
+                    "2025-02-01T00:00:00Z"
+                ),
+                Decimal::ZERO
+            );
+        }
+    }
+
+    #[test]
+    fn lago_bills_the_change_day_to_the_new_plan_and_counts_a_cancellation_day_as_used() {
+        let change = f(
+            ProrationPolicy::Lago,
+            "2025-01-01T00:00:00Z",
+            "2025-01-11T12:00:00Z",
+            "2025-02-01T00:00:00Z",
+        );
+        assert_eq!(change, Decimal::from(21) / Decimal::from(31));
+        let cancel = fraction(
+            ProrationPolicy::Lago,
+            Tz::UTC,
+            t("2025-01-01T00:00:00Z"),
+            t("2025-01-11T12:00:00Z"),
+            t("2025-02-01T00:00:00Z"),
+            ProrationEvent::Cancellation,
+        )
+        .unwrap();
+        assert_eq!(cancel, Decimal::from(20) / Decimal::from(31));
+    }
+
+    #[test]
+    fn thirty_day_uses_the_30_360_rule() {
+        let fr = f(
+            ProrationPolicy::ThirtyDay,
+            "2025-01-31T00:00:00Z",
+            "2025-02-15T00:00:00Z",
+            "2025-02-28T00:00:00Z",
+        );
+        // whole: 30 × 1 + 28 − 30 = 28; remaining: 28 − 15 = 13.
+        assert_eq!(fr, Decimal::from(13) / Decimal::from(28));
+    }
+}

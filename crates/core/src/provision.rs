@@ -1,0 +1,1557 @@
+//! `provisionSubscription` as a pure decision (SPEC.md §3).
+//!
+//! [`provision`] runs the stages in SPEC order — validate, trial, start and replacement,
+//! payment, effects — and returns a [`ProvisionDecision`]: a value listing the
+//! subscriptions to create, the subscriptions to end (when and why), the scheduled changes
+//! to store or drop, the invoice to issue now, the checkout to request, the trial decision,
+//! the change type and an explanation naming the rule that fired at each stage. Nothing is
+//! changed until the host applies the decision with [`ProvisionDecision::apply`]; a failure
+//! at any stage is an [`Error`] with a stable code and changes nothing.
+
+use crate::catalog::{
+    Catalog, Plan, PriceModel, PricingType, Product, ScheduleStrategy, TrialConversion,
+};
+use crate::change::{ChangeType, classify};
+use crate::customer::{CustomerState, PendingCheckout};
+use crate::error::{Error, ErrorCode};
+use crate::id::{
+    AddonId, CountryCode, CouponId, FeatureId, PlanId, ProductId, ResourceId, SubscriptionId,
+};
+use crate::invoice::{self, Invoice, InvoiceLine, InvoiceReason, LineKind, TaxRate};
+use crate::money::{self, Currency};
+use crate::period::{BillingPeriod, Period, PeriodSeries};
+use crate::pricing::{AddonQuantity, Component, Configuration, RecurringAmount, recurring_amount};
+use crate::proration::{ProrationEvent, fraction};
+use crate::settings::Settings;
+use crate::subscription::{
+    CancelReason, ChargedComponent, PaymentCollectionMethod, ScheduledUpdate, ScheduledUpdateType,
+    Subscription, SubscriptionStatus,
+};
+use crate::trial::{self, TrialDecision, TrialOutcome, TrialOverride};
+use chrono::{DateTime, Utc};
+use rust_decimal::Decimal;
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, HashSet};
+
+/// A feature quantity in a request.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct FeatureQuantity {
+    /// The per-unit priced feature.
+    pub feature_id: FeatureId,
+    /// How many units.
+    pub quantity: i64,
+}
+
+/// An add-on in a request.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct AddonRequest {
+    /// The add-on.
+    pub addon_id: AddonId,
+    /// How many (default 1).
+    #[serde(default = "one")]
+    pub quantity: i64,
+}
+
+fn one() -> i64 {
+    1
+}
+
+/// Where the customer goes to give a payment method.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct CheckoutOptions {
+    /// Where the checkout returns after success.
+    pub success_url: String,
+    /// Where it returns when abandoned.
+    pub cancel_url: String,
+}
+
+/// Whether a change keeps the billing period or starts a new one now.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum BillingCycleAnchor {
+    /// Keep the current period.
+    #[default]
+    Unchanged,
+    /// Start a new period now.
+    Now,
+}
+
+/// What happens to the prorated difference of a mid-period change.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum ProrationBehavior {
+    /// Invoiced now.
+    #[default]
+    InvoiceImmediately,
+    /// Kept as pending lines on the next period's invoice.
+    CreateProrations,
+    /// Not prorated: the new price applies from the next period.
+    None,
+}
+
+/// A `provisionSubscription` request (FORMAT.md §2, §6).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct ProvisionRequest {
+    /// The customer.
+    pub customer_id: crate::id::CustomerId,
+    /// The plan.
+    pub plan_id: PlanId,
+    /// The plan version (default: the latest).
+    pub plan_version: Option<u32>,
+    /// The billing period; required for a priced plan.
+    pub billing_period: Option<BillingPeriod>,
+    /// The resource, for a multi-subscription product.
+    pub resource_id: Option<ResourceId>,
+    /// The quantity of the plan's only per-unit price.
+    pub unit_quantity: Option<i64>,
+    /// Quantities of per-unit priced features.
+    #[serde(default)]
+    pub billable_features: Vec<FeatureQuantity>,
+    /// Add-ons, in order.
+    #[serde(default)]
+    pub addons: Vec<AddonRequest>,
+    /// A promotion code to redeem.
+    pub promotion_code: Option<String>,
+    /// A coupon to apply directly.
+    pub coupon_id: Option<CouponId>,
+    /// The billing country (wins over the customer's).
+    pub billing_country_code: Option<String>,
+    /// When the subscription starts (default: now).
+    pub start_date: Option<DateTime<Utc>>,
+    /// Skip the plan's default trial.
+    #[serde(default)]
+    pub skip_trial: bool,
+    /// Decide the trial, bypassing eligibility.
+    pub trial_override: Option<TrialOverride>,
+    /// When a downgrade applies (default: the product's downgrade strategy).
+    pub schedule_strategy: Option<ScheduleStrategy>,
+    /// Whether an upgrade keeps the billing period.
+    pub billing_cycle_anchor: Option<BillingCycleAnchor>,
+    /// What happens to the prorated difference.
+    pub proration_behavior: Option<ProrationBehavior>,
+    /// How invoices are collected.
+    pub payment_collection_method: Option<PaymentCollectionMethod>,
+    /// Where to send a customer without a payment method.
+    pub checkout_options: Option<CheckoutOptions>,
+    /// The new subscription's id (default: generated).
+    pub subscription_id: Option<SubscriptionId>,
+    /// Free-form data kept on the subscription.
+    #[serde(default)]
+    pub metadata: BTreeMap<String, String>,
+    /// Tax percentage for this subscription's invoices (overrides the customer's).
+    #[serde(default, deserialize_with = "money::serde_amount::option")]
+    pub tax_percentage: Option<Decimal>,
+}
+
+/// Whether provisioning went through or waits for a payment method.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum ProvisionStatus {
+    /// Decided; the effects apply.
+    Success,
+    /// The customer must give a payment method first; nothing else changes.
+    PaymentRequired,
+}
+
+/// A checkout the billing provider should open.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CheckoutRequest {
+    /// The subscription it is for.
+    pub subscription_id: SubscriptionId,
+    /// Where it returns after success.
+    pub success_url: String,
+    /// Where it returns when abandoned.
+    pub cancel_url: String,
+}
+
+/// A subscription that ends, now or later.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ending {
+    /// The subscription.
+    pub subscription: SubscriptionId,
+    /// When it ends; after the decision's instant, the end is pending.
+    pub at: DateTime<Utc>,
+    /// Why.
+    pub reason: CancelReason,
+}
+
+/// A change to a subscription's scheduled updates.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScheduleChange {
+    /// The subscription.
+    pub subscription: SubscriptionId,
+    /// The update to store (replacing any), or `None` to drop them.
+    pub update: Option<ScheduledUpdate>,
+}
+
+/// The money of a decision, computed whether or not an invoice is written (estimates use it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Charge {
+    /// The subscription billed.
+    pub subscription: SubscriptionId,
+    /// Why.
+    pub reason: InvoiceReason,
+    /// The currency.
+    pub currency: Currency,
+    /// The lines, in FORMAT.md §6 order.
+    pub lines: Vec<InvoiceLine>,
+    /// The span billed: the first period, or `[change, periodEnd)`.
+    pub period: Period,
+    /// The instant of a prorated change.
+    pub proration_date: Option<DateTime<Utc>>,
+}
+
+/// Everything a decision changes.
+#[derive(Debug, Clone, PartialEq, Default)]
+#[non_exhaustive]
+pub struct Effects {
+    /// Subscriptions to add, in order.
+    pub create: Vec<Subscription>,
+    /// Subscriptions that end, now or later.
+    pub end: Vec<Ending>,
+    /// Scheduled updates to store or drop.
+    pub schedule: Vec<ScheduleChange>,
+    /// The invoice to issue now.
+    pub invoice: Option<Invoice>,
+    /// A checkout to remember until the host confirms it.
+    pub pending_checkout: Option<PendingCheckout>,
+    /// A product the customer now has had a trial of.
+    pub trial_product: Option<ProductId>,
+    /// A product the customer now has paid for.
+    pub paid_product: Option<ProductId>,
+    /// A resource the customer now has a subscription for.
+    pub resource: Option<ResourceId>,
+}
+
+/// The decision of a `provisionSubscription` request.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub struct ProvisionDecision {
+    /// Whether it went through.
+    pub status: ProvisionStatus,
+    /// The subscription the result is about: the new one, or the current one carrying a
+    /// scheduled change. `None` while payment is required.
+    pub subscription: Option<SubscriptionId>,
+    /// Whether a change was stored for later on an existing subscription.
+    pub is_scheduled: bool,
+    /// What the request does to the scope's live non-trial subscription.
+    pub change_type: ChangeType,
+    /// The trial decision.
+    pub trial: TrialOutcome,
+    /// The checkout to open, when payment is required.
+    pub checkout: Option<CheckoutRequest>,
+    /// The money of the decision.
+    pub charge: Option<Charge>,
+    /// What changes.
+    pub effects: Effects,
+    /// The rule that fired at each stage.
+    pub explanation: Vec<String>,
+}
+
+impl ProvisionDecision {
+    /// Applies the decision's effects to `state` at `now`.
+    pub fn apply(&self, state: &mut CustomerState, now: DateTime<Utc>) {
+        self.effects.apply(state, now);
+    }
+}
+
+impl Effects {
+    /// Applies the effects to `state` at `now`: ends and schedules on existing
+    /// subscriptions, new subscriptions, the invoice and its credit, the histories.
+    pub fn apply(&self, state: &mut CustomerState, now: DateTime<Utc>) {
+        for ending in &self.end {
+            if let Ok(sub) = state.subscription_mut(ending.subscription.as_str()) {
+                if ending.at <= now {
+                    sub.end(ending.at, ending.reason);
+                } else {
+                    sub.cancellation_date = Some(ending.at);
+                    sub.pending_cancel_reason = Some(ending.reason);
+                }
+            }
+        }
+        for change in &self.schedule {
+            if let Ok(sub) = state.subscription_mut(change.subscription.as_str()) {
+                sub.scheduled_updates.clear();
+                sub.scheduled_updates.extend(change.update.clone());
+            }
+        }
+        state.subscriptions.extend(self.create.iter().cloned());
+        if let Some(invoice) = &self.invoice {
+            record_invoice(state, invoice.clone());
+        }
+        if let Some(checkout) = &self.pending_checkout {
+            state
+                .pending_checkouts
+                .retain(|p| p.subscription_id != checkout.subscription_id);
+            state.pending_checkouts.push(checkout.clone());
+        }
+        state.trial_history.extend(self.trial_product.clone());
+        state.paid_history.extend(self.paid_product.clone());
+        state.resources.extend(self.resource.clone());
+    }
+}
+
+/// Adds an invoice to the customer's and moves its credit in and out of the balance.
+pub fn record_invoice(state: &mut CustomerState, invoice: Invoice) {
+    let balance = state
+        .customer
+        .credit_balance
+        .get(&invoice.currency)
+        .copied()
+        .unwrap_or(Decimal::ZERO);
+    let balance = money::sub(balance, invoice.credit_applied)
+        .and_then(|b| money::add(b, invoice.credit_issued))
+        .unwrap_or(balance);
+    if balance > Decimal::ZERO {
+        state
+            .customer
+            .credit_balance
+            .insert(invoice.currency, balance);
+    } else {
+        state.customer.credit_balance.remove(&invoice.currency);
+    }
+    state.invoices.push(invoice);
+}
+
+/// The request after validation: the plan version, its product and the configuration.
+struct Validated<'c> {
+    plan: &'c Plan,
+    product: &'c Product,
+    config: Configuration,
+    quote: RecurringAmount,
+}
+
+/// Decides a `provisionSubscription` request for the customer in `state` at `now`.
+///
+/// # Errors
+/// A typed error from the first stage that fails (FORMAT.md §5, validation order in §6):
+/// `CustomerNotFound`, `CustomerIsArchived`, `PlanNotFound`, `ResourceIdMismatch`,
+/// `BillingPeriodMissingError`, `AddonNotFound`, `IncompatibleSubscriptionAddon`,
+/// `DuplicateAddonProvisionedError`, `InvalidQuantity`, `AddonQuantityExceedsLimitError`,
+/// `AddonDependencyMissingError`, `FeatureNotFound`, the promotion code errors,
+/// `InvalidArgumentError`, `TrialNotApplicable`, `PaymentMethodNotFound`,
+/// `AmountTooLarge`.
+pub fn provision(
+    catalog: &Catalog,
+    state: &CustomerState,
+    request: &ProvisionRequest,
+    now: DateTime<Utc>,
+    settings: &Settings,
+) -> Result<ProvisionDecision, Error> {
+    let valid = validate(catalog, state, request)?;
+    let mut explanation = vec![format!(
+        "validate: plan `{}` version {} of product `{}`",
+        valid.plan.id, valid.plan.version, valid.product.id
+    )];
+    let start = request.start_date.unwrap_or(now);
+    let trial = trial::decide(
+        catalog,
+        state,
+        valid.plan,
+        request.skip_trial,
+        request.trial_override.as_ref(),
+        start,
+    )?;
+    explanation.push(format!(
+        "trial: {} ({})",
+        trial_word(trial.decision),
+        trial.reason
+    ));
+    let decider = Decider {
+        catalog,
+        state,
+        request,
+        now,
+        settings,
+        valid: &valid,
+    };
+    let mut decision = decider.start_and_replace(start, trial, explanation)?;
+    decider.payment(&mut decision)?;
+    Ok(decision)
+}
+
+fn trial_word(decision: TrialDecision) -> &'static str {
+    match decision {
+        TrialDecision::Started => "STARTED",
+        TrialDecision::NotEligible => "NOT_ELIGIBLE",
+        TrialDecision::Skipped => "SKIPPED",
+        TrialDecision::NotOffered => "NOT_OFFERED",
+        TrialDecision::Overridden => "OVERRIDDEN",
+    }
+}
+
+fn invalid_quantity(message: String) -> Error {
+    Error::new(ErrorCode::InvalidQuantity, message)
+}
+
+/// Stage V, in FORMAT.md §6's order.
+fn validate<'c>(
+    catalog: &'c Catalog,
+    state: &CustomerState,
+    request: &ProvisionRequest,
+) -> Result<Validated<'c>, Error> {
+    if state.customer.id != request.customer_id {
+        return Err(Error::new(
+            ErrorCode::CustomerNotFound,
+            format!("customer `{}` does not exist", request.customer_id),
+        ));
+    }
+    state.ensure_active()?;
+    let plan = match request.plan_version {
+        Some(version) => catalog.plan(request.plan_id.as_str(), version),
+        None => catalog.latest_plan(request.plan_id.as_str()),
+    }
+    .ok_or_else(|| {
+        Error::new(
+            ErrorCode::PlanNotFound,
+            match request.plan_version {
+                Some(v) => format!("plan `{}` version {v} does not exist", request.plan_id),
+                None => format!("plan `{}` does not exist", request.plan_id),
+            },
+        )
+    })?;
+    let product = catalog.product(plan.product.as_str()).ok_or_else(|| {
+        Error::new(
+            ErrorCode::PlanNotFound,
+            format!("product `{}` does not exist", plan.product),
+        )
+    })?;
+    match (product.multiple_subscriptions, &request.resource_id) {
+        (true, None) => {
+            return Err(Error::new(
+                ErrorCode::ResourceIdMismatch,
+                format!(
+                    "product `{}` has one subscription per resource: `resourceId` is required",
+                    product.id
+                ),
+            ));
+        }
+        (false, Some(resource)) => {
+            return Err(Error::new(
+                ErrorCode::ResourceIdMismatch,
+                format!(
+                    "product `{}` has one subscription per customer: `resourceId` `{resource}` is not allowed",
+                    product.id
+                ),
+            ));
+        }
+        _ => {}
+    }
+    let country_text = request
+        .billing_country_code
+        .as_deref()
+        .map(|c| (c, CountryCode::parse(c)));
+    let country = match country_text {
+        Some((_, parsed)) => parsed,
+        None => state.customer.country,
+    };
+    let priced = plan.pricing_type != PricingType::Free
+        && (!plan.prices.is_empty() || !plan.localized_prices.is_empty());
+    let billing_period = if priced {
+        let period = request.billing_period.ok_or_else(|| {
+            Error::new(
+                ErrorCode::BillingPeriodMissingError,
+                format!("plan `{}` needs a billing period", plan.id),
+            )
+        })?;
+        if !plan.price_set(country, period).has_period(period) {
+            return Err(Error::new(
+                ErrorCode::BillingPeriodMissingError,
+                format!("plan `{}` has no {} price", plan.id, period.as_str()),
+            ));
+        }
+        Some(period)
+    } else if plan.pricing_type == PricingType::Free {
+        None
+    } else {
+        request.billing_period
+    };
+    let addons = validate_addons(catalog, plan, request)?;
+    let units = validate_units(catalog, plan, country, billing_period, request)?;
+    if let Some(code) = &request.promotion_code {
+        if catalog.promotion_code(code).is_none() {
+            return Err(Error::new(
+                ErrorCode::PromotionCodeNotFound,
+                format!("promotion code `{code}` does not exist"),
+            ));
+        }
+        return Err(Error::new(
+            ErrorCode::Unsupported,
+            "promotion codes and coupons are not applied by this version",
+        ));
+    }
+    if let Some(coupon) = &request.coupon_id {
+        if catalog.coupon(coupon.as_str()).is_none() {
+            return Err(Error::new(
+                ErrorCode::CouponNotFound,
+                format!("coupon `{coupon}` does not exist"),
+            ));
+        }
+        return Err(Error::new(
+            ErrorCode::Unsupported,
+            "promotion codes and coupons are not applied by this version",
+        ));
+    }
+    if let Some((text, None)) = country_text {
+        return Err(Error::new(
+            ErrorCode::InvalidArgumentError,
+            format!("`{text}` is not an ISO 3166-1 alpha-2 country code"),
+        ));
+    }
+    let config = Configuration {
+        plan: plan.id.clone(),
+        plan_version: plan.version,
+        billing_period,
+        country,
+        units,
+        addons,
+    };
+    let quote = recurring_amount(catalog, &config)?;
+    Ok(Validated {
+        plan,
+        product,
+        config,
+        quote,
+    })
+}
+
+fn validate_addons(
+    catalog: &Catalog,
+    plan: &Plan,
+    request: &ProvisionRequest,
+) -> Result<Vec<AddonQuantity>, Error> {
+    let mut seen: HashSet<&AddonId> = HashSet::new();
+    let mut addons = Vec::with_capacity(request.addons.len());
+    for line in &request.addons {
+        let addon = catalog
+            .latest_addon(line.addon_id.as_str())
+            .ok_or_else(|| {
+                Error::new(
+                    ErrorCode::AddonNotFound,
+                    format!("add-on `{}` does not exist", line.addon_id),
+                )
+            })?;
+        if !plan.is_compatible(&addon.id) {
+            return Err(Error::new(
+                ErrorCode::IncompatibleSubscriptionAddon,
+                format!(
+                    "add-on `{}` is not compatible with plan `{}`",
+                    addon.id, plan.id
+                ),
+            ));
+        }
+        if !seen.insert(&line.addon_id) {
+            return Err(Error::new(
+                ErrorCode::DuplicateAddonProvisionedError,
+                format!("add-on `{}` is listed more than once", addon.id),
+            ));
+        }
+        let quantity = u32::try_from(line.quantity)
+            .ok()
+            .filter(|q| *q >= 1)
+            .ok_or_else(|| {
+                invalid_quantity(format!(
+                    "quantity {} of add-on `{}` is not positive",
+                    line.quantity, addon.id
+                ))
+            })?;
+        if quantity > addon.max_quantity {
+            return Err(Error::new(
+                ErrorCode::AddonQuantityExceedsLimitError,
+                format!(
+                    "quantity {quantity} of add-on `{}` exceeds its maximum of {}",
+                    addon.id, addon.max_quantity
+                ),
+            ));
+        }
+        addons.push(AddonQuantity {
+            addon: addon.id.clone(),
+            version: addon.version,
+            quantity,
+        });
+    }
+    for line in &addons {
+        let Some(addon) = catalog.addon(line.addon.as_str(), line.version) else {
+            continue;
+        };
+        if let Some(missing) = addon.dependencies.iter().find(|d| !seen.contains(d)) {
+            return Err(Error::new(
+                ErrorCode::AddonDependencyMissingError,
+                format!("add-on `{}` needs add-on `{missing}`", addon.id),
+            ));
+        }
+    }
+    Ok(addons)
+}
+
+/// The quantities of the plan's per-unit prices: those the request gives, in input order,
+/// then each missing one at its minimum.
+fn validate_units(
+    catalog: &Catalog,
+    plan: &Plan,
+    country: Option<CountryCode>,
+    period: Option<BillingPeriod>,
+    request: &ProvisionRequest,
+) -> Result<BTreeMap<FeatureId, u64>, Error> {
+    let per_unit: Vec<(&FeatureId, u64, Option<u64>)> = match period {
+        Some(period) => plan
+            .price_set(country, period)
+            .prices
+            .iter()
+            .filter(|p| p.billing_period == period)
+            .filter_map(|p| match &p.model {
+                PriceModel::PerUnit {
+                    feature,
+                    min_quantity,
+                    max_quantity,
+                    ..
+                } => Some((feature, *min_quantity, *max_quantity)),
+                _ => None,
+            })
+            .collect(),
+        None => Vec::new(),
+    };
+    let mut requested: Vec<(&FeatureId, i64)> = request
+        .billable_features
+        .iter()
+        .map(|f| (&f.feature_id, f.quantity))
+        .collect();
+    if let Some(quantity) = request.unit_quantity {
+        match per_unit.as_slice() {
+            [(feature, _, _)] => requested.push((feature, quantity)),
+            _ => {
+                return Err(Error::new(
+                    ErrorCode::InvalidArgumentError,
+                    format!(
+                        "`unitQuantity` needs a plan with exactly one per-unit price; plan `{}` has {}: use `billableFeatures`",
+                        plan.id,
+                        per_unit.len()
+                    ),
+                ));
+            }
+        }
+    }
+    let mut units = BTreeMap::new();
+    for (feature, quantity) in requested {
+        if catalog.feature(feature.as_str()).is_none() {
+            return Err(Error::new(
+                ErrorCode::FeatureNotFound,
+                format!("feature `{feature}` does not exist"),
+            ));
+        }
+        let Some((_, min, max)) = per_unit.iter().find(|(f, _, _)| *f == feature) else {
+            return Err(Error::new(
+                ErrorCode::InvalidArgumentError,
+                format!("plan `{}` does not sell `{feature}` by quantity", plan.id),
+            ));
+        };
+        let quantity = u64::try_from(quantity)
+            .ok()
+            .filter(|q| *q >= 1)
+            .ok_or_else(|| {
+                invalid_quantity(format!(
+                    "quantity {quantity} of `{feature}` is not positive"
+                ))
+            })?;
+        if quantity < *min || max.is_some_and(|m| quantity > m) {
+            return Err(invalid_quantity(format!(
+                "quantity {quantity} of `{feature}` is outside {min}..={}",
+                max.map_or("∞".to_owned(), |m| m.to_string())
+            )));
+        }
+        if units.insert(feature.clone(), quantity).is_some() {
+            return Err(Error::new(
+                ErrorCode::InvalidArgumentError,
+                format!("the quantity of `{feature}` is given more than once"),
+            ));
+        }
+    }
+    for (feature, min, _) in per_unit {
+        units.entry(feature.clone()).or_insert(min);
+    }
+    Ok(units)
+}
+
+struct Decider<'a, 'c> {
+    catalog: &'c Catalog,
+    state: &'a CustomerState,
+    request: &'a ProvisionRequest,
+    now: DateTime<Utc>,
+    settings: &'a Settings,
+    valid: &'a Validated<'c>,
+}
+
+/// The live and waiting subscriptions of the request's scope.
+struct Scope<'a> {
+    live_trial: Option<&'a Subscription>,
+    live_paid: Option<&'a Subscription>,
+    waiting_trial: Option<&'a Subscription>,
+    waiting_paid: Option<&'a Subscription>,
+}
+
+impl<'a, 'c> Decider<'a, 'c> {
+    fn scope(&self) -> Scope<'a> {
+        let product = &self.valid.plan.product;
+        let resource = self.request.resource_id.as_ref();
+        let state = self.state;
+        let find = |trial: bool, live: bool| {
+            state.subscriptions.iter().find(|s| {
+                s.in_scope(product, resource)
+                    && s.is_trial == trial
+                    && if live {
+                        s.status.is_live()
+                    } else {
+                        s.status == SubscriptionStatus::NotStarted
+                    }
+            })
+        };
+        Scope {
+            live_trial: find(true, true),
+            live_paid: find(false, true),
+            waiting_trial: find(true, false),
+            waiting_paid: find(false, false),
+        }
+    }
+
+    fn new_id(&self) -> Result<SubscriptionId, Error> {
+        if let Some(id) = &self.request.subscription_id {
+            if self.state.subscription(id.as_str()).is_some() {
+                return Err(Error::new(
+                    ErrorCode::InvalidArgumentError,
+                    format!("subscription `{id}` already exists"),
+                ));
+            }
+            return Ok(id.clone());
+        }
+        Ok(generate_id(self.state))
+    }
+
+    fn base_decision(&self, trial: TrialOutcome, explanation: Vec<String>) -> ProvisionDecision {
+        ProvisionDecision {
+            status: ProvisionStatus::Success,
+            subscription: None,
+            is_scheduled: false,
+            change_type: ChangeType::New,
+            trial,
+            checkout: None,
+            charge: None,
+            effects: Effects {
+                resource: self.request.resource_id.clone(),
+                ..Effects::default()
+            },
+            explanation,
+        }
+    }
+
+    /// A new subscription of the requested configuration starting at `start`.
+    fn new_subscription(
+        &self,
+        id: SubscriptionId,
+        start: DateTime<Utc>,
+        trial: &TrialOutcome,
+    ) -> Result<Subscription, Error> {
+        let terms = trial.terms;
+        let status = match (start > self.now, terms.is_some()) {
+            (true, _) => SubscriptionStatus::NotStarted,
+            (false, true) => SubscriptionStatus::InTrial,
+            (false, false) => SubscriptionStatus::Active,
+        };
+        let (anchor, current_period) = match (terms, self.valid.config.billing_period) {
+            (Some(t), _) => (Some(t.end), Some(Period { start, end: t.end })),
+            (None, Some(period)) => {
+                let series = PeriodSeries::new(start, period);
+                let current = match series.containing(self.now.max(start))? {
+                    Some(p) => p,
+                    None => series.nth(0)?,
+                };
+                (Some(start), Some(current))
+            }
+            (None, None) => (None, None),
+        };
+        Ok(Subscription {
+            id,
+            customer: self.state.customer.id.clone(),
+            product: self.valid.plan.product.clone(),
+            resource: self.request.resource_id.clone(),
+            config: self.valid.config.clone(),
+            is_trial: terms.is_some(),
+            status,
+            start_date: start,
+            end_date: None,
+            trial_end: terms.map(|t| t.end),
+            trial_end_behavior: terms.map(|t| t.end_behavior),
+            billing_anchor: anchor,
+            current_period,
+            cancellation_date: None,
+            pending_cancel_reason: None,
+            cancel_reason: None,
+            scheduled_updates: Vec::new(),
+            payment_collection_method: self.request.payment_collection_method.unwrap_or_default(),
+            tax_percentage: self.request.tax_percentage,
+            coupon: None,
+            charges: Vec::new(),
+            metadata: self.request.metadata.clone(),
+        })
+    }
+
+    /// Stage S: where the new subscription goes and what it replaces (SPEC.md §3.S).
+    fn start_and_replace(
+        &self,
+        start: DateTime<Utc>,
+        trial: TrialOutcome,
+        explanation: Vec<String>,
+    ) -> Result<ProvisionDecision, Error> {
+        let scope = self.scope();
+        let is_trial = trial.terms.is_some();
+        let mut d = self.base_decision(trial, explanation);
+        if is_trial {
+            d.effects.trial_product = Some(self.valid.plan.product.clone());
+        }
+        if start > self.now {
+            return self.future_start(d, start, &scope);
+        }
+        if is_trial {
+            return self.trial_start(d, start, &scope);
+        }
+        if let Some(current) = scope.live_paid {
+            return self.plan_change(d, current, &scope);
+        }
+        if let Some(live_trial) = scope.live_trial {
+            if live_trial.plan_id() == &self.valid.plan.id {
+                return self.trial_conversion(d, start, live_trial, &scope);
+            }
+            d.effects.end.push(Ending {
+                subscription: live_trial.id.clone(),
+                at: self.now,
+                reason: CancelReason::UpgradeOrDowngrade,
+            });
+            d.explanation.push(format!(
+                "start: trial `{}` of plan `{}` ends now, replaced by plan `{}`",
+                live_trial.id,
+                live_trial.plan_id(),
+                self.valid.plan.id
+            ));
+        }
+        self.replace_waiting(&mut d, scope.waiting_paid);
+        self.start_now(d, start)
+    }
+
+    /// A newer waiting request replaces the waiting one of its kind.
+    fn replace_waiting(&self, d: &mut ProvisionDecision, waiting: Option<&Subscription>) {
+        if let Some(w) = waiting {
+            d.effects.end.push(Ending {
+                subscription: w.id.clone(),
+                at: self.now,
+                reason: CancelReason::UpgradeOrDowngrade,
+            });
+            d.explanation.push(format!(
+                "start: waiting subscription `{}` is replaced by this request",
+                w.id
+            ));
+        }
+    }
+
+    fn future_start(
+        &self,
+        mut d: ProvisionDecision,
+        start: DateTime<Utc>,
+        scope: &Scope<'_>,
+    ) -> Result<ProvisionDecision, Error> {
+        let is_trial = d.trial.terms.is_some();
+        self.replace_waiting(
+            &mut d,
+            if is_trial {
+                scope.waiting_trial
+            } else {
+                scope.waiting_paid
+            },
+        );
+        if !is_trial {
+            if let Some(current) = scope.live_paid {
+                d.change_type = classify(self.catalog, &current.config, &self.valid.config)?;
+            }
+        }
+        let sub = self.new_subscription(self.new_id()?, start, &d.trial)?;
+        d.explanation.push(format!(
+            "start: `{}` waits until {start} (NOT_STARTED), then replaces the live subscription of its kind",
+            sub.id
+        ));
+        d.subscription = Some(sub.id.clone());
+        d.effects.create.push(sub);
+        Ok(d)
+    }
+
+    fn trial_start(
+        &self,
+        mut d: ProvisionDecision,
+        start: DateTime<Utc>,
+        scope: &Scope<'_>,
+    ) -> Result<ProvisionDecision, Error> {
+        if let Some(old) = scope.live_trial {
+            d.effects.end.push(Ending {
+                subscription: old.id.clone(),
+                at: self.now,
+                reason: CancelReason::UpgradeOrDowngrade,
+            });
+            d.explanation.push(format!(
+                "start: trial `{}` is replaced by the new trial",
+                old.id
+            ));
+        }
+        self.replace_waiting(&mut d, scope.waiting_trial);
+        if let Some(paid) = scope.live_paid {
+            d.explanation.push(format!(
+                "start: `{}` keeps running beside the trial (parallel trial)",
+                paid.id
+            ));
+        }
+        let sub = self.new_subscription(self.new_id()?, start, &d.trial)?;
+        d.explanation.push(format!(
+            "start: trial `{}` until {}",
+            sub.id,
+            sub.trial_end.unwrap_or(start)
+        ));
+        d.subscription = Some(sub.id.clone());
+        d.effects.create.push(sub);
+        Ok(d)
+    }
+
+    fn trial_conversion(
+        &self,
+        mut d: ProvisionDecision,
+        start: DateTime<Utc>,
+        trial: &Subscription,
+        scope: &Scope<'_>,
+    ) -> Result<ProvisionDecision, Error> {
+        let trial_end = trial.trial_end.unwrap_or(self.now);
+        match self.valid.product.journey.trial_conversion {
+            TrialConversion::AtTrialEnd if trial_end > self.now => {
+                self.replace_waiting(&mut d, scope.waiting_paid);
+                d.effects.end.push(Ending {
+                    subscription: trial.id.clone(),
+                    at: trial_end,
+                    reason: CancelReason::TrialConverted,
+                });
+                let sub = self.new_subscription(self.new_id()?, trial_end, &d.trial)?;
+                d.explanation.push(format!(
+                    "start: trial conversion AT_TRIAL_END: `{}` starts when trial `{}` ends at {trial_end}",
+                    sub.id, trial.id
+                ));
+                d.subscription = Some(sub.id.clone());
+                d.effects.create.push(sub);
+                Ok(d)
+            }
+            _ => {
+                d.effects.end.push(Ending {
+                    subscription: trial.id.clone(),
+                    at: self.now,
+                    reason: CancelReason::TrialConverted,
+                });
+                d.explanation.push(format!(
+                    "start: trial conversion IMMEDIATE: trial `{}` ends now and the paid subscription starts",
+                    trial.id
+                ));
+                self.replace_waiting(&mut d, scope.waiting_paid);
+                self.start_now(d, self.now.max(start))
+            }
+        }
+    }
+
+    /// A non-trial subscription that starts now or started in the past. A backdated start
+    /// charges nothing now: its first charge is at the next period start.
+    fn start_now(
+        &self,
+        mut d: ProvisionDecision,
+        start: DateTime<Utc>,
+    ) -> Result<ProvisionDecision, Error> {
+        let mut sub = self.new_subscription(self.new_id()?, start, &d.trial)?;
+        if self.valid.plan.pricing_type == PricingType::Paid {
+            d.effects.paid_product = Some(self.valid.plan.product.clone());
+        }
+        if start == self.now {
+            if let (Some(period), Some(currency)) = (sub.current_period, self.valid.quote.currency)
+            {
+                let lines = charge_lines(&self.valid.quote, period, self.settings);
+                sub.charges = ledger(&self.valid.quote.components, &lines, currency, period);
+                d.charge = Some(Charge {
+                    subscription: sub.id.clone(),
+                    reason: InvoiceReason::SubscriptionCreation,
+                    currency,
+                    lines: lines_only(lines),
+                    period,
+                    proration_date: None,
+                });
+            }
+        } else {
+            d.explanation.push(format!(
+                "start: backdated to {start}; nothing is charged for time before now"
+            ));
+        }
+        d.explanation.push(format!(
+            "start: `{}` created on plan `{}`",
+            sub.id, self.valid.plan.id
+        ));
+        d.subscription = Some(sub.id.clone());
+        d.effects.create.push(sub);
+        Ok(d)
+    }
+
+    /// A new non-trial subscription over a live non-trial one: a plan change.
+    fn plan_change(
+        &self,
+        mut d: ProvisionDecision,
+        current: &Subscription,
+        scope: &Scope<'_>,
+    ) -> Result<ProvisionDecision, Error> {
+        let direction = classify(self.catalog, &current.config, &self.valid.config)?;
+        d.change_type = direction;
+        if current.config == self.valid.config {
+            d.change_type = ChangeType::None;
+            d.subscription = Some(current.id.clone());
+            if current.scheduled_updates.is_empty() {
+                d.explanation.push(format!(
+                    "start: `{}` already has this configuration; nothing changes",
+                    current.id
+                ));
+            } else {
+                d.effects.schedule.push(ScheduleChange {
+                    subscription: current.id.clone(),
+                    update: None,
+                });
+                d.explanation.push(format!(
+                    "start: the request restores `{}`'s configuration: its scheduled change is canceled",
+                    current.id
+                ));
+            }
+            return Ok(d);
+        }
+        let strategy = match direction {
+            ChangeType::Downgrade => self
+                .request
+                .schedule_strategy
+                .unwrap_or(self.valid.product.journey.downgrade_strategy),
+            _ => ScheduleStrategy::Immediate,
+        };
+        let scheduled_at = match (strategy, current.current_period, current.billing_anchor) {
+            (ScheduleStrategy::EndOfBillingPeriod, Some(period), _) => Some(period.end),
+            (ScheduleStrategy::EndOfBillingMonth, Some(period), Some(anchor)) => {
+                let month = PeriodSeries::of_months(anchor, 1)
+                    .containing(self.now)?
+                    .map_or(period.end, |m| m.end);
+                Some(month.min(period.end))
+            }
+            _ => None,
+        };
+        if let Some(at) = scheduled_at {
+            let update = ScheduledUpdate {
+                kind: ScheduledUpdateType::PlanChange,
+                scheduled_at: at,
+                target: self.valid.config.clone(),
+                new_subscription_id: Some(self.new_id()?),
+                strategy,
+            };
+            d.effects.schedule.push(ScheduleChange {
+                subscription: current.id.clone(),
+                update: Some(update),
+            });
+            d.is_scheduled = true;
+            d.subscription = Some(current.id.clone());
+            d.explanation.push(format!(
+                "start: {} to plan `{}` scheduled on `{}` for {at}",
+                change_word(direction),
+                self.valid.plan.id,
+                current.id
+            ));
+            return Ok(d);
+        }
+        self.replace_waiting(&mut d, scope.waiting_paid);
+        self.change_now(d, current, direction)
+    }
+
+    /// A plan change applied now: the current subscription ends, the new one starts, and
+    /// the unused part of what was charged is credited against the new configuration.
+    fn change_now(
+        &self,
+        mut d: ProvisionDecision,
+        current: &Subscription,
+        direction: ChangeType,
+    ) -> Result<ProvisionDecision, Error> {
+        let now = self.now;
+        let mut sub = self.new_subscription(self.new_id()?, now, &d.trial)?;
+        if direction != ChangeType::Upgrade {
+            sub.cancellation_date = current.cancellation_date;
+            sub.pending_cancel_reason = current.pending_cancel_reason;
+        }
+        if self.valid.plan.pricing_type == PricingType::Paid {
+            d.effects.paid_product = Some(self.valid.plan.product.clone());
+        }
+        d.effects.end.push(Ending {
+            subscription: current.id.clone(),
+            at: now,
+            reason: CancelReason::UpgradeOrDowngrade,
+        });
+        let anchor_choice = self.request.billing_cycle_anchor.unwrap_or_default();
+        let keep_period = anchor_choice == BillingCycleAnchor::Unchanged
+            && current.billing_period().is_some()
+            && current.billing_period() == self.valid.config.billing_period
+            && current.current_period.is_some_and(|p| p.contains(now));
+        let quote = &self.valid.quote;
+        let currency = quote
+            .currency
+            .or_else(|| current.charges.first().map(|c| c.currency));
+        if keep_period {
+            let (Some(period), Some(anchor)) = (current.current_period, current.billing_anchor)
+            else {
+                return Err(Error::new(
+                    ErrorCode::InvalidArgumentError,
+                    "the current subscription has no billing period",
+                ));
+            };
+            sub.billing_anchor = Some(anchor);
+            sub.current_period = Some(period);
+            let behavior = self.request.proration_behavior.unwrap_or_default();
+            // Components of two different plans always differ; an add-on kept with the same
+            // price and quantity is the same component: it keeps its charge and gets no lines.
+            let (kept, changed): (Vec<&ChargedComponent>, Vec<&ChargedComponent>) = current
+                .charges
+                .iter()
+                .partition(|ch| quote.components.iter().any(|c| same_component(ch, c)));
+            let credits = credit_lines(
+                changed,
+                now,
+                ProrationEvent::Change,
+                self.settings,
+                self.state,
+            )?;
+            let debits = debit_lines(
+                quote,
+                period,
+                now,
+                |c| !current.charges.iter().any(|ch| same_component(ch, c)),
+                self.settings,
+                self.state,
+            )?;
+            d.explanation.push(format!(
+                "start: {} from `{}` applied now, keeping the billing period {}..{}",
+                change_word(direction),
+                current.id,
+                period.start,
+                period.end
+            ));
+            if behavior == ProrationBehavior::None {
+                sub.charges = current.charges.clone();
+                d.explanation.push(
+                    "effects: proration NONE: the new price applies from the next period"
+                        .to_owned(),
+                );
+            } else if let Some(currency) = currency {
+                let remaining = Period {
+                    start: now,
+                    end: period.end,
+                };
+                sub.charges = kept.into_iter().cloned().collect();
+                sub.charges
+                    .extend(ledger(&quote.components, &debits, currency, remaining));
+                let mut lines = credits;
+                lines.extend(lines_only(debits));
+                d.charge = Some(Charge {
+                    subscription: sub.id.clone(),
+                    reason: InvoiceReason::SubscriptionUpdate,
+                    currency,
+                    lines,
+                    period: remaining,
+                    proration_date: Some(now),
+                });
+                if behavior == ProrationBehavior::CreateProrations {
+                    d.explanation.push(
+                        "effects: CREATE_PRORATIONS: the prorations wait for the next invoice"
+                            .to_owned(),
+                    );
+                }
+            }
+        } else {
+            let credits = credit_lines(
+                &current.charges,
+                now,
+                ProrationEvent::Change,
+                self.settings,
+                self.state,
+            )?;
+            let reason = if credits.is_empty() || current.billing_period().is_none() {
+                InvoiceReason::SubscriptionCreation
+            } else {
+                InvoiceReason::SubscriptionUpdate
+            };
+            d.explanation.push(format!(
+                "start: {} from `{}` applied now, with a new billing period from now",
+                change_word(direction),
+                current.id
+            ));
+            if let (Some(currency), Some(period)) = (currency, sub.current_period) {
+                let charges = charge_lines(quote, period, self.settings);
+                sub.charges = ledger(&quote.components, &charges, currency, period);
+                let mut lines = credits;
+                lines.extend(lines_only(charges));
+                if !lines.is_empty() {
+                    d.charge = Some(Charge {
+                        subscription: sub.id.clone(),
+                        reason,
+                        currency,
+                        lines,
+                        period,
+                        proration_date: (reason == InvoiceReason::SubscriptionUpdate)
+                            .then_some(now),
+                    });
+                }
+            }
+        }
+        d.subscription = Some(sub.id.clone());
+        d.effects.create.push(sub);
+        Ok(d)
+    }
+
+    /// Stage P, then E's invoice: whether payment can be collected for what starts now.
+    fn payment(&self, d: &mut ProvisionDecision) -> Result<(), Error> {
+        let Some(new) = d.effects.create.last() else {
+            self.issue_invoice(d)?;
+            return Ok(());
+        };
+        let starts_now = new.status.is_live();
+        let needs_method = match d.trial.terms {
+            Some(terms) => terms.requires_payment_method,
+            None => self.valid.plan.pricing_type == PricingType::Paid,
+        };
+        let collects = self.settings.billing_integration
+            && new.payment_collection_method == PaymentCollectionMethod::Charge;
+        if !(starts_now && needs_method && collects) || self.state.customer.has_payment_method {
+            d.explanation
+                .push(if starts_now && needs_method && collects {
+                    "payment: SUCCESS: the customer has a payment method".to_owned()
+                } else {
+                    "payment: SUCCESS: no payment method is needed".to_owned()
+                });
+            self.issue_invoice(d)?;
+            return Ok(());
+        }
+        let Some(options) = &self.request.checkout_options else {
+            return Err(Error::new(
+                ErrorCode::PaymentMethodNotFound,
+                format!(
+                    "customer `{}` has no payment method and no checkout options were given",
+                    self.state.customer.id
+                ),
+            ));
+        };
+        let subscription_id = new.id.clone();
+        d.status = ProvisionStatus::PaymentRequired;
+        d.checkout = Some(CheckoutRequest {
+            subscription_id: subscription_id.clone(),
+            success_url: options.success_url.clone(),
+            cancel_url: options.cancel_url.clone(),
+        });
+        d.effects = Effects {
+            pending_checkout: Some(PendingCheckout {
+                subscription_id,
+                request: self.request.clone(),
+                trial: d.trial.clone(),
+            }),
+            ..Effects::default()
+        };
+        d.subscription = None;
+        d.charge = None;
+        d.is_scheduled = false;
+        d.explanation.push(
+            "payment: PAYMENT_REQUIRED: no payment method; a checkout is requested".to_owned(),
+        );
+        Ok(())
+    }
+
+    fn issue_invoice(&self, d: &mut ProvisionDecision) -> Result<(), Error> {
+        let Some(charge) = &d.charge else {
+            return Ok(());
+        };
+        let method = d
+            .effects
+            .create
+            .last()
+            .map_or(PaymentCollectionMethod::Charge, |s| {
+                s.payment_collection_method
+            });
+        let deferred = self.request.proration_behavior == Some(ProrationBehavior::CreateProrations)
+            && charge.reason == InvoiceReason::SubscriptionUpdate;
+        if !self.settings.billing_integration || method == PaymentCollectionMethod::None || deferred
+        {
+            return Ok(());
+        }
+        let invoice = build_invoice(
+            self.state,
+            charge,
+            self.now,
+            self.valid.config.country,
+            self.tax(),
+            self.settings,
+        )?;
+        if let Some(invoice) = invoice {
+            d.explanation.push(format!(
+                "effects: invoice `{}` ({:?}) of {} {}",
+                invoice.id, invoice.reason, invoice.total, invoice.currency
+            ));
+            d.effects.invoice = Some(invoice);
+        }
+        Ok(())
+    }
+
+    fn tax(&self) -> Option<TaxRate> {
+        let customer = &self.state.customer;
+        self.request
+            .tax_percentage
+            .or(customer.tax_percentage)
+            .map(|percentage| TaxRate {
+                percentage,
+                inclusive: customer.tax_inclusive,
+            })
+    }
+}
+
+fn change_word(direction: ChangeType) -> &'static str {
+    match direction {
+        ChangeType::New => "NEW",
+        ChangeType::Upgrade => "UPGRADE",
+        ChangeType::Downgrade => "DOWNGRADE",
+        ChangeType::None => "NONE",
+    }
+}
+
+/// A subscription id no subscription of the customer has: `<customer>-sub-<n>`.
+pub(crate) fn generate_id(state: &CustomerState) -> SubscriptionId {
+    let mut n = state.subscriptions.len();
+    loop {
+        n = n.saturating_add(1);
+        let id = SubscriptionId::new(format!("{}-sub-{n}", state.customer.id));
+        if state.subscription(id.as_str()).is_none() || n == usize::MAX {
+            return id;
+        }
+    }
+}
+
+/// One `CHARGE` line per component for a full `period`, each rounded on its own.
+pub(crate) fn charge_lines(
+    quote: &RecurringAmount,
+    period: Period,
+    settings: &Settings,
+) -> Vec<(usize, InvoiceLine)> {
+    let Some(currency) = quote.currency else {
+        return Vec::new();
+    };
+    quote
+        .components
+        .iter()
+        .enumerate()
+        .map(|(i, c)| {
+            (
+                i,
+                line(
+                    c,
+                    LineKind::Charge,
+                    period,
+                    currency.round(c.amount, settings.rounding),
+                ),
+            )
+        })
+        .collect()
+}
+
+fn lines_only(lines: Vec<(usize, InvoiceLine)>) -> Vec<InvoiceLine> {
+    lines.into_iter().map(|(_, l)| l).collect()
+}
+
+fn line(component: &Component, kind: LineKind, period: Period, amount: Decimal) -> InvoiceLine {
+    InvoiceLine {
+        description: component.description.clone(),
+        kind,
+        period,
+        quantity: component.quantity,
+        unit_price: component.unit_price,
+        amount,
+    }
+}
+
+/// The ledger of `lines` charged for `components` over `covered`.
+fn ledger(
+    components: &[Component],
+    lines: &[(usize, InvoiceLine)],
+    currency: Currency,
+    covered: Period,
+) -> Vec<ChargedComponent> {
+    lines
+        .iter()
+        .filter_map(|(i, l)| {
+            components.get(*i).map(|c| ChargedComponent {
+                source: c.source.clone(),
+                full_amount: c.amount,
+                currency,
+                amount: l.amount,
+                covered,
+            })
+        })
+        .collect()
+}
+
+/// `PRORATION_CREDIT` lines for the unused part of `charges` at `t`, each
+/// `charged × f(t; covered)`, negative, over `[t, covered.end)`. Zero lines are left out.
+pub(crate) fn credit_lines<'s>(
+    charges: impl IntoIterator<Item = &'s ChargedComponent>,
+    t: DateTime<Utc>,
+    event: ProrationEvent,
+    settings: &Settings,
+    state: &CustomerState,
+) -> Result<Vec<InvoiceLine>, Error> {
+    let mut lines = Vec::new();
+    for charge in charges {
+        if charge.covered.end <= t {
+            continue;
+        }
+        let f = fraction(
+            settings.proration,
+            state.customer.timezone,
+            charge.covered.start,
+            t,
+            charge.covered.end,
+            event,
+        )?;
+        let amount = charge
+            .currency
+            .round(money::mul(charge.amount, f)?, settings.rounding);
+        if amount.is_zero() {
+            continue;
+        }
+        lines.push(InvoiceLine {
+            description: format!("unused time of {}", source_name(&charge.source)),
+            kind: LineKind::ProrationCredit,
+            period: Period {
+                start: t,
+                end: charge.covered.end,
+            },
+            quantity: 1,
+            unit_price: charge.amount,
+            amount: money::sub(Decimal::ZERO, amount)?,
+        });
+    }
+    Ok(lines)
+}
+
+fn source_name(source: &crate::pricing::ComponentSource) -> String {
+    match source {
+        crate::pricing::ComponentSource::PlanPrice { plan, .. } => format!("plan `{plan}`"),
+        crate::pricing::ComponentSource::AddonPrice { addon, .. } => format!("add-on `{addon}`"),
+    }
+}
+
+/// `PRORATION_DEBIT` lines for the rest of `period` at the new configuration, for the
+/// components `keep` accepts, with the position of the component each comes from.
+fn debit_lines(
+    quote: &RecurringAmount,
+    period: Period,
+    t: DateTime<Utc>,
+    keep: impl Fn(&Component) -> bool,
+    settings: &Settings,
+    state: &CustomerState,
+) -> Result<Vec<(usize, InvoiceLine)>, Error> {
+    let Some(currency) = quote.currency else {
+        return Ok(Vec::new());
+    };
+    let f = fraction(
+        settings.proration,
+        state.customer.timezone,
+        period.start,
+        t,
+        period.end,
+        ProrationEvent::Change,
+    )?;
+    let mut lines = Vec::with_capacity(quote.components.len());
+    for (i, c) in quote.components.iter().enumerate().filter(|(_, c)| keep(c)) {
+        let amount = currency.round(money::mul(c.amount, f)?, settings.rounding);
+        lines.push((
+            i,
+            line(
+                c,
+                LineKind::ProrationDebit,
+                Period {
+                    start: t,
+                    end: period.end,
+                },
+                amount,
+            ),
+        ));
+    }
+    Ok(lines)
+}
+
+fn same_component(charge: &ChargedComponent, component: &Component) -> bool {
+    charge.source == component.source && charge.full_amount == component.amount
+}
+
+/// The invoice of `charge`, or `None` when it has no line above zero (FORMAT.md §6: no
+/// invoice without lines; zero lines are not written).
+pub(crate) fn build_invoice(
+    state: &CustomerState,
+    charge: &Charge,
+    now: DateTime<Utc>,
+    _country: Option<CountryCode>,
+    tax: Option<TaxRate>,
+    settings: &Settings,
+) -> Result<Option<Invoice>, Error> {
+    let lines: Vec<InvoiceLine> = charge
+        .lines
+        .iter()
+        .filter(|l| !l.amount.is_zero())
+        .cloned()
+        .collect();
+    if lines.is_empty() {
+        return Ok(None);
+    }
+    let credit = state
+        .customer
+        .credit_balance
+        .get(&charge.currency)
+        .copied()
+        .unwrap_or(Decimal::ZERO);
+    let totals = invoice::totals(
+        &lines,
+        charge.currency,
+        Decimal::ZERO,
+        credit,
+        tax,
+        settings.rounding,
+    )?;
+    Ok(Some(Invoice {
+        id: format!(
+            "{}-inv-{}",
+            state.customer.id,
+            state.invoices.len().saturating_add(1)
+        ),
+        customer: state.customer.id.clone(),
+        subscription: charge.subscription.clone(),
+        issued_at: now,
+        reason: charge.reason,
+        currency: charge.currency,
+        lines: sort_lines(lines),
+        sub_total: totals.sub_total,
+        discount_amount: totals.discount_amount,
+        credit_applied: totals.credit_applied,
+        credit_issued: totals.credit_issued,
+        tax: totals.tax,
+        total: totals.total,
+    }))
+}
+
+/// FORMAT.md §6 order: credits, debits, charges, usage; within a kind the order given
+/// (plan prices in catalog order, then add-ons in the subscription's order).
+fn sort_lines(mut lines: Vec<InvoiceLine>) -> Vec<InvoiceLine> {
+    lines.sort_by_key(|l| l.kind);
+    lines
+}

@@ -1,0 +1,261 @@
+//! Subscriptions: what a customer holds, its status, its billing period and what has been
+//! charged for it.
+
+use crate::catalog::{Catalog, Plan, ScheduleStrategy};
+use crate::error::{Error, ErrorCode};
+use crate::id::{
+    CountryCode, CouponId, CustomerId, FeatureId, PlanId, ProductId, ResourceId, SubscriptionId,
+};
+use crate::money::Currency;
+use crate::period::{BillingPeriod, Period};
+use crate::pricing::{AddonQuantity, ComponentSource, Configuration};
+use chrono::{DateTime, Utc};
+use rust_decimal::Decimal;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// Where a subscription is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum SubscriptionStatus {
+    /// Waiting for its start date; grants nothing.
+    NotStarted,
+    /// Started, but payment could not be collected yet; grants nothing.
+    PaymentPending,
+    /// In its trial; grants its plan's entitlements.
+    InTrial,
+    /// Paid (or free) and running; grants its plan's entitlements.
+    Active,
+    /// Ended by a cancellation, a replacement or a conversion.
+    Canceled,
+    /// A trial that ran out without converting.
+    Expired,
+}
+
+impl SubscriptionStatus {
+    /// Live subscriptions count towards a scope's one-trial, one-non-trial rule.
+    #[must_use]
+    pub fn is_live(self) -> bool {
+        matches!(self, Self::Active | Self::InTrial | Self::PaymentPending)
+    }
+
+    /// Only trials and active subscriptions grant entitlements.
+    #[must_use]
+    pub fn is_entitling(self) -> bool {
+        matches!(self, Self::Active | Self::InTrial)
+    }
+
+    /// Whether the subscription has ended for good.
+    #[must_use]
+    pub fn is_ended(self) -> bool {
+        matches!(self, Self::Canceled | Self::Expired)
+    }
+}
+
+/// Why a subscription ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum CancelReason {
+    /// Replaced by a plan change, or a trial replaced by another trial or a paid start.
+    UpgradeOrDowngrade,
+    /// A trial replaced by the paid subscription bought during it.
+    TrialConverted,
+    /// A trial that ran out.
+    TrialEnded,
+    /// Canceled with immediate effect.
+    Immediate,
+    /// Canceled for a later date, which came.
+    ScheduledCancellation,
+    /// Payment never arrived during the first billing period.
+    PendingPaymentExpired,
+    /// The customer was archived.
+    CustomerArchived,
+}
+
+/// How a subscription's invoices are collected.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum PaymentCollectionMethod {
+    /// Charged to the customer's payment method.
+    #[default]
+    Charge,
+    /// Invoiced, paid by other means.
+    Invoice,
+    /// Not collected.
+    None,
+}
+
+/// What kind of change is waiting on a subscription.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum ScheduledUpdateType {
+    /// A plan change: a new subscription replaces this one.
+    PlanChange,
+    /// An in-place update of quantities, add-ons or billing period.
+    Update,
+    /// A move to the plan's latest version.
+    Migration,
+}
+
+/// A change stored on a subscription, applied at `scheduled_at`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScheduledUpdate {
+    /// The kind of change.
+    pub kind: ScheduledUpdateType,
+    /// When it applies.
+    pub scheduled_at: DateTime<Utc>,
+    /// The configuration it moves to.
+    pub target: Configuration,
+    /// The id the replacing subscription gets (plan changes).
+    pub new_subscription_id: Option<SubscriptionId>,
+    /// How the change was timed.
+    pub strategy: ScheduleStrategy,
+}
+
+/// A charge made for one price component over the span it covered: the ledger that
+/// credits for unused time are computed from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChargedComponent {
+    /// The component.
+    pub source: ComponentSource,
+    /// Its exact full-period amount when it was charged: a component with the same source
+    /// and full-period amount is the same component.
+    pub full_amount: Decimal,
+    /// The currency charged.
+    pub currency: Currency,
+    /// The amount charged (a rounded invoice line).
+    pub amount: Decimal,
+    /// The span it paid for.
+    pub covered: Period,
+}
+
+/// A subscription.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Subscription {
+    /// Its id.
+    pub id: SubscriptionId,
+    /// The customer holding it.
+    pub customer: CustomerId,
+    /// The product it is for.
+    pub product: ProductId,
+    /// The resource it is for (multi-subscription products only).
+    pub resource: Option<ResourceId>,
+    /// What it is made of.
+    pub config: Configuration,
+    /// Whether it is a trial.
+    pub is_trial: bool,
+    /// Its status.
+    pub status: SubscriptionStatus,
+    /// When it starts (or started).
+    pub start_date: DateTime<Utc>,
+    /// When it ended.
+    pub end_date: Option<DateTime<Utc>>,
+    /// When its trial ends.
+    pub trial_end: Option<DateTime<Utc>>,
+    /// What happens when its trial ends.
+    pub trial_end_behavior: Option<crate::catalog::TrialEndBehavior>,
+    /// The anchor of its billing periods.
+    pub billing_anchor: Option<DateTime<Utc>>,
+    /// The billing period it is in (during a trial: `[start, trialEnd)`).
+    pub current_period: Option<Period>,
+    /// When it ends or ended: a pending cancellation shows its future date.
+    pub cancellation_date: Option<DateTime<Utc>>,
+    /// Why it will end, for a pending cancellation (not shown until it takes effect).
+    pub pending_cancel_reason: Option<CancelReason>,
+    /// Why it ended, once it has.
+    pub cancel_reason: Option<CancelReason>,
+    /// Changes waiting to apply.
+    pub scheduled_updates: Vec<ScheduledUpdate>,
+    /// How its invoices are collected.
+    pub payment_collection_method: PaymentCollectionMethod,
+    /// Tax percentage for its invoices, overriding the customer's.
+    pub tax_percentage: Option<Decimal>,
+    /// The coupon applied to it and when it was first redeemed.
+    pub coupon: Option<AppliedCoupon>,
+    /// What has been charged for its current span.
+    pub charges: Vec<ChargedComponent>,
+    /// Free-form data from the host.
+    pub metadata: BTreeMap<String, String>,
+}
+
+/// A coupon applied to a subscription.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AppliedCoupon {
+    /// The coupon.
+    pub coupon: CouponId,
+    /// The promotion code that redeemed it, if any.
+    pub promotion_code: Option<String>,
+    /// When it was first redeemed; durations count from here.
+    pub redeemed_at: DateTime<Utc>,
+}
+
+impl Subscription {
+    /// The plan it is on.
+    #[must_use]
+    pub fn plan_id(&self) -> &PlanId {
+        &self.config.plan
+    }
+
+    /// Its billing period, if it has one.
+    #[must_use]
+    pub fn billing_period(&self) -> Option<BillingPeriod> {
+        self.config.billing_period
+    }
+
+    /// Its billing country.
+    #[must_use]
+    pub fn country(&self) -> Option<CountryCode> {
+        self.config.country
+    }
+
+    /// Its unit quantities.
+    #[must_use]
+    pub fn units(&self) -> &BTreeMap<FeatureId, u64> {
+        &self.config.units
+    }
+
+    /// Its add-ons.
+    #[must_use]
+    pub fn addons(&self) -> &[AddonQuantity] {
+        &self.config.addons
+    }
+
+    /// The plan version it is pinned to.
+    ///
+    /// # Errors
+    /// `PlanNotFound` if the catalog no longer has it.
+    pub fn plan<'c>(&self, catalog: &'c Catalog) -> Result<&'c Plan, Error> {
+        catalog
+            .plan(self.config.plan.as_str(), self.config.plan_version)
+            .ok_or_else(|| {
+                Error::new(
+                    ErrorCode::PlanNotFound,
+                    format!(
+                        "plan `{}` version {} of subscription `{}` does not exist",
+                        self.config.plan, self.config.plan_version, self.id
+                    ),
+                )
+            })
+    }
+
+    /// Whether it is in the scope `(product, resource)`.
+    #[must_use]
+    pub fn in_scope(&self, product: &ProductId, resource: Option<&ResourceId>) -> bool {
+        &self.product == product && self.resource.as_ref() == resource
+    }
+
+    /// Ends it at `at` for `reason`, with the status FORMAT.md §6 gives: a trial that ran out
+    /// expires, every other end cancels.
+    pub fn end(&mut self, at: DateTime<Utc>, reason: CancelReason) {
+        self.status = if reason == CancelReason::TrialEnded {
+            SubscriptionStatus::Expired
+        } else {
+            SubscriptionStatus::Canceled
+        };
+        self.end_date = Some(at);
+        self.cancellation_date = Some(at);
+        self.cancel_reason = Some(reason);
+        self.pending_cancel_reason = None;
+        self.scheduled_updates.clear();
+    }
+}

@@ -1,0 +1,180 @@
+//! Trial rules: whether a new subscription starts as a trial, until when, and why.
+//!
+//! First match wins (FORMAT.md §6): an override with `isTrial: true` gives a trial whatever
+//! the eligibility (`OVERRIDDEN`); a plan without a default trial offers none
+//! (`NOT_OFFERED`); `isTrial: false` or `skipTrial` skips it (`SKIPPED`); an eligible
+//! customer gets the plan's default trial (`STARTED`); anyone else pays (`NOT_ELIGIBLE`).
+//!
+//! Eligibility is self-serve: at most one trial per customer per product, ever, and none
+//! after a non-trial subscription to a `PAID` plan of the product.
+
+use crate::catalog::{Catalog, Plan, PricingType, TrialEndBehavior};
+use crate::customer::CustomerState;
+use crate::error::{Error, ErrorCode};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+/// What was decided about a trial.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum TrialDecision {
+    /// The plan's default trial started.
+    Started,
+    /// The customer has had a trial of the product, or paid for it.
+    NotEligible,
+    /// The request skipped the trial.
+    Skipped,
+    /// The plan has no trial.
+    NotOffered,
+    /// The request's override gave a trial.
+    Overridden,
+}
+
+/// A trial request override.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct TrialOverride {
+    /// Whether the subscription is a trial, bypassing eligibility.
+    pub is_trial: bool,
+    /// When the trial ends (default: the plan's trial duration from the start).
+    pub trial_end_date: Option<DateTime<Utc>>,
+    /// What happens at its end (default: the plan's, else convert to paid).
+    pub end_behavior: Option<TrialEndBehavior>,
+}
+
+/// The terms of a trial that starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TrialTerms {
+    /// When it ends.
+    pub end: DateTime<Utc>,
+    /// What happens then.
+    pub end_behavior: TrialEndBehavior,
+    /// Whether starting it needs a payment method.
+    pub requires_payment_method: bool,
+}
+
+/// The trial decision, why it was taken, and the trial's terms if one starts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TrialOutcome {
+    /// The decision.
+    pub decision: TrialDecision,
+    /// Why, in words.
+    pub reason: String,
+    /// The trial, if one starts.
+    pub terms: Option<TrialTerms>,
+}
+
+/// Decides the trial of a new subscription to `plan` starting at `start`.
+///
+/// # Errors
+/// `TrialNotApplicable` for a trial override on a free plan; `InvalidArgumentError` for an
+/// override without an end date on a plan without a default trial, or ending at or before
+/// the start.
+pub fn decide(
+    catalog: &Catalog,
+    state: &CustomerState,
+    plan: &Plan,
+    skip_trial: bool,
+    trial_override: Option<&TrialOverride>,
+    start: DateTime<Utc>,
+) -> Result<TrialOutcome, Error> {
+    let default = plan.default_trial;
+    if let Some(o) = trial_override.filter(|o| o.is_trial) {
+        if plan.pricing_type == PricingType::Free {
+            return Err(Error::new(
+                ErrorCode::TrialNotApplicable,
+                format!("plan `{}` is free and cannot be a trial", plan.id),
+            ));
+        }
+        let end = match (o.trial_end_date, default) {
+            (Some(end), _) => end,
+            (None, Some(policy)) => policy.duration.end_from(start)?,
+            (None, None) => {
+                return Err(Error::new(
+                    ErrorCode::InvalidArgumentError,
+                    format!(
+                        "plan `{}` has no default trial: the override needs `trialEndDate`",
+                        plan.id
+                    ),
+                ));
+            }
+        };
+        if end <= start {
+            return Err(Error::new(
+                ErrorCode::InvalidArgumentError,
+                format!("trial end `{end}` is not after the start `{start}`"),
+            ));
+        }
+        return Ok(TrialOutcome {
+            decision: TrialDecision::Overridden,
+            reason: "the request overrides the trial".to_owned(),
+            terms: Some(TrialTerms {
+                end,
+                end_behavior: o
+                    .end_behavior
+                    .or(default.map(|d| d.end_behavior))
+                    .unwrap_or_default(),
+                requires_payment_method: default.is_some_and(|d| d.requires_payment_method),
+            }),
+        });
+    }
+    let Some(policy) = default else {
+        return Ok(outcome(
+            TrialDecision::NotOffered,
+            format!("plan `{}` has no trial", plan.id),
+        ));
+    };
+    if skip_trial || trial_override.is_some() {
+        return Ok(outcome(
+            TrialDecision::Skipped,
+            "the request skips the trial".to_owned(),
+        ));
+    }
+    if let Some(why) = ineligibility(catalog, state, plan) {
+        return Ok(outcome(TrialDecision::NotEligible, why));
+    }
+    Ok(TrialOutcome {
+        decision: TrialDecision::Started,
+        reason: format!(
+            "the customer has never had a trial of product `{}`",
+            plan.product
+        ),
+        terms: Some(TrialTerms {
+            end: policy.duration.end_from(start)?,
+            end_behavior: policy.end_behavior,
+            requires_payment_method: policy.requires_payment_method,
+        }),
+    })
+}
+
+fn outcome(decision: TrialDecision, reason: String) -> TrialOutcome {
+    TrialOutcome {
+        decision,
+        reason,
+        terms: None,
+    }
+}
+
+/// Why the customer may not have a self-serve trial of `plan`'s product, if it may not.
+fn ineligibility(catalog: &Catalog, state: &CustomerState, plan: &Plan) -> Option<String> {
+    let product = &plan.product;
+    let had_trial = state.trial_history.contains(product)
+        || state
+            .subscriptions
+            .iter()
+            .any(|s| &s.product == product && s.is_trial);
+    if had_trial {
+        return Some(format!(
+            "the customer has had a trial of product `{product}`"
+        ));
+    }
+    let paid = state.paid_history.contains(product)
+        || state.subscriptions.iter().any(|s| {
+            &s.product == product
+                && !s.is_trial
+                && s.status != crate::subscription::SubscriptionStatus::NotStarted
+                && s.plan(catalog)
+                    .is_ok_and(|p| p.pricing_type == PricingType::Paid)
+        });
+    paid.then(|| format!("the customer has paid for product `{product}`"))
+}

@@ -1,0 +1,705 @@
+//! Provisioning: every row of SPEC.md §3.S, every payment rule of §3.P and every error code
+//! provisioning can produce, on the reference catalog.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    clippy::arithmetic_side_effects
+)]
+
+use chrono::{DateTime, Utc};
+use serde_json::{Value, json};
+use tollgate_core::change::ChangeType;
+use tollgate_core::customer::{Customer, CustomerState};
+use tollgate_core::id::CustomerId;
+use tollgate_core::invoice::{InvoiceReason, LineKind};
+use tollgate_core::provision::{ProvisionDecision, ProvisionRequest, ProvisionStatus, provision};
+use tollgate_core::settings::Settings;
+use tollgate_core::subscription::{CancelReason, SubscriptionStatus};
+use tollgate_core::trial::TrialDecision;
+use tollgate_core::{Catalog, ErrorCode};
+
+fn t(text: &str) -> DateTime<Utc> {
+    text.parse().unwrap()
+}
+
+fn reference_json() -> Value {
+    serde_json::from_slice(
+        &std::fs::read(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/data/reference-catalog.json"
+        ))
+        .unwrap(),
+    )
+    .unwrap()
+}
+
+/// The reference catalog with `edit` applied to its JSON.
+fn catalog_with(edit: impl FnOnce(&mut Value)) -> Catalog {
+    let mut value = reference_json();
+    edit(&mut value);
+    Catalog::from_json_value(&value).unwrap()
+}
+
+struct World {
+    catalog: Catalog,
+    state: CustomerState,
+    settings: Settings,
+}
+
+impl World {
+    fn new(has_payment_method: bool) -> Self {
+        Self::with_catalog(catalog_with(|_| {}), has_payment_method)
+    }
+
+    fn with_catalog(catalog: Catalog, has_payment_method: bool) -> Self {
+        let mut customer = Customer::new(CustomerId::new("c1"));
+        customer.has_payment_method = has_payment_method;
+        Self {
+            catalog,
+            state: CustomerState::new(customer),
+            settings: Settings::default(),
+        }
+    }
+
+    fn decide(&self, at: &str, input: Value) -> Result<ProvisionDecision, tollgate_core::Error> {
+        let mut input = input;
+        input["customerId"] = json!("c1");
+        let request: ProvisionRequest = serde_json::from_value(input).unwrap();
+        provision(&self.catalog, &self.state, &request, t(at), &self.settings)
+    }
+
+    /// Decides and applies; panics on an error.
+    fn provision(&mut self, at: &str, input: Value) -> ProvisionDecision {
+        let decision = self.decide(at, input).unwrap();
+        decision.apply(&mut self.state, t(at));
+        decision
+    }
+
+    fn error(&self, at: &str, input: Value) -> ErrorCode {
+        let before = self.state.clone();
+        let code = self.decide(at, input).unwrap_err().code();
+        assert_eq!(self.state, before);
+        code
+    }
+
+    fn sub(&self, id: &str) -> &tollgate_core::subscription::Subscription {
+        self.state
+            .subscription(id)
+            .unwrap_or_else(|| panic!("no subscription {id}"))
+    }
+}
+
+const JAN1: &str = "2025-01-01T00:00:00Z";
+
+fn starter(id: &str) -> Value {
+    json!({"planId": "starter", "billingPeriod": "MONTHLY", "subscriptionId": id})
+}
+
+fn paid_starter(id: &str) -> Value {
+    json!({"planId": "starter", "billingPeriod": "MONTHLY", "skipTrial": true, "subscriptionId": id})
+}
+
+fn pro(id: &str, seats: i64) -> Value {
+    json!({"planId": "pro", "billingPeriod": "MONTHLY", "skipTrial": true, "subscriptionId": id,
+           "billableFeatures": [{"featureId": "seats", "quantity": seats}]})
+}
+
+// ---- §3.S: nothing in scope ----
+
+#[test]
+fn nothing_in_scope_paid_start_now_is_active_and_charged_a_full_period() {
+    let mut w = World::new(true);
+    let d = w.provision(JAN1, paid_starter("s1"));
+    assert_eq!(
+        (d.status, d.change_type, d.trial.decision),
+        (
+            ProvisionStatus::Success,
+            ChangeType::New,
+            TrialDecision::Skipped
+        )
+    );
+    let s = w.sub("s1");
+    assert_eq!(s.status, SubscriptionStatus::Active);
+    assert_eq!(s.current_period.unwrap().end, t("2025-02-01T00:00:00Z"));
+    let invoice = d.effects.invoice.unwrap();
+    assert_eq!(invoice.reason, InvoiceReason::SubscriptionCreation);
+    assert_eq!(invoice.total.to_string(), "29.00");
+    assert_eq!(invoice.lines.len(), 1);
+    assert_eq!(w.state.invoices.len(), 1);
+}
+
+#[test]
+fn nothing_in_scope_eligible_customer_gets_the_default_trial() {
+    let mut w = World::new(false);
+    let d = w.provision(JAN1, starter("s1"));
+    assert_eq!(d.trial.decision, TrialDecision::Started);
+    let s = w.sub("s1");
+    assert_eq!((s.status, s.is_trial), (SubscriptionStatus::InTrial, true));
+    assert_eq!(s.trial_end, Some(t("2025-01-15T00:00:00Z")));
+    assert_eq!(s.current_period.unwrap().end, t("2025-01-15T00:00:00Z"));
+    assert!(d.effects.invoice.is_none());
+}
+
+#[test]
+fn nothing_in_scope_future_start_waits_and_a_newer_one_replaces_it() {
+    let mut w = World::new(true);
+    let d = w.provision(JAN1, json!({"planId": "starter", "billingPeriod": "MONTHLY", "skipTrial": true, "subscriptionId": "f1", "startDate": "2025-02-01T00:00:00Z"}));
+    assert!(!d.is_scheduled);
+    assert_eq!(w.sub("f1").status, SubscriptionStatus::NotStarted);
+    assert!(d.effects.invoice.is_none());
+    w.provision(JAN1, json!({"planId": "starter", "billingPeriod": "ANNUALLY", "skipTrial": true, "subscriptionId": "f2", "startDate": "2025-03-01T00:00:00Z"}));
+    assert_eq!(
+        w.sub("f1").cancel_reason,
+        Some(CancelReason::UpgradeOrDowngrade)
+    );
+    assert_eq!(w.sub("f2").status, SubscriptionStatus::NotStarted);
+}
+
+#[test]
+fn nothing_in_scope_backdated_start_is_live_from_then_and_charges_nothing_now() {
+    let mut w = World::new(true);
+    let d = w.provision("2025-01-10T00:00:00Z", json!({"planId": "starter", "billingPeriod": "MONTHLY", "skipTrial": true, "subscriptionId": "b1", "startDate": "2024-12-20T00:00:00Z"}));
+    let s = w.sub("b1");
+    assert_eq!(s.status, SubscriptionStatus::Active);
+    assert_eq!(s.start_date, t("2024-12-20T00:00:00Z"));
+    assert_eq!(s.current_period.unwrap().start, t("2024-12-20T00:00:00Z"));
+    assert_eq!(s.current_period.unwrap().end, t("2025-01-20T00:00:00Z"));
+    assert!(d.effects.invoice.is_none());
+}
+
+// ---- §3.S: non-trial A, trial of plan B → parallel ----
+
+#[test]
+fn paid_subscription_plus_trial_of_another_plan_runs_in_parallel() {
+    let mut w = World::new(true);
+    w.provision(JAN1, paid_starter("a"));
+    let d = w.provision("2025-01-05T00:00:00Z", json!({"planId": "pro", "billingPeriod": "MONTHLY", "subscriptionId": "b", "trialOverride": {"isTrial": true}}));
+    assert_eq!(
+        (d.change_type, d.trial.decision),
+        (ChangeType::New, TrialDecision::Overridden)
+    );
+    assert_eq!(w.sub("a").status, SubscriptionStatus::Active);
+    assert_eq!(w.sub("b").status, SubscriptionStatus::InTrial);
+    assert_eq!(w.sub("b").trial_end, Some(t("2025-01-19T00:00:00Z")));
+}
+
+// ---- §3.S: trial X, trial Y ----
+
+#[test]
+fn a_new_trial_replaces_the_live_trial_at_its_start() {
+    let mut w = World::new(false);
+    w.provision(JAN1, starter("x"));
+    let d = w.provision("2025-01-05T00:00:00Z", json!({"planId": "pro", "billingPeriod": "MONTHLY", "subscriptionId": "y", "trialOverride": {"isTrial": true}}));
+    assert_eq!(d.change_type, ChangeType::New);
+    let x = w.sub("x");
+    assert_eq!(
+        (x.status, x.cancel_reason),
+        (
+            SubscriptionStatus::Canceled,
+            Some(CancelReason::UpgradeOrDowngrade)
+        )
+    );
+    assert_eq!(x.end_date, Some(t("2025-01-05T00:00:00Z")));
+    assert_eq!(w.sub("y").status, SubscriptionStatus::InTrial);
+}
+
+// ---- §3.S: trial X, non-trial X → conversion ----
+
+#[test]
+fn paid_request_during_a_trial_of_the_same_plan_waits_for_the_trial_end() {
+    let mut w = World::new(true);
+    w.provision(JAN1, starter("trial"));
+    let d = w.provision("2025-01-05T00:00:00Z", starter("paid"));
+    assert_eq!(
+        (d.change_type, d.trial.decision, d.is_scheduled),
+        (ChangeType::New, TrialDecision::NotEligible, false)
+    );
+    let paid = w.sub("paid");
+    assert_eq!(
+        (paid.status, paid.start_date),
+        (SubscriptionStatus::NotStarted, t("2025-01-15T00:00:00Z"))
+    );
+    let trial = w.sub("trial");
+    assert_eq!(trial.status, SubscriptionStatus::InTrial);
+    assert_eq!(trial.cancellation_date, Some(t("2025-01-15T00:00:00Z")));
+    assert_eq!(
+        (trial.pending_cancel_reason, trial.cancel_reason),
+        (Some(CancelReason::TrialConverted), None)
+    );
+    assert!(d.effects.invoice.is_none());
+}
+
+#[test]
+fn immediate_trial_conversion_ends_the_trial_now_and_bills_from_now() {
+    let catalog =
+        catalog_with(|c| c["products"][0]["journey"]["trialConversion"] = json!("IMMEDIATE"));
+    let mut w = World::with_catalog(catalog, true);
+    w.provision(JAN1, starter("trial"));
+    let d = w.provision("2025-01-05T12:00:00Z", starter("paid"));
+    let trial = w.sub("trial");
+    assert_eq!(
+        (trial.status, trial.cancel_reason),
+        (
+            SubscriptionStatus::Canceled,
+            Some(CancelReason::TrialConverted)
+        )
+    );
+    let paid = w.sub("paid");
+    assert_eq!(paid.status, SubscriptionStatus::Active);
+    assert_eq!(
+        paid.current_period.unwrap().start,
+        t("2025-01-05T12:00:00Z")
+    );
+    assert_eq!(paid.current_period.unwrap().end, t("2025-02-05T12:00:00Z"));
+    assert_eq!(d.effects.invoice.unwrap().total.to_string(), "29.00");
+}
+
+// ---- §3.S: trial X, non-trial Y ≠ X ----
+
+#[test]
+fn paid_request_for_another_plan_ends_the_trial_now() {
+    let mut w = World::new(true);
+    w.provision(JAN1, starter("trial"));
+    let d = w.provision("2025-01-05T00:00:00Z", pro("p", 2));
+    assert_eq!(d.change_type, ChangeType::New);
+    let trial = w.sub("trial");
+    assert_eq!(
+        (trial.status, trial.cancel_reason),
+        (
+            SubscriptionStatus::Canceled,
+            Some(CancelReason::UpgradeOrDowngrade)
+        )
+    );
+    assert_eq!(w.sub("p").status, SubscriptionStatus::Active);
+    assert_eq!(d.effects.invoice.unwrap().total.to_string(), "159.00");
+}
+
+// ---- §3.S: non-trial A (± trial), non-trial B → plan change ----
+
+#[test]
+fn upgrade_applies_now_with_stripe_proration_and_keeps_the_period() {
+    let mut w = World::new(true);
+    w.provision(JAN1, paid_starter("starter"));
+    // As scenario 04: no skipTrial, so the paid history decides the trial.
+    let d = w.provision("2025-01-10T08:30:00Z", json!({"planId": "pro", "billingPeriod": "MONTHLY", "subscriptionId": "pro",
+        "billableFeatures": [{"featureId": "seats", "quantity": 1}], "billingCycleAnchor": "UNCHANGED"}));
+    assert_eq!(
+        (d.change_type, d.trial.decision),
+        (ChangeType::Upgrade, TrialDecision::NotEligible)
+    );
+    let old = w.sub("starter");
+    assert_eq!(
+        (old.status, old.cancel_reason),
+        (
+            SubscriptionStatus::Canceled,
+            Some(CancelReason::UpgradeOrDowngrade)
+        )
+    );
+    let new = w.sub("pro");
+    assert_eq!(new.current_period.unwrap().start, t(JAN1));
+    assert_eq!(new.current_period.unwrap().end, t("2025-02-01T00:00:00Z"));
+    let invoice = d.effects.invoice.unwrap();
+    assert_eq!(invoice.reason, InvoiceReason::SubscriptionUpdate);
+    assert_eq!(invoice.subscription.as_str(), "pro");
+    let lines: Vec<_> = invoice
+        .lines
+        .iter()
+        .map(|l| (l.kind, l.amount.to_string()))
+        .collect();
+    assert_eq!(
+        lines,
+        [
+            (LineKind::ProrationCredit, "-20.25".to_owned()),
+            (LineKind::ProrationDebit, "83.09".to_owned()),
+            (LineKind::ProrationDebit, "13.97".to_owned()),
+        ]
+    );
+    assert_eq!(invoice.total.to_string(), "76.81");
+}
+
+#[test]
+fn a_parallel_trial_keeps_running_through_a_plan_change() {
+    let mut w = World::new(true);
+    w.provision(JAN1, paid_starter("a"));
+    w.provision(
+        "2025-01-02T00:00:00Z",
+        json!({"planId": "enterprise", "subscriptionId": "t", "trialOverride": {"isTrial": true}}),
+    );
+    w.provision("2025-01-03T00:00:00Z", pro("b", 1));
+    assert_eq!(w.sub("t").status, SubscriptionStatus::InTrial);
+    assert_eq!(w.sub("b").status, SubscriptionStatus::Active);
+    assert_eq!(w.sub("a").status, SubscriptionStatus::Canceled);
+}
+
+#[test]
+fn downgrade_follows_the_product_strategy_and_a_later_request_replaces_or_restores_it() {
+    let mut w = World::new(true);
+    w.provision(JAN1, pro("pro", 3));
+    let d = w.provision("2025-01-10T00:00:00Z", paid_starter("starter"));
+    assert_eq!(
+        (d.change_type, d.is_scheduled),
+        (ChangeType::Downgrade, true)
+    );
+    assert_eq!(d.subscription.as_ref().unwrap().as_str(), "pro");
+    assert!(d.effects.invoice.is_none());
+    let scheduled = &w.sub("pro").scheduled_updates;
+    assert_eq!(scheduled.len(), 1);
+    assert_eq!(scheduled[0].scheduled_at, t("2025-02-01T00:00:00Z"));
+    assert_eq!(scheduled[0].target.plan.as_str(), "starter");
+    // A second downgrade replaces the first.
+    let d = w.provision("2025-01-11T00:00:00Z", pro("pro-1", 1));
+    assert_eq!(
+        (d.change_type, d.is_scheduled),
+        (ChangeType::Downgrade, true)
+    );
+    let scheduled = &w.sub("pro").scheduled_updates;
+    assert_eq!(scheduled.len(), 1);
+    assert_eq!(
+        scheduled[0]
+            .target
+            .units
+            .values()
+            .copied()
+            .collect::<Vec<_>>(),
+        [1]
+    );
+    // Restoring the current configuration cancels it.
+    let d = w.provision("2025-01-12T00:00:00Z", pro("ignored", 3));
+    assert_eq!((d.change_type, d.is_scheduled), (ChangeType::None, false));
+    assert!(w.sub("pro").scheduled_updates.is_empty());
+    assert!(w.state.subscription("ignored").is_none());
+}
+
+#[test]
+fn downgrade_with_an_immediate_strategy_credits_the_difference() {
+    let mut w = World::new(true);
+    w.provision(JAN1, pro("pro", 1));
+    let d = w.provision("2025-01-16T12:00:00Z", json!({"planId": "starter", "billingPeriod": "MONTHLY", "skipTrial": true, "subscriptionId": "s", "scheduleStrategy": "IMMEDIATE"}));
+    assert_eq!(
+        (d.change_type, d.is_scheduled),
+        (ChangeType::Downgrade, false)
+    );
+    let invoice = d.effects.invoice.unwrap();
+    // Half of January remains: credit 139 / 2, debit 29 / 2; net −55.00 becomes credit.
+    assert_eq!(invoice.sub_total.to_string(), "-55.00");
+    assert_eq!(
+        (invoice.total.to_string(), invoice.credit_issued.to_string()),
+        ("0.00".to_owned(), "55.00".to_owned())
+    );
+    assert_eq!(
+        w.state
+            .customer
+            .credit_balance
+            .values()
+            .next()
+            .unwrap()
+            .to_string(),
+        "55.00"
+    );
+}
+
+#[test]
+fn end_of_billing_month_applies_at_the_next_monthly_boundary_of_an_annual_plan() {
+    let mut w = World::new(true);
+    w.provision(JAN1, json!({"planId": "pro", "billingPeriod": "ANNUALLY", "skipTrial": true, "subscriptionId": "pro"}));
+    let d = w.provision("2025-03-10T00:00:00Z", json!({"planId": "starter", "billingPeriod": "ANNUALLY", "skipTrial": true, "subscriptionId": "s", "scheduleStrategy": "END_OF_BILLING_MONTH"}));
+    assert!(d.is_scheduled);
+    assert_eq!(
+        w.sub("pro").scheduled_updates[0].scheduled_at,
+        t("2025-04-01T00:00:00Z")
+    );
+}
+
+#[test]
+fn change_from_free_starts_a_new_period_with_a_creation_invoice() {
+    let mut w = World::new(true);
+    w.provision(JAN1, json!({"planId": "free", "subscriptionId": "free"}));
+    let d = w.provision("2025-01-02T00:00:00Z", paid_starter("s"));
+    assert_eq!(d.change_type, ChangeType::Upgrade);
+    let invoice = d.effects.invoice.unwrap();
+    assert_eq!(
+        (invoice.reason, invoice.total.to_string()),
+        (InvoiceReason::SubscriptionCreation, "29.00".to_owned())
+    );
+    assert_eq!(
+        w.sub("s").current_period.unwrap().start,
+        t("2025-01-02T00:00:00Z")
+    );
+}
+
+#[test]
+fn a_request_equal_to_the_live_configuration_changes_nothing() {
+    let mut w = World::new(true);
+    w.provision(JAN1, paid_starter("s"));
+    let before = w.state.clone();
+    let d = w.provision("2025-01-03T00:00:00Z", paid_starter("s2"));
+    assert_eq!(d.change_type, ChangeType::None);
+    assert!(d.effects.invoice.is_none());
+    assert_eq!(w.state, before);
+}
+
+#[test]
+fn billing_cycle_anchor_now_credits_and_charges_a_full_period() {
+    let mut w = World::new(true);
+    w.provision(JAN1, paid_starter("s"));
+    let mut input = pro("p", 1);
+    input["billingCycleAnchor"] = json!("NOW");
+    let d = w.provision("2025-01-16T12:00:00Z", input);
+    let invoice = d.effects.invoice.unwrap();
+    let kinds: Vec<_> = invoice.lines.iter().map(|l| l.kind).collect();
+    assert_eq!(
+        kinds,
+        [
+            LineKind::ProrationCredit,
+            LineKind::Charge,
+            LineKind::Charge
+        ]
+    );
+    assert_eq!(invoice.reason, InvoiceReason::SubscriptionUpdate);
+    assert_eq!(
+        w.sub("p").current_period.unwrap().start,
+        t("2025-01-16T12:00:00Z")
+    );
+}
+
+#[test]
+fn multi_subscription_products_scope_by_resource() {
+    let mut w = World::new(true);
+    w.provision(JAN1, json!({"planId": "ws-plus", "billingPeriod": "MONTHLY", "resourceId": "w1", "subscriptionId": "a", "billableFeatures": [{"featureId": "storage-gb", "quantity": 50}]}));
+    let d = w.provision(JAN1, json!({"planId": "ws-plus", "billingPeriod": "MONTHLY", "resourceId": "w2", "subscriptionId": "b", "billableFeatures": [{"featureId": "storage-gb", "quantity": 50}]}));
+    assert_eq!(d.change_type, ChangeType::New);
+    assert_eq!(w.sub("a").status, SubscriptionStatus::Active);
+    assert_eq!(w.sub("b").status, SubscriptionStatus::Active);
+    let d = w.provision("2025-01-02T00:00:00Z", json!({"planId": "ws-basic", "resourceId": "w1", "subscriptionId": "c", "scheduleStrategy": "IMMEDIATE"}));
+    assert_eq!(d.change_type, ChangeType::Downgrade);
+    assert_eq!(w.sub("a").status, SubscriptionStatus::Canceled);
+    assert_eq!(w.sub("b").status, SubscriptionStatus::Active);
+}
+
+// ---- §3.P payment ----
+
+#[test]
+fn payment_rules() {
+    // No payment method, no checkout options: an error, nothing changes.
+    let w = World::new(false);
+    assert_eq!(
+        w.error(JAN1, paid_starter("s")),
+        ErrorCode::PaymentMethodNotFound
+    );
+
+    // With checkout options: PAYMENT_REQUIRED, no subscription, a pending checkout only.
+    let mut w = World::new(false);
+    let mut input = paid_starter("s");
+    input["checkoutOptions"] = json!({"successUrl": "https://ok", "cancelUrl": "https://cancel"});
+    let d = w.provision(JAN1, input);
+    assert_eq!(d.status, ProvisionStatus::PaymentRequired);
+    assert!(d.subscription.is_none() && d.effects.invoice.is_none());
+    assert_eq!(d.checkout.unwrap().success_url, "https://ok");
+    assert!(w.state.subscriptions.is_empty());
+    assert_eq!(w.state.pending_checkouts.len(), 1);
+
+    // Free, custom, a trial without requiresPaymentMethod, a future start: no payment needed.
+    for input in [
+        json!({"planId": "free", "subscriptionId": "f"}),
+        json!({"planId": "enterprise", "subscriptionId": "e", "skipTrial": true}),
+        starter("t"),
+        json!({"planId": "starter", "billingPeriod": "MONTHLY", "skipTrial": true, "startDate": "2025-03-01T00:00:00Z"}),
+    ] {
+        let mut w = World::new(false);
+        assert_eq!(w.provision(JAN1, input).status, ProvisionStatus::Success);
+    }
+
+    // INVOICE collection: no payment method needed, and the invoice is still written.
+    let mut w = World::new(false);
+    let mut input = paid_starter("s");
+    input["paymentCollectionMethod"] = json!("INVOICE");
+    assert_eq!(
+        w.provision(JAN1, input)
+            .effects
+            .invoice
+            .unwrap()
+            .total
+            .to_string(),
+        "29.00"
+    );
+
+    // NONE collection: no payment method, no invoice.
+    let mut w = World::new(false);
+    let mut input = paid_starter("s");
+    input["paymentCollectionMethod"] = json!("NONE");
+    assert!(w.provision(JAN1, input).effects.invoice.is_none());
+
+    // No billing integration: no payment method, no invoice; the money is still computed.
+    let mut w = World::new(false);
+    w.settings = Settings::new(false, Default::default(), Default::default());
+    let d = w.provision(JAN1, paid_starter("s"));
+    assert!(d.effects.invoice.is_none());
+    assert_eq!(d.charge.unwrap().lines[0].amount.to_string(), "29.00");
+
+    // A trial that requires a payment method follows the paid rule.
+    let catalog =
+        catalog_with(|c| c["plans"][1]["defaultTrial"]["requiresPaymentMethod"] = json!(true));
+    let w = World::with_catalog(catalog, false);
+    assert_eq!(
+        w.error(JAN1, starter("t")),
+        ErrorCode::PaymentMethodNotFound
+    );
+}
+
+// ---- errors, in FORMAT.md §6's validation order ----
+
+#[test]
+fn every_provisioning_error_code() {
+    let mut archived = World::new(true);
+    archived.state.customer.archived = true;
+    assert_eq!(
+        archived.error(JAN1, paid_starter("s")),
+        ErrorCode::CustomerIsArchived
+    );
+
+    let w = World::new(true);
+    let other = {
+        let request: ProvisionRequest =
+            serde_json::from_value(json!({"customerId": "nobody", "planId": "starter"})).unwrap();
+        provision(&w.catalog, &w.state, &request, t(JAN1), &w.settings)
+            .unwrap_err()
+            .code()
+    };
+    assert_eq!(other, ErrorCode::CustomerNotFound);
+    let cases: Vec<(Value, ErrorCode)> = vec![
+        (json!({"planId": "nope"}), ErrorCode::PlanNotFound),
+        (
+            json!({"planId": "pro", "planVersion": 9, "billingPeriod": "MONTHLY"}),
+            ErrorCode::PlanNotFound,
+        ),
+        (
+            json!({"planId": "ws-plus", "billingPeriod": "MONTHLY"}),
+            ErrorCode::ResourceIdMismatch,
+        ),
+        (
+            json!({"planId": "starter", "billingPeriod": "MONTHLY", "resourceId": "r"}),
+            ErrorCode::ResourceIdMismatch,
+        ),
+        (
+            json!({"planId": "starter"}),
+            ErrorCode::BillingPeriodMissingError,
+        ),
+        (
+            json!({"planId": "starter", "billingPeriod": "QUARTERLY"}),
+            ErrorCode::BillingPeriodMissingError,
+        ),
+        (
+            json!({"planId": "starter", "billingPeriod": "MONTHLY", "addons": [{"addonId": "nope"}]}),
+            ErrorCode::AddonNotFound,
+        ),
+        (
+            json!({"planId": "starter", "billingPeriod": "MONTHLY", "addons": [{"addonId": "api-boost"}]}),
+            ErrorCode::IncompatibleSubscriptionAddon,
+        ),
+        (
+            json!({"planId": "starter", "billingPeriod": "MONTHLY", "addons": [{"addonId": "extra-projects"}, {"addonId": "extra-projects"}]}),
+            ErrorCode::DuplicateAddonProvisionedError,
+        ),
+        (
+            json!({"planId": "starter", "billingPeriod": "MONTHLY", "addons": [{"addonId": "extra-projects", "quantity": 0}]}),
+            ErrorCode::InvalidQuantity,
+        ),
+        (
+            json!({"planId": "starter", "billingPeriod": "MONTHLY", "addons": [{"addonId": "extra-projects", "quantity": 6}]}),
+            ErrorCode::AddonQuantityExceedsLimitError,
+        ),
+        (
+            json!({"planId": "pro", "billingPeriod": "MONTHLY", "addons": [{"addonId": "audit-pack"}]}),
+            ErrorCode::AddonDependencyMissingError,
+        ),
+        (
+            json!({"planId": "pro", "billingPeriod": "MONTHLY", "billableFeatures": [{"featureId": "nope", "quantity": 1}]}),
+            ErrorCode::FeatureNotFound,
+        ),
+        (
+            json!({"planId": "pro", "billingPeriod": "MONTHLY", "billableFeatures": [{"featureId": "seats", "quantity": 0}]}),
+            ErrorCode::InvalidQuantity,
+        ),
+        (
+            json!({"planId": "pro", "billingPeriod": "MONTHLY", "billableFeatures": [{"featureId": "seats", "quantity": 1001}]}),
+            ErrorCode::InvalidQuantity,
+        ),
+        (
+            json!({"planId": "pro", "billingPeriod": "MONTHLY", "unitQuantity": -1}),
+            ErrorCode::InvalidQuantity,
+        ),
+        (
+            json!({"planId": "starter", "billingPeriod": "MONTHLY", "promotionCode": "NOPE"}),
+            ErrorCode::PromotionCodeNotFound,
+        ),
+        (
+            json!({"planId": "starter", "billingPeriod": "MONTHLY", "couponId": "nope"}),
+            ErrorCode::CouponNotFound,
+        ),
+        (
+            json!({"planId": "starter", "billingPeriod": "MONTHLY", "billingCountryCode": "germany"}),
+            ErrorCode::InvalidArgumentError,
+        ),
+        (
+            json!({"planId": "free", "trialOverride": {"isTrial": true}}),
+            ErrorCode::TrialNotApplicable,
+        ),
+        (
+            json!({"planId": "ws-plus", "resourceId": "r", "billingPeriod": "MONTHLY", "trialOverride": {"isTrial": true}}),
+            ErrorCode::InvalidArgumentError,
+        ),
+        (
+            json!({"planId": "starter", "billingPeriod": "MONTHLY", "trialOverride": {"isTrial": true, "trialEndDate": "2024-12-01T00:00:00Z"}}),
+            ErrorCode::InvalidArgumentError,
+        ),
+    ];
+    for (input, code) in cases {
+        assert_eq!(w.error(JAN1, input.clone()), code, "{input}");
+    }
+}
+
+#[test]
+fn validation_reports_the_first_problem_in_format_order() {
+    let w = World::new(true);
+    // Unknown add-on and bad quantity: the add-on comes first.
+    let input = json!({"planId": "pro", "billingPeriod": "MONTHLY", "addons": [{"addonId": "nope"}], "billableFeatures": [{"featureId": "seats", "quantity": 0}]});
+    assert_eq!(w.error(JAN1, input), ErrorCode::AddonNotFound);
+    // Missing billing period before add-ons.
+    let input = json!({"planId": "pro", "addons": [{"addonId": "nope"}]});
+    assert_eq!(w.error(JAN1, input), ErrorCode::BillingPeriodMissingError);
+    // Quantities before the promotion code.
+    let input = json!({"planId": "pro", "billingPeriod": "MONTHLY", "billableFeatures": [{"featureId": "seats", "quantity": 0}], "promotionCode": "NOPE"});
+    assert_eq!(w.error(JAN1, input), ErrorCode::InvalidQuantity);
+}
+
+#[test]
+fn trial_eligibility_is_one_per_product_and_none_after_paying() {
+    let mut w = World::new(true);
+    w.provision(JAN1, paid_starter("paid"));
+    let d = w
+        .decide(
+            "2025-01-02T00:00:00Z",
+            json!({"planId": "pro", "billingPeriod": "MONTHLY", "subscriptionId": "p"}),
+        )
+        .unwrap();
+    assert_eq!(d.trial.decision, TrialDecision::NotEligible);
+    let mut w = World::new(true);
+    w.provision(JAN1, starter("t1"));
+    let d = w
+        .decide(
+            "2025-01-02T00:00:00Z",
+            json!({"planId": "pro", "billingPeriod": "MONTHLY"}),
+        )
+        .unwrap();
+    assert_eq!(d.trial.decision, TrialDecision::NotEligible);
+    // Another product is another story.
+    let d = w
+        .decide(
+            "2025-01-02T00:00:00Z",
+            json!({"planId": "ws-basic", "resourceId": "r"}),
+        )
+        .unwrap();
+    assert_eq!(d.trial.decision, TrialDecision::NotOffered);
+}
