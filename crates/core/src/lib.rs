@@ -28,6 +28,7 @@ pub mod customer;
 pub mod error;
 pub mod id;
 pub mod invoice;
+pub mod journey;
 pub mod money;
 pub mod period;
 pub mod pricing;

@@ -703,3 +703,47 @@ fn trial_eligibility_is_one_per_product_and_none_after_paying() {
         .unwrap();
     assert_eq!(d.trial.decision, TrialDecision::NotOffered);
 }
+
+// ---- provisionCustomer and the journey start setup ----
+
+fn provision_customer_with(catalog: &Catalog, input: Value) -> Result<tollgate_core::journey::CustomerDecision, tollgate_core::Error> {
+    let request: tollgate_core::journey::ProvisionCustomerRequest = serde_json::from_value(input).unwrap();
+    tollgate_core::journey::provision_customer(catalog, None, &request, t(JAN1), &Settings::default())
+}
+
+#[test]
+fn provision_customer_follows_the_journey_start_setup() {
+    use tollgate_core::journey::SubscriptionDecisionStrategy as S;
+    let catalog = catalog_with(|_| {});
+    let free = provision_customer_with(&catalog, json!({"customerId": "c5", "hasPaymentMethod": true, "subscriptionParams": {"planId": "starter", "billingPeriod": "MONTHLY", "subscriptionId": "first"}})).unwrap();
+    assert_eq!(free.strategy, S::PredefinedFreePlan);
+    let state = free.into_state(t(JAN1));
+    let sub = state.subscription("first").unwrap();
+    assert_eq!((sub.plan_id().as_str(), sub.status), ("free", SubscriptionStatus::Active));
+    assert!(state.customer.has_payment_method);
+
+    let chosen = provision_customer_with(&catalog, json!({"customerId": "c6", "hasPaymentMethod": true, "subscriptionParams": {"planId": "ws-plus", "billingPeriod": "MONTHLY", "resourceId": "w"}})).unwrap();
+    assert_eq!(chosen.strategy, S::RequestedPlan);
+    assert_eq!(chosen.into_state(t(JAN1)).subscriptions[0].plan_id().as_str(), "ws-plus");
+
+    let skipped = provision_customer_with(&catalog, json!({"customerId": "c7", "timezone": "Europe/Berlin", "taxPercentage": 20, "subscriptionParams": null})).unwrap();
+    assert_eq!(skipped.strategy, S::SkippedSubscriptionCreation);
+    let state = skipped.into_state(t(JAN1));
+    assert!(state.subscriptions.is_empty());
+    assert_eq!(state.customer.timezone.name(), "Europe/Berlin");
+
+    let trial_catalog = catalog_with(|c| {
+        c["products"][0]["journey"]["startSetup"] = json!("TRIAL_PERIOD");
+        c["products"][0]["journey"]["startPlanId"] = json!("starter");
+    });
+    let trial = provision_customer_with(&trial_catalog, json!({"customerId": "c8", "subscriptionParams": {"planId": "pro", "billingPeriod": "MONTHLY"}})).unwrap();
+    assert_eq!(trial.strategy, S::PredefinedTrialPlan);
+    let state = trial.into_state(t(JAN1));
+    let sub = &state.subscriptions[0];
+    assert_eq!((sub.plan_id().as_str(), sub.status), ("starter", SubscriptionStatus::InTrial));
+
+    let bad_zone = provision_customer_with(&catalog, json!({"customerId": "c9", "timezone": "Mars/Olympus"}));
+    assert_eq!(bad_zone.unwrap_err().code(), ErrorCode::InvalidArgumentError);
+    let bad_params = provision_customer_with(&catalog, json!({"customerId": "c9", "subscriptionParams": {"plan": "x"}}));
+    assert_eq!(bad_params.unwrap_err().code(), ErrorCode::BadUserInput);
+}

@@ -1,0 +1,254 @@
+//! `provisionCustomer`: create or update a customer and give it its first subscription as
+//! the product's journey start setup says (FORMAT.md §6):
+//! - `PLAN_SELECTION`: the requested plan (`REQUESTED_PLAN`);
+//! - `FREE_PLAN`: the product's free start plan, whatever was asked (`PREDEFINED_FREE_PLAN`);
+//! - `TRIAL_PERIOD`: a trial of the start plan (`PREDEFINED_TRIAL_PLAN`);
+//! - no `subscriptionParams`: no subscription (`SKIPPED_SUBSCRIPTION_CREATION`).
+//!
+//! The request's `subscriptionId`, `resourceId`, `startDate`, `metadata` and collection
+//! method carry over to a predefined plan; its plan choices (version, quantities, add-ons,
+//! trial settings, codes) do not. A trial of the start plan keeps the requested billing
+//! period, which the trial converts into.
+
+use crate::catalog::{Catalog, StartSetup};
+use crate::customer::{Customer, CustomerState};
+use crate::error::{Error, ErrorCode};
+use crate::id::{CountryCode, CustomerId};
+use crate::money;
+use crate::provision::{provision, ProvisionDecision, ProvisionRequest};
+use crate::settings::Settings;
+use crate::trial::TrialOverride;
+use chrono::{DateTime, Utc};
+use chrono_tz::Tz;
+use rust_decimal::Decimal;
+use serde::{Deserialize, Serialize};
+
+/// A `provisionCustomer` request.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct ProvisionCustomerRequest {
+    /// The customer.
+    pub customer_id: CustomerId,
+    /// Whether a payment method is on file.
+    pub has_payment_method: Option<bool>,
+    /// IANA time zone name (default UTC).
+    pub timezone: Option<String>,
+    /// Billing country.
+    pub billing_country_code: Option<String>,
+    /// Tax percentage of its invoices.
+    #[serde(default, deserialize_with = "money::serde_amount::option")]
+    pub tax_percentage: Option<Decimal>,
+    /// Whether prices include the tax.
+    pub tax_inclusive: Option<bool>,
+    /// A provision input without `customerId`; absent or `null`: no subscription.
+    pub subscription_params: Option<serde_json::Value>,
+}
+
+/// How the first subscription was chosen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum SubscriptionDecisionStrategy {
+    /// The plan asked for.
+    RequestedPlan,
+    /// The product's free start plan.
+    PredefinedFreePlan,
+    /// A trial of the product's start plan.
+    PredefinedTrialPlan,
+    /// No subscription was asked for.
+    SkippedSubscriptionCreation,
+}
+
+/// The decision of a `provisionCustomer` request.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub struct CustomerDecision {
+    /// The customer's state with its fields set, before the subscription's effects.
+    pub state: CustomerState,
+    /// How the subscription was chosen.
+    pub strategy: SubscriptionDecisionStrategy,
+    /// The subscription's decision, if one was asked for.
+    pub subscription: Option<ProvisionDecision>,
+}
+
+impl CustomerDecision {
+    /// The customer's state after the decision.
+    #[must_use]
+    pub fn into_state(self, now: DateTime<Utc>) -> CustomerState {
+        let mut state = self.state;
+        if let Some(decision) = &self.subscription {
+            decision.apply(&mut state, now);
+        }
+        state
+    }
+}
+
+/// The customer fields a request may set; `None` leaves a field as it is.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct CustomerFields {
+    /// Whether a payment method is on file.
+    pub has_payment_method: Option<bool>,
+    /// IANA time zone name.
+    pub timezone: Option<String>,
+    /// Billing country.
+    pub billing_country_code: Option<String>,
+    /// Tax percentage.
+    pub tax_percentage: Option<Decimal>,
+    /// Whether prices include the tax.
+    pub tax_inclusive: Option<bool>,
+}
+
+/// Sets `fields` on `customer`.
+///
+/// # Errors
+/// `InvalidArgumentError` for an unknown time zone, a malformed country code or a tax
+/// percentage outside `[0, 100]`; nothing is changed then.
+pub fn update_customer(customer: &Customer, fields: &CustomerFields) -> Result<Customer, Error> {
+    let mut updated = customer.clone();
+    if let Some(has) = fields.has_payment_method {
+        updated.has_payment_method = has;
+    }
+    if let Some(zone) = &fields.timezone {
+        updated.timezone = zone
+            .parse::<Tz>()
+            .map_err(|_| Error::new(ErrorCode::InvalidArgumentError, format!("`{zone}` is not an IANA time zone")))?;
+    }
+    if let Some(country) = &fields.billing_country_code {
+        updated.country = Some(CountryCode::parse(country).ok_or_else(|| {
+            Error::new(
+                ErrorCode::InvalidArgumentError,
+                format!("`{country}` is not an ISO 3166-1 alpha-2 country code"),
+            )
+        })?);
+    }
+    if let Some(pct) = fields.tax_percentage {
+        if pct < Decimal::ZERO || pct > Decimal::ONE_HUNDRED {
+            return Err(Error::new(
+                ErrorCode::InvalidArgumentError,
+                format!("tax percentage {pct} is not between 0 and 100"),
+            ));
+        }
+        updated.tax_percentage = Some(pct);
+    }
+    if let Some(inclusive) = fields.tax_inclusive {
+        updated.tax_inclusive = inclusive;
+    }
+    Ok(updated)
+}
+
+/// Decides a `provisionCustomer` request: creates the customer (or updates an existing one)
+/// and provisions its first subscription per the journey start setup.
+///
+/// # Errors
+/// `CustomerIsArchived` for an archived customer, `BadUserInput` for
+/// `subscriptionParams` that are not a provision input, the customer field errors of
+/// [`update_customer`], and every error of [`provision`].
+pub fn provision_customer(
+    catalog: &Catalog,
+    existing: Option<&CustomerState>,
+    request: &ProvisionCustomerRequest,
+    now: DateTime<Utc>,
+    settings: &Settings,
+) -> Result<CustomerDecision, Error> {
+    let mut state = match existing {
+        Some(state) => {
+            state.ensure_active()?;
+            state.clone()
+        }
+        None => CustomerState::new(Customer::new(request.customer_id.clone())),
+    };
+    state.customer = update_customer(
+        &state.customer,
+        &CustomerFields {
+            has_payment_method: request.has_payment_method,
+            timezone: request.timezone.clone(),
+            billing_country_code: request.billing_country_code.clone(),
+            tax_percentage: request.tax_percentage,
+            tax_inclusive: request.tax_inclusive,
+        },
+    )?;
+    let params = match &request.subscription_params {
+        None | Some(serde_json::Value::Null) => {
+            return Ok(CustomerDecision {
+                state,
+                strategy: SubscriptionDecisionStrategy::SkippedSubscriptionCreation,
+                subscription: None,
+            });
+        }
+        Some(params) => params,
+    };
+    let mut params = params.clone();
+    match params.as_object_mut() {
+        Some(map) => {
+            map.insert("customerId".to_owned(), serde_json::Value::String(request.customer_id.to_string()));
+        }
+        None => {
+            return Err(Error::new(ErrorCode::BadUserInput, "`subscriptionParams` is not an object"));
+        }
+    }
+    let requested: ProvisionRequest = serde_json::from_value(params)
+        .map_err(|e| Error::new(ErrorCode::BadUserInput, format!("subscriptionParams: {e}")))?;
+    let plan = match requested.plan_version {
+        Some(v) => catalog.plan(requested.plan_id.as_str(), v),
+        None => catalog.latest_plan(requested.plan_id.as_str()),
+    }
+    .ok_or_else(|| Error::new(ErrorCode::PlanNotFound, format!("plan `{}` does not exist", requested.plan_id)))?;
+    let product = catalog
+        .product(plan.product.as_str())
+        .ok_or_else(|| Error::new(ErrorCode::PlanNotFound, format!("product `{}` does not exist", plan.product)))?;
+    let (strategy, request) = match &product.journey.start {
+        StartSetup::PlanSelection => (SubscriptionDecisionStrategy::RequestedPlan, requested),
+        StartSetup::FreePlan(start) => (
+            SubscriptionDecisionStrategy::PredefinedFreePlan,
+            predefined(requested, start.clone(), None, false),
+        ),
+        StartSetup::TrialPeriod(start) => {
+            let period = requested.billing_period;
+            (
+                SubscriptionDecisionStrategy::PredefinedTrialPlan,
+                predefined(requested, start.clone(), period, true),
+            )
+        }
+    };
+    let decision = provision(catalog, &state, &request, now, settings)?;
+    Ok(CustomerDecision {
+        state,
+        strategy,
+        subscription: Some(decision),
+    })
+}
+
+fn predefined(
+    requested: ProvisionRequest,
+    plan: crate::id::PlanId,
+    billing_period: Option<crate::period::BillingPeriod>,
+    trial: bool,
+) -> ProvisionRequest {
+    ProvisionRequest {
+        customer_id: requested.customer_id,
+        plan_id: plan,
+        plan_version: None,
+        billing_period,
+        resource_id: requested.resource_id,
+        unit_quantity: None,
+        billable_features: Vec::new(),
+        addons: Vec::new(),
+        promotion_code: None,
+        coupon_id: None,
+        billing_country_code: requested.billing_country_code,
+        start_date: requested.start_date,
+        skip_trial: false,
+        trial_override: trial.then_some(TrialOverride {
+            is_trial: true,
+            trial_end_date: None,
+            end_behavior: None,
+        }),
+        schedule_strategy: None,
+        billing_cycle_anchor: None,
+        proration_behavior: None,
+        payment_collection_method: requested.payment_collection_method,
+        checkout_options: requested.checkout_options,
+        subscription_id: requested.subscription_id,
+        metadata: requested.metadata,
+        tax_percentage: requested.tax_percentage,
+    }
+}
