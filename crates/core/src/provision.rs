@@ -1555,3 +1555,70 @@ fn sort_lines(mut lines: Vec<InvoiceLine>) -> Vec<InvoiceLine> {
     lines.sort_by_key(|l| l.kind);
     lines
 }
+
+/// The completion of a checkout: the customer has a payment method now, and the pending
+/// subscription starts.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub struct CheckoutCompletion {
+    /// The state with the payment method recorded and the checkout removed, before the
+    /// decision's effects.
+    pub state: CustomerState,
+    /// The provisioning of the pending subscription, decided at completion; its trial is the
+    /// one decided when the checkout was requested.
+    pub decision: ProvisionDecision,
+}
+
+impl CheckoutCompletion {
+    /// The customer's state after the completion.
+    #[must_use]
+    pub fn into_state(self, now: DateTime<Utc>) -> CustomerState {
+        let mut state = self.state;
+        self.decision.apply(&mut state, now);
+        state
+    }
+}
+
+/// Completes the pending checkout of `subscription_id`: the customer now has a payment
+/// method, and the request that needed it is decided again at `now`, so the subscription
+/// starts (and its billing is anchored) at the completion (FORMAT.md §6).
+///
+/// # Errors
+/// `SubscriptionNotFound` when no checkout is pending for the id; every error of
+/// [`provision`] (the catalog or the customer's state may have changed since).
+pub fn complete_checkout(
+    catalog: &Catalog,
+    state: &CustomerState,
+    subscription_id: &str,
+    now: DateTime<Utc>,
+    settings: &Settings,
+) -> Result<CheckoutCompletion, Error> {
+    state.ensure_active()?;
+    let pending = state
+        .pending_checkouts
+        .iter()
+        .find(|p| p.subscription_id.as_str() == subscription_id)
+        .ok_or_else(|| {
+            Error::new(
+                ErrorCode::SubscriptionNotFound,
+                format!("no checkout is pending for subscription `{subscription_id}`"),
+            )
+        })?;
+    let mut after = state.clone();
+    after.customer.has_payment_method = true;
+    after
+        .pending_checkouts
+        .retain(|p| p.subscription_id.as_str() != subscription_id);
+    let mut request = pending.request.clone();
+    request.start_date = None;
+    request.subscription_id = Some(pending.subscription_id.clone());
+    let mut decision = provision(catalog, &after, &request, now, settings)?;
+    decision.trial = pending.trial.clone();
+    decision.explanation.push(format!(
+        "checkout: completed for `{subscription_id}`; the customer has a payment method"
+    ));
+    Ok(CheckoutCompletion {
+        state: after,
+        decision,
+    })
+}

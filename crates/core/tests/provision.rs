@@ -706,9 +706,19 @@ fn trial_eligibility_is_one_per_product_and_none_after_paying() {
 
 // ---- provisionCustomer and the journey start setup ----
 
-fn provision_customer_with(catalog: &Catalog, input: Value) -> Result<tollgate_core::journey::CustomerDecision, tollgate_core::Error> {
-    let request: tollgate_core::journey::ProvisionCustomerRequest = serde_json::from_value(input).unwrap();
-    tollgate_core::journey::provision_customer(catalog, None, &request, t(JAN1), &Settings::default())
+fn provision_customer_with(
+    catalog: &Catalog,
+    input: Value,
+) -> Result<tollgate_core::journey::CustomerDecision, tollgate_core::Error> {
+    let request: tollgate_core::journey::ProvisionCustomerRequest =
+        serde_json::from_value(input).unwrap();
+    tollgate_core::journey::provision_customer(
+        catalog,
+        None,
+        &request,
+        t(JAN1),
+        &Settings::default(),
+    )
 }
 
 #[test]
@@ -719,12 +729,20 @@ fn provision_customer_follows_the_journey_start_setup() {
     assert_eq!(free.strategy, S::PredefinedFreePlan);
     let state = free.into_state(t(JAN1));
     let sub = state.subscription("first").unwrap();
-    assert_eq!((sub.plan_id().as_str(), sub.status), ("free", SubscriptionStatus::Active));
+    assert_eq!(
+        (sub.plan_id().as_str(), sub.status),
+        ("free", SubscriptionStatus::Active)
+    );
     assert!(state.customer.has_payment_method);
 
     let chosen = provision_customer_with(&catalog, json!({"customerId": "c6", "hasPaymentMethod": true, "subscriptionParams": {"planId": "ws-plus", "billingPeriod": "MONTHLY", "resourceId": "w"}})).unwrap();
     assert_eq!(chosen.strategy, S::RequestedPlan);
-    assert_eq!(chosen.into_state(t(JAN1)).subscriptions[0].plan_id().as_str(), "ws-plus");
+    assert_eq!(
+        chosen.into_state(t(JAN1)).subscriptions[0]
+            .plan_id()
+            .as_str(),
+        "ws-plus"
+    );
 
     let skipped = provision_customer_with(&catalog, json!({"customerId": "c7", "timezone": "Europe/Berlin", "taxPercentage": 20, "subscriptionParams": null})).unwrap();
     assert_eq!(skipped.strategy, S::SkippedSubscriptionCreation);
@@ -740,10 +758,72 @@ fn provision_customer_follows_the_journey_start_setup() {
     assert_eq!(trial.strategy, S::PredefinedTrialPlan);
     let state = trial.into_state(t(JAN1));
     let sub = &state.subscriptions[0];
-    assert_eq!((sub.plan_id().as_str(), sub.status), ("starter", SubscriptionStatus::InTrial));
+    assert_eq!(
+        (sub.plan_id().as_str(), sub.status),
+        ("starter", SubscriptionStatus::InTrial)
+    );
 
-    let bad_zone = provision_customer_with(&catalog, json!({"customerId": "c9", "timezone": "Mars/Olympus"}));
-    assert_eq!(bad_zone.unwrap_err().code(), ErrorCode::InvalidArgumentError);
-    let bad_params = provision_customer_with(&catalog, json!({"customerId": "c9", "subscriptionParams": {"plan": "x"}}));
+    let bad_zone = provision_customer_with(
+        &catalog,
+        json!({"customerId": "c9", "timezone": "Mars/Olympus"}),
+    );
+    assert_eq!(
+        bad_zone.unwrap_err().code(),
+        ErrorCode::InvalidArgumentError
+    );
+    let bad_params = provision_customer_with(
+        &catalog,
+        json!({"customerId": "c9", "subscriptionParams": {"plan": "x"}}),
+    );
     assert_eq!(bad_params.unwrap_err().code(), ErrorCode::BadUserInput);
+}
+
+#[test]
+fn completing_a_checkout_starts_the_pending_subscription_at_completion() {
+    let mut w = World::new(false);
+    w.provision(JAN1, json!({"planId": "free", "subscriptionId": "free"}));
+    let mut input = paid_starter("s");
+    input["checkoutOptions"] = json!({"successUrl": "https://ok", "cancelUrl": "https://cancel"});
+    let d = w.provision(JAN1, input);
+    assert_eq!(
+        (d.status, d.change_type),
+        (ProvisionStatus::PaymentRequired, ChangeType::Upgrade)
+    );
+    assert_eq!(w.sub("free").status, SubscriptionStatus::Active);
+
+    let at = "2025-01-03T10:00:00Z";
+    let missing = tollgate_core::provision::complete_checkout(
+        &w.catalog,
+        &w.state,
+        "nope",
+        t(at),
+        &w.settings,
+    );
+    assert_eq!(missing.unwrap_err().code(), ErrorCode::SubscriptionNotFound);
+    let done =
+        tollgate_core::provision::complete_checkout(&w.catalog, &w.state, "s", t(at), &w.settings)
+            .unwrap();
+    assert_eq!(
+        (done.decision.status, done.decision.change_type),
+        (ProvisionStatus::Success, ChangeType::Upgrade)
+    );
+    assert_eq!(done.decision.trial.decision, TrialDecision::Skipped);
+    let invoice = done.decision.effects.invoice.clone().unwrap();
+    assert_eq!(
+        (invoice.reason, invoice.total.to_string()),
+        (InvoiceReason::SubscriptionCreation, "29.00".to_owned())
+    );
+    w.state = done.into_state(t(at));
+    assert!(w.state.customer.has_payment_method);
+    assert!(w.state.pending_checkouts.is_empty());
+    let s = w.sub("s");
+    assert_eq!(
+        (s.status, s.start_date),
+        (SubscriptionStatus::Active, t(at))
+    );
+    assert_eq!(s.current_period.unwrap().end, t("2025-02-03T10:00:00Z"));
+    assert_eq!(
+        w.sub("free").cancel_reason,
+        Some(CancelReason::UpgradeOrDowngrade)
+    );
 }
