@@ -15,7 +15,7 @@ use crate::customer::{Customer, CustomerState};
 use crate::error::{Error, ErrorCode};
 use crate::id::{CountryCode, CustomerId};
 use crate::money;
-use crate::provision::{provision, ProvisionDecision, ProvisionRequest};
+use crate::provision::{ProvisionDecision, ProvisionRequest, provision};
 use crate::settings::Settings;
 use crate::trial::TrialOverride;
 use chrono::{DateTime, Utc};
@@ -108,9 +108,12 @@ pub fn update_customer(customer: &Customer, fields: &CustomerFields) -> Result<C
         updated.has_payment_method = has;
     }
     if let Some(zone) = &fields.timezone {
-        updated.timezone = zone
-            .parse::<Tz>()
-            .map_err(|_| Error::new(ErrorCode::InvalidArgumentError, format!("`{zone}` is not an IANA time zone")))?;
+        updated.timezone = zone.parse::<Tz>().map_err(|_| {
+            Error::new(
+                ErrorCode::InvalidArgumentError,
+                format!("`{zone}` is not an IANA time zone"),
+            )
+        })?;
     }
     if let Some(country) = &fields.billing_country_code {
         updated.country = Some(CountryCode::parse(country).ok_or_else(|| {
@@ -179,10 +182,16 @@ pub fn provision_customer(
     let mut params = params.clone();
     match params.as_object_mut() {
         Some(map) => {
-            map.insert("customerId".to_owned(), serde_json::Value::String(request.customer_id.to_string()));
+            map.insert(
+                "customerId".to_owned(),
+                serde_json::Value::String(request.customer_id.to_string()),
+            );
         }
         None => {
-            return Err(Error::new(ErrorCode::BadUserInput, "`subscriptionParams` is not an object"));
+            return Err(Error::new(
+                ErrorCode::BadUserInput,
+                "`subscriptionParams` is not an object",
+            ));
         }
     }
     let requested: ProvisionRequest = serde_json::from_value(params)
@@ -191,10 +200,18 @@ pub fn provision_customer(
         Some(v) => catalog.plan(requested.plan_id.as_str(), v),
         None => catalog.latest_plan(requested.plan_id.as_str()),
     }
-    .ok_or_else(|| Error::new(ErrorCode::PlanNotFound, format!("plan `{}` does not exist", requested.plan_id)))?;
-    let product = catalog
-        .product(plan.product.as_str())
-        .ok_or_else(|| Error::new(ErrorCode::PlanNotFound, format!("product `{}` does not exist", plan.product)))?;
+    .ok_or_else(|| {
+        Error::new(
+            ErrorCode::PlanNotFound,
+            format!("plan `{}` does not exist", requested.plan_id),
+        )
+    })?;
+    let product = catalog.product(plan.product.as_str()).ok_or_else(|| {
+        Error::new(
+            ErrorCode::PlanNotFound,
+            format!("product `{}` does not exist", plan.product),
+        )
+    })?;
     let (strategy, request) = match &product.journey.start {
         StartSetup::PlanSelection => (SubscriptionDecisionStrategy::RequestedPlan, requested),
         StartSetup::FreePlan(start) => (
