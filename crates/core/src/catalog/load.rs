@@ -42,7 +42,9 @@ impl fmt::Display for Problem {
     }
 }
 
-/// A catalog that did not load: every problem found, in document order.
+/// A catalog that did not load: every problem found, in catalog order (by section:
+/// features, products, plans, add-ons, coupons; then by entry; within an entry, in the order
+/// the checks run).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub struct CatalogError {
     problems: Vec<Problem>,
@@ -121,8 +123,12 @@ impl Catalog {
         if loader.problems.is_empty() {
             Ok(catalog)
         } else {
+            // Checks that span entries (duplicates, cycles) run before or after the
+            // per-entry checks; a stable sort puts every problem back with its entry.
+            let mut problems = loader.problems;
+            problems.sort_by_key(|(entry, _)| *entry);
             Err(CatalogError {
-                problems: loader.problems,
+                problems: problems.into_iter().map(|(_, p)| p).collect(),
             })
         }
     }
@@ -138,14 +144,31 @@ fn single(code: ErrorCode, path: &str, message: String) -> CatalogError {
     }
 }
 
+/// A JSON problem at `path`, written like validation paths: `$` for the whole document, and
+/// segments serde could not name (a key cut off mid-string) left out rather than shown as `?`.
 fn parse_problem(path: &serde_path_to_error::Path, error: &serde_json::Error) -> CatalogError {
-    let path = path.to_string();
-    let path = if path == "." || path.is_empty() {
-        "$".to_owned()
-    } else {
-        path
-    };
-    single(ErrorCode::BadUserInput, &path, error.to_string())
+    use serde_path_to_error::Segment;
+    let mut rendered = String::new();
+    for segment in path {
+        match segment {
+            Segment::Seq { index } => {
+                rendered.push('[');
+                rendered.push_str(&index.to_string());
+                rendered.push(']');
+            }
+            Segment::Map { key } | Segment::Enum { variant: key } => {
+                if !rendered.is_empty() {
+                    rendered.push('.');
+                }
+                rendered.push_str(key);
+            }
+            Segment::Unknown => {}
+        }
+    }
+    if rendered.is_empty() {
+        rendered.push('$');
+    }
+    single(ErrorCode::BadUserInput, &rendered, error.to_string())
 }
 
 /// A JSON path built lazily: nothing is formatted unless a problem is reported.
@@ -181,6 +204,19 @@ impl<'a> At<'a> {
         }
     }
 
+    /// The top-level entry the path is in: its section's rank and its index.
+    fn entry(&self) -> (usize, usize) {
+        let mut root = self;
+        while let Some(parent) = root.parent {
+            root = parent;
+        }
+        let section = SECTIONS
+            .iter()
+            .position(|s| *s == root.name)
+            .unwrap_or(SECTIONS.len());
+        (section, root.index.unwrap_or(0))
+    }
+
     fn render(&self) -> String {
         let mut out = match self.parent {
             Some(parent) => {
@@ -200,6 +236,9 @@ impl<'a> At<'a> {
     }
 }
 
+/// The catalog's sections, in the order problems are listed.
+const SECTIONS: [&str; 5] = ["features", "products", "plans", "addons", "coupons"];
+
 /// Whose price a price is: add-ons are sold per unit of quantity, so they take flat fees only.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Owner {
@@ -209,7 +248,8 @@ enum Owner {
 
 struct Loader<'r> {
     raw: &'r RawCatalog,
-    problems: Vec<Problem>,
+    /// Each problem with the entry it belongs to (see [`At::entry`]).
+    problems: Vec<((usize, usize), Problem)>,
     features: HashMap<&'r str, usize>,
     products: HashMap<&'r str, usize>,
     /// Latest version's position of each plan id.
@@ -230,11 +270,14 @@ impl<'r> Loader<'r> {
     }
 
     fn report(&mut self, code: ErrorCode, at: &At<'_>, message: impl Into<String>) {
-        self.problems.push(Problem {
-            code,
-            path: at.render(),
-            message: message.into(),
-        });
+        self.problems.push((
+            at.entry(),
+            Problem {
+                code,
+                path: at.render(),
+                message: message.into(),
+            },
+        ));
     }
 
     fn load(&mut self) -> Catalog {
@@ -408,6 +451,15 @@ impl<'r> Loader<'r> {
     }
 
     fn feature(&mut self, raw: &'r RawFeature, at: &At<'_>) -> Option<Feature> {
+        let mut ok = true;
+        if raw.meter.is_some() && raw.kind != RawFeatureType::Number {
+            self.report(
+                ErrorCode::InvalidFeature,
+                &at.field("meter"),
+                "only NUMBER features have a meter",
+            );
+            ok = false;
+        }
         let kind = match raw.kind {
             RawFeatureType::Boolean | RawFeatureType::Number if raw.values.is_some() => {
                 self.report(
@@ -417,25 +469,9 @@ impl<'r> Loader<'r> {
                 );
                 return None;
             }
-            RawFeatureType::Boolean if raw.meter.is_some() => {
-                self.report(
-                    ErrorCode::InvalidFeature,
-                    &at.field("meter"),
-                    "only NUMBER features have a meter",
-                );
-                return None;
-            }
             RawFeatureType::Boolean => FeatureKind::Boolean,
             RawFeatureType::Number => FeatureKind::Number { meter: raw.meter },
             RawFeatureType::Enum => {
-                if raw.meter.is_some() {
-                    self.report(
-                        ErrorCode::InvalidFeature,
-                        &at.field("meter"),
-                        "only NUMBER features have a meter",
-                    );
-                    return None;
-                }
                 let values = raw.values.clone().unwrap_or_default();
                 if values.is_empty() {
                     self.report(
@@ -453,13 +489,13 @@ impl<'r> Loader<'r> {
                             &at.index("values", j),
                             format!("value `{value}` is declared more than once"),
                         );
-                        return None;
+                        ok = false;
                     }
                 }
                 FeatureKind::Enum { values }
             }
         };
-        Some(Feature {
+        ok.then(|| Feature {
             id: FeatureId::new(raw.id.as_str()),
             name: raw.name.clone(),
             description: raw.description.clone(),
@@ -635,12 +671,15 @@ impl<'r> Loader<'r> {
                 ),
             }
         }
-        let priced =
-            !raw.prices.is_empty() || raw.localized_prices.0.iter().any(|(_, p)| !p.is_empty());
+        let localized = raw.localized_prices.0.iter().any(|(_, p)| !p.is_empty());
         match raw.pricing_type {
-            PricingType::Free if priced => self.report(
+            PricingType::Free if !raw.prices.is_empty() || localized => self.report(
                 ErrorCode::InvalidPrice,
-                &at.field("prices"),
+                &at.field(if raw.prices.is_empty() {
+                    "localizedPrices"
+                } else {
+                    "prices"
+                }),
                 format!("free plan `{}` has prices", raw.id),
             ),
             PricingType::Paid if raw.prices.is_empty() => self.report(
@@ -800,21 +839,36 @@ impl<'r> Loader<'r> {
                 name: set_at.name,
                 index: Some(j),
             };
-            let Some(price) = self.price(raw_price, &at, owner) else {
-                continue;
-            };
-            match set_currency {
-                Some(currency) if currency != price.currency => {
+            // The currency is checked on its own so that a mismatch is reported even when
+            // the rest of the price has problems.
+            let currency = Currency::parse(&raw_price.currency);
+            let mut same_currency = true;
+            match (currency, set_currency) {
+                (None, _) => self.report(
+                    ErrorCode::UnknownCurrency,
+                    &at.field("currency"),
+                    format!("`{}` is not an ISO 4217 currency code", raw_price.currency),
+                ),
+                (Some(currency), Some(expected)) if currency != expected => {
                     self.report(
                         ErrorCode::CurrencyMismatch,
                         &at.field("currency"),
-                        format!("`{}` in a price set of `{currency}`", price.currency),
+                        format!("`{currency}` in a price set of `{expected}`"),
                     );
-                    continue;
+                    same_currency = false;
                 }
-                Some(_) => {}
-                None => set_currency = Some(price.currency),
+                (Some(_), Some(_)) => {}
+                (Some(currency), None) => set_currency = Some(currency),
             }
+            let model = self.price_model(raw_price, &at, owner);
+            let (Some(currency), Some(model), true) = (currency, model, same_currency) else {
+                continue;
+            };
+            let price = Price {
+                billing_period: raw_price.billing_period,
+                currency,
+                model,
+            };
             if let PriceModel::PerUnit { feature, .. } = &price.model {
                 let twice = prices.iter().any(|p| {
                     p.billing_period == price.billing_period
@@ -837,16 +891,8 @@ impl<'r> Loader<'r> {
         PriceSet { prices }
     }
 
-    fn price(&mut self, raw: &'r RawPrice, at: &At<'_>, owner: Owner) -> Option<Price> {
-        let currency = Currency::parse(&raw.currency);
-        if currency.is_none() {
-            self.report(
-                ErrorCode::UnknownCurrency,
-                &at.field("currency"),
-                format!("`{}` is not an ISO 4217 currency code", raw.currency),
-            );
-        }
-        let model = match raw.model {
+    fn price_model(&mut self, raw: &'r RawPrice, at: &At<'_>, owner: Owner) -> Option<PriceModel> {
+        match raw.model {
             RawPriceModel::FlatFee => self.flat_fee(raw, at),
             RawPriceModel::PerUnit | RawPriceModel::UsageBased if owner == Owner::Addon => {
                 self.report(
@@ -858,12 +904,7 @@ impl<'r> Loader<'r> {
             }
             RawPriceModel::PerUnit => self.unit_price(raw, at, true),
             RawPriceModel::UsageBased => self.unit_price(raw, at, false),
-        };
-        Some(Price {
-            billing_period: raw.billing_period,
-            currency: currency?,
-            model: model?,
-        })
+        }
     }
 
     fn flat_fee(&mut self, raw: &'r RawPrice, at: &At<'_>) -> Option<PriceModel> {
@@ -1021,16 +1062,18 @@ impl<'r> Loader<'r> {
                     ok = false;
                 }
             }
-            let Some(mode) = raw.tiers_mode else {
+            if raw.tiers_mode.is_none() {
                 self.report(
                     ErrorCode::InvalidPrice,
                     &at.field("tiersMode"),
                     "a tiered price needs a `tiersMode`",
                 );
-                return None;
+            }
+            let tiers = self.tiers(tiers, at);
+            return match (raw.tiers_mode, tiers) {
+                (Some(mode), Some(tiers)) if ok => Some(UnitScheme::Tiered { mode, tiers }),
+                _ => None,
             };
-            let tiers = self.tiers(tiers, at)?;
-            return ok.then_some(UnitScheme::Tiered { mode, tiers });
         }
         if raw.tiers_mode.is_some() {
             self.report(
@@ -1104,16 +1147,29 @@ impl<'r> Loader<'r> {
                     ok = false;
                     None
                 }
-                (Some(bound), false) => match u64::try_from(bound) {
-                    Ok(b) if b >= 1 && previous.is_none_or(|p| b > p) => {
+                (Some(bound), false) => match (u64::try_from(bound), previous) {
+                    (Ok(b), Some(p)) if b > p => {
                         previous = Some(b);
                         Some(b)
                     }
-                    _ => {
+                    (Ok(b), None) if b >= 1 => {
+                        previous = Some(b);
+                        Some(b)
+                    }
+                    (_, Some(p)) => {
                         self.report(
                             ErrorCode::InvalidTiers,
                             &at.field("upTo"),
-                            format!("upTo {bound} is not above the previous tier's bound (or 0)"),
+                            format!("upTo {bound} is not above the previous tier's upTo {p}"),
+                        );
+                        ok = false;
+                        None
+                    }
+                    (_, None) => {
+                        self.report(
+                            ErrorCode::InvalidTiers,
+                            &at.field("upTo"),
+                            format!("upTo {bound} is below 1"),
                         );
                         ok = false;
                         None
@@ -1218,17 +1274,16 @@ impl<'r> Loader<'r> {
             );
             return None;
         };
-        let behavior = match (owner, raw.behavior) {
-            (Owner::Plan, Some(_)) => {
-                self.report(
-                    ErrorCode::InvalidEntitlement,
-                    &at.field("behavior"),
-                    "`behavior` applies to add-on entitlements only",
-                );
-                return None;
-            }
-            (_, behavior) => behavior.unwrap_or(AddonBehavior::Increment),
-        };
+        let mut ok = true;
+        if owner == Owner::Plan && raw.behavior.is_some() {
+            self.report(
+                ErrorCode::InvalidEntitlement,
+                &at.field("behavior"),
+                "`behavior` applies to add-on entitlements only",
+            );
+            ok = false;
+        }
+        let behavior = raw.behavior.unwrap_or(AddonBehavior::Increment);
         let present = [
             ("granted", raw.granted.is_some()),
             ("value", raw.value.is_some()),
@@ -1254,7 +1309,10 @@ impl<'r> Loader<'r> {
             ),
             RawFeatureType::Enum => ("ENUM", &["values"]),
         };
-        if let Some((key, _)) = present.iter().find(|(key, p)| *p && !allowed.contains(key)) {
+        for (key, _) in present
+            .iter()
+            .filter(|(key, p)| *p && !allowed.contains(key))
+        {
             self.report(
                 ErrorCode::InvalidEntitlement,
                 &at.field(key),
@@ -1263,6 +1321,9 @@ impl<'r> Loader<'r> {
                     raw.feature_id
                 ),
             );
+            ok = false;
+        }
+        if !ok {
             return None;
         }
         let value = match feature.kind {
@@ -1309,10 +1370,11 @@ impl<'r> Loader<'r> {
                     );
                     return None;
                 }
-                if let Some((j, undeclared)) = granted
+                let mut all_declared = true;
+                for (j, undeclared) in granted
                     .iter()
                     .enumerate()
-                    .find(|(_, v)| !declared.contains(v))
+                    .filter(|(_, v)| !declared.contains(v))
                 {
                     self.report(
                         ErrorCode::InvalidEntitlement,
@@ -1322,6 +1384,9 @@ impl<'r> Loader<'r> {
                             raw.feature_id
                         ),
                     );
+                    all_declared = false;
+                }
+                if !all_declared {
                     return None;
                 }
                 let values = declared
@@ -1352,18 +1417,18 @@ impl<'r> Loader<'r> {
                     &at.field("usageLimit"),
                     "an entitlement is either limited (`usageLimit`) or unlimited, not both",
                 );
-                return None;
+                None
             }
-            (None, Some(true)) => UsageLimit::Unlimited,
+            (None, Some(true)) => Some(UsageLimit::Unlimited),
             (Some(limit), _) => match u64::try_from(limit) {
-                Ok(limit) => UsageLimit::Limited(limit),
+                Ok(limit) => Some(UsageLimit::Limited(limit)),
                 Err(_) => {
                     self.report(
                         ErrorCode::InvalidEntitlement,
                         &at.field("usageLimit"),
                         "`usageLimit` is below 0",
                     );
-                    return None;
+                    None
                 }
             },
             (None, _) => {
@@ -1372,7 +1437,7 @@ impl<'r> Loader<'r> {
                     &at.field("usageLimit"),
                     "a metered entitlement needs `usageLimit` or `hasUnlimitedUsage: true`",
                 );
-                return None;
+                None
             }
         };
         let reset = match (raw.reset_period, raw.reset_anchor) {
@@ -1385,26 +1450,26 @@ impl<'r> Loader<'r> {
                         raw.feature_id
                     ),
                 );
-                return None;
+                None
             }
-            (Some(period), anchor) => Some(Reset {
+            (Some(period), anchor) => Some(Some(Reset {
                 period,
                 anchor: anchor.unwrap_or_default(),
-            }),
+            })),
             (None, Some(_)) => {
                 self.report(
                     ErrorCode::InvalidEntitlement,
                     &at.field("resetAnchor"),
                     "`resetAnchor` needs `resetPeriod`",
                 );
-                return None;
+                None
             }
-            (None, None) => None,
+            (None, None) => Some(None),
         };
         Some(EntitlementValue::Metered {
-            limit,
+            limit: limit?,
             soft_limit: raw.has_soft_limit.unwrap_or(false),
-            reset,
+            reset: reset?,
         })
     }
 
@@ -1416,6 +1481,15 @@ impl<'r> Loader<'r> {
         let mut state: HashMap<&str, u8> = HashMap::with_capacity(self.latest_plans.len());
         for (i, plan) in raw.plans.iter().enumerate() {
             if self.latest_plans.get(plan.id.as_str()) != Some(&i) {
+                // An older version that names its own id inherits from itself, as an older
+                // add-on version that names its own id depends on itself.
+                if plan.parent_plan_id.as_deref() == Some(plan.id.as_str()) {
+                    self.report(
+                        ErrorCode::PlansCircularDependencyError,
+                        &At::item("plans", i).field("parentPlanId"),
+                        format!("plan inheritance cycle: {0} → {0}", plan.id),
+                    );
+                }
                 continue;
             }
             let mut walk: Vec<&str> = Vec::new();

@@ -1,5 +1,9 @@
 //! The catalog exactly as FORMAT.md §1 writes it. Unknown keys and duplicate keys are
 //! rejected here; everything that needs more than the JSON's shape is checked in `load`.
+//!
+//! Every struct derives its deserializer with `remote = "Self"` and is wrapped by
+//! [`objects_only!`]: a derived struct deserializer also accepts a JSON array (fields by
+//! position), so `[]` would pass as an empty catalog and `["sso", …]` as a feature.
 
 use super::{
     AddonBehavior, CancellationTime, Meter, PricingType, ResetAnchor, ResetPeriod,
@@ -11,6 +15,44 @@ use serde::Deserialize;
 use serde::de::{self, Deserializer, MapAccess, Visitor};
 use std::fmt;
 
+/// Implements `Deserialize` for structs that derive it with `remote = "Self"`, accepting a
+/// JSON object only.
+macro_rules! objects_only {
+    ($($ty:ident => $what:literal),* $(,)?) => {$(
+        impl<'de> Deserialize<'de> for $ty {
+            fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+                struct ObjectVisitor;
+                impl<'de> Visitor<'de> for ObjectVisitor {
+                    type Value = $ty;
+                    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                        f.write_str($what)
+                    }
+                    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<$ty, A::Error> {
+                        $ty::deserialize(de::value::MapAccessDeserializer::new(map))
+                    }
+                }
+                deserializer.deserialize_map(ObjectVisitor)
+            }
+        }
+    )*};
+}
+
+objects_only! {
+    RawCatalog => "a catalog object",
+    RawFeature => "a feature object",
+    RawProduct => "a product object",
+    RawJourney => "a journey object",
+    RawPlan => "a plan object",
+    RawPrice => "a price object",
+    RawTier => "a tier object",
+    RawTrial => "a trial object",
+    RawEntitlement => "an entitlement object",
+    RawAddon => "an add-on object",
+    RawCoupon => "a coupon object",
+    RawAmountOff => "an amount object",
+    RawPromotionCode => "a promotion code object",
+}
+
 /// An amount as written: a JSON number or a string, kept as text so that no digit is lost
 /// and so that its problems are reported with the catalog's other problems.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -18,30 +60,39 @@ pub(crate) struct AmountText(pub(crate) String);
 
 impl<'de> Deserialize<'de> for AmountText {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        match serde_json::Value::deserialize(deserializer)? {
-            serde_json::Value::Number(n) => Ok(Self(n.to_string())),
-            serde_json::Value::String(s) => Ok(Self(s)),
-            other => Err(de::Error::invalid_type(
-                de::Unexpected::Other(json_kind(&other)),
-                &"an amount (a number or a numeric string)",
-            )),
+        struct AmountVisitor;
+        impl<'de> Visitor<'de> for AmountVisitor {
+            type Value = AmountText;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("an amount (a number or a numeric string)")
+            }
+            fn visit_str<E: de::Error>(self, text: &str) -> Result<AmountText, E> {
+                Ok(AmountText(text.to_owned()))
+            }
+            fn visit_u64<E: de::Error>(self, n: u64) -> Result<AmountText, E> {
+                Ok(AmountText(n.to_string()))
+            }
+            fn visit_i64<E: de::Error>(self, n: i64) -> Result<AmountText, E> {
+                Ok(AmountText(n.to_string()))
+            }
+            fn visit_f64<E: de::Error>(self, n: f64) -> Result<AmountText, E> {
+                Ok(AmountText(n.to_string()))
+            }
+            // With `arbitrary_precision`, serde_json hands a number over as a one-entry map
+            // holding its exact text. Any other object is the wrong type; it is rejected at
+            // its first key rather than walked (it may be nested arbitrarily deep).
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<AmountText, A::Error> {
+                serde_json::Number::deserialize(de::value::MapAccessDeserializer::new(map))
+                    .map(|n| AmountText(n.to_string()))
+                    .map_err(|_| de::Error::invalid_type(de::Unexpected::Map, &self))
+            }
         }
-    }
-}
-
-fn json_kind(value: &serde_json::Value) -> &'static str {
-    match value {
-        serde_json::Value::Null => "null",
-        serde_json::Value::Bool(_) => "a boolean",
-        serde_json::Value::Number(_) => "a number",
-        serde_json::Value::String(_) => "a string",
-        serde_json::Value::Array(_) => "an array",
-        serde_json::Value::Object(_) => "an object",
+        deserializer.deserialize_any(AmountVisitor)
     }
 }
 
 #[derive(Debug, Deserialize, Default)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[serde(remote = "Self", deny_unknown_fields, rename_all = "camelCase")]
 pub(crate) struct RawCatalog {
     #[serde(default)]
     pub features: Vec<RawFeature>,
@@ -64,7 +115,7 @@ pub(crate) enum RawFeatureType {
 }
 
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[serde(remote = "Self", deny_unknown_fields, rename_all = "camelCase")]
 pub(crate) struct RawFeature {
     pub id: String,
     pub name: Option<String>,
@@ -77,7 +128,7 @@ pub(crate) struct RawFeature {
 }
 
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[serde(remote = "Self", deny_unknown_fields, rename_all = "camelCase")]
 pub(crate) struct RawProduct {
     pub id: String,
     pub name: Option<String>,
@@ -106,7 +157,7 @@ pub(crate) enum RawEndSetup {
 }
 
 #[derive(Debug, Deserialize, Default)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[serde(remote = "Self", deny_unknown_fields, rename_all = "camelCase")]
 pub(crate) struct RawJourney {
     #[serde(default)]
     pub start_setup: RawStartSetup,
@@ -129,7 +180,7 @@ fn one() -> u32 {
 }
 
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[serde(remote = "Self", deny_unknown_fields, rename_all = "camelCase")]
 pub(crate) struct RawPlan {
     pub id: String,
     pub name: Option<String>,
@@ -187,7 +238,7 @@ pub(crate) enum RawPriceModel {
 }
 
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[serde(remote = "Self", deny_unknown_fields, rename_all = "camelCase")]
 pub(crate) struct RawPrice {
     pub billing_period: BillingPeriod,
     pub model: RawPriceModel,
@@ -203,7 +254,7 @@ pub(crate) struct RawPrice {
 }
 
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[serde(remote = "Self", deny_unknown_fields, rename_all = "camelCase")]
 pub(crate) struct RawTier {
     pub up_to: Option<i64>,
     pub unit_price: Option<AmountText>,
@@ -211,7 +262,7 @@ pub(crate) struct RawTier {
 }
 
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[serde(remote = "Self", deny_unknown_fields, rename_all = "camelCase")]
 pub(crate) struct RawTrial {
     pub duration: i64,
     pub unit: TrialUnit,
@@ -222,7 +273,7 @@ pub(crate) struct RawTrial {
 }
 
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[serde(remote = "Self", deny_unknown_fields, rename_all = "camelCase")]
 pub(crate) struct RawEntitlement {
     pub feature_id: String,
     pub granted: Option<bool>,
@@ -237,7 +288,7 @@ pub(crate) struct RawEntitlement {
 }
 
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[serde(remote = "Self", deny_unknown_fields, rename_all = "camelCase")]
 pub(crate) struct RawAddon {
     pub id: String,
     pub name: Option<String>,
@@ -270,7 +321,7 @@ pub(crate) enum RawCouponDuration {
 }
 
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[serde(remote = "Self", deny_unknown_fields, rename_all = "camelCase")]
 pub(crate) struct RawCoupon {
     pub id: String,
     pub name: Option<String>,
@@ -286,14 +337,14 @@ pub(crate) struct RawCoupon {
 }
 
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[serde(remote = "Self", deny_unknown_fields, rename_all = "camelCase")]
 pub(crate) struct RawAmountOff {
     pub amount: AmountText,
     pub currency: String,
 }
 
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[serde(remote = "Self", deny_unknown_fields, rename_all = "camelCase")]
 pub(crate) struct RawPromotionCode {
     pub code: String,
     pub active_from: Option<DateTime<Utc>>,
