@@ -11,6 +11,7 @@
 //! period, which the trial converts into.
 
 use crate::catalog::{Catalog, StartSetup};
+use crate::coupon::Redemptions;
 use crate::customer::{Customer, CustomerState};
 use crate::error::{Error, ErrorCode};
 use crate::id::{CountryCode, CustomerId};
@@ -149,6 +150,7 @@ pub fn provision_customer(
     catalog: &Catalog,
     existing: Option<&CustomerState>,
     request: &ProvisionCustomerRequest,
+    redemptions: &Redemptions,
     now: DateTime<Utc>,
     settings: &Settings,
 ) -> Result<CustomerDecision, Error> {
@@ -226,7 +228,7 @@ pub fn provision_customer(
             )
         }
     };
-    let decision = provision(catalog, &state, &request, now, settings)?;
+    let decision = provision(catalog, &state, &request, redemptions, now, settings)?;
     Ok(CustomerDecision {
         state,
         strategy,

@@ -24,6 +24,7 @@
 
 pub mod catalog;
 pub mod change;
+pub mod coupon;
 pub mod customer;
 pub mod error;
 pub mod id;

@@ -12,6 +12,7 @@ use crate::catalog::{
     Catalog, Plan, PriceModel, PricingType, Product, ScheduleStrategy, TrialConversion,
 };
 use crate::change::{ChangeType, classify};
+use crate::coupon::Redemptions;
 use crate::customer::{CustomerState, PendingCheckout};
 use crate::error::{Error, ErrorCode};
 use crate::id::{
@@ -339,9 +340,11 @@ pub fn provision(
     catalog: &Catalog,
     state: &CustomerState,
     request: &ProvisionRequest,
+    redemptions: &Redemptions,
     now: DateTime<Utc>,
     settings: &Settings,
 ) -> Result<ProvisionDecision, Error> {
+    let _ = redemptions;
     let valid = validate(catalog, state, request)?;
     let mut explanation = vec![format!(
         "validate: plan `{}` version {} of product `{}`",
@@ -1590,6 +1593,7 @@ pub fn complete_checkout(
     catalog: &Catalog,
     state: &CustomerState,
     subscription_id: &str,
+    redemptions: &Redemptions,
     now: DateTime<Utc>,
     settings: &Settings,
 ) -> Result<CheckoutCompletion, Error> {
@@ -1612,7 +1616,7 @@ pub fn complete_checkout(
     let mut request = pending.request.clone();
     request.start_date = None;
     request.subscription_id = Some(pending.subscription_id.clone());
-    let mut decision = provision(catalog, &after, &request, now, settings)?;
+    let mut decision = provision(catalog, &after, &request, redemptions, now, settings)?;
     decision.trial = pending.trial.clone();
     decision.explanation.push(format!(
         "checkout: completed for `{subscription_id}`; the customer has a payment method"

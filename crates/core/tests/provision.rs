@@ -11,6 +11,7 @@
 use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
 use tollgate_core::change::ChangeType;
+use tollgate_core::coupon::Redemptions;
 use tollgate_core::customer::{Customer, CustomerState};
 use tollgate_core::id::CustomerId;
 use tollgate_core::invoice::{InvoiceReason, LineKind};
@@ -67,7 +68,14 @@ impl World {
         let mut input = input;
         input["customerId"] = json!("c1");
         let request: ProvisionRequest = serde_json::from_value(input).unwrap();
-        provision(&self.catalog, &self.state, &request, t(at), &self.settings)
+        provision(
+            &self.catalog,
+            &self.state,
+            &request,
+            &Redemptions::new(),
+            t(at),
+            &self.settings,
+        )
     }
 
     /// Decides and applies; panics on an error.
@@ -563,9 +571,16 @@ fn every_provisioning_error_code() {
     let other = {
         let request: ProvisionRequest =
             serde_json::from_value(json!({"customerId": "nobody", "planId": "starter"})).unwrap();
-        provision(&w.catalog, &w.state, &request, t(JAN1), &w.settings)
-            .unwrap_err()
-            .code()
+        provision(
+            &w.catalog,
+            &w.state,
+            &request,
+            &Redemptions::new(),
+            t(JAN1),
+            &w.settings,
+        )
+        .unwrap_err()
+        .code()
     };
     assert_eq!(other, ErrorCode::CustomerNotFound);
     let cases: Vec<(Value, ErrorCode)> = vec![
@@ -716,6 +731,7 @@ fn provision_customer_with(
         catalog,
         None,
         &request,
+        &Redemptions::new(),
         t(JAN1),
         &Settings::default(),
     )
@@ -796,13 +812,20 @@ fn completing_a_checkout_starts_the_pending_subscription_at_completion() {
         &w.catalog,
         &w.state,
         "nope",
+        &Redemptions::new(),
         t(at),
         &w.settings,
     );
     assert_eq!(missing.unwrap_err().code(), ErrorCode::SubscriptionNotFound);
-    let done =
-        tollgate_core::provision::complete_checkout(&w.catalog, &w.state, "s", t(at), &w.settings)
-            .unwrap();
+    let done = tollgate_core::provision::complete_checkout(
+        &w.catalog,
+        &w.state,
+        "s",
+        &Redemptions::new(),
+        t(at),
+        &w.settings,
+    )
+    .unwrap();
     assert_eq!(
         (done.decision.status, done.decision.change_type),
         (ProvisionStatus::Success, ChangeType::Upgrade)

@@ -13,6 +13,7 @@ use chrono::{DateTime, TimeDelta, Utc};
 use proptest::prelude::*;
 use serde_json::{Value, json};
 use tollgate_core::change::{ChangeType, classify};
+use tollgate_core::coupon::Redemptions;
 use tollgate_core::customer::{Customer, CustomerState};
 use tollgate_core::id::CustomerId;
 use tollgate_core::provision::{ProvisionRequest, ProvisionStatus, provision};
@@ -136,7 +137,14 @@ fn play(
         state.customer.has_payment_method = *has_method;
         let mut input = input.clone();
         input["subscriptionId"] = json!(format!("s{i}"));
-        match provision(catalog, &state, &parse(&input), now, &Settings::default()) {
+        match provision(
+            catalog,
+            &state,
+            &parse(&input),
+            &Redemptions::new(),
+            now,
+            &Settings::default(),
+        ) {
             Ok(decision) => {
                 decision.apply(&mut state, now);
                 let sub = decision
@@ -184,7 +192,7 @@ proptest! {
         first["skipTrial"] = json!(true);
         first.as_object_mut().unwrap().remove("trialOverride");
         first.as_object_mut().unwrap().remove("startDate");
-        let Ok(decision) = provision(&catalog, &state, &parse(&first), start(), &Settings::default()) else { return Ok(()) };
+        let Ok(decision) = provision(&catalog, &state, &parse(&first), &Redemptions::new(), start(), &Settings::default()) else { return Ok(()) };
         prop_assume!(decision.status == ProvisionStatus::Success);
         decision.apply(&mut state, start());
         let current = state.subscription(decision.subscription.as_ref().unwrap().as_str()).unwrap().clone();
@@ -194,7 +202,7 @@ proptest! {
         second.as_object_mut().unwrap().remove("trialOverride");
         second.as_object_mut().unwrap().remove("startDate");
         let now = start() + TimeDelta::seconds(i64::from(at));
-        let Ok(change) = provision(&catalog, &state, &parse(&second), now, &Settings::default()) else { return Ok(()) };
+        let Ok(change) = provision(&catalog, &state, &parse(&second), &Redemptions::new(), now, &Settings::default()) else { return Ok(()) };
         let Some(target) = change.effects.create.last().map(|s| s.config.clone())
             .or_else(|| change.effects.schedule.first().and_then(|s| s.update.as_ref()).map(|u| u.target.clone())) else {
             prop_assert_eq!(change.change_type, ChangeType::None);
@@ -322,7 +330,7 @@ proptest! {
         for (input, method) in inputs {
             state.customer.has_payment_method = method;
             if let Ok(request) = serde_json::from_value::<ProvisionRequest>(input) {
-                if let Ok(decision) = provision(&catalog, &state, &request, now, &Settings::default()) {
+                if let Ok(decision) = provision(&catalog, &state, &request, &Redemptions::new(), now, &Settings::default()) {
                     decision.apply(&mut state, now);
                 }
             }
