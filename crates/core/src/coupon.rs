@@ -27,3 +27,186 @@ impl Redemptions {
         *count = count.saturating_add(1);
     }
 }
+
+use crate::catalog::{Catalog, Coupon, CouponDuration, Discount, Plan};
+use crate::customer::CustomerState;
+use crate::error::{Error, ErrorCode};
+use crate::invoice::{InvoiceLine, LineKind};
+use crate::money::{self, Currency, RoundingMode};
+use crate::period::add_months;
+use crate::subscription::AppliedCoupon;
+use chrono::{DateTime, Utc};
+use rust_decimal::Decimal;
+
+/// What a promotion code is redeemed for.
+#[derive(Debug, Clone, Copy)]
+pub struct Purchase<'a> {
+    /// The plan bought.
+    pub plan: &'a Plan,
+    /// Its full-period subtotal before discount.
+    pub subtotal: Decimal,
+    /// Its currency, if it is priced.
+    pub currency: Option<Currency>,
+}
+
+fn error(code: ErrorCode, message: String) -> Error {
+    Error::new(code, message)
+}
+
+/// Checks that promotion code `code` may be redeemed by the customer of `state` for
+/// `purchase` at `now`, and returns the coupon it redeems. The checks run in FORMAT.md §5's order:
+/// unknown, inactive, customer, plan, first purchase, exhausted, minimum amount, currency.
+///
+/// # Errors
+/// `PromotionCodeNotFound`, `PromotionCodeNotActive`, `PromotionCodeNotForCustomer`,
+/// `PromotionCodeNotForPlan`, `PromotionCodeCustomerNotFirstPurchase`,
+/// `PromotionCodeMaxRedemptionsReached`, `PromotionCodeMinimumAmountNotReached`,
+/// `CouponCurrencyMismatch`.
+pub fn redeem_code<'c>(
+    catalog: &'c Catalog,
+    state: &CustomerState,
+    code: &str,
+    purchase: &Purchase<'_>,
+    redemptions: &Redemptions,
+    now: DateTime<Utc>,
+) -> Result<&'c Coupon, Error> {
+    let Purchase {
+        plan,
+        subtotal,
+        currency,
+    } = *purchase;
+    let (coupon, promo) = catalog.promotion_code(code).ok_or_else(|| {
+        error(
+            ErrorCode::PromotionCodeNotFound,
+            format!("promotion code `{code}` does not exist"),
+        )
+    })?;
+    if promo.active_from.is_some_and(|from| now < from)
+        || promo.expires_at.is_some_and(|to| now >= to)
+    {
+        return Err(error(
+            ErrorCode::PromotionCodeNotActive,
+            format!("promotion code `{code}` is not active now"),
+        ));
+    }
+    if promo
+        .customers
+        .as_ref()
+        .is_some_and(|ids| !ids.contains(&state.customer.id))
+    {
+        return Err(error(
+            ErrorCode::PromotionCodeNotForCustomer,
+            format!(
+                "promotion code `{code}` is not for customer `{}`",
+                state.customer.id
+            ),
+        ));
+    }
+    if promo
+        .plans
+        .as_ref()
+        .is_some_and(|ids| !ids.contains(&plan.id))
+    {
+        return Err(error(
+            ErrorCode::PromotionCodeNotForPlan,
+            format!("promotion code `{code}` is not for plan `{}`", plan.id),
+        ));
+    }
+    if promo.first_purchase_only && state.has_paid_invoice() {
+        return Err(error(
+            ErrorCode::PromotionCodeCustomerNotFirstPurchase,
+            format!("promotion code `{code}` is for a first purchase only"),
+        ));
+    }
+    if promo
+        .max_redemptions
+        .is_some_and(|max| redemptions.count(code) >= max)
+    {
+        return Err(error(
+            ErrorCode::PromotionCodeMaxRedemptionsReached,
+            format!("promotion code `{code}` has been redeemed its maximum number of times"),
+        ));
+    }
+    if promo.minimum_amount.is_some_and(|min| subtotal < min) {
+        return Err(error(
+            ErrorCode::PromotionCodeMinimumAmountNotReached,
+            format!(
+                "promotion code `{code}` needs a subtotal of at least {}",
+                promo.minimum_amount.unwrap_or_default()
+            ),
+        ));
+    }
+    check_currency(coupon, currency)?;
+    Ok(coupon)
+}
+
+/// Checks that `coupon` can discount an amount in `currency`: a fixed coupon needs an
+/// amount in it.
+///
+/// # Errors
+/// `CouponCurrencyMismatch`.
+pub fn check_currency(coupon: &Coupon, currency: Option<Currency>) -> Result<(), Error> {
+    match (&coupon.discount, currency) {
+        (Discount::Fixed(amounts), Some(c)) if !amounts.contains_key(&c) => Err(error(
+            ErrorCode::CouponCurrencyMismatch,
+            format!("coupon `{}` has no amount in `{c}`", coupon.id),
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// Whether `applied` still covers an invoice whose billed span starts at `period_start`:
+/// `ONCE` covers the first invoice after its redemption; `REPEATING` (n) the invoices whose
+/// span starts before redemption + n months; `FOREVER` every one.
+///
+/// # Errors
+/// `InvalidArgumentError` when the window's end is out of range.
+pub fn covers(
+    coupon: &Coupon,
+    applied: &AppliedCoupon,
+    period_start: DateTime<Utc>,
+) -> Result<bool, Error> {
+    Ok(match coupon.duration {
+        CouponDuration::Once => applied.invoices_discounted == 0,
+        CouponDuration::Repeating(months) => {
+            period_start < add_months(applied.redeemed_at, months)?
+        }
+        CouponDuration::Forever => true,
+    })
+}
+
+/// The discount a coupon gives on `lines` in `currency`: it covers charges, debits and
+/// usage (never a credit); a percentage is applied once to their sum and rounded once; a
+/// fixed amount is capped at that sum.
+///
+/// # Errors
+/// `CouponCurrencyMismatch` for a fixed coupon without the currency; `AmountTooLarge` on
+/// overflow.
+pub fn discount(
+    coupon: &Coupon,
+    lines: &[InvoiceLine],
+    currency: Currency,
+    rounding: RoundingMode,
+) -> Result<Decimal, Error> {
+    let covered = money::sum(
+        lines
+            .iter()
+            .filter(|l| l.kind != LineKind::ProrationCredit)
+            .map(|l| l.amount),
+    )?
+    .max(Decimal::ZERO);
+    let off = match &coupon.discount {
+        Discount::Percentage(p) => money::div(money::mul(covered, *p)?, Decimal::ONE_HUNDRED)?,
+        Discount::Fixed(amounts) => amounts
+            .get(&currency)
+            .copied()
+            .ok_or_else(|| {
+                error(
+                    ErrorCode::CouponCurrencyMismatch,
+                    format!("coupon `{}` has no amount in `{currency}`", coupon.id),
+                )
+            })?
+            .min(covered),
+    };
+    Ok(currency.round(off, rounding))
+}

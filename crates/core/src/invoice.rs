@@ -178,3 +178,151 @@ pub fn totals(
         total: currency.round(total, rounding),
     })
 }
+
+/// Lines settled into totals: what an invoice for them would say.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Settlement {
+    /// The lines above zero, in FORMAT.md §6 order.
+    pub lines: Vec<InvoiceLine>,
+    /// Their totals.
+    pub totals: Totals,
+    /// Whether the subscription's coupon covered them (a `ONCE` coupon is then used up).
+    pub coupon_used: bool,
+}
+
+/// The tax rate of `sub`'s invoices: its own percentage, else the customer's; inclusive as
+/// the customer says.
+#[must_use]
+pub fn tax_rate(
+    state: &crate::customer::CustomerState,
+    sub: &crate::subscription::Subscription,
+) -> Option<TaxRate> {
+    sub.tax_percentage
+        .or(state.customer.tax_percentage)
+        .map(|percentage| TaxRate {
+            percentage,
+            inclusive: state.customer.tax_inclusive,
+        })
+}
+
+/// How a set of lines is billed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Billing {
+    /// The currency.
+    pub currency: Currency,
+    /// The start of the span billed (decides whether a coupon still covers it).
+    pub period_start: chrono::DateTime<chrono::Utc>,
+    /// Whether the customer's credit balance is consumed.
+    pub apply_credit: bool,
+    /// How amounts are rounded.
+    pub rounding: RoundingMode,
+}
+
+/// Settles `lines` billed to `sub` for a span starting at `billing.period_start`: zero lines are
+/// dropped, the rest ordered (credits, debits, charges, usage; stable within a kind); the
+/// subscription's coupon applies if it covers the span; the customer's credit (when
+/// `apply_credit`) and the tax come last. Provisioning, estimates and renewals all settle through here.
+///
+/// # Errors
+/// `CouponCurrencyMismatch`, `AmountTooLarge`, `InvalidArgumentError` (a coupon window out
+/// of range).
+pub fn settle(
+    catalog: &crate::catalog::Catalog,
+    state: &crate::customer::CustomerState,
+    sub: &crate::subscription::Subscription,
+    lines: &[InvoiceLine],
+    billing: Billing,
+) -> Result<Settlement, Error> {
+    let Billing {
+        currency,
+        period_start,
+        apply_credit,
+        rounding,
+    } = billing;
+    let mut lines: Vec<InvoiceLine> = lines
+        .iter()
+        .filter(|l| !l.amount.is_zero())
+        .cloned()
+        .collect();
+    lines.sort_by_key(|l| l.kind);
+    let coupon = sub.coupon.as_ref().and_then(|applied| {
+        catalog
+            .coupon(applied.coupon.as_str())
+            .map(|c| (c, applied))
+    });
+    let (discount, coupon_used) = match coupon {
+        Some((coupon, applied))
+            if !lines.is_empty() && crate::coupon::covers(coupon, applied, period_start)? =>
+        {
+            (
+                crate::coupon::discount(coupon, &lines, currency, rounding)?,
+                true,
+            )
+        }
+        _ => (Decimal::ZERO, false),
+    };
+    let credit = if apply_credit {
+        state
+            .customer
+            .credit_balance
+            .get(&currency)
+            .copied()
+            .unwrap_or(Decimal::ZERO)
+    } else {
+        Decimal::ZERO
+    };
+    let totals = totals(
+        &lines,
+        currency,
+        discount,
+        credit,
+        tax_rate(state, sub),
+        rounding,
+    )?;
+    Ok(Settlement {
+        lines,
+        totals,
+        coupon_used,
+    })
+}
+
+impl Invoice {
+    /// The invoice of a settlement.
+    #[must_use]
+    pub fn from_settlement(
+        id: String,
+        state: &crate::customer::CustomerState,
+        subscription: SubscriptionId,
+        issued_at: chrono::DateTime<chrono::Utc>,
+        reason: InvoiceReason,
+        currency: Currency,
+        settlement: Settlement,
+    ) -> Self {
+        let t = settlement.totals;
+        Self {
+            id,
+            customer: state.customer.id.clone(),
+            subscription,
+            issued_at,
+            reason,
+            currency,
+            lines: settlement.lines,
+            sub_total: t.sub_total,
+            discount_amount: t.discount_amount,
+            credit_applied: t.credit_applied,
+            credit_issued: t.credit_issued,
+            tax: t.tax,
+            total: t.total,
+        }
+    }
+}
+
+/// The next invoice id of the customer: `<customer>-inv-<n>`.
+#[must_use]
+pub fn next_invoice_id(state: &crate::customer::CustomerState) -> String {
+    format!(
+        "{}-inv-{}",
+        state.customer.id,
+        state.invoices.len().saturating_add(1)
+    )
+}

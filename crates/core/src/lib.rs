@@ -27,6 +27,7 @@ pub mod change;
 pub mod coupon;
 pub mod customer;
 pub mod error;
+pub mod estimate;
 pub mod id;
 pub mod invoice;
 pub mod journey;

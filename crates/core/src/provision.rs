@@ -18,15 +18,15 @@ use crate::error::{Error, ErrorCode};
 use crate::id::{
     AddonId, CountryCode, CouponId, FeatureId, PlanId, ProductId, ResourceId, SubscriptionId,
 };
-use crate::invoice::{self, Invoice, InvoiceLine, InvoiceReason, LineKind, TaxRate};
+use crate::invoice::{self, Invoice, InvoiceLine, InvoiceReason, LineKind};
 use crate::money::{self, Currency};
 use crate::period::{BillingPeriod, Period, PeriodSeries};
 use crate::pricing::{AddonQuantity, Component, Configuration, RecurringAmount, recurring_amount};
 use crate::proration::{ProrationEvent, fraction};
 use crate::settings::Settings;
 use crate::subscription::{
-    CancelReason, ChargedComponent, PaymentCollectionMethod, ScheduledUpdate, ScheduledUpdateType,
-    Subscription, SubscriptionStatus,
+    AppliedCoupon, CancelReason, ChargedComponent, PaymentCollectionMethod, ScheduledUpdate,
+    ScheduledUpdateType, Subscription, SubscriptionStatus,
 };
 use crate::trial::{self, TrialDecision, TrialOutcome, TrialOverride};
 use chrono::{DateTime, Utc};
@@ -204,6 +204,8 @@ pub struct Charge {
     pub period: Period,
     /// The instant of a prorated change.
     pub proration_date: Option<DateTime<Utc>>,
+    /// Where the ledger entries this charge pays for begin in the subscription's ledger.
+    pub ledger_from: usize,
 }
 
 /// Everything a decision changes.
@@ -226,6 +228,8 @@ pub struct Effects {
     pub paid_product: Option<ProductId>,
     /// A resource the customer now has a subscription for.
     pub resource: Option<ResourceId>,
+    /// A promotion code redeemed by the decision (the host counts redemptions).
+    pub redeemed_code: Option<String>,
 }
 
 /// The decision of a `provisionSubscription` request.
@@ -324,6 +328,8 @@ struct Validated<'c> {
     product: &'c Product,
     config: Configuration,
     quote: RecurringAmount,
+    /// The coupon the request applies, and the promotion code that redeems it.
+    coupon: Option<(CouponId, Option<String>)>,
 }
 
 /// Decides a `provisionSubscription` request for the customer in `state` at `now`.
@@ -344,8 +350,34 @@ pub fn provision(
     now: DateTime<Utc>,
     settings: &Settings,
 ) -> Result<ProvisionDecision, Error> {
-    let _ = redemptions;
-    let valid = validate(catalog, state, request)?;
+    decide(
+        catalog,
+        state,
+        request,
+        redemptions,
+        now,
+        settings,
+        Stages::WithPayment,
+    )
+}
+
+/// Whether the payment stage runs: estimates skip it (they never need a payment method).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Stages {
+    WithPayment,
+    WithoutPayment,
+}
+
+pub(crate) fn decide(
+    catalog: &Catalog,
+    state: &CustomerState,
+    request: &ProvisionRequest,
+    redemptions: &Redemptions,
+    now: DateTime<Utc>,
+    settings: &Settings,
+    stages: Stages,
+) -> Result<ProvisionDecision, Error> {
+    let valid = validate(catalog, state, request, redemptions, now)?;
     let mut explanation = vec![format!(
         "validate: plan `{}` version {} of product `{}`",
         valid.plan.id, valid.plan.version, valid.product.id
@@ -373,7 +405,10 @@ pub fn provision(
         valid: &valid,
     };
     let mut decision = decider.start_and_replace(start, trial, explanation)?;
-    decider.payment(&mut decision)?;
+    match stages {
+        Stages::WithPayment => decider.payment(&mut decision)?,
+        Stages::WithoutPayment => {}
+    }
     Ok(decision)
 }
 
@@ -396,6 +431,8 @@ fn validate<'c>(
     catalog: &'c Catalog,
     state: &CustomerState,
     request: &ProvisionRequest,
+    redemptions: &Redemptions,
+    now: DateTime<Utc>,
 ) -> Result<Validated<'c>, Error> {
     if state.customer.id != request.customer_id {
         return Err(Error::new(
@@ -475,36 +512,6 @@ fn validate<'c>(
     };
     let addons = validate_addons(catalog, plan, request)?;
     let units = validate_units(catalog, plan, country, billing_period, request)?;
-    if let Some(code) = &request.promotion_code {
-        if catalog.promotion_code(code).is_none() {
-            return Err(Error::new(
-                ErrorCode::PromotionCodeNotFound,
-                format!("promotion code `{code}` does not exist"),
-            ));
-        }
-        return Err(Error::new(
-            ErrorCode::Unsupported,
-            "promotion codes and coupons are not applied by this version",
-        ));
-    }
-    if let Some(coupon) = &request.coupon_id {
-        if catalog.coupon(coupon.as_str()).is_none() {
-            return Err(Error::new(
-                ErrorCode::CouponNotFound,
-                format!("coupon `{coupon}` does not exist"),
-            ));
-        }
-        return Err(Error::new(
-            ErrorCode::Unsupported,
-            "promotion codes and coupons are not applied by this version",
-        ));
-    }
-    if let Some((text, None)) = country_text {
-        return Err(Error::new(
-            ErrorCode::InvalidArgumentError,
-            format!("`{text}` is not an ISO 3166-1 alpha-2 country code"),
-        ));
-    }
     let config = Configuration {
         plan: plan.id.clone(),
         plan_version: plan.version,
@@ -514,11 +521,47 @@ fn validate<'c>(
         addons,
     };
     let quote = recurring_amount(catalog, &config)?;
+    let coupon = match (&request.promotion_code, &request.coupon_id) {
+        (Some(_), Some(_)) => {
+            return Err(Error::new(
+                ErrorCode::InvalidArgumentError,
+                "give either `promotionCode` or `couponId`, not both",
+            ));
+        }
+        (Some(code), None) => {
+            let purchase = crate::coupon::Purchase {
+                plan,
+                subtotal: quote.total,
+                currency: quote.currency,
+            };
+            let coupon =
+                crate::coupon::redeem_code(catalog, state, code, &purchase, redemptions, now)?;
+            Some((coupon.id.clone(), Some(code.clone())))
+        }
+        (None, Some(id)) => {
+            let coupon = catalog.coupon(id.as_str()).ok_or_else(|| {
+                Error::new(
+                    ErrorCode::CouponNotFound,
+                    format!("coupon `{id}` does not exist"),
+                )
+            })?;
+            crate::coupon::check_currency(coupon, quote.currency)?;
+            Some((coupon.id.clone(), None))
+        }
+        (None, None) => None,
+    };
+    if let Some((text, None)) = country_text {
+        return Err(Error::new(
+            ErrorCode::InvalidArgumentError,
+            format!("`{text}` is not an ISO 3166-1 alpha-2 country code"),
+        ));
+    }
     Ok(Validated {
         plan,
         product,
         config,
         quote,
+        coupon,
     })
 }
 
@@ -744,6 +787,11 @@ impl<'a, 'c> Decider<'a, 'c> {
             charge: None,
             effects: Effects {
                 resource: self.request.resource_id.clone(),
+                redeemed_code: self
+                    .valid
+                    .coupon
+                    .as_ref()
+                    .and_then(|(_, code)| code.clone()),
                 ..Effects::default()
             },
             explanation,
@@ -795,8 +843,18 @@ impl<'a, 'c> Decider<'a, 'c> {
             scheduled_updates: Vec::new(),
             payment_collection_method: self.request.payment_collection_method.unwrap_or_default(),
             tax_percentage: self.request.tax_percentage,
-            coupon: None,
+            coupon: self
+                .valid
+                .coupon
+                .as_ref()
+                .map(|(coupon, code)| AppliedCoupon {
+                    coupon: coupon.clone(),
+                    promotion_code: code.clone(),
+                    redeemed_at: self.now,
+                    invoices_discounted: 0,
+                }),
             charges: Vec::new(),
+            pending_lines: Vec::new(),
             metadata: self.request.metadata.clone(),
         })
     }
@@ -987,6 +1045,7 @@ impl<'a, 'c> Decider<'a, 'c> {
                     lines: lines_only(lines),
                     period,
                     proration_date: None,
+                    ledger_from: 0,
                 });
             }
         } else {
@@ -1085,6 +1144,9 @@ impl<'a, 'c> Decider<'a, 'c> {
     ) -> Result<ProvisionDecision, Error> {
         let now = self.now;
         let mut sub = self.new_subscription(self.new_id()?, now, &d.trial)?;
+        if sub.coupon.is_none() {
+            sub.coupon = current.coupon.clone();
+        }
         if direction != ChangeType::Upgrade {
             sub.cancellation_date = current.cancellation_date;
             sub.pending_cancel_reason = current.pending_cancel_reason;
@@ -1157,6 +1219,7 @@ impl<'a, 'c> Decider<'a, 'c> {
                     end: period.end,
                 };
                 sub.charges = kept.into_iter().cloned().collect();
+                let ledger_from = sub.charges.len();
                 sub.charges
                     .extend(ledger(&quote.components, &debits, currency, remaining));
                 let mut lines = credits;
@@ -1168,6 +1231,7 @@ impl<'a, 'c> Decider<'a, 'c> {
                     lines,
                     period: remaining,
                     proration_date: Some(now),
+                    ledger_from,
                 });
                 if behavior == ProrationBehavior::CreateProrations {
                     d.explanation.push(
@@ -1206,6 +1270,7 @@ impl<'a, 'c> Decider<'a, 'c> {
                         currency,
                         lines,
                         period,
+                        ledger_from: 0,
                         proration_date: (reason == InvoiceReason::SubscriptionUpdate)
                             .then_some(now),
                     });
@@ -1273,50 +1338,71 @@ impl<'a, 'c> Decider<'a, 'c> {
         Ok(())
     }
 
+    /// Stage E's invoice: settles the decision's charge and issues it when the billing
+    /// integration is on and the collection method writes invoices; prorations created with
+    /// `CREATE_PRORATIONS` wait on the subscription for its next invoice instead.
     fn issue_invoice(&self, d: &mut ProvisionDecision) -> Result<(), Error> {
-        let Some(charge) = &d.charge else {
+        let Some(charge) = d.charge.clone() else {
             return Ok(());
         };
-        let method = d
+        let Some(sub) = d
             .effects
             .create
-            .last()
-            .map_or(PaymentCollectionMethod::Charge, |s| {
-                s.payment_collection_method
-            });
-        let deferred = self.request.proration_behavior == Some(ProrationBehavior::CreateProrations)
-            && charge.reason == InvoiceReason::SubscriptionUpdate;
-        if !self.settings.billing_integration || method == PaymentCollectionMethod::None || deferred
+            .iter_mut()
+            .find(|s| s.id == charge.subscription)
+        else {
+            return Ok(());
+        };
+        if !self.settings.billing_integration
+            || sub.payment_collection_method == PaymentCollectionMethod::None
         {
             return Ok(());
         }
-        let invoice = build_invoice(
-            self.state,
-            charge,
-            self.now,
-            self.valid.config.country,
-            self.tax(),
-            self.settings,
-        )?;
-        if let Some(invoice) = invoice {
-            d.explanation.push(format!(
-                "effects: invoice `{}` ({:?}) of {} {}",
-                invoice.id, invoice.reason, invoice.total, invoice.currency
-            ));
-            d.effects.invoice = Some(invoice);
+        if self.request.proration_behavior == Some(ProrationBehavior::CreateProrations)
+            && charge.reason == InvoiceReason::SubscriptionUpdate
+        {
+            sub.pending_lines = charge
+                .lines
+                .iter()
+                .filter(|l| !l.amount.is_zero())
+                .cloned()
+                .collect();
+            return Ok(());
         }
+        let settlement = invoice::settle(
+            self.catalog,
+            self.state,
+            sub,
+            &charge.lines,
+            invoice::Billing {
+                currency: charge.currency,
+                period_start: charge.period.start,
+                apply_credit: true,
+                rounding: self.settings.rounding,
+            },
+        )?;
+        if settlement.lines.is_empty() {
+            return Ok(());
+        }
+        record_discount(sub, &settlement, charge.ledger_from)?;
+        let invoice = Invoice::from_settlement(
+            invoice::next_invoice_id(self.state),
+            self.state,
+            charge.subscription.clone(),
+            self.now,
+            charge.reason,
+            charge.currency,
+            settlement,
+        );
+        d.explanation.push(format!(
+            "effects: invoice `{}` ({}) of {} {}",
+            invoice.id,
+            crate::view::name(&invoice.reason),
+            invoice.total,
+            invoice.currency
+        ));
+        d.effects.invoice = Some(invoice);
         Ok(())
-    }
-
-    fn tax(&self) -> Option<TaxRate> {
-        let customer = &self.state.customer;
-        self.request
-            .tax_percentage
-            .or(customer.tax_percentage)
-            .map(|percentage| TaxRate {
-                percentage,
-                inclusive: customer.tax_inclusive,
-            })
     }
 }
 
@@ -1368,7 +1454,7 @@ pub(crate) fn charge_lines(
         .collect()
 }
 
-fn lines_only(lines: Vec<(usize, InvoiceLine)>) -> Vec<InvoiceLine> {
+pub(crate) fn lines_only(lines: Vec<(usize, InvoiceLine)>) -> Vec<InvoiceLine> {
     lines.into_iter().map(|(_, l)| l).collect()
 }
 
@@ -1498,65 +1584,36 @@ fn same_component(charge: &ChargedComponent, component: &Component) -> bool {
     charge.source == component.source && charge.full_amount == component.amount
 }
 
-/// The invoice of `charge`, or `None` when it has no line above zero (FORMAT.md §6: no
-/// invoice without lines; zero lines are not written).
-pub(crate) fn build_invoice(
-    state: &CustomerState,
-    charge: &Charge,
-    now: DateTime<Utc>,
-    _country: Option<CountryCode>,
-    tax: Option<TaxRate>,
-    settings: &Settings,
-) -> Result<Option<Invoice>, Error> {
-    let lines: Vec<InvoiceLine> = charge
-        .lines
-        .iter()
-        .filter(|l| !l.amount.is_zero())
-        .cloned()
-        .collect();
-    if lines.is_empty() {
-        return Ok(None);
+/// Records on `sub` what its coupon did to an invoice: a used `ONCE` coupon is spent, and the
+/// ledger entries the invoice paid for (from `ledger_from` on) keep what was actually
+/// charged after the discount, so a later credit never returns more than was paid.
+pub(crate) fn record_discount(
+    sub: &mut Subscription,
+    settlement: &invoice::Settlement,
+    ledger_from: usize,
+) -> Result<(), Error> {
+    if !settlement.coupon_used {
+        return Ok(());
     }
-    let credit = state
-        .customer
-        .credit_balance
-        .get(&charge.currency)
-        .copied()
-        .unwrap_or(Decimal::ZERO);
-    let totals = invoice::totals(
-        &lines,
-        charge.currency,
-        Decimal::ZERO,
-        credit,
-        tax,
-        settings.rounding,
+    if let Some(applied) = sub.coupon.as_mut() {
+        applied.invoices_discounted = applied.invoices_discounted.saturating_add(1);
+    }
+    let covered = money::sum(
+        settlement
+            .lines
+            .iter()
+            .filter(|l| l.kind != LineKind::ProrationCredit)
+            .map(|l| l.amount),
     )?;
-    Ok(Some(Invoice {
-        id: format!(
-            "{}-inv-{}",
-            state.customer.id,
-            state.invoices.len().saturating_add(1)
-        ),
-        customer: state.customer.id.clone(),
-        subscription: charge.subscription.clone(),
-        issued_at: now,
-        reason: charge.reason,
-        currency: charge.currency,
-        lines: sort_lines(lines),
-        sub_total: totals.sub_total,
-        discount_amount: totals.discount_amount,
-        credit_applied: totals.credit_applied,
-        credit_issued: totals.credit_issued,
-        tax: totals.tax,
-        total: totals.total,
-    }))
-}
-
-/// FORMAT.md §6 order: credits, debits, charges, usage; within a kind the order given
-/// (plan prices in catalog order, then add-ons in the subscription's order).
-fn sort_lines(mut lines: Vec<InvoiceLine>) -> Vec<InvoiceLine> {
-    lines.sort_by_key(|l| l.kind);
-    lines
+    let discount = settlement.totals.discount_amount;
+    if covered <= Decimal::ZERO || discount.is_zero() {
+        return Ok(());
+    }
+    let kept = money::div(money::sub(covered, discount)?, covered)?;
+    for charge in sub.charges.iter_mut().skip(ledger_from) {
+        charge.amount = money::mul(charge.amount, kept)?;
+    }
+    Ok(())
 }
 
 /// The completion of a checkout: the customer has a payment method now, and the pending

@@ -174,6 +174,8 @@ pub struct Subscription {
     pub coupon: Option<AppliedCoupon>,
     /// What has been charged for its current span.
     pub charges: Vec<ChargedComponent>,
+    /// Proration lines kept for the next invoice (`CREATE_PRORATIONS`).
+    pub pending_lines: Vec<crate::invoice::InvoiceLine>,
     /// Free-form data from the host.
     pub metadata: BTreeMap<String, String>,
 }
@@ -187,6 +189,8 @@ pub struct AppliedCoupon {
     pub promotion_code: Option<String>,
     /// When it was first redeemed; durations count from here.
     pub redeemed_at: DateTime<Utc>,
+    /// How many invoices it has discounted (a `ONCE` coupon stops after one).
+    pub invoices_discounted: u32,
 }
 
 impl Subscription {

@@ -228,3 +228,67 @@ pub fn provision_result(
     );
     Value::Object(map)
 }
+
+fn totals(t: &crate::invoice::Totals) -> Map<String, Value> {
+    object(json!({
+        "subTotal": t.sub_total.to_string(),
+        "discountAmount": t.discount_amount.to_string(),
+        "totalExcludingTax": t.total_excluding_tax.to_string(),
+        "tax": t.tax.to_string(),
+        "total": t.total.to_string(),
+    }))
+}
+
+/// An estimate.
+#[must_use]
+pub fn estimate(estimate: &crate::estimate::Estimate) -> Value {
+    let mut map = totals(&estimate.now);
+    map.insert(
+        "subscription".to_owned(),
+        Value::Object(totals(&estimate.recurring)),
+    );
+    map.insert(
+        "lines".to_owned(),
+        Value::Array(estimate.lines.iter().map(line).collect()),
+    );
+    map.insert(
+        "isPlanDowngrade".to_owned(),
+        json!(estimate.is_plan_downgrade),
+    );
+    map.insert(
+        "hasScheduledUpdates".to_owned(),
+        json!(estimate.has_scheduled_updates),
+    );
+    insert_some(
+        &mut map,
+        "currency",
+        estimate.currency.map(|c| json!(c.code())),
+    );
+    insert_some(
+        &mut map,
+        "taxDetails",
+        estimate
+            .tax
+            .map(|t| json!({"percentage": t.percentage.normalize().to_string(), "inclusive": t.inclusive})),
+    );
+    insert_some(
+        &mut map,
+        "billingPeriodRange",
+        estimate
+            .billing_period_range
+            .map(|p| json!({"start": instant(p.start), "end": instant(p.end)})),
+    );
+    insert_some(
+        &mut map,
+        "proration",
+        estimate.proration.map(|p| {
+            json!({
+                "prorationDate": instant(p.proration_date),
+                "credit": p.credit.to_string(),
+                "debit": p.debit.to_string(),
+                "netAmount": p.net_amount.to_string(),
+            })
+        }),
+    );
+    Value::Object(map)
+}

@@ -1,0 +1,241 @@
+//! Estimates: what a request would charge, computed by the very code that executes it.
+//!
+//! `estimateSubscription` runs provisioning's stages (without the payment stage: an
+//! estimate never needs a payment method) and settles the resulting charge with the same
+//! settlement function invoices use, so an estimate equals the invoice provisioning would
+//! issue (FORMAT.md §3 estimate, §6 "Estimates follow the same rules"):
+//! - top-level amounts are what would be charged now (a negative net shows a negative
+//!   `subTotal` and `total` 0); the customer's credit is consumed as the invoice would;
+//! - `subscription` is the next full period at the new configuration, with the coupon if
+//!   it still covers that period, and tax, without customer credit;
+//! - `billingPeriodRange` is `[change, periodEnd)` for a mid-period change, the first paid
+//!   period `[trialEnd, trialEnd + period)` for a trial, the first period for a scheduled
+//!   change, otherwise the period being charged;
+//! - `proration` (for a prorated change) sums the `PRORATION_CREDIT` lines as `credit` and
+//!   the `PRORATION_DEBIT` lines as `debit`.
+
+use crate::catalog::Catalog;
+use crate::change::ChangeType;
+use crate::coupon::Redemptions;
+use crate::customer::CustomerState;
+use crate::error::Error;
+use crate::invoice::{self, Billing, InvoiceLine, LineKind, Settlement, TaxRate, Totals};
+use crate::money::{self, Currency};
+use crate::period::{Period, PeriodSeries};
+use crate::pricing::recurring_amount;
+use crate::provision::{self, ProvisionRequest, Stages};
+use crate::settings::Settings;
+use crate::subscription::Subscription;
+use chrono::{DateTime, Utc};
+use rust_decimal::Decimal;
+
+/// The proration part of an estimate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProrationSummary {
+    /// The instant of the change.
+    pub proration_date: DateTime<Utc>,
+    /// The unused time credited (positive).
+    pub credit: Decimal,
+    /// The rest of the period at the new configuration.
+    pub debit: Decimal,
+    /// `debit − credit`.
+    pub net_amount: Decimal,
+}
+
+/// An estimate (FORMAT.md §3).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Estimate {
+    /// The currency, if anything is priced.
+    pub currency: Option<Currency>,
+    /// What would be charged now.
+    pub now: Totals,
+    /// The lines that would be charged now.
+    pub lines: Vec<InvoiceLine>,
+    /// The tax rate applied.
+    pub tax: Option<TaxRate>,
+    /// The span the charge is for.
+    pub billing_period_range: Option<Period>,
+    /// The proration of a mid-period change.
+    pub proration: Option<ProrationSummary>,
+    /// The next full period at the new configuration.
+    pub recurring: Totals,
+    /// Whether the change is a downgrade.
+    pub is_plan_downgrade: bool,
+    /// Whether the change would be scheduled rather than applied now.
+    pub has_scheduled_updates: bool,
+}
+
+fn zero_totals(currency: Option<Currency>) -> Totals {
+    let zero = currency.map_or(Decimal::ZERO, |c| {
+        c.round(Decimal::ZERO, crate::money::RoundingMode::HalfUp)
+    });
+    Totals {
+        sub_total: zero,
+        discount_amount: zero,
+        credit_applied: zero,
+        credit_issued: zero,
+        tax: zero,
+        total_excluding_tax: zero,
+        total: zero,
+    }
+}
+
+/// Estimates a `provisionSubscription` request without applying anything.
+///
+/// # Errors
+/// Every error of [`provision::provision`] except `PaymentMethodNotFound`.
+pub fn estimate_subscription(
+    catalog: &Catalog,
+    state: &CustomerState,
+    request: &ProvisionRequest,
+    redemptions: &Redemptions,
+    now: DateTime<Utc>,
+    settings: &Settings,
+) -> Result<Estimate, Error> {
+    let decision = provision::decide(
+        catalog,
+        state,
+        request,
+        redemptions,
+        now,
+        settings,
+        Stages::WithoutPayment,
+    )?;
+    let scheduled = decision.effects.schedule.iter().find_map(|change| {
+        change
+            .update
+            .as_ref()
+            .map(|u| (change.subscription.clone(), u.clone()))
+    });
+    // The subscription the money is about: the new one, or for a scheduled change the
+    // current one moved to its target.
+    let mut subject: Subscription = match (&scheduled, decision.effects.create.last()) {
+        (Some((current, update)), _) => {
+            let mut sub = state
+                .subscription(current.as_str())
+                .cloned()
+                .ok_or_else(|| crate::customer::not_found(current.as_str()))?;
+            sub.config = update.target.clone();
+            sub
+        }
+        (None, Some(sub)) => sub.clone(),
+        (None, None) => match decision
+            .subscription
+            .as_ref()
+            .and_then(|id| state.subscription(id.as_str()))
+        {
+            Some(sub) => sub.clone(),
+            None => {
+                return Err(crate::customer::not_found(
+                    request.subscription_id.as_ref().map_or("", |s| s.as_str()),
+                ));
+            }
+        },
+    };
+    let quote = recurring_amount(catalog, &subject.config)?;
+    let currency = decision
+        .charge
+        .as_ref()
+        .map(|c| c.currency)
+        .or(quote.currency);
+    let tax = invoice::tax_rate(state, &subject);
+
+    let (now_settlement, range, proration) = match &decision.charge {
+        Some(charge) => {
+            let settlement = invoice::settle(
+                catalog,
+                state,
+                &subject,
+                &charge.lines,
+                Billing {
+                    currency: charge.currency,
+                    period_start: charge.period.start,
+                    apply_credit: true,
+                    rounding: settings.rounding,
+                },
+            )?;
+            provision::record_discount(&mut subject, &settlement, charge.ledger_from)?;
+            let proration = match charge.proration_date {
+                Some(date) => Some(proration_summary(date, &settlement)?),
+                None => None,
+            };
+            (Some(settlement), Some(charge.period), proration)
+        }
+        None => {
+            let range = match (&scheduled, subject.trial_end, subject.config.billing_period) {
+                (Some((_, update)), _, Some(period)) => {
+                    Some(PeriodSeries::new(update.scheduled_at, period).nth(0)?)
+                }
+                (None, Some(trial_end), Some(period)) if subject.is_trial => {
+                    Some(PeriodSeries::new(trial_end, period).nth(0)?)
+                }
+                _ => subject.current_period,
+            };
+            (None, range, None)
+        }
+    };
+    let recurring_start = match (&decision.charge, range) {
+        (Some(_), Some(r)) => r.end,
+        (None, Some(r)) => r.start,
+        (_, None) => now,
+    };
+    let recurring = match (quote.currency, quote.billing_period) {
+        (Some(c), Some(period)) => {
+            let full = PeriodSeries::new(recurring_start, period).nth(0)?;
+            let lines = provision::lines_only(provision::charge_lines(&quote, full, settings));
+            invoice::settle(
+                catalog,
+                state,
+                &subject,
+                &lines,
+                Billing {
+                    currency: c,
+                    period_start: full.start,
+                    apply_credit: false,
+                    rounding: settings.rounding,
+                },
+            )?
+            .totals
+        }
+        _ => zero_totals(currency),
+    };
+    let (now_totals, lines) = match now_settlement {
+        Some(s) => (s.totals, s.lines),
+        None => (zero_totals(currency), Vec::new()),
+    };
+    Ok(Estimate {
+        currency,
+        now: now_totals,
+        lines,
+        tax,
+        billing_period_range: range,
+        proration,
+        recurring,
+        is_plan_downgrade: decision.change_type == ChangeType::Downgrade,
+        has_scheduled_updates: decision.is_scheduled,
+    })
+}
+
+fn proration_summary(
+    date: DateTime<Utc>,
+    settlement: &Settlement,
+) -> Result<ProrationSummary, Error> {
+    let sum_of = |kind: LineKind| {
+        money::sum(
+            settlement
+                .lines
+                .iter()
+                .filter(|l| l.kind == kind)
+                .map(|l| l.amount),
+        )
+    };
+    let credit = sum_of(LineKind::ProrationCredit)?.abs();
+    let debit = sum_of(LineKind::ProrationDebit)?;
+    Ok(ProrationSummary {
+        proration_date: date,
+        credit,
+        debit,
+        net_amount: money::sub(debit, credit)?,
+    })
+}
