@@ -31,6 +31,7 @@ pub mod estimate;
 pub mod id;
 pub mod invoice;
 pub mod journey;
+pub mod lifecycle;
 pub mod money;
 pub mod period;
 pub mod pricing;

@@ -840,6 +840,8 @@ impl<'a, 'c> Decider<'a, 'c> {
             cancellation_date: None,
             pending_cancel_reason: None,
             cancel_reason: None,
+            credit_on_cancel: false,
+            revoke_on_cancel: false,
             scheduled_updates: Vec::new(),
             payment_collection_method: self.request.payment_collection_method.unwrap_or_default(),
             tax_percentage: self.request.tax_percentage,
@@ -1470,7 +1472,7 @@ fn line(component: &Component, kind: LineKind, period: Period, amount: Decimal) 
 }
 
 /// The ledger of `lines` charged for `components` over `covered`.
-fn ledger(
+pub(crate) fn ledger(
     components: &[Component],
     lines: &[(usize, InvoiceLine)],
     currency: Currency,
@@ -1542,7 +1544,7 @@ fn source_name(source: &crate::pricing::ComponentSource) -> String {
 
 /// `PRORATION_DEBIT` lines for the rest of `period` at the new configuration, for the
 /// components `keep` accepts, with the position of the component each comes from.
-fn debit_lines(
+pub(crate) fn debit_lines(
     quote: &RecurringAmount,
     period: Period,
     t: DateTime<Utc>,
@@ -1580,7 +1582,7 @@ fn debit_lines(
     Ok(lines)
 }
 
-fn same_component(charge: &ChargedComponent, component: &Component) -> bool {
+pub(crate) fn same_component(charge: &ChargedComponent, component: &Component) -> bool {
     charge.source == component.source && charge.full_amount == component.amount
 }
 

@@ -164,6 +164,10 @@ pub struct Subscription {
     pub pending_cancel_reason: Option<CancelReason>,
     /// Why it ended, once it has.
     pub cancel_reason: Option<CancelReason>,
+    /// Whether a pending cancellation credits the unused rest of its period when it happens.
+    pub credit_on_cancel: bool,
+    /// Whether a pending cancellation skips the product's end setup (`REVOKE_ENTITLEMENTS`).
+    pub revoke_on_cancel: bool,
     /// Changes waiting to apply.
     pub scheduled_updates: Vec<ScheduledUpdate>,
     /// How its invoices are collected.

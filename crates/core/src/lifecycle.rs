@@ -1,0 +1,609 @@
+//! The clock: everything that happens to subscriptions as time passes (SPEC.md §5).
+//!
+//! [`advance`] applies every transition due at or before `to`, in time order, and reports
+//! each as an [`Event`] with the invoice it issued. At one instant, transitions apply in
+//! this order: pending cancellations (so a cancellation at or before a trial's end wins
+//! over its conversion), trial ends, scheduled changes (which apply instead of the renewal
+//! due at the same instant), starts of waiting subscriptions, renewals, and the expiry of
+//! pending payments. Advancing to `a` and then to `b` gives exactly what advancing to `b`
+//! gives.
+
+use crate::catalog::{Catalog, EndSetup, PricingType, TrialEndBehavior};
+use crate::customer::CustomerState;
+use crate::error::{Error, ErrorCode};
+use crate::id::SubscriptionId;
+use crate::invoice::{self, Billing, Invoice, InvoiceLine, InvoiceReason};
+use crate::period::PeriodSeries;
+use crate::pricing::recurring_amount;
+use crate::proration::ProrationEvent;
+use crate::provision::{self, generate_id, record_invoice};
+use crate::settings::Settings;
+use crate::subscription::{
+    CancelReason, PaymentCollectionMethod, ScheduledUpdateType, Subscription, SubscriptionStatus,
+};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+/// The most transitions one call applies: far beyond any real timeline (a century of
+/// monthly renewals for a hundred subscriptions), it only stops a runaway.
+const MAX_TRANSITIONS: usize = 200_000;
+
+/// What happened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum EventKind {
+    /// A waiting subscription started (or the end setup created one).
+    SubscriptionStarted,
+    /// A trial became a paid subscription.
+    TrialConverted,
+    /// A trial ran out.
+    TrialExpired,
+    /// A scheduled change applied.
+    ScheduledUpdateApplied,
+    /// A subscription ended.
+    SubscriptionCanceled,
+    /// A subscription entered a new billing period.
+    SubscriptionRenewed,
+    /// An invoice was issued.
+    InvoiceIssued,
+}
+
+/// A transition the clock applied.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Event {
+    /// What happened.
+    pub kind: EventKind,
+    /// When.
+    pub at: DateTime<Utc>,
+    /// To which subscription.
+    pub subscription: SubscriptionId,
+    /// The invoice, for `INVOICE_ISSUED`.
+    pub invoice: Option<Invoice>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Due {
+    EndPending,
+    TrialEnd,
+    Scheduled,
+    Start,
+    Renew,
+    ExpirePending,
+}
+
+/// Applies every transition due at or before `to` to a copy of `state`.
+///
+/// # Errors
+/// `PlanNotFound` when a subscription's plan version left the catalog, `AmountTooLarge`,
+/// `InvalidArgumentError` for dates out of range or a runaway timeline.
+pub fn advance(
+    catalog: &Catalog,
+    state: &CustomerState,
+    to: DateTime<Utc>,
+    settings: &Settings,
+) -> Result<(CustomerState, Vec<Event>), Error> {
+    let mut state = state.clone();
+    let mut events = Vec::new();
+    for _ in 0..MAX_TRANSITIONS {
+        let Some((at, due, index)) = next_due(&state, to) else {
+            return Ok((state, events));
+        };
+        let mut clock = Clock {
+            catalog,
+            settings,
+            state: &mut state,
+            events: &mut events,
+            at,
+        };
+        match due {
+            Due::EndPending => clock.end_pending(index)?,
+            Due::TrialEnd => clock.trial_end(index)?,
+            Due::Scheduled => clock.scheduled(index)?,
+            Due::Start => clock.start(index)?,
+            Due::Renew => clock.renew(index)?,
+            Due::ExpirePending => clock.end(index, CancelReason::PendingPaymentExpired)?,
+        }
+    }
+    Err(Error::new(
+        ErrorCode::InvalidArgumentError,
+        format!("more than {MAX_TRANSITIONS} transitions before `{to}`"),
+    ))
+}
+
+/// The earliest transition due at or before `to`: (instant, kind, subscription position).
+fn next_due(state: &CustomerState, to: DateTime<Utc>) -> Option<(DateTime<Utc>, Due, usize)> {
+    let mut best: Option<(DateTime<Utc>, Due, usize)> = None;
+    for (index, sub) in state.subscriptions.iter().enumerate() {
+        for (at, due) in due_of(sub) {
+            if at <= to && best.is_none_or(|b| (at, due, index) < b) {
+                best = Some((at, due, index));
+            }
+        }
+    }
+    best
+}
+
+fn due_of(sub: &Subscription) -> Vec<(DateTime<Utc>, Due)> {
+    let mut due = Vec::new();
+    if sub.status.is_ended() {
+        return due;
+    }
+    if let (Some(at), Some(_)) = (sub.cancellation_date, sub.pending_cancel_reason) {
+        due.push((at, Due::EndPending));
+    }
+    match sub.status {
+        SubscriptionStatus::NotStarted => due.push((sub.start_date, Due::Start)),
+        SubscriptionStatus::InTrial => {
+            if let Some(end) = sub.trial_end {
+                due.push((end, Due::TrialEnd));
+            }
+        }
+        SubscriptionStatus::Active => {
+            if let Some(update) = sub.scheduled_updates.first() {
+                due.push((update.scheduled_at, Due::Scheduled));
+            }
+            if let (Some(period), Some(_)) = (sub.current_period, sub.config.billing_period) {
+                due.push((period.end, Due::Renew));
+            }
+        }
+        SubscriptionStatus::PaymentPending => {
+            if let Some(period) = sub.current_period {
+                due.push((period.end, Due::ExpirePending));
+            }
+        }
+        SubscriptionStatus::Canceled | SubscriptionStatus::Expired => {}
+    }
+    due
+}
+
+struct Clock<'a> {
+    catalog: &'a Catalog,
+    settings: &'a Settings,
+    state: &'a mut CustomerState,
+    events: &'a mut Vec<Event>,
+    at: DateTime<Utc>,
+}
+
+impl Clock<'_> {
+    fn sub(&self, index: usize) -> Result<&Subscription, Error> {
+        self.state
+            .subscriptions
+            .get(index)
+            .ok_or_else(|| Error::new(ErrorCode::SubscriptionNotFound, "subscription vanished"))
+    }
+
+    fn sub_mut(&mut self, index: usize) -> Result<&mut Subscription, Error> {
+        self.state
+            .subscriptions
+            .get_mut(index)
+            .ok_or_else(|| Error::new(ErrorCode::SubscriptionNotFound, "subscription vanished"))
+    }
+
+    fn event(&mut self, kind: EventKind, subscription: &SubscriptionId, invoice: Option<Invoice>) {
+        self.events.push(Event {
+            kind,
+            at: self.at,
+            subscription: subscription.clone(),
+            invoice,
+        });
+    }
+
+    /// Whether payment can be collected for `sub` now: it needs none, or the customer has
+    /// a payment method.
+    fn can_collect(&self, sub: &Subscription) -> bool {
+        let paid = sub
+            .plan(self.catalog)
+            .is_ok_and(|p| p.pricing_type == PricingType::Paid);
+        !(paid
+            && self.settings.billing_integration
+            && sub.payment_collection_method == PaymentCollectionMethod::Charge
+            && !self.state.customer.has_payment_method)
+    }
+
+    /// Ends the subscription at the current instant and applies the end setup.
+    fn end(&mut self, index: usize, reason: CancelReason) -> Result<(), Error> {
+        let at = self.at;
+        let sub = self.sub_mut(index)?;
+        sub.end(at, reason);
+        let id = sub.id.clone();
+        self.event(
+            if reason == CancelReason::TrialEnded {
+                EventKind::TrialExpired
+            } else {
+                EventKind::SubscriptionCanceled
+            },
+            &id,
+            None,
+        );
+        if !matches!(
+            reason,
+            CancelReason::TrialConverted
+                | CancelReason::UpgradeOrDowngrade
+                | CancelReason::CustomerArchived
+        ) {
+            self.end_setup(index)?;
+        }
+        Ok(())
+    }
+
+    /// A pending cancellation takes effect, crediting the rest of the period if asked.
+    fn end_pending(&mut self, index: usize) -> Result<(), Error> {
+        let sub = self.sub(index)?.clone();
+        let reason = sub
+            .pending_cancel_reason
+            .unwrap_or(CancelReason::ScheduledCancellation);
+        if sub.credit_on_cancel {
+            let credits = provision::credit_lines(
+                &sub.charges,
+                self.at,
+                ProrationEvent::Cancellation,
+                self.settings,
+                self.state,
+            )?;
+            if let Some(currency) = sub.charges.first().map(|c| c.currency) {
+                self.issue(
+                    &sub,
+                    credits,
+                    currency,
+                    self.at,
+                    InvoiceReason::Cancellation,
+                )?;
+            }
+        }
+        if sub.revoke_on_cancel {
+            let at = self.at;
+            let s = self.sub_mut(index)?;
+            s.end(at, reason);
+            self.event(EventKind::SubscriptionCanceled, &sub.id, None);
+            return Ok(());
+        }
+        self.end(index, reason)
+    }
+
+    /// The product's end setup: a scope left without a live non-trial subscription moves
+    /// to the product's free plan, if it has one.
+    fn end_setup(&mut self, index: usize) -> Result<(), Error> {
+        let ended = self.sub(index)?.clone();
+        let Some(product) = self.catalog.product(ended.product.as_str()) else {
+            return Ok(());
+        };
+        let EndSetup::DowngradeToFree(plan_id) = &product.journey.end else {
+            return Ok(());
+        };
+        let covered = self.state.subscriptions.iter().any(|s| {
+            s.in_scope(&ended.product, ended.resource.as_ref())
+                && !s.is_trial
+                && (s.status.is_live()
+                    || (s.status == SubscriptionStatus::NotStarted && s.start_date <= self.at))
+        });
+        if covered {
+            return Ok(());
+        }
+        let Some(plan) = self.catalog.latest_plan(plan_id.as_str()) else {
+            return Ok(());
+        };
+        let mut free = ended.clone();
+        free.id = generate_id(self.state);
+        free.config = crate::pricing::Configuration {
+            plan: plan.id.clone(),
+            plan_version: plan.version,
+            billing_period: None,
+            country: ended.config.country,
+            units: Default::default(),
+            addons: Vec::new(),
+        };
+        free.is_trial = false;
+        free.status = SubscriptionStatus::Active;
+        free.start_date = self.at;
+        free.end_date = None;
+        free.trial_end = None;
+        free.trial_end_behavior = None;
+        free.billing_anchor = None;
+        free.current_period = None;
+        free.cancellation_date = None;
+        free.pending_cancel_reason = None;
+        free.cancel_reason = None;
+        free.credit_on_cancel = false;
+        free.revoke_on_cancel = false;
+        free.scheduled_updates.clear();
+        free.coupon = None;
+        free.charges.clear();
+        free.pending_lines.clear();
+        let id = free.id.clone();
+        self.state.subscriptions.push(free);
+        self.event(EventKind::SubscriptionStarted, &id, None);
+        Ok(())
+    }
+
+    /// Settles and issues an invoice for `sub` (when invoices are written), recording the
+    /// coupon's use on the subscription.
+    fn issue(
+        &mut self,
+        sub: &Subscription,
+        lines: Vec<InvoiceLine>,
+        currency: crate::money::Currency,
+        period_start: DateTime<Utc>,
+        reason: InvoiceReason,
+    ) -> Result<(), Error> {
+        if !self.settings.billing_integration
+            || sub.payment_collection_method == PaymentCollectionMethod::None
+        {
+            return Ok(());
+        }
+        let billing = Billing {
+            currency,
+            period_start,
+            apply_credit: true,
+            rounding: self.settings.rounding,
+        };
+        let settlement = invoice::settle(self.catalog, self.state, sub, &lines, billing)?;
+        if settlement.lines.is_empty() {
+            return Ok(());
+        }
+        if let Ok(stored) = self.state.subscription_mut(sub.id.as_str()) {
+            provision::record_discount(stored, &settlement, 0)?;
+        }
+        let invoice = Invoice::from_settlement(
+            invoice::next_invoice_id(self.state),
+            self.state,
+            sub.id.clone(),
+            self.at,
+            reason,
+            currency,
+            settlement,
+        );
+        record_invoice(self.state, invoice.clone());
+        self.event(EventKind::InvoiceIssued, &sub.id, Some(invoice));
+        Ok(())
+    }
+
+    /// Starts a billing period of `index` at the current instant: a new period series
+    /// anchored now, the first period charged, `extra` lines (credits of a replaced
+    /// subscription) on the same invoice.
+    fn bill_first_period(
+        &mut self,
+        index: usize,
+        extra: Vec<InvoiceLine>,
+        reason: InvoiceReason,
+    ) -> Result<(), Error> {
+        let at = self.at;
+        let sub = self.sub(index)?.clone();
+        let quote = recurring_amount(self.catalog, &sub.config)?;
+        let period = match sub.config.billing_period {
+            Some(bp) => Some(PeriodSeries::new(at, bp).nth(0)?),
+            None => None,
+        };
+        let stored = self.sub_mut(index)?;
+        stored.billing_anchor = period.map(|p| p.start);
+        stored.current_period = period;
+        stored.charges.clear();
+        let (Some(period), Some(currency)) = (
+            period,
+            quote
+                .currency
+                .or_else(|| sub.charges.first().map(|c| c.currency)),
+        ) else {
+            return Ok(());
+        };
+        let charges = provision::charge_lines(&quote, period, self.settings);
+        let stored = self.sub_mut(index)?;
+        stored.charges = provision::ledger(&quote.components, &charges, currency, period);
+        let updated = stored.clone();
+        let mut lines = extra;
+        lines.extend(provision::lines_only(charges));
+        self.issue(&updated, lines, currency, period.start, reason)
+    }
+
+    fn trial_end(&mut self, index: usize) -> Result<(), Error> {
+        let sub = self.sub(index)?.clone();
+        let converts =
+            sub.trial_end_behavior.unwrap_or_default() == TrialEndBehavior::ConvertToPaid;
+        if !converts || !self.can_collect(&sub) {
+            return self.end(index, CancelReason::TrialEnded);
+        }
+        // A parallel trial replaces the paid subscription of its scope, whatever the
+        // direction: its unused time is credited on the converted subscription's invoice.
+        let replaced = self.state.subscriptions.iter().position(|s| {
+            s.id != sub.id
+                && s.in_scope(&sub.product, sub.resource.as_ref())
+                && !s.is_trial
+                && s.status.is_live()
+        });
+        let mut credits = Vec::new();
+        if let Some(r) = replaced {
+            let old = self.sub(r)?.clone();
+            credits = provision::credit_lines(
+                &old.charges,
+                self.at,
+                ProrationEvent::Change,
+                self.settings,
+                self.state,
+            )?;
+            self.end(r, CancelReason::UpgradeOrDowngrade)?;
+        }
+        let stored = self.sub_mut(index)?;
+        stored.is_trial = false;
+        stored.status = SubscriptionStatus::Active;
+        stored.trial_end_behavior = None;
+        let id = stored.id.clone();
+        let product = stored.product.clone();
+        if sub
+            .plan(self.catalog)
+            .is_ok_and(|p| p.pricing_type == PricingType::Paid)
+        {
+            self.state.paid_history.insert(product);
+        }
+        self.event(EventKind::TrialConverted, &id, None);
+        self.bill_first_period(index, credits, InvoiceReason::SubscriptionCreation)
+    }
+
+    fn start(&mut self, index: usize) -> Result<(), Error> {
+        let sub = self.sub(index)?.clone();
+        // A waiting subscription replaces the live one of its kind.
+        let replaced = self.state.subscriptions.iter().position(|s| {
+            s.id != sub.id
+                && s.in_scope(&sub.product, sub.resource.as_ref())
+                && s.is_trial == sub.is_trial
+                && s.status.is_live()
+        });
+        let mut credits = Vec::new();
+        if let Some(r) = replaced {
+            let old = self.sub(r)?.clone();
+            credits = provision::credit_lines(
+                &old.charges,
+                self.at,
+                ProrationEvent::Change,
+                self.settings,
+                self.state,
+            )?;
+            self.end(r, CancelReason::UpgradeOrDowngrade)?;
+        }
+        let id = sub.id.clone();
+        if sub.is_trial {
+            let stored = self.sub_mut(index)?;
+            stored.status = SubscriptionStatus::InTrial;
+            self.event(EventKind::SubscriptionStarted, &id, None);
+            return Ok(());
+        }
+        if !self.can_collect(&sub) {
+            let at = self.at;
+            let stored = self.sub_mut(index)?;
+            stored.status = SubscriptionStatus::PaymentPending;
+            stored.current_period = match stored.config.billing_period {
+                Some(bp) => Some(PeriodSeries::new(at, bp).nth(0)?),
+                None => None,
+            };
+            self.event(EventKind::SubscriptionStarted, &id, None);
+            return Ok(());
+        }
+        let stored = self.sub_mut(index)?;
+        stored.status = SubscriptionStatus::Active;
+        let product = stored.product.clone();
+        if sub
+            .plan(self.catalog)
+            .is_ok_and(|p| p.pricing_type == PricingType::Paid)
+        {
+            self.state.paid_history.insert(product);
+        }
+        self.event(EventKind::SubscriptionStarted, &id, None);
+        self.bill_first_period(index, credits, InvoiceReason::SubscriptionCreation)
+    }
+
+    fn scheduled(&mut self, index: usize) -> Result<(), Error> {
+        let sub = self.sub(index)?.clone();
+        let Some(update) = sub.scheduled_updates.first().cloned() else {
+            return Ok(());
+        };
+        let at_period_end = sub.current_period.is_some_and(|p| p.end == self.at);
+        match update.kind {
+            ScheduledUpdateType::PlanChange => {
+                let credits = if at_period_end {
+                    Vec::new()
+                } else {
+                    provision::credit_lines(
+                        &sub.charges,
+                        self.at,
+                        ProrationEvent::Change,
+                        self.settings,
+                        self.state,
+                    )?
+                };
+                let mut next = sub.clone();
+                next.id = match update.new_subscription_id.clone() {
+                    Some(id) if self.state.subscription(id.as_str()).is_none() => id,
+                    _ => generate_id(self.state),
+                };
+                next.config = update.target.clone();
+                next.start_date = self.at;
+                next.scheduled_updates.clear();
+                next.charges.clear();
+                next.pending_lines.clear();
+                next.status = SubscriptionStatus::NotStarted;
+                self.sub_mut(index)?.scheduled_updates.clear();
+                self.end(index, CancelReason::UpgradeOrDowngrade)?;
+                self.event(EventKind::ScheduledUpdateApplied, &sub.id, None);
+                self.state.subscriptions.push(next);
+                let new_index = self.state.subscriptions.len().saturating_sub(1);
+                let new_sub = self.sub(new_index)?.clone();
+                if !self.can_collect(&new_sub) {
+                    let at = self.at;
+                    let stored = self.sub_mut(new_index)?;
+                    stored.status = SubscriptionStatus::PaymentPending;
+                    stored.current_period = match stored.config.billing_period {
+                        Some(bp) => Some(PeriodSeries::new(at, bp).nth(0)?),
+                        None => None,
+                    };
+                    self.event(EventKind::SubscriptionStarted, &new_sub.id, None);
+                    return Ok(());
+                }
+                self.sub_mut(new_index)?.status = SubscriptionStatus::Active;
+                self.event(EventKind::SubscriptionStarted, &new_sub.id, None);
+                self.bill_first_period(new_index, credits, InvoiceReason::SubscriptionCreation)
+            }
+            ScheduledUpdateType::Update | ScheduledUpdateType::Migration => {
+                {
+                    let stored = self.sub_mut(index)?;
+                    stored.config = update.target.clone();
+                    stored.scheduled_updates.clear();
+                }
+                self.event(EventKind::ScheduledUpdateApplied, &sub.id, None);
+                if at_period_end {
+                    self.renew(index)
+                } else {
+                    let credits = provision::credit_lines(
+                        &sub.charges,
+                        self.at,
+                        ProrationEvent::Change,
+                        self.settings,
+                        self.state,
+                    )?;
+                    self.bill_first_period(index, credits, InvoiceReason::BillingCycle)
+                }
+            }
+        }
+    }
+
+    /// A period ends: the next one starts and is invoiced at the subscription's
+    /// configuration, with pending prorations; the coupon applies while it covers the new
+    /// period.
+    fn renew(&mut self, index: usize) -> Result<(), Error> {
+        let sub = self.sub(index)?.clone();
+        let (Some(bp), Some(anchor), Some(current)) = (
+            sub.config.billing_period,
+            sub.billing_anchor,
+            sub.current_period,
+        ) else {
+            return Ok(());
+        };
+        let series = PeriodSeries::new(anchor, bp);
+        let next = match series.containing(current.end)? {
+            Some(p) if p.start >= current.end => p,
+            _ => PeriodSeries::new(current.end, bp).nth(0)?,
+        };
+        let quote = recurring_amount(self.catalog, &sub.config)?;
+        let charges = provision::charge_lines(&quote, next, self.settings);
+        let currency = quote
+            .currency
+            .or_else(|| sub.charges.first().map(|c| c.currency));
+        let stored = self.sub_mut(index)?;
+        stored.current_period = Some(next);
+        let pending = std::mem::take(&mut stored.pending_lines);
+        if let Some(currency) = currency {
+            stored.charges = provision::ledger(&quote.components, &charges, currency, next);
+        }
+        let updated = stored.clone();
+        self.event(EventKind::SubscriptionRenewed, &sub.id, None);
+        let Some(currency) = currency else {
+            return Ok(());
+        };
+        let mut lines = pending;
+        lines.extend(provision::lines_only(charges));
+        self.issue(
+            &updated,
+            lines,
+            currency,
+            next.start,
+            InvoiceReason::BillingCycle,
+        )
+    }
+}

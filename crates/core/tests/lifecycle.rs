@@ -1,0 +1,353 @@
+//! The clock: trial ends, starts, scheduled changes, renewals, coupons running out, the
+//! end setup, and the laws of `advance`.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    clippy::arithmetic_side_effects
+)]
+
+use chrono::{DateTime, TimeDelta, Utc};
+use proptest::prelude::*;
+use rust_decimal::Decimal;
+use serde_json::{Value, json};
+use tollgate_core::Catalog;
+use tollgate_core::coupon::Redemptions;
+use tollgate_core::customer::{Customer, CustomerState};
+use tollgate_core::id::CustomerId;
+use tollgate_core::invoice::InvoiceReason;
+use tollgate_core::lifecycle::{EventKind, advance};
+use tollgate_core::provision::{ProvisionRequest, provision};
+use tollgate_core::settings::Settings;
+use tollgate_core::subscription::{CancelReason, SubscriptionStatus};
+
+fn t(text: &str) -> DateTime<Utc> {
+    text.parse().unwrap()
+}
+
+fn catalog() -> Catalog {
+    Catalog::from_json(
+        &std::fs::read(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/data/reference-catalog.json"
+        ))
+        .unwrap(),
+    )
+    .unwrap()
+}
+
+struct World {
+    catalog: Catalog,
+    state: CustomerState,
+    now: DateTime<Utc>,
+}
+
+impl World {
+    fn new(has_payment_method: bool) -> Self {
+        let mut customer = Customer::new(CustomerId::new("c1"));
+        customer.has_payment_method = has_payment_method;
+        Self {
+            catalog: catalog(),
+            state: CustomerState::new(customer),
+            now: t("2025-01-01T00:00:00Z"),
+        }
+    }
+
+    fn at(&mut self, when: &str) -> Vec<EventKind> {
+        let (state, events) =
+            advance(&self.catalog, &self.state, t(when), &Settings::default()).unwrap();
+        self.state = state;
+        self.now = t(when);
+        events.iter().map(|e| e.kind).collect()
+    }
+
+    fn provision(&mut self, input: Value) {
+        let mut input = input;
+        input["customerId"] = json!("c1");
+        let request: ProvisionRequest = serde_json::from_value(input).unwrap();
+        let d = provision(
+            &self.catalog,
+            &self.state,
+            &request,
+            &Redemptions::new(),
+            self.now,
+            &Settings::default(),
+        )
+        .unwrap();
+        d.apply(&mut self.state, self.now);
+    }
+
+    fn sub(&self, id: &str) -> &tollgate_core::subscription::Subscription {
+        self.state.subscription(id).unwrap()
+    }
+
+    fn totals(&self) -> Vec<(InvoiceReason, String, String)> {
+        self.state
+            .invoices
+            .iter()
+            .map(|i| (i.reason, i.issued_at.to_rfc3339(), i.total.to_string()))
+            .collect()
+    }
+}
+
+#[test]
+fn a_trial_with_a_payment_method_converts_in_place_and_renews() {
+    let mut w = World::new(true);
+    w.provision(json!({"planId": "starter", "billingPeriod": "MONTHLY", "subscriptionId": "s"}));
+    w.at("2025-01-14T23:00:00Z");
+    assert_eq!(w.sub("s").status, SubscriptionStatus::InTrial);
+    let events = w.at("2025-01-15T00:00:00Z");
+    assert_eq!(
+        events,
+        [EventKind::TrialConverted, EventKind::InvoiceIssued]
+    );
+    let s = w.sub("s");
+    assert_eq!((s.status, s.is_trial), (SubscriptionStatus::Active, false));
+    assert_eq!(s.current_period.unwrap().start, t("2025-01-15T00:00:00Z"));
+    assert_eq!(s.current_period.unwrap().end, t("2025-02-15T00:00:00Z"));
+    w.at("2025-02-15T00:00:00Z");
+    assert_eq!(
+        w.totals(),
+        [
+            (
+                InvoiceReason::SubscriptionCreation,
+                "2025-01-15T00:00:00+00:00".into(),
+                "29.00".into()
+            ),
+            (
+                InvoiceReason::BillingCycle,
+                "2025-02-15T00:00:00+00:00".into(),
+                "29.00".into()
+            ),
+        ]
+    );
+    assert!(
+        w.state
+            .paid_history
+            .iter()
+            .any(|p| p.as_str() == "analytics")
+    );
+}
+
+#[test]
+fn a_trial_without_a_payment_method_expires_and_the_end_setup_gives_the_free_plan() {
+    let mut w = World::new(false);
+    w.provision(json!({"planId": "starter", "billingPeriod": "MONTHLY", "subscriptionId": "s"}));
+    w.at("2025-01-15T00:00:00Z");
+    let s = w.sub("s");
+    assert_eq!(
+        (s.status, s.cancel_reason),
+        (SubscriptionStatus::Expired, Some(CancelReason::TrialEnded))
+    );
+    let free = &w.state.subscriptions[1];
+    assert_eq!(
+        (free.plan_id().as_str(), free.status),
+        ("free", SubscriptionStatus::Active)
+    );
+    assert!(w.state.invoices.is_empty());
+}
+
+#[test]
+fn a_paid_subscription_bought_during_the_trial_starts_at_its_end() {
+    let mut w = World::new(true);
+    w.provision(
+        json!({"planId": "starter", "billingPeriod": "MONTHLY", "subscriptionId": "trial"}),
+    );
+    w.now = t("2025-01-05T00:00:00Z");
+    w.provision(json!({"planId": "starter", "billingPeriod": "MONTHLY", "subscriptionId": "paid"}));
+    w.at("2025-01-15T00:00:00Z");
+    let trial = w.sub("trial");
+    assert_eq!(
+        (trial.cancel_reason, trial.cancellation_date),
+        (
+            Some(CancelReason::TrialConverted),
+            Some(t("2025-01-15T00:00:00Z"))
+        )
+    );
+    let paid = w.sub("paid");
+    assert_eq!(paid.status, SubscriptionStatus::Active);
+    assert_eq!(paid.current_period.unwrap().end, t("2025-02-15T00:00:00Z"));
+    assert_eq!(
+        w.totals(),
+        [(
+            InvoiceReason::SubscriptionCreation,
+            "2025-01-15T00:00:00+00:00".into(),
+            "29.00".into()
+        )]
+    );
+    assert_eq!(w.state.subscriptions.len(), 2);
+}
+
+#[test]
+fn a_scheduled_downgrade_applies_instead_of_the_renewal() {
+    let mut w = World::new(true);
+    w.provision(json!({"planId": "pro", "billingPeriod": "MONTHLY", "skipTrial": true, "subscriptionId": "pro"}));
+    w.now = t("2025-01-10T00:00:00Z");
+    w.provision(json!({"planId": "starter", "billingPeriod": "MONTHLY", "skipTrial": true, "subscriptionId": "starter"}));
+    w.at("2025-01-31T23:00:00Z");
+    assert_eq!(w.sub("pro").status, SubscriptionStatus::Active);
+    w.at("2025-02-01T00:00:00Z");
+    assert_eq!(
+        w.sub("pro").cancel_reason,
+        Some(CancelReason::UpgradeOrDowngrade)
+    );
+    let starter = w.sub("starter");
+    assert_eq!(starter.status, SubscriptionStatus::Active);
+    assert_eq!(
+        starter.current_period.unwrap().end,
+        t("2025-03-01T00:00:00Z")
+    );
+    assert_eq!(
+        w.totals(),
+        [
+            (
+                InvoiceReason::SubscriptionCreation,
+                "2025-01-01T00:00:00+00:00".into(),
+                "139.00".into()
+            ),
+            (
+                InvoiceReason::SubscriptionCreation,
+                "2025-02-01T00:00:00+00:00".into(),
+                "29.00".into()
+            ),
+        ]
+    );
+}
+
+#[test]
+fn a_parallel_trial_that_expires_leaves_the_paid_subscription_alone() {
+    let mut w = World::new(true);
+    w.provision(json!({"planId": "starter", "billingPeriod": "MONTHLY", "skipTrial": true, "subscriptionId": "starter"}));
+    w.now = t("2025-01-05T00:00:00Z");
+    w.provision(json!({"planId": "enterprise", "subscriptionId": "trial", "trialOverride": {"isTrial": true, "trialEndDate": "2025-01-19T00:00:00Z"}}));
+    w.at("2025-01-19T00:00:00Z");
+    assert_eq!(w.sub("trial").status, SubscriptionStatus::Expired);
+    assert_eq!(w.sub("starter").status, SubscriptionStatus::Active);
+    assert_eq!(w.state.subscriptions.len(), 2);
+}
+
+#[test]
+fn a_parallel_trial_that_converts_replaces_the_paid_subscription_at_its_end() {
+    let mut w = World::new(true);
+    w.provision(json!({"planId": "starter", "billingPeriod": "MONTHLY", "skipTrial": true, "subscriptionId": "starter"}));
+    w.now = t("2025-01-16T12:00:00Z");
+    w.provision(json!({"planId": "pro", "billingPeriod": "MONTHLY", "subscriptionId": "pro", "trialOverride": {"isTrial": true, "trialEndDate": "2025-01-24T00:00:00Z"}}));
+    w.at("2025-01-24T00:00:00Z");
+    assert_eq!(
+        w.sub("starter").cancel_reason,
+        Some(CancelReason::UpgradeOrDowngrade)
+    );
+    let invoice = w.state.invoices.last().unwrap();
+    assert_eq!(invoice.reason, InvoiceReason::SubscriptionCreation);
+    // 8 of January's 31 days unused: 29 × 8/31 = 7.48 credited; pro's first period charged.
+    let amounts: Vec<String> = invoice.lines.iter().map(|l| l.amount.to_string()).collect();
+    assert_eq!(amounts, ["-7.48", "119.00", "20.00"]);
+}
+
+#[test]
+fn a_repeating_coupon_runs_out_after_its_months() {
+    let mut w = World::new(true);
+    w.provision(json!({"planId": "starter", "billingPeriod": "MONTHLY", "skipTrial": true, "subscriptionId": "s", "promotionCode": "LAUNCH20"}));
+    w.at("2025-04-01T00:00:00Z");
+    let totals: Vec<String> = w
+        .state
+        .invoices
+        .iter()
+        .map(|i| i.total.to_string())
+        .collect();
+    assert_eq!(totals, ["23.20", "23.20", "23.20", "29.00"]);
+}
+
+#[test]
+fn a_backdated_subscription_is_first_charged_at_its_next_period_start() {
+    let mut w = World::new(true);
+    w.now = t("2025-01-10T00:00:00Z");
+    w.provision(json!({"planId": "starter", "billingPeriod": "MONTHLY", "skipTrial": true, "subscriptionId": "s", "startDate": "2024-12-20T00:00:00Z"}));
+    assert!(w.state.invoices.is_empty());
+    w.at("2025-01-20T00:00:00Z");
+    assert_eq!(
+        w.totals(),
+        [(
+            InvoiceReason::BillingCycle,
+            "2025-01-20T00:00:00+00:00".into(),
+            "29.00".into()
+        )]
+    );
+}
+
+#[test]
+fn a_future_start_without_a_payment_method_waits_for_payment_then_expires() {
+    let mut w = World::new(false);
+    w.provision(json!({"planId": "starter", "billingPeriod": "MONTHLY", "skipTrial": true, "subscriptionId": "s", "startDate": "2025-02-01T00:00:00Z"}));
+    w.at("2025-02-01T00:00:00Z");
+    assert_eq!(w.sub("s").status, SubscriptionStatus::PaymentPending);
+    w.at("2025-03-01T00:00:00Z");
+    let s = w.sub("s");
+    assert_eq!(
+        (s.status, s.cancel_reason),
+        (
+            SubscriptionStatus::Canceled,
+            Some(CancelReason::PendingPaymentExpired)
+        )
+    );
+}
+
+fn steps() -> impl Strategy<Value = Vec<u32>> {
+    prop::collection::vec(0u32..90 * 86_400, 1..6)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    /// Advancing in steps gives exactly what advancing at once gives.
+    #[test]
+    fn advancing_in_steps_equals_advancing_at_once(
+        plan in prop::sample::select(vec!["starter", "pro"]), trial in any::<bool>(), method in any::<bool>(),
+        downgrade_at in prop::option::of(0u32..60 * 86_400), steps in steps(),
+    ) {
+        let mut w = World::new(method);
+        let mut input = json!({"planId": plan, "billingPeriod": "MONTHLY", "subscriptionId": "s", "skipTrial": !trial});
+        if !method && !trial { input["paymentCollectionMethod"] = json!("INVOICE"); }
+        w.provision(input);
+        if let Some(at) = downgrade_at {
+            let (state, _) = advance(&w.catalog, &w.state, w.now + TimeDelta::seconds(i64::from(at)), &Settings::default()).unwrap();
+            w.state = state;
+            w.now += TimeDelta::seconds(i64::from(at));
+            let mut input = json!({"planId": "free", "subscriptionId": "d"});
+            input["customerId"] = json!("c1");
+            let request: ProvisionRequest = serde_json::from_value(input).unwrap();
+            if let Ok(d) = provision(&w.catalog, &w.state, &request, &Redemptions::new(), w.now, &Settings::default()) {
+                d.apply(&mut w.state, w.now);
+            }
+        }
+        let start = w.state.clone();
+        let mut at = w.now;
+        let mut stepped = start.clone();
+        let mut stepped_events = Vec::new();
+        for step in &steps {
+            at += TimeDelta::seconds(i64::from(*step));
+            let (s, e) = advance(&w.catalog, &stepped, at, &Settings::default()).unwrap();
+            stepped = s;
+            stepped_events.extend(e);
+        }
+        let (once, once_events) = advance(&w.catalog, &start, at, &Settings::default()).unwrap();
+        prop_assert_eq!(stepped, once);
+        prop_assert_eq!(stepped_events, once_events);
+    }
+
+    /// A constant monthly subscription invoiced over 12 renewals totals exactly 13 periods
+    /// (the first charge and 12 renewals), and no invoice is negative.
+    #[test]
+    fn a_constant_subscription_totals_whole_periods(day in 1u32..28, hour in 0u32..24) {
+        let mut w = World::new(true);
+        w.now = t("2025-01-01T00:00:00Z") + TimeDelta::days(i64::from(day)) + TimeDelta::hours(i64::from(hour));
+        w.provision(json!({"planId": "starter", "billingPeriod": "MONTHLY", "skipTrial": true, "subscriptionId": "s"}));
+        let first = w.now;
+        w.at(&tollgate_core::period::add_months(first, 12).unwrap().to_rfc3339());
+        prop_assert_eq!(w.state.invoices.len(), 13);
+        let total: Decimal = w.state.invoices.iter().map(|i| i.total).sum();
+        prop_assert_eq!(total, Decimal::from(29 * 13));
+        prop_assert!(w.state.invoices.iter().all(|i| i.total >= Decimal::ZERO));
+    }
+}
