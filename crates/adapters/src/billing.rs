@@ -1,0 +1,80 @@
+//! The billing provider: payment methods, checkouts, charges and promotion codes.
+
+use crate::error::Error;
+use std::fmt;
+use std::future::Future;
+use tollgate_core::id::CustomerId;
+use tollgate_core::provision::{CheckoutRequest, Effects};
+
+/// What a billing provider calls a checkout session it opened.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct CheckoutId(String);
+
+impl CheckoutId {
+    /// An id with the given text.
+    #[must_use]
+    pub fn new(id: impl Into<String>) -> Self {
+        Self(id.into())
+    }
+
+    /// The id's text.
+    #[must_use]
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for CheckoutId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A host's billing provider.
+///
+/// The engine calls it only when the settings say a billing integration is connected, and
+/// always before it saves: a failed call leaves the customer's stored state as it was.
+/// [`crate::conformance::billing`] checks an implementation against this contract.
+pub trait Billing: Send + Sync {
+    /// Whether the provider has a payment method on file for the customer. Asked before a
+    /// decision that may charge, for a customer whose state has none (one may have been
+    /// added at the provider since).
+    ///
+    /// # Errors
+    /// A provider failure.
+    fn has_payment_method(
+        &self,
+        customer: &CustomerId,
+    ) -> impl Future<Output = Result<bool, Error>> + Send;
+
+    /// Opens a checkout session where the customer gives a payment method.
+    ///
+    /// # Errors
+    /// A provider failure.
+    fn create_checkout(
+        &self,
+        customer: &CustomerId,
+        checkout: &CheckoutRequest,
+    ) -> impl Future<Output = Result<CheckoutId, Error>> + Send;
+
+    /// Applies a decision's subscription changes (created, ended, rescheduled) and charges
+    /// its invoice, if it has one.
+    ///
+    /// # Errors
+    /// A provider failure, with the code the provider chooses (a declined card may answer
+    /// `PaymentMethodNotFound`).
+    fn apply(
+        &self,
+        customer: &CustomerId,
+        effects: &Effects,
+    ) -> impl Future<Output = Result<(), Error>> + Send;
+
+    /// Whether the provider accepts `code` (the catalog has already accepted it).
+    ///
+    /// # Errors
+    /// A provider failure.
+    fn validate_promotion_code(
+        &self,
+        code: &str,
+    ) -> impl Future<Output = Result<bool, Error>> + Send;
+}

@@ -1,0 +1,414 @@
+//! Conformance checks a host runs against its own [`Storage`] and [`Billing`]
+//! implementations, in its own async runtime:
+//!
+//! ```
+//! use tollgate_adapters::conformance::{self, BillingFixture};
+//! use tollgate_adapters::{MemoryStorage, ScriptedBilling};
+//!
+//! # fn main() -> Result<(), conformance::Failure> {
+//! pollster::block_on(conformance::storage(&MemoryStorage::new(), "doc"))?;
+//! let billing = ScriptedBilling::new();
+//! let fixture = BillingFixture::example();
+//! billing.set_payment_method(&fixture.with_payment_method, true);
+//! billing.reject_promotion_code(&fixture.refused_code);
+//! pollster::block_on(conformance::billing(&billing, &fixture))?;
+//! pollster::block_on(conformance::engine(MemoryStorage::new(), billing, &fixture))?;
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! Each function returns the first check that failed.
+
+use crate::billing::Billing;
+use crate::engine::{Engine, Operation, Outcome};
+use crate::error::Code;
+use crate::storage::{Commit, IdempotencyKey, Recorded, Saved, Storage};
+use chrono::{DateTime, Utc};
+use std::fmt;
+use tollgate_core::customer::{Customer, CustomerState};
+use tollgate_core::id::CustomerId;
+use tollgate_core::journey::{CustomerFields, ProvisionCustomerRequest};
+use tollgate_core::provision::{CheckoutRequest, ProvisionRequest, provision};
+use tollgate_core::settings::Settings;
+use tollgate_core::{Catalog, ErrorCode};
+
+/// A check that failed: its name and what was seen.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("conformance check `{check}` failed: {detail}")]
+pub struct Failure {
+    /// The check.
+    pub check: &'static str,
+    /// What was seen instead.
+    pub detail: String,
+}
+
+fn ensure(ok: bool, check: &'static str, detail: impl FnOnce() -> String) -> Result<(), Failure> {
+    if ok {
+        Ok(())
+    } else {
+        Err(Failure {
+            check,
+            detail: detail(),
+        })
+    }
+}
+
+fn failed<E: fmt::Display>(check: &'static str) -> impl FnOnce(E) -> Failure {
+    move |e| Failure {
+        check,
+        detail: format!("the call failed: {e}"),
+    }
+}
+
+/// The catalog the checks decide with: a free plan and a paid one at 10 USD a month.
+fn catalog() -> Result<Catalog, Failure> {
+    Catalog::from_json(
+        br#"{
+  "features": [{"id": "projects", "type": "NUMBER"}],
+  "products": [{"id": "app"}],
+  "plans": [
+    {"id": "free", "productId": "app", "version": 1, "pricingType": "FREE",
+     "entitlements": [{"featureId": "projects", "value": 1}]},
+    {"id": "basic", "productId": "app", "version": 1, "pricingType": "PAID",
+     "prices": [{"billingPeriod": "MONTHLY", "model": "FLAT_FEE", "amount": 10, "currency": "USD"}],
+     "entitlements": [{"featureId": "projects", "value": 10}]}
+  ]
+}"#,
+    )
+    .map_err(failed("the conformance catalog loads"))
+}
+
+/// 2025-01-01T00:00:00Z.
+fn now() -> DateTime<Utc> {
+    DateTime::from_timestamp(1_735_689_600, 0).unwrap_or(DateTime::<Utc>::UNIX_EPOCH)
+}
+
+fn paid_request(customer: &CustomerId) -> Result<ProvisionRequest, Failure> {
+    serde_json::from_value(serde_json::json!({
+        "customerId": customer.as_str(),
+        "planId": "basic",
+        "billingPeriod": "MONTHLY",
+        "subscriptionId": format!("{customer}-basic"),
+    }))
+    .map_err(failed("the conformance request parses"))
+}
+
+fn recorded(customer: &CustomerId) -> Recorded {
+    Recorded {
+        operation: Operation::UpdateCustomer {
+            customer: customer.clone(),
+            fields: CustomerFields::default(),
+        },
+        outcome: Outcome::UpdateCustomer(Customer::new(customer.clone())),
+    }
+}
+
+/// Checks a storage: loading, conditional saves, atomic commits, idempotency records and
+/// redemption counts. Customer ids, keys and promotion codes start with `namespace`, so the
+/// checks run on a store that holds other data, once per namespace.
+///
+/// # Errors
+/// The first check that failed.
+pub async fn storage<S: Storage>(storage: &S, namespace: &str) -> Result<(), Failure> {
+    let id = CustomerId::new(format!("{namespace}-customer"));
+    let key = IdempotencyKey::new(format!("{namespace}-key"));
+    let other_key = IdempotencyKey::new(format!("{namespace}-other-key"));
+    let code = format!("{namespace}-CODE");
+    let fresh = CustomerState::new(Customer::new(id.clone()));
+    let mut changed = fresh.clone();
+    changed.customer.has_payment_method = true;
+
+    let loaded = storage.load(&id).await.map_err(failed("load unknown"))?;
+    ensure(loaded.is_none(), "load unknown", || {
+        "a customer never saved was found".to_owned()
+    })?;
+    let before = storage.redemptions().await.map_err(failed("redemptions"))?;
+
+    let commit = |expected, state: &CustomerState| Commit {
+        expected,
+        state: state.clone(),
+        idempotency: None,
+        redeemed: Vec::new(),
+    };
+    let first = match storage
+        .save(commit(None, &fresh))
+        .await
+        .map_err(failed("create"))?
+    {
+        Saved::Committed(version) => version,
+        Saved::Conflict => {
+            return Err(Failure {
+                check: "create",
+                detail: "saving a new customer conflicted".to_owned(),
+            });
+        }
+    };
+    let loaded = storage.load(&id).await.map_err(failed("load saved"))?;
+    ensure(
+        loaded.as_ref().map(|s| (&s.state, s.version)) == Some((&fresh, first)),
+        "load saved",
+        || format!("expected the saved state at {first:?}, found {loaded:?}"),
+    )?;
+    let again = storage
+        .save(commit(None, &changed))
+        .await
+        .map_err(failed("create twice"))?;
+    ensure(again == Saved::Conflict, "create twice", || {
+        format!("creating an existing customer answered {again:?}")
+    })?;
+
+    let update = Commit {
+        expected: Some(first),
+        state: changed.clone(),
+        idempotency: Some((key.clone(), recorded(&id))),
+        redeemed: vec![code.clone(), code.clone()],
+    };
+    let second = match storage.save(update).await.map_err(failed("update"))? {
+        Saved::Committed(version) => version,
+        Saved::Conflict => {
+            return Err(Failure {
+                check: "update",
+                detail: "saving at the loaded version conflicted".to_owned(),
+            });
+        }
+    };
+    ensure(second != first, "update", || {
+        format!("the new version {second:?} equals the old one")
+    })?;
+
+    let stale = Commit {
+        expected: Some(first),
+        state: fresh.clone(),
+        idempotency: Some((other_key.clone(), recorded(&id))),
+        redeemed: vec![code.clone()],
+    };
+    let answer = storage.save(stale).await.map_err(failed("stale save"))?;
+    ensure(answer == Saved::Conflict, "stale save", || {
+        format!("saving at a replaced version answered {answer:?}")
+    })?;
+    let loaded = storage.load(&id).await.map_err(failed("stale save"))?;
+    ensure(
+        loaded.as_ref().map(|s| (&s.state, s.version)) == Some((&changed, second)),
+        "stale save",
+        || format!("a conflicting save changed the state: {loaded:?}"),
+    )?;
+    let lost = storage
+        .recorded(&other_key)
+        .await
+        .map_err(failed("stale save"))?;
+    ensure(lost.is_none(), "stale save", || {
+        "a conflicting save recorded its idempotency key".to_owned()
+    })?;
+
+    let kept = storage
+        .recorded(&key)
+        .await
+        .map_err(failed("idempotency"))?;
+    ensure(kept == Some(recorded(&id)), "idempotency", || {
+        format!("the recorded operation came back as {kept:?}")
+    })?;
+    let reuse = Commit {
+        expected: Some(second),
+        state: changed.clone(),
+        idempotency: Some((key.clone(), recorded(&id))),
+        redeemed: Vec::new(),
+    };
+    let answer = storage.save(reuse).await.map_err(failed("idempotency"))?;
+    ensure(answer == Saved::Conflict, "idempotency", || {
+        format!("a second commit under a recorded key answered {answer:?}")
+    })?;
+
+    let after = storage.redemptions().await.map_err(failed("redemptions"))?;
+    ensure(
+        after.count(&code) == before.count(&code).saturating_add(2),
+        "redemptions",
+        || {
+            format!(
+                "two redemptions of `{code}` counted from {} to {}",
+                before.count(&code),
+                after.count(&code)
+            )
+        },
+    )
+}
+
+/// What a billing provider under test knows: a customer with a payment method on file and
+/// one without, a promotion code it accepts and one it refuses.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BillingFixture {
+    /// A customer with a payment method on file.
+    pub with_payment_method: CustomerId,
+    /// A customer without one.
+    pub without_payment_method: CustomerId,
+    /// A promotion code the provider accepts.
+    pub accepted_code: String,
+    /// A promotion code the provider refuses.
+    pub refused_code: String,
+}
+
+impl BillingFixture {
+    /// Customers `conformance-paying` and `conformance-new`, codes `WELCOME` and `EXPIRED`.
+    #[must_use]
+    pub fn example() -> Self {
+        Self {
+            with_payment_method: CustomerId::new("conformance-paying"),
+            without_payment_method: CustomerId::new("conformance-new"),
+            accepted_code: "WELCOME".to_owned(),
+            refused_code: "EXPIRED".to_owned(),
+        }
+    }
+}
+
+/// Checks a billing provider: payment methods and promotion codes as the fixture says,
+/// distinct checkout ids, and a new paid subscription's effects applied.
+///
+/// # Errors
+/// The first check that failed.
+pub async fn billing<B: Billing>(billing: &B, fixture: &BillingFixture) -> Result<(), Failure> {
+    let paying = &fixture.with_payment_method;
+    let has = billing
+        .has_payment_method(paying)
+        .await
+        .map_err(failed("payment method"))?;
+    ensure(has, "payment method", || {
+        format!("customer `{paying}` has no payment method")
+    })?;
+    let new = &fixture.without_payment_method;
+    let has = billing
+        .has_payment_method(new)
+        .await
+        .map_err(failed("no payment method"))?;
+    ensure(!has, "no payment method", || {
+        format!("customer `{new}` has a payment method")
+    })?;
+
+    let checkout = |n: u32| CheckoutRequest {
+        subscription_id: format!("{new}-sub-{n}").as_str().into(),
+        success_url: "https://example.invalid/success".to_owned(),
+        cancel_url: "https://example.invalid/cancel".to_owned(),
+    };
+    let first = billing
+        .create_checkout(new, &checkout(1))
+        .await
+        .map_err(failed("checkout"))?;
+    let second = billing
+        .create_checkout(new, &checkout(2))
+        .await
+        .map_err(failed("checkout"))?;
+    ensure(
+        !first.as_str().is_empty() && first != second,
+        "checkout",
+        || format!("two checkouts got ids `{first}` and `{second}`"),
+    )?;
+
+    let accepted = billing
+        .validate_promotion_code(&fixture.accepted_code)
+        .await
+        .map_err(failed("promotion code"))?;
+    ensure(accepted, "promotion code", || {
+        format!("code `{}` was refused", fixture.accepted_code)
+    })?;
+    let refused = billing
+        .validate_promotion_code(&fixture.refused_code)
+        .await
+        .map_err(failed("promotion code"))?;
+    ensure(!refused, "promotion code", || {
+        format!("code `{}` was accepted", fixture.refused_code)
+    })?;
+
+    let catalog = catalog()?;
+    let mut customer = Customer::new(paying.clone());
+    customer.has_payment_method = true;
+    let decision = provision(
+        &catalog,
+        &CustomerState::new(customer),
+        &paid_request(paying)?,
+        &tollgate_core::coupon::Redemptions::new(),
+        now(),
+        &Settings::default(),
+    )
+    .map_err(failed("apply"))?;
+    billing
+        .apply(paying, &decision.effects)
+        .await
+        .map_err(failed("apply"))
+}
+
+/// Checks the engine over a storage and a billing provider: a paid provisioning is billed
+/// and saved once, replayed under its idempotency key, and the key refused for another
+/// operation. The store must not hold `fixture.with_payment_method` yet.
+///
+/// # Errors
+/// The first check that failed.
+pub async fn engine<S: Storage, B: Billing>(
+    storage: S,
+    billing: B,
+    fixture: &BillingFixture,
+) -> Result<(), Failure> {
+    let engine = Engine::new(catalog()?, Settings::default(), storage, billing);
+    let id = &fixture.with_payment_method;
+    let customer: ProvisionCustomerRequest = serde_json::from_value(serde_json::json!({
+        "customerId": id.as_str(), "hasPaymentMethod": true
+    }))
+    .map_err(failed("customer"))?;
+    engine
+        .provision_customer(&customer, now(), None)
+        .await
+        .map_err(failed("customer"))?;
+
+    let key = IdempotencyKey::new(format!("{id}-conformance-provision"));
+    let request = paid_request(id)?;
+    let first = engine
+        .provision_subscription(&request, now(), Some(&key))
+        .await
+        .map_err(failed("provision"))?;
+    ensure(
+        first.subscription.is_some() && first.decision.effects.invoice.is_some(),
+        "provision",
+        || format!("a paid provisioning answered {first:?}"),
+    )?;
+    let replay = engine
+        .provision_subscription(&request, now(), Some(&key))
+        .await
+        .map_err(failed("replay"))?;
+    ensure(replay == first, "replay", || {
+        format!("the replay answered {replay:?}")
+    })?;
+    let state = engine.customer_state(id).await.map_err(failed("replay"))?;
+    ensure(
+        state.subscriptions.len() == 1 && state.invoices.len() == 1,
+        "replay",
+        || {
+            format!(
+                "after a replay the customer has {} subscriptions and {} invoices",
+                state.subscriptions.len(),
+                state.invoices.len()
+            )
+        },
+    )?;
+
+    let mut other = request.clone();
+    other.plan_id = "free".into();
+    other.billing_period = None;
+    let reused = engine
+        .provision_subscription(&other, now(), Some(&key))
+        .await;
+    ensure(
+        reused
+            .as_ref()
+            .is_err_and(|e| e.code() == Code::IdempotencyKeyReused),
+        "key reused",
+        || format!("another request under the same key answered {reused:?}"),
+    )?;
+
+    let mut unknown = request;
+    unknown.customer_id = CustomerId::new(format!("{id}-unknown"));
+    let missing = engine.provision_subscription(&unknown, now(), None).await;
+    ensure(
+        missing
+            .as_ref()
+            .is_err_and(|e| e.code() == Code::Decision(ErrorCode::CustomerNotFound)),
+        "unknown customer",
+        || format!("provisioning an unknown customer answered {missing:?}"),
+    )
+}

@@ -1,0 +1,581 @@
+//! The engine: every operation runs as load, decide in core, call billing, save.
+//!
+//! - A save names the version it loaded; when someone saved in between, the engine loads
+//!   again and decides again, up to [`Engine::with_max_attempts`] times, then fails with
+//!   `ConcurrentModification`.
+//! - An operation given an idempotency key that already went through answers the first
+//!   result without deciding or billing again; the same key for a different operation is
+//!   `IdempotencyKeyReused`. Only operations that went through are recorded, so a retry
+//!   after a failure runs again.
+//! - Billing is called before the save. When it fails nothing is saved and its error is
+//!   returned as the provider gave it.
+//!
+//! Billing before saving has one window: when the save then meets a newer version, the
+//! provider has applied a decision that is decided again rather than kept. Hosts whose
+//! provider can void an application should do so for applications the engine never
+//! confirms; an in-process host avoids the window by not running two writes for one
+//! customer at once.
+
+use crate::billing::{Billing, CheckoutId};
+use crate::error::{Code, Error};
+use crate::storage::{Commit, IdempotencyKey, Recorded, Saved, Storage};
+use chrono::{DateTime, Utc};
+use tollgate_core::coupon::Redemptions;
+use tollgate_core::customer::{Customer, CustomerState};
+use tollgate_core::id::{CustomerId, SubscriptionId};
+use tollgate_core::journey::{
+    CustomerDecision, CustomerFields, ProvisionCustomerRequest, SubscriptionDecisionStrategy,
+};
+use tollgate_core::provision::{
+    CheckoutCompletion, CheckoutRequest, Effects, ProvisionDecision, ProvisionRequest,
+};
+use tollgate_core::settings::Settings;
+use tollgate_core::subscription::Subscription;
+use tollgate_core::{Catalog, ErrorCode};
+
+/// How many times an operation is decided before a version conflict becomes an error.
+pub const DEFAULT_MAX_ATTEMPTS: u32 = 10;
+
+/// An operation that changes a customer, as asked: what an idempotency key stands for.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub enum Operation {
+    /// `provisionCustomer`.
+    ProvisionCustomer(ProvisionCustomerRequest),
+    /// `updateCustomer`.
+    UpdateCustomer {
+        /// The customer.
+        customer: CustomerId,
+        /// The fields to set.
+        fields: CustomerFields,
+    },
+    /// `provisionSubscription`.
+    ProvisionSubscription(Box<ProvisionRequest>),
+    /// `completeCheckout`.
+    CompleteCheckout {
+        /// The customer.
+        customer: CustomerId,
+        /// The pending subscription the checkout was for.
+        subscription: SubscriptionId,
+    },
+}
+
+impl Operation {
+    /// The customer it changes.
+    #[must_use]
+    pub fn customer(&self) -> &CustomerId {
+        match self {
+            Self::ProvisionCustomer(request) => &request.customer_id,
+            Self::ProvisionSubscription(request) => &request.customer_id,
+            Self::UpdateCustomer { customer, .. } | Self::CompleteCheckout { customer, .. } => {
+                customer
+            }
+        }
+    }
+
+    /// Whether its decision may need a payment method: the provider is asked for one first.
+    fn may_charge(&self) -> bool {
+        match self {
+            Self::ProvisionCustomer(request) => request
+                .subscription_params
+                .as_ref()
+                .is_some_and(|params| !params.is_null()),
+            Self::ProvisionSubscription(_) => true,
+            Self::UpdateCustomer { .. } | Self::CompleteCheckout { .. } => false,
+        }
+    }
+}
+
+/// What an operation answered.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub enum Outcome {
+    /// `provisionCustomer`.
+    ProvisionCustomer(CustomerProvisioned),
+    /// `updateCustomer`: the customer as saved.
+    UpdateCustomer(Customer),
+    /// `provisionSubscription` and `completeCheckout`.
+    Provisioned(Provisioned),
+}
+
+/// The answer of a provisioning.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub struct Provisioned {
+    /// Core's decision.
+    pub decision: ProvisionDecision,
+    /// The subscription the decision is about, as saved; `None` while payment is required.
+    pub subscription: Option<Subscription>,
+    /// The checkout the billing provider opened, when payment is required.
+    pub checkout_id: Option<CheckoutId>,
+}
+
+/// The answer of a `provisionCustomer`.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub struct CustomerProvisioned {
+    /// The customer as saved.
+    pub customer: Customer,
+    /// How its subscription was chosen.
+    pub strategy: SubscriptionDecisionStrategy,
+    /// The subscription's provisioning, if one was asked for.
+    pub subscription: Option<Provisioned>,
+}
+
+type Finish = Box<dyn FnOnce(&CustomerState, Option<CheckoutId>) -> Outcome + Send>;
+
+/// What one attempt decided: the state to save, the billing it needs and how to answer.
+struct Attempt {
+    state: CustomerState,
+    effects: Effects,
+    checkout: Option<CheckoutRequest>,
+    redeemed: Vec<String>,
+    finish: Finish,
+}
+
+impl Attempt {
+    /// A decision that changes only the stored state.
+    fn stored(
+        state: CustomerState,
+        answer: impl FnOnce(&CustomerState) -> Outcome + Send + 'static,
+    ) -> Self {
+        Self {
+            state,
+            effects: Effects::default(),
+            checkout: None,
+            redeemed: Vec::new(),
+            finish: Box::new(move |state, _| answer(state)),
+        }
+    }
+
+    /// A provisioning decision, applied to `state` at `now`.
+    fn provisioning(
+        mut state: CustomerState,
+        decision: ProvisionDecision,
+        now: DateTime<Utc>,
+        answer: impl FnOnce(&CustomerState, Provisioned) -> Outcome + Send + 'static,
+    ) -> Self {
+        decision.apply(&mut state, now);
+        let effects = decision.effects.clone();
+        let redeemed = redeemed_codes(&effects, now);
+        Self {
+            state,
+            checkout: decision.checkout.clone(),
+            effects,
+            redeemed,
+            finish: Box::new(move |state, checkout_id| {
+                let subscription = decision
+                    .subscription
+                    .as_ref()
+                    .and_then(|id| state.subscription(id.as_str()))
+                    .cloned();
+                answer(
+                    state,
+                    Provisioned {
+                        decision,
+                        subscription,
+                        checkout_id,
+                    },
+                )
+            }),
+        }
+    }
+}
+
+/// Promotion codes redeemed by `effects` at `now`: those of coupons first applied now (a
+/// coupon carried over from a replaced subscription keeps its first redemption).
+fn redeemed_codes(effects: &Effects, now: DateTime<Utc>) -> Vec<String> {
+    effects
+        .create
+        .iter()
+        .filter_map(|s| s.coupon.as_ref())
+        .filter(|c| c.redeemed_at == now)
+        .filter_map(|c| c.promotion_code.clone())
+        .collect()
+}
+
+/// Whether `effects` hold anything for the billing provider.
+fn is_billable(effects: &Effects) -> bool {
+    !effects.create.is_empty()
+        || !effects.end.is_empty()
+        || !effects.schedule.is_empty()
+        || effects.invoice.is_some()
+}
+
+fn customer_not_found(customer: &CustomerId) -> Error {
+    Error::new(
+        ErrorCode::CustomerNotFound,
+        format!("customer `{customer}` does not exist"),
+    )
+}
+
+fn existing(state: Option<CustomerState>, customer: &CustomerId) -> Result<CustomerState, Error> {
+    state.ok_or_else(|| customer_not_found(customer))
+}
+
+fn key_reused(key: &IdempotencyKey) -> Error {
+    Error::new(
+        Code::IdempotencyKeyReused,
+        format!("idempotency key `{key}` was used for a different operation"),
+    )
+}
+
+/// Runs Tollgate operations through a host's storage and billing provider.
+///
+/// # Example
+/// ```
+/// use tollgate_adapters::{Engine, MemoryStorage, ScriptedBilling};
+/// use tollgate_core::{Catalog, settings::Settings};
+///
+/// let catalog = Catalog::from_json(br#"{}"#)?;
+/// let engine = Engine::new(catalog, Settings::default(), MemoryStorage::new(), ScriptedBilling::new());
+/// assert!(engine.billing().calls().is_empty());
+/// # Ok::<(), tollgate_core::catalog::CatalogError>(())
+/// ```
+#[derive(Debug)]
+pub struct Engine<S, B> {
+    catalog: Catalog,
+    settings: Settings,
+    storage: S,
+    billing: B,
+    max_attempts: u32,
+}
+
+impl<S: Storage, B: Billing> Engine<S, B> {
+    /// An engine deciding with `catalog` and `settings`, keeping state in `storage` and
+    /// billing through `billing`.
+    #[must_use]
+    pub fn new(catalog: Catalog, settings: Settings, storage: S, billing: B) -> Self {
+        Self {
+            catalog,
+            settings,
+            storage,
+            billing,
+            max_attempts: DEFAULT_MAX_ATTEMPTS,
+        }
+    }
+
+    /// The same engine deciding an operation at most `attempts` times (at least once)
+    /// before a version conflict becomes `ConcurrentModification`.
+    #[must_use]
+    pub fn with_max_attempts(mut self, attempts: u32) -> Self {
+        self.max_attempts = attempts.max(1);
+        self
+    }
+
+    /// The catalog.
+    #[must_use]
+    pub fn catalog(&self) -> &Catalog {
+        &self.catalog
+    }
+
+    /// The settings.
+    #[must_use]
+    pub fn settings(&self) -> &Settings {
+        &self.settings
+    }
+
+    /// The storage.
+    #[must_use]
+    pub fn storage(&self) -> &S {
+        &self.storage
+    }
+
+    /// The billing provider.
+    #[must_use]
+    pub fn billing(&self) -> &B {
+        &self.billing
+    }
+
+    /// The customer's stored state.
+    ///
+    /// # Errors
+    /// `CustomerNotFound`, or a storage failure.
+    pub async fn customer_state(&self, customer: &CustomerId) -> Result<CustomerState, Error> {
+        let stored = self.storage.load(customer).await?;
+        existing(stored.map(|s| s.state), customer)
+    }
+
+    /// `provisionCustomer`: creates (or updates) the customer and provisions its first
+    /// subscription as the product's journey says.
+    ///
+    /// # Errors
+    /// Every error of [`tollgate_core::journey::provision_customer`], billing and storage
+    /// failures, `ConcurrentModification`, `IdempotencyKeyReused`.
+    pub async fn provision_customer(
+        &self,
+        request: &ProvisionCustomerRequest,
+        now: DateTime<Utc>,
+        key: Option<&IdempotencyKey>,
+    ) -> Result<CustomerProvisioned, Error> {
+        let operation = Operation::ProvisionCustomer(request.clone());
+        let outcome = self
+            .write(operation, key, |state, redemptions| {
+                let decision = tollgate_core::journey::provision_customer(
+                    &self.catalog,
+                    state.as_ref(),
+                    request,
+                    redemptions,
+                    now,
+                    &self.settings,
+                )?;
+                let CustomerDecision {
+                    state,
+                    strategy,
+                    subscription,
+                    ..
+                } = decision;
+                Ok(match subscription {
+                    Some(decision) => {
+                        Attempt::provisioning(state, decision, now, move |state, p| {
+                            Outcome::ProvisionCustomer(CustomerProvisioned {
+                                customer: state.customer.clone(),
+                                strategy,
+                                subscription: Some(p),
+                            })
+                        })
+                    }
+                    None => Attempt::stored(state, move |state| {
+                        Outcome::ProvisionCustomer(CustomerProvisioned {
+                            customer: state.customer.clone(),
+                            strategy,
+                            subscription: None,
+                        })
+                    }),
+                })
+            })
+            .await?;
+        match outcome {
+            Outcome::ProvisionCustomer(answer) => Ok(answer),
+            _ => Err(key_reused_for(key)),
+        }
+    }
+
+    /// `updateCustomer`: sets the given fields.
+    ///
+    /// # Errors
+    /// `CustomerNotFound`, `CustomerIsArchived`, the field errors of
+    /// [`tollgate_core::journey::update_customer`], storage failures,
+    /// `ConcurrentModification`, `IdempotencyKeyReused`.
+    pub async fn update_customer(
+        &self,
+        customer: &CustomerId,
+        fields: &CustomerFields,
+        key: Option<&IdempotencyKey>,
+    ) -> Result<Customer, Error> {
+        let operation = Operation::UpdateCustomer {
+            customer: customer.clone(),
+            fields: fields.clone(),
+        };
+        let outcome = self
+            .write(operation, key, |state, _| {
+                let mut state = existing(state, customer)?;
+                state.ensure_active()?;
+                state.customer = tollgate_core::journey::update_customer(&state.customer, fields)?;
+                Ok(Attempt::stored(state, |state| {
+                    Outcome::UpdateCustomer(state.customer.clone())
+                }))
+            })
+            .await?;
+        match outcome {
+            Outcome::UpdateCustomer(customer) => Ok(customer),
+            _ => Err(key_reused_for(key)),
+        }
+    }
+
+    /// `provisionSubscription`.
+    ///
+    /// # Errors
+    /// `CustomerNotFound`, every error of [`tollgate_core::provision::provision`], billing
+    /// and storage failures, `ConcurrentModification`, `IdempotencyKeyReused`.
+    pub async fn provision_subscription(
+        &self,
+        request: &ProvisionRequest,
+        now: DateTime<Utc>,
+        key: Option<&IdempotencyKey>,
+    ) -> Result<Provisioned, Error> {
+        let operation = Operation::ProvisionSubscription(Box::new(request.clone()));
+        let outcome = self
+            .write(operation, key, |state, redemptions| {
+                let state = existing(state, &request.customer_id)?;
+                let decision = tollgate_core::provision::provision(
+                    &self.catalog,
+                    &state,
+                    request,
+                    redemptions,
+                    now,
+                    &self.settings,
+                )?;
+                Ok(Attempt::provisioning(state, decision, now, |_, p| {
+                    Outcome::Provisioned(p)
+                }))
+            })
+            .await?;
+        provisioned(outcome, key)
+    }
+
+    /// `completeCheckout`: the customer gave a payment method; the pending subscription
+    /// starts now.
+    ///
+    /// # Errors
+    /// `CustomerNotFound`, every error of [`tollgate_core::provision::complete_checkout`],
+    /// billing and storage failures, `ConcurrentModification`, `IdempotencyKeyReused`.
+    pub async fn complete_checkout(
+        &self,
+        customer: &CustomerId,
+        subscription: &SubscriptionId,
+        now: DateTime<Utc>,
+        key: Option<&IdempotencyKey>,
+    ) -> Result<Provisioned, Error> {
+        let operation = Operation::CompleteCheckout {
+            customer: customer.clone(),
+            subscription: subscription.clone(),
+        };
+        let outcome = self
+            .write(operation, key, |state, redemptions| {
+                let state = existing(state, customer)?;
+                let completion = tollgate_core::provision::complete_checkout(
+                    &self.catalog,
+                    &state,
+                    subscription.as_str(),
+                    redemptions,
+                    now,
+                    &self.settings,
+                )?;
+                let CheckoutCompletion {
+                    state, decision, ..
+                } = completion;
+                Ok(Attempt::provisioning(state, decision, now, |_, p| {
+                    Outcome::Provisioned(p)
+                }))
+            })
+            .await?;
+        provisioned(outcome, key)
+    }
+
+    /// Runs one changing operation: replay, or load, decide, bill and save, deciding again
+    /// after a version conflict.
+    async fn write<F>(
+        &self,
+        operation: Operation,
+        key: Option<&IdempotencyKey>,
+        decide: F,
+    ) -> Result<Outcome, Error>
+    where
+        F: Fn(Option<CustomerState>, &Redemptions) -> Result<Attempt, Error> + Send + Sync,
+    {
+        let customer = operation.customer().clone();
+        for _ in 0..self.max_attempts {
+            if let Some(key) = key {
+                if let Some(recorded) = self.storage.recorded(key).await? {
+                    return if recorded.operation == operation {
+                        Ok(recorded.outcome)
+                    } else {
+                        Err(key_reused(key))
+                    };
+                }
+            }
+            let loaded = self.storage.load(&customer).await?;
+            let expected = loaded.as_ref().map(|s| s.version);
+            let mut state = loaded.map(|s| s.state);
+            if let Some(state) = state.as_mut().filter(|_| operation.may_charge()) {
+                self.refresh_payment_method(state).await?;
+            }
+            let redemptions = self.storage.redemptions().await?;
+            let Attempt {
+                state,
+                effects,
+                checkout,
+                redeemed,
+                finish,
+            } = decide(state, &redemptions)?;
+            let checkout_id = self
+                .bill(&customer, &effects, checkout.as_ref(), &redeemed)
+                .await?;
+            let outcome = finish(&state, checkout_id);
+            let commit = Commit {
+                expected,
+                state,
+                idempotency: key.map(|key| {
+                    (
+                        key.clone(),
+                        Recorded {
+                            operation: operation.clone(),
+                            outcome: outcome.clone(),
+                        },
+                    )
+                }),
+                redeemed,
+            };
+            match self.storage.save(commit).await? {
+                Saved::Committed(_) => return Ok(outcome),
+                Saved::Conflict => {}
+            }
+        }
+        Err(Error::new(
+            Code::ConcurrentModification,
+            format!(
+                "customer `{customer}` changed during each of {} attempts",
+                self.max_attempts
+            ),
+        ))
+    }
+
+    /// Asks the provider whether a customer without a payment method has one by now.
+    async fn refresh_payment_method(&self, state: &mut CustomerState) -> Result<(), Error> {
+        if self.settings.billing_integration && !state.customer.has_payment_method {
+            state.customer.has_payment_method =
+                self.billing.has_payment_method(&state.customer.id).await?;
+        }
+        Ok(())
+    }
+
+    /// The billing of one decision: the redeemed codes are validated, the checkout opened
+    /// and the effects applied, in that order.
+    async fn bill(
+        &self,
+        customer: &CustomerId,
+        effects: &Effects,
+        checkout: Option<&CheckoutRequest>,
+        redeemed: &[String],
+    ) -> Result<Option<CheckoutId>, Error> {
+        if !self.settings.billing_integration {
+            return Ok(None);
+        }
+        for code in redeemed {
+            if !self.billing.validate_promotion_code(code).await? {
+                return Err(Error::new(
+                    ErrorCode::PromotionCodeNotFound,
+                    format!("the billing provider does not accept promotion code `{code}`"),
+                ));
+            }
+        }
+        let checkout_id = match checkout {
+            Some(checkout) => Some(self.billing.create_checkout(customer, checkout).await?),
+            None => None,
+        };
+        if is_billable(effects) {
+            self.billing.apply(customer, effects).await?;
+        }
+        Ok(checkout_id)
+    }
+}
+
+fn provisioned(outcome: Outcome, key: Option<&IdempotencyKey>) -> Result<Provisioned, Error> {
+    match outcome {
+        Outcome::Provisioned(answer) => Ok(answer),
+        _ => Err(key_reused_for(key)),
+    }
+}
+
+/// The error for a recorded outcome of another kind than the operation's: only a key
+/// reused across operations can give one.
+fn key_reused_for(key: Option<&IdempotencyKey>) -> Error {
+    match key {
+        Some(key) => key_reused(key),
+        None => Error::new(
+            Code::IdempotencyKeyReused,
+            "an operation answered with another operation's outcome",
+        ),
+    }
+}

@@ -1,0 +1,135 @@
+//! Where customers' states, idempotency records and promotion-code redemption counts live.
+
+use crate::engine::{Operation, Outcome};
+use crate::error::Error;
+use std::fmt;
+use std::future::Future;
+use tollgate_core::coupon::Redemptions;
+use tollgate_core::customer::CustomerState;
+use tollgate_core::id::CustomerId;
+
+/// The version of a stored customer state. Every successful save gives the state a version
+/// it has never had, so a save that names the version it loaded fails if anyone saved in
+/// between.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Version(u64);
+
+impl Version {
+    /// A version with the given number.
+    #[must_use]
+    pub fn new(number: u64) -> Self {
+        Self(number)
+    }
+
+    /// Its number.
+    #[must_use]
+    pub fn number(self) -> u64 {
+        self.0
+    }
+}
+
+/// A customer's state as loaded, with its version.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Stored {
+    /// The state.
+    pub state: CustomerState,
+    /// Its version, to name when saving.
+    pub version: Version,
+}
+
+/// A key the caller gives an operation so that a retry of it replays the first result
+/// instead of running again.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct IdempotencyKey(String);
+
+impl IdempotencyKey {
+    /// A key with the given text.
+    #[must_use]
+    pub fn new(key: impl Into<String>) -> Self {
+        Self(key.into())
+    }
+
+    /// The key's text.
+    #[must_use]
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for IdempotencyKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// An operation that went through, kept under its idempotency key.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Recorded {
+    /// What was asked.
+    pub operation: Operation,
+    /// What it answered.
+    pub outcome: Outcome,
+}
+
+/// Everything one operation writes. A storage applies a commit whole or not at all: the
+/// state, the idempotency record and the redemptions land together, and only if the
+/// customer's version is still `expected`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Commit {
+    /// The version the operation loaded; `None` for a customer that did not exist.
+    pub expected: Option<Version>,
+    /// The customer's new state (its id names the customer).
+    pub state: CustomerState,
+    /// The record to keep under the operation's idempotency key.
+    pub idempotency: Option<(IdempotencyKey, Recorded)>,
+    /// Promotion codes redeemed by the operation, each counted once more.
+    pub redeemed: Vec<String>,
+}
+
+/// Whether a commit landed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Saved {
+    /// It landed; the state now has this version.
+    Committed(Version),
+    /// The customer's version was not the expected one (or a customer expected not to
+    /// exist does); nothing was written.
+    Conflict,
+}
+
+/// A host's storage.
+///
+/// Implementations must make [`Storage::save`] atomic and conditional on the version; the
+/// engine relies on nothing else for correctness under concurrency.
+/// [`crate::conformance::storage`] checks an implementation against this contract.
+pub trait Storage: Send + Sync {
+    /// The customer's state and version, or `None` for a customer never saved.
+    ///
+    /// # Errors
+    /// A storage failure.
+    fn load(
+        &self,
+        customer: &CustomerId,
+    ) -> impl Future<Output = Result<Option<Stored>, Error>> + Send;
+
+    /// Writes `commit` if the customer's version is still `commit.expected`.
+    ///
+    /// # Errors
+    /// A storage failure (nothing was written then); a version conflict is not an error
+    /// but [`Saved::Conflict`].
+    fn save(&self, commit: Commit) -> impl Future<Output = Result<Saved, Error>> + Send;
+
+    /// The operation recorded under `key`, if any.
+    ///
+    /// # Errors
+    /// A storage failure.
+    fn recorded(
+        &self,
+        key: &IdempotencyKey,
+    ) -> impl Future<Output = Result<Option<Recorded>, Error>> + Send;
+
+    /// How many times each promotion code has been redeemed, across all customers.
+    ///
+    /// # Errors
+    /// A storage failure.
+    fn redemptions(&self) -> impl Future<Output = Result<Redemptions, Error>> + Send;
+}

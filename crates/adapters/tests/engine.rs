@@ -1,0 +1,718 @@
+//! The engine over the in-memory adapters: conformance, billing failures, idempotency,
+//! version conflicts and many threads at once.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    clippy::arithmetic_side_effects,
+    clippy::as_conversions
+)]
+
+use chrono::{DateTime, TimeDelta, Utc};
+use pollster::block_on;
+use serde_json::{Value, json};
+use std::collections::BTreeSet;
+use std::future::Future;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use tollgate_adapters::conformance::{self, BillingFixture};
+use tollgate_adapters::engine::{Operation, Outcome};
+use tollgate_adapters::memory::BillingCall;
+use tollgate_adapters::{
+    Code, Commit, Engine, Error, IdempotencyKey, MemoryStorage, Recorded, Saved, ScriptedBilling,
+    Storage, Stored,
+};
+use tollgate_core::coupon::Redemptions;
+use tollgate_core::customer::CustomerState;
+use tollgate_core::id::{CustomerId, SubscriptionId};
+use tollgate_core::journey::{CustomerFields, ProvisionCustomerRequest};
+use tollgate_core::provision::{ProvisionRequest, ProvisionStatus};
+use tollgate_core::settings::Settings;
+use tollgate_core::subscription::SubscriptionStatus;
+use tollgate_core::{Catalog, ErrorCode};
+
+const CATALOG: &str = r#"{
+  "features": [{"id": "projects", "type": "NUMBER"}],
+  "products": [{"id": "app"}, {"id": "ws", "multipleSubscriptions": true}],
+  "plans": [
+    {"id": "free", "productId": "app", "version": 1, "pricingType": "FREE",
+     "entitlements": [{"featureId": "projects", "value": 1}]},
+    {"id": "basic", "productId": "app", "version": 1, "pricingType": "PAID", "parentPlanId": "free",
+     "prices": [{"billingPeriod": "MONTHLY", "model": "FLAT_FEE", "amount": 10, "currency": "USD"}],
+     "defaultTrial": {"duration": 14, "unit": "DAY", "endBehavior": "CONVERT_TO_PAID"},
+     "entitlements": [{"featureId": "projects", "value": 10}]},
+    {"id": "pro", "productId": "app", "version": 1, "pricingType": "PAID", "parentPlanId": "basic",
+     "prices": [{"billingPeriod": "MONTHLY", "model": "FLAT_FEE", "amount": 30, "currency": "USD"}],
+     "defaultTrial": {"duration": 14, "unit": "DAY", "endBehavior": "CONVERT_TO_PAID"},
+     "entitlements": [{"featureId": "projects", "value": 50}]},
+    {"id": "ws-basic", "productId": "ws", "version": 1, "pricingType": "PAID",
+     "prices": [{"billingPeriod": "MONTHLY", "model": "FLAT_FEE", "amount": 5, "currency": "USD"}]}
+  ]
+}"#;
+
+type MemoryEngine = Engine<MemoryStorage, ScriptedBilling>;
+
+fn engine() -> MemoryEngine {
+    Engine::new(
+        Catalog::from_json(CATALOG.as_bytes()).unwrap(),
+        Settings::default(),
+        MemoryStorage::new(),
+        ScriptedBilling::new(),
+    )
+}
+
+fn t(text: &str) -> DateTime<Utc> {
+    text.parse().unwrap()
+}
+
+fn key(text: &str) -> IdempotencyKey {
+    IdempotencyKey::new(text)
+}
+
+fn customer_request(id: &str, has_payment_method: bool) -> ProvisionCustomerRequest {
+    serde_json::from_value(json!({"customerId": id, "hasPaymentMethod": has_payment_method}))
+        .unwrap()
+}
+
+fn request(customer: &str, input: Value) -> ProvisionRequest {
+    let mut input = input;
+    input["customerId"] = json!(customer);
+    serde_json::from_value(input).unwrap()
+}
+
+fn stored(engine: &MemoryEngine, customer: &str) -> Option<Stored> {
+    block_on(engine.storage().load(&CustomerId::new(customer))).unwrap()
+}
+
+// ---- conformance ----
+
+#[test]
+fn memory_storage_passes_the_storage_conformance_checks() {
+    let storage = MemoryStorage::new();
+    block_on(conformance::storage(&storage, "first")).unwrap();
+    // A store that already holds data passes too, under another namespace.
+    block_on(conformance::storage(&storage, "second")).unwrap();
+}
+
+#[test]
+fn scripted_billing_passes_the_billing_and_engine_conformance_checks() {
+    let fixture = BillingFixture::example();
+    let billing = ScriptedBilling::new();
+    billing.set_payment_method(&fixture.with_payment_method, true);
+    billing.reject_promotion_code(&fixture.refused_code);
+    block_on(conformance::billing(&billing, &fixture)).unwrap();
+    block_on(conformance::engine(MemoryStorage::new(), billing, &fixture)).unwrap();
+}
+
+#[test]
+fn conformance_reports_a_storage_that_ignores_versions() {
+    /// Saves whatever it is given: the lost-update bug the checks exist for.
+    struct Careless(MemoryStorage);
+    impl Storage for Careless {
+        fn load(
+            &self,
+            customer: &CustomerId,
+        ) -> impl Future<Output = Result<Option<Stored>, Error>> + Send {
+            self.0.load(customer)
+        }
+        async fn save(&self, commit: Commit) -> Result<Saved, Error> {
+            let current = self.0.load(&commit.state.customer.id).await?;
+            self.0
+                .save(Commit {
+                    expected: current.map(|s| s.version),
+                    ..commit
+                })
+                .await
+        }
+        fn recorded(
+            &self,
+            key: &IdempotencyKey,
+        ) -> impl Future<Output = Result<Option<Recorded>, Error>> + Send {
+            self.0.recorded(key)
+        }
+        fn redemptions(&self) -> impl Future<Output = Result<Redemptions, Error>> + Send {
+            self.0.redemptions()
+        }
+    }
+    let failure = block_on(conformance::storage(&Careless(MemoryStorage::new()), "x")).unwrap_err();
+    assert_eq!(failure.check, "create twice");
+}
+
+#[test]
+fn engine_futures_are_send() {
+    fn assert_send<T: Send>(_: &T) {}
+    let engine = engine();
+    let request = request("c1", json!({"planId": "free"}));
+    let now = t("2025-01-01T00:00:00Z");
+    assert_send(&engine.provision_subscription(&request, now, None));
+    assert_send(&engine.customer_state(&CustomerId::new("c1")));
+}
+
+// ---- billing failures ----
+
+/// One write of the timeline below.
+#[derive(Clone, Copy, Debug)]
+enum Step {
+    Customer,
+    PaidWithCheckout,
+    Complete,
+    Upgrade,
+    Downgrade,
+}
+
+const TIMELINE: [Step; 5] = [
+    Step::Customer,
+    Step::PaidWithCheckout,
+    Step::Complete,
+    Step::Upgrade,
+    Step::Downgrade,
+];
+
+fn run_step(engine: &MemoryEngine, step: Step, n: usize) -> Result<Outcome, Error> {
+    let k = key(&format!("step-{n}"));
+    let now = t("2025-01-01T00:00:00Z") + TimeDelta::days(n as i64);
+    let outcome = match step {
+        Step::Customer => Outcome::ProvisionCustomer(block_on(engine.provision_customer(
+            &customer_request("c1", false),
+            now,
+            Some(&k),
+        ))?),
+        Step::PaidWithCheckout => Outcome::Provisioned(block_on(engine.provision_subscription(
+            &request(
+                "c1",
+                json!({"planId": "basic", "billingPeriod": "MONTHLY", "skipTrial": true,
+                       "subscriptionId": "c1-basic",
+                       "checkoutOptions": {"successUrl": "https://s", "cancelUrl": "https://c"}}),
+            ),
+            now,
+            Some(&k),
+        ))?),
+        Step::Complete => Outcome::Provisioned(block_on(engine.complete_checkout(
+            &CustomerId::new("c1"),
+            &SubscriptionId::new("c1-basic"),
+            now,
+            Some(&k),
+        ))?),
+        Step::Upgrade => Outcome::Provisioned(block_on(engine.provision_subscription(
+            &request(
+                "c1",
+                json!({"planId": "pro", "billingPeriod": "MONTHLY", "skipTrial": true,
+                       "subscriptionId": "c1-pro"}),
+            ),
+            now,
+            Some(&k),
+        ))?),
+        Step::Downgrade => Outcome::Provisioned(block_on(engine.provision_subscription(
+            &request(
+                "c1",
+                json!({"planId": "basic", "billingPeriod": "MONTHLY", "skipTrial": true,
+                       "subscriptionId": "c1-basic-again", "scheduleStrategy": "IMMEDIATE"}),
+            ),
+            now,
+            Some(&k),
+        ))?),
+    };
+    Ok(outcome)
+}
+
+#[test]
+fn the_timeline_calls_billing_for_checkout_payment_methods_and_charges() {
+    let engine = engine();
+    let outcomes: Vec<Outcome> = TIMELINE
+        .iter()
+        .enumerate()
+        .map(|(n, step)| run_step(&engine, *step, n).unwrap())
+        .collect();
+    let Outcome::Provisioned(pending) = &outcomes[1] else {
+        panic!("{:?}", outcomes[1])
+    };
+    assert_eq!(pending.decision.status, ProvisionStatus::PaymentRequired);
+    assert_eq!(pending.checkout_id.as_ref().unwrap().as_str(), "checkout-1");
+    let kinds: Vec<&str> = engine
+        .billing()
+        .calls()
+        .iter()
+        .map(|c| match c.call {
+            BillingCall::HasPaymentMethod(_) => "has",
+            BillingCall::CreateCheckout(..) => "checkout",
+            BillingCall::Apply(..) => "apply",
+            _ => "other",
+        })
+        .collect();
+    assert_eq!(kinds, ["has", "checkout", "apply", "apply", "apply"]);
+    let charged: Vec<String> = engine
+        .billing()
+        .charged()
+        .iter()
+        .map(|i| i.total.to_string())
+        .collect();
+    assert_eq!(charged.len(), 3, "{charged:?}");
+    assert_eq!(stored(&engine, "c1").unwrap().state.invoices.len(), 3);
+}
+
+#[test]
+fn a_billing_failure_at_any_call_saves_nothing_and_a_retry_with_the_same_key_charges_once() {
+    let reference = engine();
+    for (n, step) in TIMELINE.iter().enumerate() {
+        run_step(&reference, *step, n).unwrap();
+    }
+    let total_calls = reference.billing().calls().len();
+    let expected_state = stored(&reference, "c1").unwrap().state;
+    let expected_charges = reference.billing().charged();
+
+    for failing in 1..=total_calls {
+        let engine = engine();
+        engine.billing().fail_call(failing);
+        let mut failures = 0;
+        for (n, step) in TIMELINE.iter().enumerate() {
+            let before = stored(&engine, "c1");
+            match run_step(&engine, *step, n) {
+                Ok(_) => {}
+                Err(error) => {
+                    failures += 1;
+                    assert_eq!(error.code(), Code::BillingProviderError, "call {failing}");
+                    assert_eq!(
+                        stored(&engine, "c1"),
+                        before,
+                        "call {failing}: state changed"
+                    );
+                    // The same key again: it runs (nothing was recorded) and succeeds.
+                    run_step(&engine, *step, n).unwrap();
+                }
+            }
+        }
+        assert_eq!(failures, 1, "call {failing}");
+        assert_eq!(stored(&engine, "c1").unwrap().state, expected_state);
+        assert_eq!(
+            engine.billing().charged(),
+            expected_charges,
+            "call {failing}"
+        );
+    }
+}
+
+#[test]
+fn a_retry_after_success_replays_the_first_result_without_billing() {
+    let engine = engine();
+    let outcomes: Vec<Outcome> = TIMELINE
+        .iter()
+        .enumerate()
+        .map(|(n, step)| run_step(&engine, *step, n).unwrap())
+        .collect();
+    let calls = engine.billing().calls().len();
+    let state = stored(&engine, "c1");
+    for (n, step) in TIMELINE.iter().enumerate() {
+        assert_eq!(
+            run_step(&engine, *step, n).unwrap(),
+            outcomes[n],
+            "step {n}"
+        );
+    }
+    assert_eq!(engine.billing().calls().len(), calls);
+    assert_eq!(stored(&engine, "c1"), state);
+    assert_eq!(engine.billing().charged().len(), 3);
+}
+
+#[test]
+fn a_key_reused_for_another_operation_is_refused() {
+    let engine = engine();
+    let now = t("2025-01-01T00:00:00Z");
+    let k = key("k");
+    block_on(engine.provision_customer(&customer_request("c1", true), now, Some(&k))).unwrap();
+    let error = block_on(engine.provision_customer(&customer_request("c2", true), now, Some(&k)))
+        .unwrap_err();
+    assert_eq!(error.code(), Code::IdempotencyKeyReused);
+    assert!(stored(&engine, "c2").is_none());
+    let error = block_on(engine.update_customer(
+        &CustomerId::new("c1"),
+        &CustomerFields::default(),
+        Some(&k),
+    ))
+    .unwrap_err();
+    assert_eq!(error.code(), Code::IdempotencyKeyReused);
+}
+
+#[test]
+fn a_failed_decision_is_not_recorded_and_changes_nothing() {
+    let engine = engine();
+    let now = t("2025-01-01T00:00:00Z");
+    block_on(engine.provision_customer(&customer_request("c1", false), now, None)).unwrap();
+    let before = stored(&engine, "c1");
+    let k = key("paid");
+    let paid = request(
+        "c1",
+        json!({"planId": "basic", "billingPeriod": "MONTHLY", "skipTrial": true}),
+    );
+    let error = block_on(engine.provision_subscription(&paid, now, Some(&k))).unwrap_err();
+    assert_eq!(
+        error.code(),
+        Code::Decision(ErrorCode::PaymentMethodNotFound)
+    );
+    assert_eq!(stored(&engine, "c1"), before);
+    assert!(block_on(engine.storage().recorded(&k)).unwrap().is_none());
+    // A payment method added at the provider since counts: the same key now goes through.
+    engine
+        .billing()
+        .set_payment_method(&CustomerId::new("c1"), true);
+    let answer = block_on(engine.provision_subscription(&paid, now, Some(&k))).unwrap();
+    assert_eq!(answer.decision.status, ProvisionStatus::Success);
+    assert!(
+        stored(&engine, "c1")
+            .unwrap()
+            .state
+            .customer
+            .has_payment_method
+    );
+}
+
+#[test]
+fn unknown_customers_are_not_found_and_nothing_is_billed() {
+    let engine = engine();
+    let now = t("2025-01-01T00:00:00Z");
+    let error = block_on(engine.provision_subscription(
+        &request("ghost", json!({"planId": "free"})),
+        now,
+        None,
+    ))
+    .unwrap_err();
+    assert_eq!(error.code(), Code::Decision(ErrorCode::CustomerNotFound));
+    let error = block_on(engine.customer_state(&CustomerId::new("ghost"))).unwrap_err();
+    assert_eq!(error.code(), Code::Decision(ErrorCode::CustomerNotFound));
+    assert!(engine.billing().calls().is_empty());
+}
+
+#[test]
+fn without_a_billing_integration_the_provider_is_never_called() {
+    let settings = Settings::new(
+        false,
+        tollgate_core::proration::ProrationPolicy::Stripe,
+        tollgate_core::money::RoundingMode::HalfUp,
+    );
+    let engine = Engine::new(
+        Catalog::from_json(CATALOG.as_bytes()).unwrap(),
+        settings,
+        MemoryStorage::new(),
+        ScriptedBilling::new(),
+    );
+    let now = t("2025-01-01T00:00:00Z");
+    block_on(engine.provision_customer(&customer_request("c1", false), now, None)).unwrap();
+    let answer = block_on(engine.provision_subscription(
+        &request(
+            "c1",
+            json!({"planId": "basic", "billingPeriod": "MONTHLY", "skipTrial": true}),
+        ),
+        now,
+        None,
+    ))
+    .unwrap();
+    assert_eq!(answer.decision.status, ProvisionStatus::Success);
+    assert!(engine.billing().calls().is_empty());
+}
+
+// ---- version conflicts ----
+
+/// A store where another writer changes the customer right before each of the engine's
+/// first `interfere` saves.
+struct Interfering {
+    inner: MemoryStorage,
+    interfere: usize,
+    saves: AtomicUsize,
+}
+
+impl Interfering {
+    fn new(interfere: usize) -> Self {
+        Self {
+            inner: MemoryStorage::new(),
+            interfere,
+            saves: AtomicUsize::new(0),
+        }
+    }
+}
+
+impl Storage for Interfering {
+    fn load(
+        &self,
+        customer: &CustomerId,
+    ) -> impl Future<Output = Result<Option<Stored>, Error>> + Send {
+        self.inner.load(customer)
+    }
+
+    async fn save(&self, commit: Commit) -> Result<Saved, Error> {
+        if self.saves.fetch_add(1, Ordering::SeqCst) < self.interfere {
+            if let Some(current) = self.inner.load(&commit.state.customer.id).await? {
+                let mut state = current.state;
+                state.customer.tax_inclusive = !state.customer.tax_inclusive;
+                let other = Commit {
+                    expected: Some(current.version),
+                    state,
+                    idempotency: None,
+                    redeemed: Vec::new(),
+                };
+                assert!(matches!(self.inner.save(other).await?, Saved::Committed(_)));
+            }
+        }
+        self.inner.save(commit).await
+    }
+
+    fn recorded(
+        &self,
+        key: &IdempotencyKey,
+    ) -> impl Future<Output = Result<Option<Recorded>, Error>> + Send {
+        self.inner.recorded(key)
+    }
+
+    fn redemptions(&self) -> impl Future<Output = Result<Redemptions, Error>> + Send {
+        self.inner.redemptions()
+    }
+}
+
+fn seeded(storage: &Interfering) {
+    let state = CustomerState::new(tollgate_core::customer::Customer::new(CustomerId::new(
+        "c1",
+    )));
+    let commit = Commit {
+        expected: None,
+        state,
+        idempotency: None,
+        redeemed: Vec::new(),
+    };
+    assert!(matches!(
+        block_on(storage.inner.save(commit)).unwrap(),
+        Saved::Committed(_)
+    ));
+}
+
+#[test]
+fn a_version_conflict_decides_again_and_keeps_both_writes() {
+    let storage = Interfering::new(2);
+    seeded(&storage);
+    let engine = Engine::new(
+        Catalog::from_json(CATALOG.as_bytes()).unwrap(),
+        Settings::default(),
+        storage,
+        ScriptedBilling::new(),
+    );
+    let now = t("2025-01-01T00:00:00Z");
+    let answer = block_on(engine.provision_subscription(
+        &request("c1", json!({"planId": "free", "subscriptionId": "c1-free"})),
+        now,
+        Some(&key("k")),
+    ))
+    .unwrap();
+    assert_eq!(
+        answer.subscription.unwrap().status,
+        SubscriptionStatus::Active
+    );
+    let state = block_on(engine.customer_state(&CustomerId::new("c1"))).unwrap();
+    assert_eq!(state.subscriptions.len(), 1);
+    // Two interfering writes toggled the flag twice; neither was lost.
+    assert!(!state.customer.tax_inclusive);
+    assert_eq!(engine.storage().saves.load(Ordering::SeqCst), 3);
+}
+
+#[test]
+fn conflicts_on_every_attempt_end_in_a_typed_error_and_nothing_of_the_operation_is_saved() {
+    let storage = Interfering::new(usize::MAX);
+    seeded(&storage);
+    let engine = Engine::new(
+        Catalog::from_json(CATALOG.as_bytes()).unwrap(),
+        Settings::default(),
+        storage,
+        ScriptedBilling::new(),
+    )
+    .with_max_attempts(3);
+    let k = key("k");
+    let error = block_on(engine.provision_subscription(
+        &request("c1", json!({"planId": "free"})),
+        t("2025-01-01T00:00:00Z"),
+        Some(&k),
+    ))
+    .unwrap_err();
+    assert_eq!(error.code(), Code::ConcurrentModification);
+    assert!(error.message().contains("`c1`"), "{error}");
+    let state = block_on(engine.customer_state(&CustomerId::new("c1"))).unwrap();
+    assert!(state.subscriptions.is_empty());
+    assert!(block_on(engine.storage().recorded(&k)).unwrap().is_none());
+}
+
+// ---- many threads ----
+
+/// A small deterministic generator (64-bit LCG): the test needs variety, not quality.
+struct Lcg(u64);
+
+impl Lcg {
+    fn below(&mut self, n: u64) -> u64 {
+        self.0 = self
+            .0
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+        (self.0 >> 33) % n
+    }
+}
+
+const THREADS: usize = 8;
+const OPERATIONS: usize = 1_000;
+const CUSTOMERS: u64 = 10;
+
+fn concurrent_operation(
+    engine: &MemoryEngine,
+    rng: &mut Lcg,
+    clock: &AtomicUsize,
+    k: &IdempotencyKey,
+) -> Result<Outcome, Error> {
+    let customer = format!("c{}", rng.below(CUSTOMERS));
+    let id = CustomerId::new(customer.as_str());
+    let now =
+        t("2025-01-01T00:00:00Z") + TimeDelta::minutes(clock.fetch_add(1, Ordering::SeqCst) as i64);
+    let checkout = json!({"successUrl": "https://s", "cancelUrl": "https://c"});
+    let input = match rng.below(8) {
+        0 => json!({"planId": "free"}),
+        1 => json!({"planId": "basic", "billingPeriod": "MONTHLY"}),
+        2 => json!({"planId": "basic", "billingPeriod": "MONTHLY", "skipTrial": true}),
+        3 => json!({"planId": "pro", "billingPeriod": "MONTHLY", "skipTrial": true}),
+        4 => json!({"planId": "pro", "billingPeriod": "MONTHLY",
+                    "trialOverride": {"isTrial": true}}),
+        5 => json!({"planId": "ws-basic", "billingPeriod": "MONTHLY",
+                    "resourceId": format!("ws-{}", rng.below(3))}),
+        6 => {
+            let tax = rng.below(30);
+            let fields = CustomerFields {
+                tax_percentage: Some(tax.into()),
+                ..CustomerFields::default()
+            };
+            return block_on(engine.update_customer(&id, &fields, Some(k)))
+                .map(Outcome::UpdateCustomer);
+        }
+        _ => {
+            let state = block_on(engine.customer_state(&id))?;
+            let Some(pending) = state.pending_checkouts.first() else {
+                return block_on(engine.update_customer(&id, &CustomerFields::default(), Some(k)))
+                    .map(Outcome::UpdateCustomer);
+            };
+            return block_on(engine.complete_checkout(&id, &pending.subscription_id, now, Some(k)))
+                .map(Outcome::Provisioned);
+        }
+    };
+    let mut input = input;
+    input["subscriptionId"] = json!(k.as_str());
+    input["checkoutOptions"] = checkout;
+    block_on(engine.provision_subscription(&request(&customer, input), now, Some(k)))
+        .map(Outcome::Provisioned)
+}
+
+#[test]
+fn eight_threads_keep_every_scope_whole_and_lose_no_accepted_operation() {
+    let engine = engine();
+    let start = t("2025-01-01T00:00:00Z");
+    for c in 0..CUSTOMERS {
+        // Half the customers start without a payment method and go through checkouts.
+        let request = customer_request(&format!("c{c}"), c % 2 == 0);
+        block_on(engine.provision_customer(&request, start, None)).unwrap();
+    }
+    let clock = AtomicUsize::new(0);
+    let accepted: Mutex<Vec<(IdempotencyKey, Outcome)>> = Mutex::new(Vec::new());
+    let refused: Mutex<Vec<Error>> = Mutex::new(Vec::new());
+    std::thread::scope(|scope| {
+        for thread in 0..THREADS {
+            let (engine, clock, accepted, refused) = (&engine, &clock, &accepted, &refused);
+            scope.spawn(move || {
+                let mut rng = Lcg(thread as u64 + 1);
+                for n in 0..OPERATIONS {
+                    let k = key(&format!("t{thread}-{n}"));
+                    match concurrent_operation(engine, &mut rng, clock, &k) {
+                        Ok(outcome) => accepted.lock().unwrap().push((k, outcome)),
+                        Err(error) => refused.lock().unwrap().push(error),
+                    }
+                }
+            });
+        }
+    });
+    let accepted = accepted.into_inner().unwrap();
+    let refused = refused.into_inner().unwrap();
+    assert_eq!(accepted.len() + refused.len(), THREADS * OPERATIONS);
+    assert!(
+        accepted.len() > THREADS * OPERATIONS / 2,
+        "only {} accepted; refusals: {:?}",
+        accepted.len(),
+        refused
+            .iter()
+            .map(|e| e.code().as_str())
+            .collect::<BTreeSet<_>>()
+    );
+    for error in &refused {
+        assert!(
+            matches!(
+                error.code(),
+                Code::Decision(_) | Code::ConcurrentModification
+            ),
+            "{error}"
+        );
+    }
+
+    // Every scope holds at most one live trial and one live non-trial subscription.
+    for c in 0..CUSTOMERS {
+        let state = stored(&engine, &format!("c{c}")).unwrap().state;
+        let mut scopes = BTreeSet::new();
+        for sub in state.subscriptions.iter().filter(|s| s.status.is_live()) {
+            let trial = sub.status == SubscriptionStatus::InTrial;
+            let scope = (sub.product.clone(), sub.resource.clone(), trial);
+            assert!(scopes.insert(scope.clone()), "c{c}: two live in {scope:?}");
+        }
+    }
+
+    // Every accepted operation is recorded and its effects are in the saved state. A
+    // pending checkout is gone only when an accepted completion consumed it.
+    let mut completed = BTreeSet::new();
+    for (k, _) in &accepted {
+        let recorded = block_on(engine.storage().recorded(k)).unwrap().unwrap();
+        if let Operation::CompleteCheckout { subscription, .. } = recorded.operation {
+            completed.insert(subscription);
+        }
+    }
+    for (k, outcome) in &accepted {
+        let recorded = block_on(engine.storage().recorded(k)).unwrap().unwrap();
+        assert_eq!(&recorded.outcome, outcome, "{k}");
+        let Outcome::Provisioned(answer) = outcome else {
+            continue;
+        };
+        let customer = recorded.operation.customer().clone();
+        let state = stored(&engine, customer.as_str()).unwrap().state;
+        for created in &answer.decision.effects.create {
+            assert!(
+                state.subscription(created.id.as_str()).is_some(),
+                "{k}: lost {}",
+                created.id
+            );
+        }
+        if let Some(invoice) = &answer.decision.effects.invoice {
+            assert!(
+                state.invoices.contains(invoice),
+                "{k}: lost invoice {}",
+                invoice.id
+            );
+        }
+        if let Some(checkout) = &answer.decision.checkout {
+            let id = checkout.subscription_id.as_str();
+            assert!(
+                completed.contains(&checkout.subscription_id)
+                    || state
+                        .pending_checkouts
+                        .iter()
+                        .any(|p| p.subscription_id.as_str() == id),
+                "{k}: lost checkout for {id}"
+            );
+        }
+    }
+    // No invoice is saved that the provider did not charge.
+    let charged = engine.billing().charged();
+    for c in 0..CUSTOMERS {
+        for invoice in stored(&engine, &format!("c{c}")).unwrap().state.invoices {
+            assert!(
+                charged.contains(&invoice),
+                "uncharged invoice {}",
+                invoice.id
+            );
+        }
+    }
+}
