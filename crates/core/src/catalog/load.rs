@@ -98,12 +98,20 @@ impl Catalog {
                 format!("the catalog is not UTF-8: {e}"),
             )
         })?;
-        let mut deserializer = serde_json::Deserializer::from_str(text);
-        let raw: RawCatalog = serde_path_to_error::deserialize(&mut deserializer)
-            .map_err(|e| parse_problem(e.path(), e.inner()))?;
-        deserializer
-            .end()
-            .map_err(|e| single(ErrorCode::BadUserInput, "$", e.to_string()))?;
+        // The fast path parses without tracking paths; only a document that fails is parsed
+        // again to say where.
+        let raw: RawCatalog = match serde_json::from_str(text) {
+            Ok(raw) => raw,
+            Err(_) => {
+                let mut deserializer = serde_json::Deserializer::from_str(text);
+                let raw: RawCatalog = serde_path_to_error::deserialize(&mut deserializer)
+                    .map_err(|e| parse_problem(e.path(), e.inner()))?;
+                deserializer
+                    .end()
+                    .map_err(|e| single(ErrorCode::BadUserInput, "$", e.to_string()))?;
+                raw
+            }
+        };
         Self::from_raw(&raw)
     }
 
