@@ -2,12 +2,14 @@
 //! invoices and its credit balance. A [`CustomerState`] is the unit a host loads, hands to a
 //! decision and saves.
 
+use crate::entitlement::PromotionalGrant;
 use crate::error::{Error, ErrorCode};
-use crate::id::{CountryCode, CustomerId, ProductId, ResourceId, SubscriptionId};
+use crate::id::{CountryCode, CustomerId, FeatureId, ProductId, ResourceId, SubscriptionId};
 use crate::invoice::Invoice;
 use crate::money::Currency;
 use crate::provision::ProvisionRequest;
 use crate::subscription::Subscription;
+use crate::usage::UsageLedger;
 use chrono_tz::Tz;
 use rust_decimal::Decimal;
 use std::collections::{BTreeMap, BTreeSet};
@@ -80,6 +82,10 @@ pub struct CustomerState {
     pub invoices: Vec<Invoice>,
     /// Checkouts waiting for the host's confirmation.
     pub pending_checkouts: Vec<PendingCheckout>,
+    /// Metered usage reported for it, by resource and feature.
+    pub usage: UsageLedger,
+    /// Its promotional entitlements, by feature: a new grant replaces the earlier one.
+    pub promotional_entitlements: BTreeMap<FeatureId, PromotionalGrant>,
 }
 
 impl CustomerState {
@@ -94,6 +100,8 @@ impl CustomerState {
             resources: BTreeSet::new(),
             invoices: Vec::new(),
             pending_checkouts: Vec::new(),
+            usage: UsageLedger::new(),
+            promotional_entitlements: BTreeMap::new(),
         }
     }
 

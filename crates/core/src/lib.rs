@@ -9,6 +9,8 @@
 //! - [`money`]: currencies, amounts, rounding;
 //! - [`period`]: billing periods, anchored period series, trial durations;
 //! - [`pricing`]: the recurring amount of a configuration;
+//! - [`entitlement`]: the generous merge of entitlements, checks, promotional grants;
+//! - [`usage`]: metered usage, reset windows, usage resets on plan changes;
 //! - [`error`]: the stable error codes every failure carries.
 //!
 //! # Example
@@ -26,6 +28,7 @@ pub mod catalog;
 pub mod change;
 pub mod coupon;
 pub mod customer;
+pub mod entitlement;
 pub mod error;
 pub mod estimate;
 pub mod id;
@@ -40,6 +43,7 @@ pub mod provision;
 pub mod settings;
 pub mod subscription;
 pub mod trial;
+pub mod usage;
 pub mod view;
 
 pub use catalog::Catalog;
