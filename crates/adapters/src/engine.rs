@@ -26,6 +26,7 @@ use tollgate_core::id::{CustomerId, SubscriptionId};
 use tollgate_core::journey::{
     CustomerDecision, CustomerFields, ProvisionCustomerRequest, SubscriptionDecisionStrategy,
 };
+use tollgate_core::lifecycle::Event;
 use tollgate_core::provision::{
     CheckoutCompletion, CheckoutRequest, Effects, ProvisionDecision, ProvisionRequest,
 };
@@ -58,6 +59,13 @@ pub enum Operation {
         /// The pending subscription the checkout was for.
         subscription: SubscriptionId,
     },
+    /// The clock's transitions for one customer.
+    Advance {
+        /// The customer.
+        customer: CustomerId,
+        /// The instant the clock moves to.
+        to: DateTime<Utc>,
+    },
 }
 
 impl Operation {
@@ -67,9 +75,9 @@ impl Operation {
         match self {
             Self::ProvisionCustomer(request) => &request.customer_id,
             Self::ProvisionSubscription(request) => &request.customer_id,
-            Self::UpdateCustomer { customer, .. } | Self::CompleteCheckout { customer, .. } => {
-                customer
-            }
+            Self::UpdateCustomer { customer, .. }
+            | Self::CompleteCheckout { customer, .. }
+            | Self::Advance { customer, .. } => customer,
         }
     }
 
@@ -81,7 +89,9 @@ impl Operation {
                 .as_ref()
                 .is_some_and(|params| !params.is_null()),
             Self::ProvisionSubscription(_) => true,
-            Self::UpdateCustomer { .. } | Self::CompleteCheckout { .. } => false,
+            Self::UpdateCustomer { .. } | Self::CompleteCheckout { .. } | Self::Advance { .. } => {
+                false
+            }
         }
     }
 }
@@ -96,6 +106,8 @@ pub enum Outcome {
     UpdateCustomer(Customer),
     /// `provisionSubscription` and `completeCheckout`.
     Provisioned(Provisioned),
+    /// The clock's transitions, in time order.
+    Advanced(Vec<Event>),
 }
 
 /// The answer of a provisioning.
@@ -127,7 +139,7 @@ type Finish = Box<dyn FnOnce(&CustomerState, Option<CheckoutId>) -> Outcome + Se
 /// What one attempt decided: the state to save, the billing it needs and how to answer.
 struct Attempt {
     state: CustomerState,
-    effects: Effects,
+    billed: Vec<Effects>,
     checkout: Option<CheckoutRequest>,
     redeemed: Vec<String>,
     finish: Finish,
@@ -141,7 +153,7 @@ impl Attempt {
     ) -> Self {
         Self {
             state,
-            effects: Effects::default(),
+            billed: Vec::new(),
             checkout: None,
             redeemed: Vec::new(),
             finish: Box::new(move |state, _| answer(state)),
@@ -161,7 +173,7 @@ impl Attempt {
         Self {
             state,
             checkout: decision.checkout.clone(),
-            effects,
+            billed: vec![effects],
             redeemed,
             finish: Box::new(move |state, checkout_id| {
                 let subscription = decision
@@ -453,6 +465,54 @@ impl<S: Storage, B: Billing> Engine<S, B> {
         provisioned(outcome, key)
     }
 
+    /// Moves the customer's clock to `to`: every transition due at or before it applies
+    /// (SPEC.md §5), each invoice they issue is billed, and the state is saved if anything
+    /// happened. Answers the transitions in time order.
+    ///
+    /// # Errors
+    /// `CustomerNotFound`, every error of [`tollgate_core::lifecycle::advance`], billing and
+    /// storage failures, `ConcurrentModification`.
+    pub async fn advance(
+        &self,
+        customer: &CustomerId,
+        to: DateTime<Utc>,
+    ) -> Result<Vec<Event>, Error> {
+        let state = self.customer_state(customer).await?;
+        let (_, due) =
+            tollgate_core::lifecycle::advance(&self.catalog, &state, to, &self.settings)?;
+        if due.is_empty() {
+            return Ok(due);
+        }
+        let operation = Operation::Advance {
+            customer: customer.clone(),
+            to,
+        };
+        let outcome = self
+            .write(operation, None, |state, _| {
+                let state = existing(state, customer)?;
+                let (state, events) =
+                    tollgate_core::lifecycle::advance(&self.catalog, &state, to, &self.settings)?;
+                let billed = events
+                    .iter()
+                    .filter_map(|event| event.invoice.clone())
+                    .map(|invoice| {
+                        let mut effects = Effects::default();
+                        effects.invoice = Some(invoice);
+                        effects
+                    })
+                    .collect();
+                Ok(Attempt {
+                    billed,
+                    ..Attempt::stored(state, move |_| Outcome::Advanced(events))
+                })
+            })
+            .await?;
+        match outcome {
+            Outcome::Advanced(events) => Ok(events),
+            _ => Err(key_reused_for(None)),
+        }
+    }
+
     /// Runs one changing operation: replay, or load, decide, bill and save, deciding again
     /// after a version conflict.
     async fn write<F>(
@@ -484,13 +544,13 @@ impl<S: Storage, B: Billing> Engine<S, B> {
             let redemptions = self.storage.redemptions().await?;
             let Attempt {
                 state,
-                effects,
+                billed,
                 checkout,
                 redeemed,
                 finish,
             } = decide(state, &redemptions)?;
             let checkout_id = self
-                .bill(&customer, &effects, checkout.as_ref(), &redeemed)
+                .bill(&customer, &billed, checkout.as_ref(), &redeemed)
                 .await?;
             let outcome = finish(&state, checkout_id);
             let commit = Commit {
@@ -535,7 +595,7 @@ impl<S: Storage, B: Billing> Engine<S, B> {
     async fn bill(
         &self,
         customer: &CustomerId,
-        effects: &Effects,
+        billed: &[Effects],
         checkout: Option<&CheckoutRequest>,
         redeemed: &[String],
     ) -> Result<Option<CheckoutId>, Error> {
@@ -554,7 +614,7 @@ impl<S: Storage, B: Billing> Engine<S, B> {
             Some(checkout) => Some(self.billing.create_checkout(customer, checkout).await?),
             None => None,
         };
-        if is_billable(effects) {
+        for effects in billed.iter().filter(|e| is_billable(e)) {
             self.billing.apply(customer, effects).await?;
         }
         Ok(checkout_id)

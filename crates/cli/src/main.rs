@@ -2,6 +2,10 @@
 //! `tollgate run SCENARIO` plays a customer timeline on a simulated clock.
 
 mod check;
+mod expect;
+mod ops;
+mod run;
+mod table;
 
 use std::io::Write;
 use std::process::ExitCode;
@@ -19,6 +23,10 @@ fn main() -> ExitCode {
             Some([path]) => check::run(path, &mut stdout),
             _ => usage(&mut stderr),
         },
+        Some("run") => match run_options(args.get(1..).unwrap_or_default()) {
+            Some(options) => run::run(&options, &mut stdout, &mut stderr),
+            None => usage(&mut stderr),
+        },
         Some("--help" | "-h" | "help") => {
             let _ = writeln!(stdout, "{USAGE}");
             0
@@ -26,6 +34,35 @@ fn main() -> ExitCode {
         _ => usage(&mut stderr),
     };
     ExitCode::from(code)
+}
+
+/// The options of `tollgate run`, in any order; `None` for anything else.
+fn run_options(args: &[String]) -> Option<run::Options> {
+    let mut check = false;
+    let mut format = run::Format::Json;
+    let mut path = None;
+    let mut args = args.iter();
+    while let Some(arg) = args.next() {
+        let format_value = match arg.as_str() {
+            "--check" => {
+                check = true;
+                continue;
+            }
+            "--format" => args.next().map(String::as_str),
+            other => other.strip_prefix("--format="),
+        };
+        match (format_value, arg.starts_with('-')) {
+            (Some("json"), _) => format = run::Format::Json,
+            (Some("table"), _) => format = run::Format::Table,
+            (None, false) if path.is_none() => path = Some(arg.clone()),
+            _ => return None,
+        }
+    }
+    Some(run::Options {
+        path: path?,
+        check,
+        format,
+    })
 }
 
 fn usage(out: &mut impl Write) -> u8 {
