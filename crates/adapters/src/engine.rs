@@ -22,6 +22,8 @@ use crate::storage::{Commit, IdempotencyKey, Recorded, Saved, Storage};
 use chrono::{DateTime, Utc};
 use tollgate_core::coupon::Redemptions;
 use tollgate_core::customer::{Customer, CustomerState};
+use tollgate_core::entitlement::{GrantPromotionalEntitlementRequest, PromotionalGrant};
+use tollgate_core::estimate::Estimate;
 use tollgate_core::id::{CustomerId, SubscriptionId};
 use tollgate_core::journey::{
     CustomerDecision, CustomerFields, ProvisionCustomerRequest, SubscriptionDecisionStrategy,
@@ -32,6 +34,7 @@ use tollgate_core::provision::{
 };
 use tollgate_core::settings::Settings;
 use tollgate_core::subscription::Subscription;
+use tollgate_core::usage::{ReportUsageRequest, UsageReport};
 use tollgate_core::{Catalog, ErrorCode};
 
 /// How many times an operation is decided before a version conflict becomes an error.
@@ -59,6 +62,10 @@ pub enum Operation {
         /// The pending subscription the checkout was for.
         subscription: SubscriptionId,
     },
+    /// `reportUsage`.
+    ReportUsage(ReportUsageRequest),
+    /// `grantPromotionalEntitlement`.
+    GrantPromotionalEntitlement(GrantPromotionalEntitlementRequest),
     /// The clock's transitions for one customer.
     Advance {
         /// The customer.
@@ -75,6 +82,8 @@ impl Operation {
         match self {
             Self::ProvisionCustomer(request) => &request.customer_id,
             Self::ProvisionSubscription(request) => &request.customer_id,
+            Self::ReportUsage(request) => &request.customer_id,
+            Self::GrantPromotionalEntitlement(request) => &request.customer_id,
             Self::UpdateCustomer { customer, .. }
             | Self::CompleteCheckout { customer, .. }
             | Self::Advance { customer, .. } => customer,
@@ -89,9 +98,11 @@ impl Operation {
                 .as_ref()
                 .is_some_and(|params| !params.is_null()),
             Self::ProvisionSubscription(_) => true,
-            Self::UpdateCustomer { .. } | Self::CompleteCheckout { .. } | Self::Advance { .. } => {
-                false
-            }
+            Self::UpdateCustomer { .. }
+            | Self::CompleteCheckout { .. }
+            | Self::ReportUsage(_)
+            | Self::GrantPromotionalEntitlement(_)
+            | Self::Advance { .. } => false,
         }
     }
 }
@@ -106,6 +117,10 @@ pub enum Outcome {
     UpdateCustomer(Customer),
     /// `provisionSubscription` and `completeCheckout`.
     Provisioned(Provisioned),
+    /// `reportUsage`.
+    UsageReported(UsageReport),
+    /// `grantPromotionalEntitlement`.
+    Granted(PromotionalGrant),
     /// The clock's transitions, in time order.
     Advanced(Vec<Event>),
 }
@@ -463,6 +478,87 @@ impl<S: Storage, B: Billing> Engine<S, B> {
             })
             .await?;
         provisioned(outcome, key)
+    }
+
+    /// `reportUsage`: records usage of a metered feature.
+    ///
+    /// # Errors
+    /// `CustomerNotFound`, every error of [`tollgate_core::usage::report_usage`], storage
+    /// failures, `ConcurrentModification`, `IdempotencyKeyReused`.
+    pub async fn report_usage(
+        &self,
+        request: &ReportUsageRequest,
+        now: DateTime<Utc>,
+        key: Option<&IdempotencyKey>,
+    ) -> Result<UsageReport, Error> {
+        let operation = Operation::ReportUsage(request.clone());
+        let outcome = self
+            .write(operation, key, |state, _| {
+                let mut state = existing(state, &request.customer_id)?;
+                let report =
+                    tollgate_core::usage::report_usage(&self.catalog, &mut state, request, now)?;
+                Ok(Attempt::stored(state, |_| Outcome::UsageReported(report)))
+            })
+            .await?;
+        match outcome {
+            Outcome::UsageReported(report) => Ok(report),
+            _ => Err(key_reused_for(key)),
+        }
+    }
+
+    /// `grantPromotionalEntitlement`: grants a feature to the customer for a while,
+    /// replacing an earlier grant of the feature.
+    ///
+    /// # Errors
+    /// `CustomerNotFound`, every error of
+    /// [`tollgate_core::entitlement::grant_promotional_entitlement`], storage failures,
+    /// `ConcurrentModification`, `IdempotencyKeyReused`.
+    pub async fn grant_promotional_entitlement(
+        &self,
+        request: &GrantPromotionalEntitlementRequest,
+        now: DateTime<Utc>,
+        key: Option<&IdempotencyKey>,
+    ) -> Result<PromotionalGrant, Error> {
+        let operation = Operation::GrantPromotionalEntitlement(request.clone());
+        let outcome = self
+            .write(operation, key, |state, _| {
+                let mut state = existing(state, &request.customer_id)?;
+                let grant = tollgate_core::entitlement::grant_promotional_entitlement(
+                    &self.catalog,
+                    &mut state,
+                    request,
+                    now,
+                )?;
+                Ok(Attempt::stored(state, |_| Outcome::Granted(grant)))
+            })
+            .await?;
+        match outcome {
+            Outcome::Granted(grant) => Ok(grant),
+            _ => Err(key_reused_for(key)),
+        }
+    }
+
+    /// `estimateSubscription`: what provisioning `request` would charge, without applying
+    /// or billing anything.
+    ///
+    /// # Errors
+    /// `CustomerNotFound`, every error of [`tollgate_core::estimate::estimate_subscription`],
+    /// storage failures.
+    pub async fn estimate_subscription(
+        &self,
+        request: &ProvisionRequest,
+        now: DateTime<Utc>,
+    ) -> Result<Estimate, Error> {
+        let state = self.customer_state(&request.customer_id).await?;
+        let redemptions = self.storage.redemptions().await?;
+        Ok(tollgate_core::estimate::estimate_subscription(
+            &self.catalog,
+            &state,
+            request,
+            &redemptions,
+            now,
+            &self.settings,
+        )?)
     }
 
     /// Moves the customer's clock to `to`: every transition due at or before it applies

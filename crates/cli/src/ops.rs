@@ -9,11 +9,19 @@ use rust_decimal::Decimal;
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Map, Value, json};
-use tollgate_adapters::{CheckoutId, Engine, Error, MemoryStorage, Provisioned, ScriptedBilling};
+use tollgate_adapters::{
+    CheckoutId, Engine, Error, MemoryStorage, Provisioned, ScriptedBilling, Storage,
+};
 use tollgate_core::ErrorCode;
+use tollgate_core::customer::CustomerState;
+use tollgate_core::entitlement::{
+    self, FallbackEntitlements, GetEntitlementRequest, GetEntitlementsRequest,
+    GrantPromotionalEntitlementRequest,
+};
 use tollgate_core::id::{CustomerId, SubscriptionId};
 use tollgate_core::journey::{CustomerFields, ProvisionCustomerRequest};
 use tollgate_core::provision::ProvisionRequest;
+use tollgate_core::usage::ReportUsageRequest;
 use tollgate_core::view;
 
 /// The engine a scenario plays on.
@@ -23,6 +31,8 @@ pub type RunEngine = Engine<MemoryStorage, ScriptedBilling>;
 pub struct Context<'a> {
     /// The engine.
     pub engine: &'a RunEngine,
+    /// What entitlement checks answer for unknown customers.
+    pub fallback: &'a FallbackEntitlements,
     /// The step's instant.
     pub now: DateTime<Utc>,
 }
@@ -45,17 +55,14 @@ pub const OPS: &[(&str, Op)] = &[
     ("archiveCustomer", Op::Missing("core's customer archiving")),
     ("provisionSubscription", Op::Run(provision_subscription)),
     ("completeCheckout", Op::Run(complete_checkout)),
-    (
-        "updateSubscription",
-        Op::Missing("core's in-place update decision"),
-    ),
+    ("updateSubscription", Op::Missing(UPDATE)),
     (
         "cancelSubscription",
         Op::Missing("core's cancellation decision"),
     ),
     (
         "cancelScheduledUpdates",
-        Op::Missing("core's scheduled-update removal"),
+        Op::Missing("core's removal of scheduled updates"),
     ),
     (
         "migrateSubscriptionToLatest",
@@ -65,22 +72,21 @@ pub const OPS: &[(&str, Op)] = &[
         "transferSubscription",
         Op::Missing("core's transfer decision"),
     ),
-    ("estimateSubscription", Op::Missing("core's estimates")),
-    (
-        "estimateSubscriptionUpdate",
-        Op::Missing("core's estimates"),
-    ),
-    ("reportUsage", Op::Missing("core's usage metering")),
+    ("estimateSubscription", Op::Run(estimate_subscription)),
+    ("estimateSubscriptionUpdate", Op::Missing(UPDATE)),
+    ("reportUsage", Op::Run(report_usage)),
     (
         "grantPromotionalEntitlement",
-        Op::Missing("core's promotional entitlements"),
+        Op::Run(grant_promotional_entitlement),
     ),
-    ("getEntitlement", Op::Missing("core's entitlement checks")),
-    ("getEntitlements", Op::Missing("core's entitlement checks")),
+    ("getEntitlement", Op::Run(get_entitlement)),
+    ("getEntitlements", Op::Run(get_entitlements)),
     ("getSubscriptions", Op::Run(get_subscriptions)),
     ("getInvoices", Op::Run(get_invoices)),
     ("advance", Op::Run(advance)),
 ];
+
+const UPDATE: &str = "core's in-place subscription update decision";
 
 /// The operation named `name`.
 pub fn find(name: &str) -> Option<&'static Op> {
@@ -227,6 +233,63 @@ fn get_invoices(context: &Context<'_>, input: Option<&Value>) -> Result<Value, E
     let state = block_on(context.engine.customer_state(&input.customer_id))?;
     let invoices: Vec<Value> = state.invoices.iter().map(view::invoice).collect();
     Ok(json!({ "invoices": invoices }))
+}
+
+fn estimate_subscription(context: &Context<'_>, input: Option<&Value>) -> Result<Value, Error> {
+    let request: ProvisionRequest = parse(input)?;
+    let estimate = block_on(context.engine.estimate_subscription(&request, context.now))?;
+    Ok(view::estimate(&estimate))
+}
+
+fn report_usage(context: &Context<'_>, input: Option<&Value>) -> Result<Value, Error> {
+    let request: ReportUsageRequest = parse(input)?;
+    let report = block_on(context.engine.report_usage(&request, context.now, None))?;
+    Ok(report.to_json())
+}
+
+fn grant_promotional_entitlement(
+    context: &Context<'_>,
+    input: Option<&Value>,
+) -> Result<Value, Error> {
+    let request: GrantPromotionalEntitlementRequest = parse(input)?;
+    let grant = block_on(context.engine.grant_promotional_entitlement(
+        &request,
+        context.now,
+        None,
+    ))?;
+    Ok(entitlement::grant_result(&grant))
+}
+
+/// The customer's stored state; `None` for an unknown one, which checks deny.
+fn checked_state(
+    context: &Context<'_>,
+    customer: &CustomerId,
+) -> Result<Option<CustomerState>, Error> {
+    Ok(block_on(context.engine.storage().load(customer))?.map(|stored| stored.state))
+}
+
+fn get_entitlement(context: &Context<'_>, input: Option<&Value>) -> Result<Value, Error> {
+    let request: GetEntitlementRequest = parse(input)?;
+    let state = checked_state(context, &request.customer_id)?;
+    Ok(entitlement::get_entitlement(
+        context.engine.catalog(),
+        state.as_ref(),
+        context.fallback,
+        &request,
+        context.now,
+    ))
+}
+
+fn get_entitlements(context: &Context<'_>, input: Option<&Value>) -> Result<Value, Error> {
+    let request: GetEntitlementsRequest = parse(input)?;
+    let state = checked_state(context, &request.customer_id)?;
+    Ok(entitlement::get_entitlements(
+        context.engine.catalog(),
+        state.as_ref(),
+        context.fallback,
+        &request,
+        context.now,
+    ))
 }
 
 /// Only the clock moves, and the runner has moved it before the step.

@@ -19,6 +19,7 @@ use serde_json::{Map, Value, json};
 use std::io::Write;
 use std::path::Path;
 use tollgate_adapters::{Engine, Error, MemoryStorage, ScriptedBilling};
+use tollgate_core::entitlement::{EntitlementFields, FallbackEntitlements};
 use tollgate_core::journey::ProvisionCustomerRequest;
 use tollgate_core::money::RoundingMode;
 use tollgate_core::proration::ProrationPolicy;
@@ -63,7 +64,7 @@ struct SettingsInput {
     billing_integration: Option<bool>,
     proration: Option<ProrationPolicy>,
     rounding: Option<RoundingMode>,
-    fallback_entitlements: Option<Value>,
+    fallback_entitlements: Option<Vec<EntitlementFields>>,
 }
 
 #[derive(Deserialize)]
@@ -82,6 +83,7 @@ fn bad_input(message: String) -> Error {
 /// A scenario ready to play.
 struct Loaded {
     engine: RunEngine,
+    fallback: FallbackEntitlements,
     customers: Vec<ProvisionCustomerRequest>,
     steps: Vec<Step>,
 }
@@ -96,7 +98,21 @@ fn load(path: &str) -> Result<Loaded, Error> {
         .map_err(|e| bad_input(format!("scenario `{path}`: {e}")))?;
     let base = Path::new(path).parent().unwrap_or(Path::new(""));
     let catalog = load_catalog(&scenario.catalog, base)?;
-    let settings = settings(&scenario.settings)?;
+    let settings = settings(&scenario.settings);
+    let fallback = FallbackEntitlements::new(
+        &catalog,
+        scenario
+            .settings
+            .fallback_entitlements
+            .as_deref()
+            .unwrap_or_default(),
+    )
+    .map_err(|e| {
+        Error::new(
+            e.code(),
+            format!("settings.fallbackEntitlements: {}", e.message()),
+        )
+    })?;
     for (i, customer) in scenario.customers.iter().enumerate() {
         if customer.subscription_params.is_some() {
             return Err(bad_input(format!(
@@ -112,6 +128,7 @@ fn load(path: &str) -> Result<Loaded, Error> {
             MemoryStorage::new(),
             ScriptedBilling::new(),
         ),
+        fallback,
         customers: scenario.customers,
         steps: scenario.steps,
     })
@@ -148,22 +165,12 @@ fn load_catalog(catalog: &Value, base: &Path) -> Result<Catalog, Error> {
     })
 }
 
-fn settings(input: &SettingsInput) -> Result<Settings, Error> {
-    if input
-        .fallback_entitlements
-        .as_ref()
-        .is_some_and(|v| !v.is_null())
-    {
-        return Err(Error::new(
-            ErrorCode::Unsupported,
-            "settings.fallbackEntitlements is not supported yet: it needs core's entitlement checks",
-        ));
-    }
-    Ok(Settings::new(
+fn settings(input: &SettingsInput) -> Settings {
+    Settings::new(
         input.billing_integration.unwrap_or(true),
         input.proration.unwrap_or_default(),
         input.rounding.unwrap_or_default(),
-    ))
+    )
 }
 
 fn check_steps(steps: &[Step]) -> Result<(), Error> {
@@ -294,6 +301,7 @@ fn play<W: Write>(
                 }
                 let context = Context {
                     engine,
+                    fallback: &loaded.fallback,
                     now: step.at,
                 };
                 match ops::run(&context, &step.op, step.input.as_ref()) {
