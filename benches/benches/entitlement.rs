@@ -4,8 +4,10 @@
 #![allow(
     missing_docs,
     clippy::expect_used,
-    reason = "a benchmark is a binary: criterion's macros generate undocumented items, and a \
-              setup that fails must stop the benchmark"
+    clippy::arithmetic_side_effects,
+    reason = "a benchmark is a binary: criterion's macros generate undocumented items, a setup \
+              that fails must stop the benchmark, and the generated catalog's small numbers \
+              cannot overflow"
 )]
 
 use chrono::{DateTime, Utc};
