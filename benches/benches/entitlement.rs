@@ -49,8 +49,8 @@ fn catalog() -> Catalog {
             "prices": [{"billingPeriod": "MONTHLY", "model": "FLAT_FEE", "amount": scale * 10, "currency": "USD"}],
             "compatibleAddonIds": if product == "app" { json!(["a0", "a1", "a2", "a3"]) } else { json!([]) },
             "entitlements": (0..FEATURES).map(|i| entitlement(i, scale)).collect::<Vec<_>>()});
-        if let Some(parent) = parent {
-            plan["parentPlanId"] = json!(parent);
+        if let (Some(parent), Some(fields)) = (parent, plan.as_object_mut()) {
+            fields.insert("parentPlanId".to_owned(), json!(parent));
         }
         plan
     };
