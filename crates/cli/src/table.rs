@@ -4,7 +4,7 @@ use serde_json::Value;
 
 /// The heading of the table.
 pub fn heading() -> String {
-    format!("{:>4}  {:<20}  {:<28}  outcome", "step", "at", "op")
+    format!("{:>4}  {:<20}  {:<32}  outcome", "step", "at", "op")
 }
 
 /// A step's line.
@@ -19,7 +19,7 @@ pub fn step(index: usize, at: &str, op: &str, output: &Value, checked: bool) -> 
         (None, None) => String::new(),
     };
     let mark = if checked { "  [ok]" } else { "" };
-    format!("{index:>4}  {at:<20}  {op:<28}  {outcome}{mark}")
+    format!("{index:>4}  {at:<20}  {op:<32}  {outcome}{mark}")
 }
 
 /// A transition's line.
@@ -33,7 +33,7 @@ pub fn event(event: &Value) -> String {
         outcome = format!("{outcome} {}", invoice_summary(invoice));
     }
     format!(
-        "{:>4}  {:<20}  {:<28}  {outcome}",
+        "{:>4}  {:<20}  {:<32}  {outcome}",
         "",
         text(event.get("at")),
         format!("event {}", text(event.get("type")))
@@ -66,6 +66,26 @@ fn invoice_summary(invoice: &Value) -> String {
     )
 }
 
+fn entitlement_summary(entitlement: &Value, access: &Value) -> String {
+    let mut line = format!(
+        "{} {}",
+        text(entitlement.get("featureId")),
+        if access == &Value::Bool(true) {
+            "granted".to_owned()
+        } else {
+            format!("denied ({})", text(entitlement.get("accessDeniedReason")))
+        }
+    );
+    if let Some(limit) = entitlement.get("usageLimit") {
+        line = format!(
+            "{line}, usage {} of {}",
+            text(entitlement.get("currentUsage")),
+            text(Some(limit))
+        );
+    }
+    line
+}
+
 fn listing(what: &str, items: &[Value], summary: fn(&Value) -> String) -> String {
     let listed: Vec<String> = items.iter().map(summary).collect();
     match listed.as_slice() {
@@ -96,8 +116,30 @@ fn summary(result: &Value) -> String {
             }
         ));
     }
-    if let Some(sub) = result.get("subscription") {
+    if let Some(range) = result.get("billingPeriodRange") {
+        parts.push(format!(
+            "estimate {} {} now, period {} to {}, then {}",
+            text(result.get("total")),
+            text(result.get("currency")),
+            text(range.get("start")),
+            text(range.get("end")),
+            text(result.get("subscription").and_then(|s| s.get("total")))
+        ));
+    } else if let Some(sub) = result.get("subscription") {
         parts.push(subscription_summary(sub));
+    }
+    if let Some(access) = result.get("hasAccess") {
+        parts.push(entitlement_summary(result, access));
+    } else if let Some(usage) = result.get("currentUsage") {
+        parts.push(format!("usage {}", text(Some(usage))));
+    }
+    if let Some(Value::Array(entitlements)) = result.get("entitlements") {
+        parts.push(listing("entitlements", entitlements, |e| {
+            entitlement_summary(e, e.get("hasAccess").unwrap_or(&Value::Null))
+        }));
+    }
+    if let Some(grant) = result.get("promotionalEntitlement") {
+        parts.push(format!("granted {}", text(grant.get("featureId"))));
     }
     if let Some(checkout) = result.get("checkout") {
         parts.push(format!("checkout {}", text(checkout.get("checkoutId"))));
