@@ -374,7 +374,7 @@ impl<S: Storage, B: Billing> Engine<S, B> {
             .await?;
         match outcome {
             Outcome::ProvisionCustomer(answer) => Ok(answer),
-            _ => Err(key_reused_for(key)),
+            _ => Err(foreign_outcome()),
         }
     }
 
@@ -406,7 +406,7 @@ impl<S: Storage, B: Billing> Engine<S, B> {
             .await?;
         match outcome {
             Outcome::UpdateCustomer(customer) => Ok(customer),
-            _ => Err(key_reused_for(key)),
+            _ => Err(foreign_outcome()),
         }
     }
 
@@ -438,7 +438,7 @@ impl<S: Storage, B: Billing> Engine<S, B> {
                 }))
             })
             .await?;
-        provisioned(outcome, key)
+        provisioned(outcome)
     }
 
     /// `completeCheckout`: the customer gave a payment method; the pending subscription
@@ -477,7 +477,7 @@ impl<S: Storage, B: Billing> Engine<S, B> {
                 }))
             })
             .await?;
-        provisioned(outcome, key)
+        provisioned(outcome)
     }
 
     /// `reportUsage`: records usage of a metered feature.
@@ -502,7 +502,7 @@ impl<S: Storage, B: Billing> Engine<S, B> {
             .await?;
         match outcome {
             Outcome::UsageReported(report) => Ok(report),
-            _ => Err(key_reused_for(key)),
+            _ => Err(foreign_outcome()),
         }
     }
 
@@ -534,7 +534,7 @@ impl<S: Storage, B: Billing> Engine<S, B> {
             .await?;
         match outcome {
             Outcome::Granted(grant) => Ok(grant),
-            _ => Err(key_reused_for(key)),
+            _ => Err(foreign_outcome()),
         }
     }
 
@@ -605,7 +605,7 @@ impl<S: Storage, B: Billing> Engine<S, B> {
             .await?;
         match outcome {
             Outcome::Advanced(events) => Ok(events),
-            _ => Err(key_reused_for(None)),
+            _ => Err(foreign_outcome()),
         }
     }
 
@@ -717,21 +717,15 @@ impl<S: Storage, B: Billing> Engine<S, B> {
     }
 }
 
-fn provisioned(outcome: Outcome, key: Option<&IdempotencyKey>) -> Result<Provisioned, Error> {
+fn provisioned(outcome: Outcome) -> Result<Provisioned, Error> {
     match outcome {
         Outcome::Provisioned(answer) => Ok(answer),
-        _ => Err(key_reused_for(key)),
+        _ => Err(foreign_outcome()),
     }
 }
 
-/// The error for a recorded outcome of another kind than the operation's: only a key
-/// reused across operations can give one.
-fn key_reused_for(key: Option<&IdempotencyKey>) -> Error {
-    match key {
-        Some(key) => key_reused(key),
-        None => Error::new(
-            Code::IdempotencyKeyReused,
-            "an operation answered with another operation's outcome",
-        ),
-    }
+/// The error for an outcome of another kind than the operation's: only a storage that
+/// answered a record it was never given can cause one.
+fn foreign_outcome() -> Error {
+    Error::storage("the stored outcome does not answer this operation")
 }

@@ -410,6 +410,41 @@ fn without_a_billing_integration_the_provider_is_never_called() {
     assert!(engine.billing().calls().is_empty());
 }
 
+#[test]
+fn advancing_bills_each_issued_invoice_and_a_billing_failure_saves_nothing() {
+    let engine = engine();
+    let c1 = CustomerId::new("c1");
+    let jan = t("2025-01-01T00:00:00Z");
+    block_on(engine.provision_customer(&customer_request("c1", true), jan, None)).unwrap();
+    block_on(engine.provision_subscription(
+        &request(
+            "c1",
+            json!({"planId": "basic", "billingPeriod": "MONTHLY", "skipTrial": true}),
+        ),
+        jan,
+        None,
+    ))
+    .unwrap();
+    assert!(
+        block_on(engine.advance(&c1, t("2025-01-31T00:00:00Z")))
+            .unwrap()
+            .is_empty()
+    );
+    let before = stored(&engine, "c1");
+    let calls = engine.billing().calls().len();
+    engine.billing().fail_call(calls + 1);
+    let error = block_on(engine.advance(&c1, t("2025-03-01T00:00:00Z"))).unwrap_err();
+    assert_eq!(error.code(), Code::BillingProviderError);
+    assert_eq!(stored(&engine, "c1"), before);
+    let events = block_on(engine.advance(&c1, t("2025-03-01T00:00:00Z"))).unwrap();
+    let invoices: Vec<_> = events.iter().filter_map(|e| e.invoice.clone()).collect();
+    assert_eq!(invoices.len(), 2, "{events:?}");
+    assert_eq!(engine.billing().charged()[1..], invoices[..]);
+    assert_eq!(stored(&engine, "c1").unwrap().state.invoices.len(), 3);
+    let error = block_on(engine.advance(&CustomerId::new("ghost"), jan)).unwrap_err();
+    assert_eq!(error.code(), Code::Decision(ErrorCode::CustomerNotFound));
+}
+
 // ---- version conflicts ----
 
 /// A store where another writer changes the customer right before each of the engine's
