@@ -20,6 +20,7 @@ use crate::billing::{Billing, CheckoutId};
 use crate::error::{Code, Error};
 use crate::storage::{Commit, IdempotencyKey, Recorded, Saved, Storage};
 use chrono::{DateTime, Utc};
+use tollgate_core::cancellation::CancelRequest;
 use tollgate_core::coupon::Redemptions;
 use tollgate_core::customer::{Customer, CustomerState};
 use tollgate_core::entitlement::{GrantPromotionalEntitlementRequest, PromotionalGrant};
@@ -66,6 +67,13 @@ pub enum Operation {
     ReportUsage(ReportUsageRequest),
     /// `grantPromotionalEntitlement`.
     GrantPromotionalEntitlement(GrantPromotionalEntitlementRequest),
+    /// `cancelSubscription`.
+    CancelSubscription {
+        /// The customer holding the subscription.
+        customer: CustomerId,
+        /// The request.
+        request: CancelRequest,
+    },
     /// The clock's transitions for one customer.
     Advance {
         /// The customer.
@@ -86,6 +94,7 @@ impl Operation {
             Self::GrantPromotionalEntitlement(request) => &request.customer_id,
             Self::UpdateCustomer { customer, .. }
             | Self::CompleteCheckout { customer, .. }
+            | Self::CancelSubscription { customer, .. }
             | Self::Advance { customer, .. } => customer,
         }
     }
@@ -102,6 +111,7 @@ impl Operation {
             | Self::CompleteCheckout { .. }
             | Self::ReportUsage(_)
             | Self::GrantPromotionalEntitlement(_)
+            | Self::CancelSubscription { .. }
             | Self::Advance { .. } => false,
         }
     }
@@ -123,6 +133,18 @@ pub enum Outcome {
     Granted(PromotionalGrant),
     /// The clock's transitions, in time order.
     Advanced(Vec<Event>),
+    /// `cancelSubscription`: the subscription as saved and the credit invoice, if any.
+    Canceled(Canceled),
+}
+
+/// The answer of a `cancelSubscription`.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub struct Canceled {
+    /// The subscription as saved.
+    pub subscription: Option<Subscription>,
+    /// The cancellation's credit invoice, if one was issued.
+    pub invoice: Option<tollgate_core::invoice::Invoice>,
 }
 
 /// The answer of a provisioning.
@@ -478,6 +500,52 @@ impl<S: Storage, B: Billing> Engine<S, B> {
             })
             .await?;
         provisioned(outcome)
+    }
+
+    /// `cancelSubscription`: ends a subscription now or later (SPEC.md §4).
+    ///
+    /// # Errors
+    /// `CustomerNotFound`, every error of
+    /// [`tollgate_core::cancellation::cancel_subscription`], billing and storage failures,
+    /// `ConcurrentModification`, `IdempotencyKeyReused`.
+    pub async fn cancel_subscription(
+        &self,
+        customer: &CustomerId,
+        request: &CancelRequest,
+        now: DateTime<Utc>,
+        key: Option<&IdempotencyKey>,
+    ) -> Result<Canceled, Error> {
+        let operation = Operation::CancelSubscription {
+            customer: customer.clone(),
+            request: request.clone(),
+        };
+        let outcome = self
+            .write(operation, key, |state, _| {
+                let state = existing(state, customer)?;
+                let decision = tollgate_core::cancellation::cancel_subscription(
+                    &self.catalog,
+                    &state,
+                    request,
+                    now,
+                    &self.settings,
+                )?;
+                let subscription = decision.subscription.clone();
+                let invoice = decision.invoice.clone();
+                Ok(Attempt {
+                    billed: vec![decision.effects],
+                    ..Attempt::stored(decision.state, move |state| {
+                        Outcome::Canceled(Canceled {
+                            subscription: state.subscription(subscription.as_str()).cloned(),
+                            invoice,
+                        })
+                    })
+                })
+            })
+            .await?;
+        match outcome {
+            Outcome::Canceled(canceled) => Ok(canceled),
+            _ => Err(foreign_outcome()),
+        }
     }
 
     /// `reportUsage`: records usage of a metered feature.

@@ -34,7 +34,7 @@ pub mod memory;
 pub mod storage;
 
 pub use billing::{Billing, CheckoutId};
-pub use engine::{CustomerProvisioned, Engine, Operation, Outcome, Provisioned};
+pub use engine::{Canceled, CustomerProvisioned, Engine, Operation, Outcome, Provisioned};
 pub use error::{Code, Error};
 pub use memory::{MemoryStorage, ScriptedBilling};
 pub use storage::{Commit, IdempotencyKey, Recorded, Saved, Storage, Stored, Version};

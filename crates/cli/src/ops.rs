@@ -56,10 +56,7 @@ pub const OPS: &[(&str, Op)] = &[
     ("provisionSubscription", Op::Run(provision_subscription)),
     ("completeCheckout", Op::Run(complete_checkout)),
     ("updateSubscription", Op::Missing(UPDATE)),
-    (
-        "cancelSubscription",
-        Op::Missing("core's cancellation decision"),
-    ),
+    ("cancelSubscription", Op::Run(cancel_subscription)),
     (
         "cancelScheduledUpdates",
         Op::Missing("core's removal of scheduled updates"),
@@ -219,6 +216,40 @@ fn complete_checkout(context: &Context<'_>, input: Option<&Value>) -> Result<Val
         None,
     ))?;
     Ok(provisioned(&answer))
+}
+
+/// The customer holding subscription `id`: scenario inputs that name a subscription do not
+/// name its customer.
+fn owner(context: &Context<'_>, id: &SubscriptionId) -> Result<CustomerId, Error> {
+    for customer in context.engine.storage().customer_ids() {
+        let state = block_on(context.engine.customer_state(&customer))?;
+        if state.subscription(id.as_str()).is_some() {
+            return Ok(customer);
+        }
+    }
+    Err(Error::new(
+        ErrorCode::SubscriptionNotFound,
+        format!("subscription `{id}` does not exist"),
+    ))
+}
+
+fn cancel_subscription(context: &Context<'_>, input: Option<&Value>) -> Result<Value, Error> {
+    let request: tollgate_core::cancellation::CancelRequest = parse(input)?;
+    let customer = owner(context, &request.subscription_id)?;
+    let answer = block_on(context.engine.cancel_subscription(
+        &customer,
+        &request,
+        context.now,
+        None,
+    ))?;
+    let mut result = Map::new();
+    if let Some(sub) = &answer.subscription {
+        result.insert("subscription".to_owned(), view::subscription(sub));
+    }
+    if let Some(invoice) = &answer.invoice {
+        result.insert("invoice".to_owned(), view::invoice(invoice));
+    }
+    Ok(Value::Object(result))
 }
 
 fn get_subscriptions(context: &Context<'_>, input: Option<&Value>) -> Result<Value, Error> {

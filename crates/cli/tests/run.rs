@@ -137,14 +137,14 @@ fn json_lines_follow_the_format() {
     assert_eq!(renewals, ["c2", "c1"]);
     let unsupported = &lines
         .iter()
-        .find(|l| l["op"] == "cancelSubscription")
+        .find(|l| l["op"] == "updateSubscription")
         .unwrap()["error"];
     assert_eq!(unsupported["code"], "Unsupported");
     assert!(
         unsupported["message"]
             .as_str()
             .unwrap()
-            .contains("`cancelSubscription`")
+            .contains("`updateSubscription`")
     );
 }
 

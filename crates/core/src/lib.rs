@@ -24,6 +24,7 @@
 //! ```
 #![deny(missing_docs)]
 
+pub mod cancellation;
 pub mod catalog;
 pub mod change;
 pub mod coupon;

@@ -1,0 +1,170 @@
+//! `cancelSubscription` (SPEC.md §4, FORMAT.md §6 "Ends").
+//!
+//! A cancellation is a pending end at the instant the request chooses; the clock then ends
+//! the subscription exactly as it ends any other: `IMMEDIATE` ends it now, crediting the
+//! unused rest of what was charged (unless `prorate: false`) on a `CANCELLATION` invoice;
+//! `END_OF_BILLING_PERIOD` ends it at its period end (a trial at its trial end) without
+//! credit; `SPECIFIC_DATE` ends it at `endDate` (a future date, for a trial at most its
+//! end), crediting the rest of the period containing that date unless `prorate: false`.
+//! With action `DEFAULT` the product's end setup then applies; `REVOKE_ENTITLEMENTS`
+//! skips it. Without `cancellationTime`, the product's default cancellation time decides.
+
+use crate::catalog::{CancellationTime, Catalog};
+use crate::customer::CustomerState;
+use crate::error::{Error, ErrorCode};
+use crate::id::SubscriptionId;
+use crate::invoice::Invoice;
+use crate::lifecycle;
+use crate::provision::{Effects, Ending};
+use crate::settings::Settings;
+use crate::subscription::CancelReason;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+/// When a cancellation takes effect.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum CancellationTiming {
+    /// Now.
+    Immediate,
+    /// At the end of the billing period (of the trial, for a trial).
+    EndOfBillingPeriod,
+    /// At `endDate`.
+    SpecificDate,
+}
+
+/// What a cancellation does to entitlements.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum CancellationAction {
+    /// The product's end setup applies (downgrade to the free plan, or nothing).
+    #[default]
+    Default,
+    /// Entitlements are revoked: no end setup.
+    RevokeEntitlements,
+}
+
+/// A `cancelSubscription` request.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct CancelRequest {
+    /// The subscription.
+    pub subscription_id: SubscriptionId,
+    /// When (default: the product's cancellation time).
+    pub cancellation_time: Option<CancellationTiming>,
+    /// The date, for `SPECIFIC_DATE`.
+    pub end_date: Option<DateTime<Utc>>,
+    /// What happens to entitlements (default `DEFAULT`).
+    pub action: Option<CancellationAction>,
+    /// Whether unused time is credited (default true; ignored at a period end).
+    pub prorate: Option<bool>,
+}
+
+/// The decision of a `cancelSubscription` request.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub struct CancelDecision {
+    /// The customer's state afterwards.
+    pub state: CustomerState,
+    /// The canceled subscription.
+    pub subscription: SubscriptionId,
+    /// The cancellation's credit invoice, if one was issued now.
+    pub invoice: Option<Invoice>,
+    /// What changed, for the billing provider.
+    pub effects: Effects,
+}
+
+fn invalid_date(message: String) -> Error {
+    Error::new(ErrorCode::InvalidCancellationDate, message)
+}
+
+/// Decides a `cancelSubscription` request for the customer in `state` at `now`.
+///
+/// # Errors
+/// `CustomerIsArchived`, `SubscriptionNotFound`, `SubscriptionAlreadyCanceledOrExpired`,
+/// `InvalidCancellationDate` (a `SPECIFIC_DATE` without a future `endDate`, or after a
+/// trial's end), and the clock's errors.
+pub fn cancel_subscription(
+    catalog: &Catalog,
+    state: &CustomerState,
+    request: &CancelRequest,
+    now: DateTime<Utc>,
+    settings: &Settings,
+) -> Result<CancelDecision, Error> {
+    state.ensure_active()?;
+    let id = request.subscription_id.as_str();
+    let sub = state
+        .subscription(id)
+        .ok_or_else(|| crate::customer::not_found(id))?;
+    if sub.status.is_ended() {
+        return Err(Error::new(
+            ErrorCode::SubscriptionAlreadyCanceledOrExpired,
+            format!("subscription `{id}` has already ended"),
+        ));
+    }
+    let default = catalog
+        .product(sub.product.as_str())
+        .map_or(CancellationTime::Immediate, |p| p.journey.cancellation_time);
+    let timing = request.cancellation_time.unwrap_or(match default {
+        CancellationTime::Immediate => CancellationTiming::Immediate,
+        CancellationTime::EndOfBillingPeriod => CancellationTiming::EndOfBillingPeriod,
+    });
+    let period_end = if sub.is_trial {
+        sub.trial_end
+    } else {
+        sub.current_period.map(|p| p.end)
+    };
+    let (at, reason, credit) = match timing {
+        CancellationTiming::Immediate => (
+            now,
+            CancelReason::Immediate,
+            request.prorate.unwrap_or(true),
+        ),
+        CancellationTiming::EndOfBillingPeriod => match period_end {
+            Some(end) if end > now => (end, CancelReason::ScheduledCancellation, false),
+            _ => (now, CancelReason::Immediate, false),
+        },
+        CancellationTiming::SpecificDate => {
+            let date = request
+                .end_date
+                .ok_or_else(|| invalid_date("SPECIFIC_DATE needs `endDate`".to_owned()))?;
+            if date <= now {
+                return Err(invalid_date(format!("`{date}` is not in the future")));
+            }
+            if sub.is_trial && sub.trial_end.is_some_and(|end| date > end) {
+                return Err(invalid_date(format!("`{date}` is after the trial's end")));
+            }
+            (
+                date,
+                CancelReason::ScheduledCancellation,
+                request.prorate.unwrap_or(true),
+            )
+        }
+    };
+    let mut pending = state.clone();
+    let target = pending.subscription_mut(id)?;
+    target.cancellation_date = Some(at);
+    target.pending_cancel_reason = Some(reason);
+    target.credit_on_cancel = credit;
+    target.revoke_on_cancel =
+        request.action.unwrap_or_default() == CancellationAction::RevokeEntitlements;
+    target.scheduled_updates.clear();
+    let before = pending.subscriptions.len();
+    let invoices_before = pending.invoices.len();
+    let (after, _events) = lifecycle::advance(catalog, &pending, now, settings)?;
+    let invoice = after.invoices.get(invoices_before).cloned();
+    let mut effects = Effects::default();
+    effects.end.push(Ending {
+        subscription: request.subscription_id.clone(),
+        at,
+        reason,
+    });
+    effects.create = after.subscriptions.iter().skip(before).cloned().collect();
+    effects.invoice = invoice.clone();
+    Ok(CancelDecision {
+        state: after,
+        subscription: request.subscription_id.clone(),
+        invoice,
+        effects,
+    })
+}
