@@ -403,24 +403,7 @@ impl Clock<'_> {
         }
         // A parallel trial replaces the paid subscription of its scope, whatever the
         // direction: its unused time is credited on the converted subscription's invoice.
-        let replaced = self.state.subscriptions.iter().position(|s| {
-            s.id != sub.id
-                && s.in_scope(&sub.product, sub.resource.as_ref())
-                && !s.is_trial
-                && s.status.is_live()
-        });
-        let mut credits = Vec::new();
-        if let Some(r) = replaced {
-            let old = self.sub(r)?.clone();
-            credits = provision::credit_lines(
-                &old.charges,
-                self.at,
-                ProrationEvent::Change,
-                self.settings,
-                self.state,
-            )?;
-            self.end(r, CancelReason::UpgradeOrDowngrade)?;
-        }
+        let credits = self.replace_live(&sub, false)?;
         let stored = self.sub_mut(index)?;
         stored.is_trial = false;
         stored.status = SubscriptionStatus::Active;
@@ -437,27 +420,48 @@ impl Clock<'_> {
         self.bill_first_period(index, credits, InvoiceReason::SubscriptionCreation)
     }
 
-    fn start(&mut self, index: usize) -> Result<(), Error> {
-        let sub = self.sub(index)?.clone();
-        // A waiting subscription replaces the live one of its kind.
+    /// Ends the live subscription of `sub`'s scope of the given kind (trial or not), if
+    /// any, as replaced by `sub`, and returns the credit for its unused time.
+    fn replace_live(&mut self, sub: &Subscription, trial: bool) -> Result<Vec<InvoiceLine>, Error> {
         let replaced = self.state.subscriptions.iter().position(|s| {
             s.id != sub.id
                 && s.in_scope(&sub.product, sub.resource.as_ref())
-                && s.is_trial == sub.is_trial
+                && s.is_trial == trial
                 && s.status.is_live()
         });
-        let mut credits = Vec::new();
-        if let Some(r) = replaced {
-            let old = self.sub(r)?.clone();
-            credits = provision::credit_lines(
-                &old.charges,
-                self.at,
-                ProrationEvent::Change,
-                self.settings,
-                self.state,
-            )?;
-            self.end(r, CancelReason::UpgradeOrDowngrade)?;
-        }
+        let Some(r) = replaced else {
+            return Ok(Vec::new());
+        };
+        let old = self.sub(r)?.clone();
+        let credits = provision::credit_lines(
+            &old.charges,
+            self.at,
+            ProrationEvent::Change,
+            self.settings,
+            self.state,
+        )?;
+        self.end(r, CancelReason::UpgradeOrDowngrade)?;
+        Ok(credits)
+    }
+
+    /// Marks `index` as waiting for payment, with its first period running from now.
+    fn await_payment(&mut self, index: usize) -> Result<(), Error> {
+        let at = self.at;
+        let stored = self.sub_mut(index)?;
+        stored.status = SubscriptionStatus::PaymentPending;
+        stored.current_period = match stored.config.billing_period {
+            Some(bp) => Some(PeriodSeries::new(at, bp).nth(0)?),
+            None => None,
+        };
+        let id = stored.id.clone();
+        self.event(EventKind::SubscriptionStarted, &id, None);
+        Ok(())
+    }
+
+    fn start(&mut self, index: usize) -> Result<(), Error> {
+        let sub = self.sub(index)?.clone();
+        // A waiting subscription replaces the live one of its kind.
+        let credits = self.replace_live(&sub, sub.is_trial)?;
         let id = sub.id.clone();
         if sub.is_trial {
             let stored = self.sub_mut(index)?;
@@ -466,15 +470,7 @@ impl Clock<'_> {
             return Ok(());
         }
         if !self.can_collect(&sub) {
-            let at = self.at;
-            let stored = self.sub_mut(index)?;
-            stored.status = SubscriptionStatus::PaymentPending;
-            stored.current_period = match stored.config.billing_period {
-                Some(bp) => Some(PeriodSeries::new(at, bp).nth(0)?),
-                None => None,
-            };
-            self.event(EventKind::SubscriptionStarted, &id, None);
-            return Ok(());
+            return self.await_payment(index);
         }
         let stored = self.sub_mut(index)?;
         stored.status = SubscriptionStatus::Active;
@@ -526,15 +522,7 @@ impl Clock<'_> {
                 let new_index = self.state.subscriptions.len().saturating_sub(1);
                 let new_sub = self.sub(new_index)?.clone();
                 if !self.can_collect(&new_sub) {
-                    let at = self.at;
-                    let stored = self.sub_mut(new_index)?;
-                    stored.status = SubscriptionStatus::PaymentPending;
-                    stored.current_period = match stored.config.billing_period {
-                        Some(bp) => Some(PeriodSeries::new(at, bp).nth(0)?),
-                        None => None,
-                    };
-                    self.event(EventKind::SubscriptionStarted, &new_sub.id, None);
-                    return Ok(());
+                    return self.await_payment(new_index);
                 }
                 self.sub_mut(new_index)?.status = SubscriptionStatus::Active;
                 self.event(EventKind::SubscriptionStarted, &new_sub.id, None);
