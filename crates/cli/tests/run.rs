@@ -60,10 +60,13 @@ fn run(args: &[&str]) -> Run {
     tollgate_in(&scenarios_dir(), &all)
 }
 
-/// Runs `tollgate run ARGS… FILE` on `bytes` written to a scratch file beside the
-/// scenarios' catalog.
+/// Runs `tollgate run ARGS… FILE` on `bytes` written to a scratch file beside a copy of the
+/// scenarios' catalog. Each name gets its own directory: tests run in parallel, and one
+/// test's copy of the catalog must never be truncated while another test reads it.
 fn run_bytes(name: &str, bytes: &[u8], args: &[&str]) -> Run {
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("run-scenarios");
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join("run-scenarios")
+        .join(name);
     std::fs::create_dir_all(&dir).unwrap();
     std::fs::copy(
         scenarios_dir().join("catalog.json"),
