@@ -18,9 +18,7 @@ use crate::pricing::recurring_amount;
 use crate::proration::ProrationEvent;
 use crate::provision::{self, generate_id, record_invoice};
 use crate::settings::Settings;
-use crate::subscription::{
-    CancelReason, PaymentCollectionMethod, ScheduledUpdateType, Subscription, SubscriptionStatus,
-};
+use crate::subscription::{CancelReason, ScheduledUpdateType, Subscription, SubscriptionStatus};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
@@ -195,15 +193,17 @@ impl Clock<'_> {
             .plan(self.catalog)
             .is_ok_and(|p| p.pricing_type == PricingType::Paid);
         !(paid
-            && self.settings.billing_integration
-            && sub.payment_collection_method == PaymentCollectionMethod::Charge
+            && self.settings.charges(sub.payment_collection_method)
             && !self.state.customer.has_payment_method)
     }
 
-    /// Ends the subscription at the current instant and applies the end setup.
+    /// Ends the subscription at the current instant and applies the end setup (unless it was
+    /// replaced, converted or revoked).
     fn end(&mut self, index: usize, reason: CancelReason) -> Result<(), Error> {
         let at = self.at;
         let sub = self.sub_mut(index)?;
+        // A cancellation with REVOKE_ENTITLEMENTS skips the end setup.
+        let revoked = sub.revoke_on_cancel;
         sub.end(at, reason);
         let id = sub.id.clone();
         self.event(
@@ -215,12 +215,14 @@ impl Clock<'_> {
             &id,
             None,
         );
-        if !matches!(
-            reason,
-            CancelReason::TrialConverted
-                | CancelReason::UpgradeOrDowngrade
-                | CancelReason::CustomerArchived
-        ) {
+        if !revoked
+            && !matches!(
+                reason,
+                CancelReason::TrialConverted
+                    | CancelReason::UpgradeOrDowngrade
+                    | CancelReason::CustomerArchived
+            )
+        {
             self.end_setup(index)?;
         }
         Ok(())
@@ -249,13 +251,6 @@ impl Clock<'_> {
                     InvoiceReason::Cancellation,
                 )?;
             }
-        }
-        if sub.revoke_on_cancel {
-            let at = self.at;
-            let s = self.sub_mut(index)?;
-            s.end(at, reason);
-            self.event(EventKind::SubscriptionCanceled, &sub.id, None);
-            return Ok(());
         }
         self.end(index, reason)
     }
@@ -325,9 +320,7 @@ impl Clock<'_> {
         period_start: DateTime<Utc>,
         reason: InvoiceReason,
     ) -> Result<(), Error> {
-        if !self.settings.billing_integration
-            || sub.payment_collection_method == PaymentCollectionMethod::None
-        {
+        if !self.settings.writes_invoices(sub.payment_collection_method) {
             return Ok(());
         }
         let billing = Billing {

@@ -258,6 +258,21 @@ pub struct ProvisionDecision {
 }
 
 impl ProvisionDecision {
+    /// Records that `subscription` ends at `at` for `reason`.
+    fn end(&mut self, subscription: &SubscriptionId, at: DateTime<Utc>, reason: CancelReason) {
+        self.effects.end.push(Ending {
+            subscription: subscription.clone(),
+            at,
+            reason,
+        });
+    }
+
+    /// Creates `sub` and makes it the subscription the result is about.
+    fn create(&mut self, sub: Subscription) {
+        self.subscription = Some(sub.id.clone());
+        self.effects.create.push(sub);
+    }
+
     /// Applies the decision's effects to `state` at `now`.
     pub fn apply(&self, state: &mut CustomerState, now: DateTime<Utc>) {
         self.effects.apply(state, now);
@@ -887,11 +902,7 @@ impl<'a, 'c> Decider<'a, 'c> {
             if live_trial.plan_id() == &self.valid.plan.id {
                 return self.trial_conversion(d, start, live_trial, &scope);
             }
-            d.effects.end.push(Ending {
-                subscription: live_trial.id.clone(),
-                at: self.now,
-                reason: CancelReason::UpgradeOrDowngrade,
-            });
+            d.end(&live_trial.id, self.now, CancelReason::UpgradeOrDowngrade);
             d.explanation.push(format!(
                 "start: trial `{}` of plan `{}` ends now, replaced by plan `{}`",
                 live_trial.id,
@@ -906,11 +917,7 @@ impl<'a, 'c> Decider<'a, 'c> {
     /// A newer waiting request replaces the waiting one of its kind.
     fn replace_waiting(&self, d: &mut ProvisionDecision, waiting: Option<&Subscription>) {
         if let Some(w) = waiting {
-            d.effects.end.push(Ending {
-                subscription: w.id.clone(),
-                at: self.now,
-                reason: CancelReason::UpgradeOrDowngrade,
-            });
+            d.end(&w.id, self.now, CancelReason::UpgradeOrDowngrade);
             d.explanation.push(format!(
                 "start: waiting subscription `{}` is replaced by this request",
                 w.id
@@ -943,8 +950,7 @@ impl<'a, 'c> Decider<'a, 'c> {
             "start: `{}` waits until {start} (NOT_STARTED), then replaces the live subscription of its kind",
             sub.id
         ));
-        d.subscription = Some(sub.id.clone());
-        d.effects.create.push(sub);
+        d.create(sub);
         Ok(d)
     }
 
@@ -955,11 +961,7 @@ impl<'a, 'c> Decider<'a, 'c> {
         scope: &Scope<'_>,
     ) -> Result<ProvisionDecision, Error> {
         if let Some(old) = scope.live_trial {
-            d.effects.end.push(Ending {
-                subscription: old.id.clone(),
-                at: self.now,
-                reason: CancelReason::UpgradeOrDowngrade,
-            });
+            d.end(&old.id, self.now, CancelReason::UpgradeOrDowngrade);
             d.explanation.push(format!(
                 "start: trial `{}` is replaced by the new trial",
                 old.id
@@ -978,8 +980,7 @@ impl<'a, 'c> Decider<'a, 'c> {
             sub.id,
             sub.trial_end.unwrap_or(start)
         ));
-        d.subscription = Some(sub.id.clone());
-        d.effects.create.push(sub);
+        d.create(sub);
         Ok(d)
     }
 
@@ -994,26 +995,17 @@ impl<'a, 'c> Decider<'a, 'c> {
         match self.valid.product.journey.trial_conversion {
             TrialConversion::AtTrialEnd if trial_end > self.now => {
                 self.replace_waiting(&mut d, scope.waiting_paid);
-                d.effects.end.push(Ending {
-                    subscription: trial.id.clone(),
-                    at: trial_end,
-                    reason: CancelReason::TrialConverted,
-                });
+                d.end(&trial.id, trial_end, CancelReason::TrialConverted);
                 let sub = self.new_subscription(self.new_id()?, trial_end, &d.trial)?;
                 d.explanation.push(format!(
                     "start: trial conversion AT_TRIAL_END: `{}` starts when trial `{}` ends at {trial_end}",
                     sub.id, trial.id
                 ));
-                d.subscription = Some(sub.id.clone());
-                d.effects.create.push(sub);
+                d.create(sub);
                 Ok(d)
             }
             _ => {
-                d.effects.end.push(Ending {
-                    subscription: trial.id.clone(),
-                    at: self.now,
-                    reason: CancelReason::TrialConverted,
-                });
+                d.end(&trial.id, self.now, CancelReason::TrialConverted);
                 d.explanation.push(format!(
                     "start: trial conversion IMMEDIATE: trial `{}` ends now and the paid subscription starts",
                     trial.id
@@ -1059,8 +1051,7 @@ impl<'a, 'c> Decider<'a, 'c> {
             "start: `{}` created on plan `{}`",
             sub.id, self.valid.plan.id
         ));
-        d.subscription = Some(sub.id.clone());
-        d.effects.create.push(sub);
+        d.create(sub);
         Ok(d)
     }
 
@@ -1156,11 +1147,7 @@ impl<'a, 'c> Decider<'a, 'c> {
         if self.valid.plan.pricing_type == PricingType::Paid {
             d.effects.paid_product = Some(self.valid.plan.product.clone());
         }
-        d.effects.end.push(Ending {
-            subscription: current.id.clone(),
-            at: now,
-            reason: CancelReason::UpgradeOrDowngrade,
-        });
+        d.end(&current.id, now, CancelReason::UpgradeOrDowngrade);
         let anchor_choice = self.request.billing_cycle_anchor.unwrap_or_default();
         let keep_period = anchor_choice == BillingCycleAnchor::Unchanged
             && current.billing_period().is_some()
@@ -1279,8 +1266,7 @@ impl<'a, 'c> Decider<'a, 'c> {
                 }
             }
         }
-        d.subscription = Some(sub.id.clone());
-        d.effects.create.push(sub);
+        d.create(sub);
         Ok(d)
     }
 
@@ -1295,8 +1281,7 @@ impl<'a, 'c> Decider<'a, 'c> {
             Some(terms) => terms.requires_payment_method,
             None => self.valid.plan.pricing_type == PricingType::Paid,
         };
-        let collects = self.settings.billing_integration
-            && new.payment_collection_method == PaymentCollectionMethod::Charge;
+        let collects = self.settings.charges(new.payment_collection_method);
         if !(starts_now && needs_method && collects) || self.state.customer.has_payment_method {
             d.explanation
                 .push(if starts_now && needs_method && collects {
@@ -1355,9 +1340,7 @@ impl<'a, 'c> Decider<'a, 'c> {
         else {
             return Ok(());
         };
-        if !self.settings.billing_integration
-            || sub.payment_collection_method == PaymentCollectionMethod::None
-        {
+        if !self.settings.writes_invoices(sub.payment_collection_method) {
             return Ok(());
         }
         if self.request.proration_behavior == Some(ProrationBehavior::CreateProrations)

@@ -2,6 +2,7 @@
 
 use crate::money::RoundingMode;
 use crate::proration::ProrationPolicy;
+use crate::subscription::PaymentCollectionMethod;
 
 /// How the host bills: whether a billing provider is connected, its proration convention and
 /// its rounding mode.
@@ -40,5 +41,19 @@ impl Settings {
             proration,
             rounding,
         }
+    }
+
+    /// Whether the billing provider charges a subscription collected by `method`: only then
+    /// does starting it need a payment method (SPEC.md §3 P).
+    #[must_use]
+    pub fn charges(&self, method: PaymentCollectionMethod) -> bool {
+        self.billing_integration && method == PaymentCollectionMethod::Charge
+    }
+
+    /// Whether invoices are written for a subscription collected by `method` (FORMAT.md §6:
+    /// integration on, `CHARGE` or `INVOICE`); otherwise money is still computed.
+    #[must_use]
+    pub fn writes_invoices(&self, method: PaymentCollectionMethod) -> bool {
+        self.billing_integration && method != PaymentCollectionMethod::None
     }
 }
