@@ -89,8 +89,8 @@
 //!   boundary of a promotional grant), whichever comes first.
 
 use crate::catalog::{
-    AddonBehavior, Catalog, Entitlement, EntitlementValue, Feature, FeatureKind, Meter, PriceModel,
-    Reset, ResetAnchor, ResetPeriod, UsageLimit,
+    AddonBehavior, Catalog, Entitlement, EntitlementValue, Feature, FeatureKind, FieldProblem,
+    Fields, Kind, PriceModel, Reset, ResetAnchor, ResetPeriod, UsageLimit, entitlement_value,
 };
 use crate::customer::CustomerState;
 use crate::error::{Error, ErrorCode};
@@ -1008,117 +1008,29 @@ impl EntitlementFields {
                 format!("feature `{}` does not exist", self.feature_id),
             )
         })?;
-        let present = [
-            ("granted", self.granted.is_some()),
-            ("value", self.value.is_some()),
-            ("usageLimit", self.usage_limit.is_some()),
-            ("hasUnlimitedUsage", self.has_unlimited_usage.is_some()),
-            ("hasSoftLimit", self.has_soft_limit.is_some()),
-            ("resetPeriod", self.reset_period.is_some()),
-            ("resetAnchor", self.reset_anchor.is_some()),
-            ("values", self.values.is_some()),
-        ];
-        let allowed: &[&str] = match EntitlementType::of(feature) {
-            EntitlementType::Boolean => &["granted"],
-            EntitlementType::Numeric => &["value"],
-            EntitlementType::Metered => &[
-                "usageLimit",
-                "hasUnlimitedUsage",
-                "hasSoftLimit",
-                "resetPeriod",
-                "resetAnchor",
-            ],
-            EntitlementType::Enum => &["values"],
+        let kind = match &feature.kind {
+            FeatureKind::Boolean => Kind::Boolean,
+            FeatureKind::Number { meter: None } => Kind::Number,
+            FeatureKind::Number { meter: Some(meter) } => Kind::Metered(*meter),
+            FeatureKind::Enum { values } => Kind::Enum(values),
         };
-        if let Some((key, _)) = present.iter().find(|(k, p)| *p && !allowed.contains(k)) {
-            return Err(invalid(format!(
-                "`{key}` does not apply to {} feature `{}`",
-                EntitlementType::of(feature).as_str(),
-                feature.id
-            )));
-        }
-        let value = match &feature.kind {
-            FeatureKind::Boolean => EntitlementValue::Boolean {
-                granted: self
-                    .granted
-                    .ok_or_else(|| invalid("a BOOLEAN entitlement needs `granted`".to_owned()))?,
-            },
-            FeatureKind::Number { meter: None } => {
-                let value = self
-                    .value
-                    .ok_or_else(|| invalid("a NUMBER entitlement needs `value`".to_owned()))?;
-                EntitlementValue::Numeric {
-                    value: u64::try_from(value)
-                        .map_err(|_| invalid(format!("`value` {value} is below 0")))?,
-                }
-            }
-            FeatureKind::Number { meter: Some(meter) } => self.metered(*meter, feature)?,
-            FeatureKind::Enum { values: declared } => {
-                let granted = self.values.as_deref().unwrap_or_default();
-                if granted.is_empty() {
-                    return Err(invalid(
-                        "an ENUM entitlement needs at least one value".to_owned(),
-                    ));
-                }
-                if let Some(undeclared) = granted.iter().find(|v| !declared.contains(v)) {
-                    return Err(invalid(format!(
-                        "value `{undeclared}` is not declared by feature `{}`",
-                        feature.id
-                    )));
-                }
-                EntitlementValue::Enum {
-                    values: declared
-                        .iter()
-                        .filter(|d| granted.contains(d))
-                        .cloned()
-                        .collect(),
-                }
-            }
+        let fields = Fields {
+            granted: self.granted,
+            value: self.value,
+            usage_limit: self.usage_limit,
+            has_unlimited_usage: self.has_unlimited_usage,
+            has_soft_limit: self.has_soft_limit,
+            reset_period: self.reset_period,
+            reset_anchor: self.reset_anchor,
+            values: self.values.as_deref(),
         };
+        let value = entitlement_value(feature.id.as_str(), kind, &fields).map_err(|problems| {
+            invalid(problems.into_iter().next().map_or_else(
+                || "the entitlement is not valid".to_owned(),
+                |p: FieldProblem| p.message,
+            ))
+        })?;
         Ok((feature, value))
-    }
-
-    fn metered(&self, meter: Meter, feature: &Feature) -> Result<EntitlementValue, Error> {
-        let limit = match (self.usage_limit, self.has_unlimited_usage) {
-            (Some(_), Some(true)) => {
-                return Err(invalid(
-                    "an entitlement is either limited (`usageLimit`) or unlimited, not both"
-                        .to_owned(),
-                ));
-            }
-            (None, Some(true)) => UsageLimit::Unlimited,
-            (Some(limit), _) => UsageLimit::Limited(
-                u64::try_from(limit)
-                    .map_err(|_| invalid(format!("`usageLimit` {limit} is below 0")))?,
-            ),
-            (None, _) => {
-                return Err(invalid(
-                    "a metered entitlement needs `usageLimit` or `hasUnlimitedUsage: true`"
-                        .to_owned(),
-                ));
-            }
-        };
-        let reset = match (self.reset_period, self.reset_anchor) {
-            (Some(_), _) if meter == Meter::Fluctuating => {
-                return Err(invalid(format!(
-                    "feature `{}` has a FLUCTUATING meter, whose usage never resets",
-                    feature.id
-                )));
-            }
-            (Some(period), anchor) => Some(Reset {
-                period,
-                anchor: anchor.unwrap_or_default(),
-            }),
-            (None, Some(_)) => {
-                return Err(invalid("`resetAnchor` needs `resetPeriod`".to_owned()));
-            }
-            (None, None) => None,
-        };
-        Ok(EntitlementValue::Metered {
-            limit,
-            soft_limit: self.has_soft_limit.unwrap_or(false),
-            reset,
-        })
     }
 }
 

@@ -5,6 +5,7 @@
 //! JSON path of the value at fault. Every check looks at one entry and at hash indexes, so
 //! validation is linear in the size of the catalog.
 
+use super::entitlement_value::{Fields, Kind, entitlement_value};
 use super::raw::{
     AmountText, RawAddon, RawCatalog, RawCoupon, RawCouponDuration, RawCouponType, RawEndSetup,
     RawEntitlement, RawFeature, RawFeatureType, RawPlan, RawPrice, RawPriceModel, RawProduct,
@@ -12,9 +13,8 @@ use super::raw::{
 };
 use super::{
     Addon, AddonBehavior, Catalog, Coupon, CouponDuration, Discount, EndSetup, Entitlement,
-    EntitlementValue, Feature, FeatureKind, Journey, Meter, Plan, Price, PriceModel, PriceSet,
-    PricingType, Product, PromotionCode, Reset, StartSetup, Tier, TrialPolicy, UnitScheme,
-    UsageLimit,
+    Feature, FeatureKind, Journey, Plan, Price, PriceModel, PriceSet, PricingType, Product,
+    PromotionCode, StartSetup, Tier, TrialPolicy, UnitScheme,
 };
 use crate::error::ErrorCode;
 use crate::id::{AddonId, CountryCode, CouponId, CustomerId, FeatureId, PlanId, ProductId};
@@ -1292,192 +1292,46 @@ impl<'r> Loader<'r> {
             ok = false;
         }
         let behavior = raw.behavior.unwrap_or(AddonBehavior::Increment);
-        let present = [
-            ("granted", raw.granted.is_some()),
-            ("value", raw.value.is_some()),
-            ("usageLimit", raw.usage_limit.is_some()),
-            ("hasUnlimitedUsage", raw.has_unlimited_usage.is_some()),
-            ("hasSoftLimit", raw.has_soft_limit.is_some()),
-            ("resetPeriod", raw.reset_period.is_some()),
-            ("resetAnchor", raw.reset_anchor.is_some()),
-            ("values", raw.values.is_some()),
-        ];
-        let (kind_name, allowed): (&str, &[&str]) = match feature.kind {
-            RawFeatureType::Boolean => ("BOOLEAN", &["granted"]),
-            RawFeatureType::Number if feature.meter.is_none() => ("NUMBER", &["value"]),
-            RawFeatureType::Number => (
-                "metered",
-                &[
-                    "usageLimit",
-                    "hasUnlimitedUsage",
-                    "hasSoftLimit",
-                    "resetPeriod",
-                    "resetAnchor",
-                ],
-            ),
-            RawFeatureType::Enum => ("ENUM", &["values"]),
+        let kind = match feature.kind {
+            RawFeatureType::Boolean => Kind::Boolean,
+            RawFeatureType::Number => match feature.meter {
+                None => Kind::Number,
+                Some(meter) => Kind::Metered(meter),
+            },
+            RawFeatureType::Enum => Kind::Enum(feature.values.as_deref().unwrap_or_default()),
         };
-        for (key, _) in present
-            .iter()
-            .filter(|(key, p)| *p && !allowed.contains(key))
-        {
-            self.report(
-                ErrorCode::InvalidEntitlement,
-                &at.field(key),
-                format!(
-                    "`{key}` does not apply to {kind_name} feature `{}`",
-                    raw.feature_id
-                ),
-            );
-            ok = false;
-        }
+        let fields = Fields {
+            granted: raw.granted,
+            value: raw.value,
+            usage_limit: raw.usage_limit,
+            has_unlimited_usage: raw.has_unlimited_usage,
+            has_soft_limit: raw.has_soft_limit,
+            reset_period: raw.reset_period,
+            reset_anchor: raw.reset_anchor,
+            values: raw.values.as_deref(),
+        };
+        let value = match entitlement_value(&raw.feature_id, kind, &fields) {
+            Ok(value) => value,
+            Err(problems) => {
+                // With a misplaced `behavior`, only the other misplaced fields are reported:
+                // the value itself is not looked at.
+                for p in problems.iter().filter(|p| ok || p.misplaced) {
+                    let path = match p.index {
+                        Some(i) => at.index(p.key, i),
+                        None => at.field(p.key),
+                    };
+                    self.report(ErrorCode::InvalidEntitlement, &path, p.message.clone());
+                }
+                return None;
+            }
+        };
         if !ok {
             return None;
         }
-        let value = match feature.kind {
-            RawFeatureType::Boolean => match raw.granted {
-                Some(granted) => EntitlementValue::Boolean { granted },
-                None => {
-                    self.report(
-                        ErrorCode::InvalidEntitlement,
-                        &at.field("granted"),
-                        "a BOOLEAN entitlement needs `granted`",
-                    );
-                    return None;
-                }
-            },
-            RawFeatureType::Number if feature.meter.is_none() => match raw.value.map(u64::try_from)
-            {
-                Some(Ok(value)) => EntitlementValue::Numeric { value },
-                Some(Err(_)) => {
-                    self.report(
-                        ErrorCode::InvalidEntitlement,
-                        &at.field("value"),
-                        "`value` is below 0",
-                    );
-                    return None;
-                }
-                None => {
-                    self.report(
-                        ErrorCode::InvalidEntitlement,
-                        &at.field("value"),
-                        "a NUMBER entitlement needs `value`",
-                    );
-                    return None;
-                }
-            },
-            RawFeatureType::Number => self.metered(raw, feature.meter, at)?,
-            RawFeatureType::Enum => {
-                let declared = feature.values.as_deref().unwrap_or_default();
-                let granted = raw.values.as_deref().unwrap_or_default();
-                if granted.is_empty() {
-                    self.report(
-                        ErrorCode::InvalidEntitlement,
-                        &at.field("values"),
-                        "an ENUM entitlement needs at least one value",
-                    );
-                    return None;
-                }
-                let mut all_declared = true;
-                for (j, undeclared) in granted
-                    .iter()
-                    .enumerate()
-                    .filter(|(_, v)| !declared.contains(v))
-                {
-                    self.report(
-                        ErrorCode::InvalidEntitlement,
-                        &at.index("values", j),
-                        format!(
-                            "value `{undeclared}` is not declared by feature `{}`",
-                            raw.feature_id
-                        ),
-                    );
-                    all_declared = false;
-                }
-                if !all_declared {
-                    return None;
-                }
-                let values = declared
-                    .iter()
-                    .filter(|v| granted.contains(v))
-                    .cloned()
-                    .collect();
-                EntitlementValue::Enum { values }
-            }
-        };
         Some(Entitlement {
             feature: FeatureId::new(raw.feature_id.as_str()),
             value,
             behavior,
-        })
-    }
-
-    fn metered(
-        &mut self,
-        raw: &RawEntitlement,
-        meter: Option<Meter>,
-        at: &At<'_>,
-    ) -> Option<EntitlementValue> {
-        let limit = match (raw.usage_limit, raw.has_unlimited_usage) {
-            (Some(_), Some(true)) => {
-                self.report(
-                    ErrorCode::InvalidEntitlement,
-                    &at.field("usageLimit"),
-                    "an entitlement is either limited (`usageLimit`) or unlimited, not both",
-                );
-                None
-            }
-            (None, Some(true)) => Some(UsageLimit::Unlimited),
-            (Some(limit), _) => match u64::try_from(limit) {
-                Ok(limit) => Some(UsageLimit::Limited(limit)),
-                Err(_) => {
-                    self.report(
-                        ErrorCode::InvalidEntitlement,
-                        &at.field("usageLimit"),
-                        "`usageLimit` is below 0",
-                    );
-                    None
-                }
-            },
-            (None, _) => {
-                self.report(
-                    ErrorCode::InvalidEntitlement,
-                    &at.field("usageLimit"),
-                    "a metered entitlement needs `usageLimit` or `hasUnlimitedUsage: true`",
-                );
-                None
-            }
-        };
-        let reset = match (raw.reset_period, raw.reset_anchor) {
-            (Some(_), _) if meter == Some(Meter::Fluctuating) => {
-                self.report(
-                    ErrorCode::InvalidEntitlement,
-                    &at.field("resetPeriod"),
-                    format!(
-                        "feature `{}` has a FLUCTUATING meter, whose usage never resets",
-                        raw.feature_id
-                    ),
-                );
-                None
-            }
-            (Some(period), anchor) => Some(Some(Reset {
-                period,
-                anchor: anchor.unwrap_or_default(),
-            })),
-            (None, Some(_)) => {
-                self.report(
-                    ErrorCode::InvalidEntitlement,
-                    &at.field("resetAnchor"),
-                    "`resetAnchor` needs `resetPeriod`",
-                );
-                None
-            }
-            (None, None) => Some(None),
-        };
-        Some(EntitlementValue::Metered {
-            limit: limit?,
-            soft_limit: raw.has_soft_limit.unwrap_or(false),
-            reset: reset?,
         })
     }
 

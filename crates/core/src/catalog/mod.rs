@@ -8,9 +8,11 @@
 //! References between catalog entries (`parentPlanId`, add-on `dependencies`,
 //! `compatibleAddonIds`, journey plans) name an id and resolve to its latest version.
 
+mod entitlement_value;
 mod load;
 mod raw;
 
+pub(crate) use entitlement_value::{FieldProblem, Fields, Kind, entitlement_value};
 pub use load::{CatalogError, Problem};
 
 use crate::id::{AddonId, CountryCode, CouponId, CustomerId, FeatureId, PlanId, ProductId};
