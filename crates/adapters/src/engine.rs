@@ -35,6 +35,9 @@ use tollgate_core::provision::{
 };
 use tollgate_core::settings::Settings;
 use tollgate_core::subscription::Subscription;
+use tollgate_core::update::{
+    CancelScheduledRequest, MigrateRequest, TransferRequest, UpdateRequest,
+};
 use tollgate_core::usage::{ReportUsageRequest, UsageReport};
 use tollgate_core::{Catalog, ErrorCode};
 
@@ -74,6 +77,39 @@ pub enum Operation {
         /// The request.
         request: CancelRequest,
     },
+    /// `updateSubscription`.
+    UpdateSubscription {
+        /// The customer holding the subscription.
+        customer: CustomerId,
+        /// The request.
+        request: UpdateRequest,
+    },
+    /// `cancelScheduledUpdates`.
+    CancelScheduledUpdates {
+        /// The customer holding the subscription.
+        customer: CustomerId,
+        /// The request.
+        request: CancelScheduledRequest,
+    },
+    /// `migrateSubscriptionToLatest`.
+    MigrateSubscription {
+        /// The customer holding the subscription.
+        customer: CustomerId,
+        /// The request.
+        request: MigrateRequest,
+    },
+    /// `transferSubscription`.
+    TransferSubscription {
+        /// The customer holding the subscription.
+        customer: CustomerId,
+        /// The request.
+        request: TransferRequest,
+    },
+    /// `archiveCustomer`.
+    ArchiveCustomer {
+        /// The customer.
+        customer: CustomerId,
+    },
     /// The clock's transitions for one customer.
     Advance {
         /// The customer.
@@ -95,6 +131,11 @@ impl Operation {
             Self::UpdateCustomer { customer, .. }
             | Self::CompleteCheckout { customer, .. }
             | Self::CancelSubscription { customer, .. }
+            | Self::UpdateSubscription { customer, .. }
+            | Self::CancelScheduledUpdates { customer, .. }
+            | Self::MigrateSubscription { customer, .. }
+            | Self::TransferSubscription { customer, .. }
+            | Self::ArchiveCustomer { customer }
             | Self::Advance { customer, .. } => customer,
         }
     }
@@ -106,8 +147,13 @@ impl Operation {
                 .subscription_params
                 .as_ref()
                 .is_some_and(|params| !params.is_null()),
-            Self::ProvisionSubscription(_) => true,
+            Self::ProvisionSubscription(_)
+            | Self::UpdateSubscription { .. }
+            | Self::MigrateSubscription { .. } => true,
             Self::UpdateCustomer { .. }
+            | Self::CancelScheduledUpdates { .. }
+            | Self::TransferSubscription { .. }
+            | Self::ArchiveCustomer { .. }
             | Self::CompleteCheckout { .. }
             | Self::ReportUsage(_)
             | Self::GrantPromotionalEntitlement(_)
@@ -123,9 +169,11 @@ impl Operation {
 pub enum Outcome {
     /// `provisionCustomer`.
     ProvisionCustomer(CustomerProvisioned),
-    /// `updateCustomer`: the customer as saved.
+    /// `updateCustomer` and `archiveCustomer`: the customer as saved.
     UpdateCustomer(Customer),
-    /// `provisionSubscription` and `completeCheckout`.
+    /// `provisionSubscription`, `completeCheckout`, and the changes of an existing
+    /// subscription (`updateSubscription`, `cancelScheduledUpdates`,
+    /// `migrateSubscriptionToLatest`, `transferSubscription`).
     Provisioned(Provisioned),
     /// `reportUsage`.
     UsageReported(UsageReport),
@@ -237,6 +285,7 @@ fn redeemed_codes(effects: &Effects, now: DateTime<Utc>) -> Vec<String> {
     effects
         .create
         .iter()
+        .chain(effects.replace.iter())
         .filter_map(|s| s.coupon.as_ref())
         .filter(|c| c.redeemed_at == now)
         .filter_map(|c| c.promotion_code.clone())
@@ -246,6 +295,7 @@ fn redeemed_codes(effects: &Effects, now: DateTime<Utc>) -> Vec<String> {
 /// Whether `effects` hold anything for the billing provider.
 fn is_billable(effects: &Effects) -> bool {
     !effects.create.is_empty()
+        || !effects.replace.is_empty()
         || !effects.end.is_empty()
         || !effects.schedule.is_empty()
         || effects.invoice.is_some()
@@ -548,6 +598,169 @@ impl<S: Storage, B: Billing> Engine<S, B> {
         }
     }
 
+    /// Runs a core decision about an existing subscription of `customer` (an update, a
+    /// migration, a transfer, the removal of scheduled updates).
+    async fn change<F>(
+        &self,
+        operation: Operation,
+        key: Option<&IdempotencyKey>,
+        now: DateTime<Utc>,
+        decide: F,
+    ) -> Result<Provisioned, Error>
+    where
+        F: Fn(&CustomerState, &Redemptions) -> Result<ProvisionDecision, tollgate_core::Error>
+            + Send
+            + Sync,
+    {
+        let customer = operation.customer().clone();
+        let outcome = self
+            .write(operation, key, |state, redemptions| {
+                let state = existing(state, &customer)?;
+                let decision = decide(&state, redemptions)?;
+                Ok(Attempt::provisioning(state, decision, now, |_, p| {
+                    Outcome::Provisioned(p)
+                }))
+            })
+            .await?;
+        provisioned(outcome)
+    }
+
+    /// `updateSubscription`: changes a subscription in place (SPEC.md §5).
+    ///
+    /// # Errors
+    /// `CustomerNotFound`, every error of [`tollgate_core::update::update_subscription`],
+    /// billing and storage failures, `ConcurrentModification`, `IdempotencyKeyReused`.
+    pub async fn update_subscription(
+        &self,
+        customer: &CustomerId,
+        request: &UpdateRequest,
+        now: DateTime<Utc>,
+        key: Option<&IdempotencyKey>,
+    ) -> Result<Provisioned, Error> {
+        let operation = Operation::UpdateSubscription {
+            customer: customer.clone(),
+            request: request.clone(),
+        };
+        self.change(operation, key, now, |state, redemptions| {
+            tollgate_core::update::update_subscription(
+                &self.catalog,
+                state,
+                request,
+                redemptions,
+                now,
+                &self.settings,
+            )
+        })
+        .await
+    }
+
+    /// `cancelScheduledUpdates`: drops a subscription's scheduled changes.
+    ///
+    /// # Errors
+    /// `CustomerNotFound`, every error of
+    /// [`tollgate_core::update::cancel_scheduled_updates`], billing and storage failures,
+    /// `ConcurrentModification`, `IdempotencyKeyReused`.
+    pub async fn cancel_scheduled_updates(
+        &self,
+        customer: &CustomerId,
+        request: &CancelScheduledRequest,
+        now: DateTime<Utc>,
+        key: Option<&IdempotencyKey>,
+    ) -> Result<Provisioned, Error> {
+        let operation = Operation::CancelScheduledUpdates {
+            customer: customer.clone(),
+            request: request.clone(),
+        };
+        self.change(operation, key, now, |state, _| {
+            tollgate_core::update::cancel_scheduled_updates(state, request)
+        })
+        .await
+    }
+
+    /// `migrateSubscriptionToLatest`: moves a subscription to its plan's latest version.
+    ///
+    /// # Errors
+    /// `CustomerNotFound`, every error of
+    /// [`tollgate_core::update::migrate_subscription_to_latest`], billing and storage
+    /// failures, `ConcurrentModification`, `IdempotencyKeyReused`.
+    pub async fn migrate_subscription(
+        &self,
+        customer: &CustomerId,
+        request: &MigrateRequest,
+        now: DateTime<Utc>,
+        key: Option<&IdempotencyKey>,
+    ) -> Result<Provisioned, Error> {
+        let operation = Operation::MigrateSubscription {
+            customer: customer.clone(),
+            request: request.clone(),
+        };
+        self.change(operation, key, now, |state, redemptions| {
+            tollgate_core::update::migrate_subscription_to_latest(
+                &self.catalog,
+                state,
+                request,
+                redemptions,
+                now,
+                &self.settings,
+            )
+        })
+        .await
+    }
+
+    /// `transferSubscription`: moves a subscription to another resource.
+    ///
+    /// # Errors
+    /// `CustomerNotFound`, every error of [`tollgate_core::update::transfer_subscription`],
+    /// billing and storage failures, `ConcurrentModification`, `IdempotencyKeyReused`.
+    pub async fn transfer_subscription(
+        &self,
+        customer: &CustomerId,
+        request: &TransferRequest,
+        now: DateTime<Utc>,
+        key: Option<&IdempotencyKey>,
+    ) -> Result<Provisioned, Error> {
+        let operation = Operation::TransferSubscription {
+            customer: customer.clone(),
+            request: request.clone(),
+        };
+        self.change(operation, key, now, |state, _| {
+            tollgate_core::update::transfer_subscription(&self.catalog, state, request)
+        })
+        .await
+    }
+
+    /// `archiveCustomer`: cancels every subscription now and archives the customer.
+    ///
+    /// # Errors
+    /// `CustomerNotFound`, `CustomerIsArchived`, billing and storage failures,
+    /// `ConcurrentModification`, `IdempotencyKeyReused`.
+    pub async fn archive_customer(
+        &self,
+        customer: &CustomerId,
+        now: DateTime<Utc>,
+        key: Option<&IdempotencyKey>,
+    ) -> Result<Customer, Error> {
+        let operation = Operation::ArchiveCustomer {
+            customer: customer.clone(),
+        };
+        let outcome = self
+            .write(operation, key, |state, _| {
+                let state = existing(state, customer)?;
+                let decision = tollgate_core::cancellation::archive_customer(&state, now)?;
+                Ok(Attempt {
+                    billed: vec![decision.effects],
+                    ..Attempt::stored(decision.state, |state| {
+                        Outcome::UpdateCustomer(state.customer.clone())
+                    })
+                })
+            })
+            .await?;
+        match outcome {
+            Outcome::UpdateCustomer(customer) => Ok(customer),
+            _ => Err(foreign_outcome()),
+        }
+    }
+
     /// `reportUsage`: records usage of a metered feature.
     ///
     /// # Errors
@@ -620,6 +833,30 @@ impl<S: Storage, B: Billing> Engine<S, B> {
         let state = self.customer_state(&request.customer_id).await?;
         let redemptions = self.storage.redemptions().await?;
         Ok(tollgate_core::estimate::estimate_subscription(
+            &self.catalog,
+            &state,
+            request,
+            &redemptions,
+            now,
+            &self.settings,
+        )?)
+    }
+
+    /// `estimateSubscriptionUpdate`: what `request` would charge, without applying or
+    /// billing anything.
+    ///
+    /// # Errors
+    /// `CustomerNotFound`, every error of
+    /// [`tollgate_core::estimate::estimate_subscription_update`], storage failures.
+    pub async fn estimate_subscription_update(
+        &self,
+        customer: &CustomerId,
+        request: &UpdateRequest,
+        now: DateTime<Utc>,
+    ) -> Result<Estimate, Error> {
+        let state = self.customer_state(customer).await?;
+        let redemptions = self.storage.redemptions().await?;
+        Ok(tollgate_core::estimate::estimate_subscription_update(
             &self.catalog,
             &state,
             request,

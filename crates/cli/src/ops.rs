@@ -1,7 +1,6 @@
 //! The operations a scenario step can name (FORMAT.md §2): each parses its input, runs
-//! through the engine at the step's instant and answers FORMAT.md §3 JSON. An operation
-//! core cannot decide yet answers `Unsupported`; adding one is a handler and its row in
-//! [`OPS`].
+//! through the engine at the step's instant and answers FORMAT.md §3 JSON. Adding one is a
+//! handler and its row in [`OPS`].
 
 use chrono::{DateTime, Utc};
 use pollster::block_on;
@@ -21,6 +20,9 @@ use tollgate_core::entitlement::{
 use tollgate_core::id::{CustomerId, SubscriptionId};
 use tollgate_core::journey::{CustomerFields, ProvisionCustomerRequest};
 use tollgate_core::provision::ProvisionRequest;
+use tollgate_core::update::{
+    CancelScheduledRequest, MigrateRequest, TransferRequest, UpdateRequest,
+};
 use tollgate_core::usage::ReportUsageRequest;
 use tollgate_core::view;
 
@@ -37,67 +39,42 @@ pub struct Context<'a> {
     pub now: DateTime<Utc>,
 }
 
-type Handler = fn(&Context<'_>, Option<&Value>) -> Result<Value, Error>;
-
-/// How a scenario operation runs.
-pub enum Op {
-    /// Through this handler.
-    Run(Handler),
-    /// Not yet: core lacks what the text names.
-    Missing(&'static str),
-}
+/// How a scenario operation runs: it parses its input and answers its result.
+pub type Handler = fn(&Context<'_>, Option<&Value>) -> Result<Value, Error>;
 
 /// Every operation of FORMAT.md §2, by name.
-pub const OPS: &[(&str, Op)] = &[
-    ("provisionCustomer", Op::Run(provision_customer)),
-    ("getCustomer", Op::Run(get_customer)),
-    ("updateCustomer", Op::Run(update_customer)),
-    ("archiveCustomer", Op::Missing("core's customer archiving")),
-    ("provisionSubscription", Op::Run(provision_subscription)),
-    ("completeCheckout", Op::Run(complete_checkout)),
-    ("updateSubscription", Op::Missing(UPDATE)),
-    ("cancelSubscription", Op::Run(cancel_subscription)),
-    (
-        "cancelScheduledUpdates",
-        Op::Missing("core's removal of scheduled updates"),
-    ),
-    (
-        "migrateSubscriptionToLatest",
-        Op::Missing("core's migration decision"),
-    ),
-    (
-        "transferSubscription",
-        Op::Missing("core's transfer decision"),
-    ),
-    ("estimateSubscription", Op::Run(estimate_subscription)),
-    ("estimateSubscriptionUpdate", Op::Missing(UPDATE)),
-    ("reportUsage", Op::Run(report_usage)),
-    (
-        "grantPromotionalEntitlement",
-        Op::Run(grant_promotional_entitlement),
-    ),
-    ("getEntitlement", Op::Run(get_entitlement)),
-    ("getEntitlements", Op::Run(get_entitlements)),
-    ("getSubscriptions", Op::Run(get_subscriptions)),
-    ("getInvoices", Op::Run(get_invoices)),
-    ("advance", Op::Run(advance)),
+pub const OPS: &[(&str, Handler)] = &[
+    ("provisionCustomer", provision_customer),
+    ("getCustomer", get_customer),
+    ("updateCustomer", update_customer),
+    ("archiveCustomer", archive_customer),
+    ("provisionSubscription", provision_subscription),
+    ("completeCheckout", complete_checkout),
+    ("updateSubscription", update_subscription),
+    ("cancelSubscription", cancel_subscription),
+    ("cancelScheduledUpdates", cancel_scheduled_updates),
+    ("migrateSubscriptionToLatest", migrate_subscription),
+    ("transferSubscription", transfer_subscription),
+    ("estimateSubscription", estimate_subscription),
+    ("estimateSubscriptionUpdate", estimate_subscription_update),
+    ("reportUsage", report_usage),
+    ("grantPromotionalEntitlement", grant_promotional_entitlement),
+    ("getEntitlement", get_entitlement),
+    ("getEntitlements", get_entitlements),
+    ("getSubscriptions", get_subscriptions),
+    ("getInvoices", get_invoices),
+    ("advance", advance),
 ];
 
-const UPDATE: &str = "core's in-place subscription update decision";
-
 /// The operation named `name`.
-pub fn find(name: &str) -> Option<&'static Op> {
+pub fn find(name: &str) -> Option<&'static Handler> {
     OPS.iter().find(|(n, _)| *n == name).map(|(_, op)| op)
 }
 
 /// Runs operation `name` with `input`.
 pub fn run(context: &Context<'_>, name: &str, input: Option<&Value>) -> Result<Value, Error> {
     match find(name) {
-        Some(Op::Run(handler)) => handler(context, input),
-        Some(Op::Missing(what)) => Err(Error::new(
-            ErrorCode::Unsupported,
-            format!("`{name}` is not supported yet: it needs {what}"),
-        )),
+        Some(handler) => handler(context, input),
         None => Err(bad_input(format!("unknown operation `{name}`"))),
     }
 }
@@ -250,6 +227,107 @@ fn cancel_subscription(context: &Context<'_>, input: Option<&Value>) -> Result<V
         result.insert("invoice".to_owned(), view::invoice(invoice));
     }
     Ok(Value::Object(result))
+}
+
+/// The answer of a change to an existing subscription: the subscription as saved, and
+/// the keys FORMAT.md §2 lists for the operation.
+fn changed(answer: &Provisioned, with_direction: bool, with_invoice: bool) -> Value {
+    let mut result = Map::new();
+    if let Some(sub) = &answer.subscription {
+        result.insert("subscription".to_owned(), view::subscription(sub));
+    }
+    if with_direction {
+        result.insert(
+            "isScheduled".to_owned(),
+            json!(answer.decision.is_scheduled),
+        );
+        result.insert(
+            "changeType".to_owned(),
+            view::name(&answer.decision.change_type),
+        );
+    }
+    if let Some(invoice) = answer
+        .decision
+        .effects
+        .invoice
+        .as_ref()
+        .filter(|_| with_invoice)
+    {
+        result.insert("invoice".to_owned(), view::invoice(invoice));
+    }
+    Value::Object(result)
+}
+
+fn update_subscription(context: &Context<'_>, input: Option<&Value>) -> Result<Value, Error> {
+    let request: UpdateRequest = parse(input)?;
+    let customer = owner(context, &request.subscription_id)?;
+    let answer = block_on(context.engine.update_subscription(
+        &customer,
+        &request,
+        context.now,
+        None,
+    ))?;
+    Ok(changed(&answer, true, true))
+}
+
+fn cancel_scheduled_updates(context: &Context<'_>, input: Option<&Value>) -> Result<Value, Error> {
+    let request: CancelScheduledRequest = parse(input)?;
+    let customer = owner(context, &request.subscription_id)?;
+    let answer = block_on(context.engine.cancel_scheduled_updates(
+        &customer,
+        &request,
+        context.now,
+        None,
+    ))?;
+    Ok(changed(&answer, false, false))
+}
+
+fn migrate_subscription(context: &Context<'_>, input: Option<&Value>) -> Result<Value, Error> {
+    let request: MigrateRequest = parse(input)?;
+    let customer = owner(context, &request.subscription_id)?;
+    let answer = block_on(context.engine.migrate_subscription(
+        &customer,
+        &request,
+        context.now,
+        None,
+    ))?;
+    Ok(changed(&answer, false, true))
+}
+
+fn transfer_subscription(context: &Context<'_>, input: Option<&Value>) -> Result<Value, Error> {
+    let request: TransferRequest = parse(input)?;
+    let customer = owner(context, &request.subscription_id)?;
+    let answer = block_on(context.engine.transfer_subscription(
+        &customer,
+        &request,
+        context.now,
+        None,
+    ))?;
+    Ok(changed(&answer, false, false))
+}
+
+fn archive_customer(context: &Context<'_>, input: Option<&Value>) -> Result<Value, Error> {
+    let input: CustomerInput = parse(input)?;
+    let customer = block_on(context.engine.archive_customer(
+        &input.customer_id,
+        context.now,
+        None,
+    ))?;
+    Ok(json!({"customer": view::customer(&customer)}))
+}
+
+fn estimate_subscription_update(
+    context: &Context<'_>,
+    input: Option<&Value>,
+) -> Result<Value, Error> {
+    let request: UpdateRequest = parse(input)?;
+    let customer = owner(context, &request.subscription_id)?;
+    let estimate = block_on(context.engine.estimate_subscription_update(
+        &customer,
+        &request,
+        context.now,
+    ))?;
+    Ok(view::estimate(&estimate))
 }
 
 fn get_subscriptions(context: &Context<'_>, input: Option<&Value>) -> Result<Value, Error> {

@@ -138,16 +138,16 @@ fn json_lines_follow_the_format() {
         .map(|e| e["customerId"].as_str().unwrap())
         .collect();
     assert_eq!(renewals, ["c2", "c1"]);
-    let unsupported = &lines
+    let refused = &lines
         .iter()
         .find(|l| l["op"] == "updateSubscription")
         .unwrap()["error"];
-    assert_eq!(unsupported["code"], "Unsupported");
+    assert_eq!(refused["code"], "InvalidArgumentError");
     assert!(
-        unsupported["message"]
+        refused["message"]
             .as_str()
             .unwrap()
-            .contains("`updateSubscription`")
+            .contains("exactly one per-unit price")
     );
 }
 

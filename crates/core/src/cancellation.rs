@@ -168,3 +168,43 @@ pub fn cancel_subscription(
         effects,
     })
 }
+
+/// The decision of an `archiveCustomer` request.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub struct ArchiveDecision {
+    /// The customer's state afterwards.
+    pub state: CustomerState,
+    /// What changed, for the billing provider.
+    pub effects: Effects,
+}
+
+/// Archives the customer in `state` at `now` (FORMAT.md §6 "Ends"): every subscription that
+/// has not ended (waiting ones included) is canceled now with `CustomerArchived`, without
+/// credit and without the product's end setup; pending checkouts are dropped. Reads still
+/// answer afterwards; every change fails with `CustomerIsArchived`.
+///
+/// # Errors
+/// `CustomerIsArchived` when it already is.
+pub fn archive_customer(
+    state: &CustomerState,
+    now: DateTime<Utc>,
+) -> Result<ArchiveDecision, Error> {
+    state.ensure_active()?;
+    let mut effects = Effects::default();
+    for sub in state.subscriptions.iter().filter(|s| !s.status.is_ended()) {
+        effects.end.push(Ending {
+            subscription: sub.id.clone(),
+            at: now,
+            reason: CancelReason::CustomerArchived,
+        });
+    }
+    let mut after = state.clone();
+    effects.apply(&mut after, now);
+    after.customer.archived = true;
+    after.pending_checkouts.clear();
+    Ok(ArchiveDecision {
+        state: after,
+        effects,
+    })
+}

@@ -120,8 +120,6 @@ error_codes! {
     InvalidSubscriptionStatus,
     /// A date out of range or an argument that cannot be used.
     InvalidArgumentError,
-    /// The operation exists in the contract but this build does not implement it.
-    Unsupported,
 }
 
 impl fmt::Display for ErrorCode {

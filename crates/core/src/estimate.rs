@@ -1,6 +1,7 @@
 //! Estimates: what a request would charge, computed by the very code that executes it.
 //!
-//! `estimateSubscription` runs provisioning's stages (without the payment stage: an
+//! `estimateSubscription` (and `estimateSubscriptionUpdate`) runs provisioning's (the
+//! update's) stages (without the payment stage: an
 //! estimate never needs a payment method) and settles the resulting charge with the same
 //! settlement function invoices use, so an estimate equals the invoice provisioning would
 //! issue (FORMAT.md §3 estimate, §6 "Estimates follow the same rules"):
@@ -19,13 +20,15 @@ use crate::change::ChangeType;
 use crate::coupon::Redemptions;
 use crate::customer::CustomerState;
 use crate::error::Error;
+use crate::id::SubscriptionId;
 use crate::invoice::{self, Billing, InvoiceLine, LineKind, Settlement, TaxRate, Totals};
 use crate::money::{self, Currency};
 use crate::period::{Period, PeriodSeries};
 use crate::pricing::recurring_amount;
-use crate::provision::{self, ProvisionRequest, Stages};
+use crate::provision::{self, Mode, ProvisionDecision, ProvisionRequest, Stages};
 use crate::settings::Settings;
 use crate::subscription::Subscription;
+use crate::update::UpdateRequest;
 use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
 
@@ -100,37 +103,74 @@ pub fn estimate_subscription(
         redemptions,
         now,
         settings,
+        Mode {
+            stages: Stages::WithoutPayment,
+            in_place: None,
+        },
+    )?;
+    estimate_decision(catalog, state, &decision, now, settings)
+}
+
+/// Estimates an `updateSubscription` request without applying anything.
+///
+/// # Errors
+/// Every error of [`crate::update::update_subscription`] except `PaymentMethodNotFound`.
+pub fn estimate_subscription_update(
+    catalog: &Catalog,
+    state: &CustomerState,
+    request: &UpdateRequest,
+    redemptions: &Redemptions,
+    now: DateTime<Utc>,
+    settings: &Settings,
+) -> Result<Estimate, Error> {
+    let decision = crate::update::decide_update(
+        catalog,
+        state,
+        request,
+        redemptions,
+        now,
+        settings,
         Stages::WithoutPayment,
     )?;
+    estimate_decision(catalog, state, &decision, now, settings)
+}
+
+/// The money of `decision`, settled as its invoice would be.
+fn estimate_decision(
+    catalog: &Catalog,
+    state: &CustomerState,
+    decision: &ProvisionDecision,
+    now: DateTime<Utc>,
+    settings: &Settings,
+) -> Result<Estimate, Error> {
     let scheduled = decision.effects.schedule.iter().find_map(|change| {
         change
             .update
             .as_ref()
             .map(|u| (change.subscription.clone(), u.clone()))
     });
-    // The subscription the money is about: the new one, or for a scheduled change the
-    // current one moved to its target.
+    let stored = |id: &SubscriptionId| {
+        decision
+            .effects
+            .replace
+            .iter()
+            .find(|s| &s.id == id)
+            .or_else(|| state.subscription(id.as_str()))
+            .cloned()
+            .ok_or_else(|| crate::customer::not_found(id.as_str()))
+    };
+    // The subscription the money is about: the new one, the one changed in place, or for a
+    // scheduled change the current one moved to its target.
     let mut subject: Subscription = match (&scheduled, decision.effects.create.last()) {
         (Some((current, update)), _) => {
-            let mut sub = state
-                .subscription(current.as_str())
-                .cloned()
-                .ok_or_else(|| crate::customer::not_found(current.as_str()))?;
+            let mut sub = stored(current)?;
             sub.config = update.target.clone();
             sub
         }
         (None, Some(sub)) => sub.clone(),
-        (None, None) => match decision
-            .subscription
-            .as_ref()
-            .and_then(|id| state.subscription(id.as_str()))
-        {
-            Some(sub) => sub.clone(),
-            None => {
-                return Err(crate::customer::not_found(
-                    request.subscription_id.as_ref().map_or("", |s| s.as_str()),
-                ));
-            }
+        (None, None) => match &decision.subscription {
+            Some(id) => stored(id)?,
+            None => return Err(crate::customer::not_found("")),
         },
     };
     let quote = recurring_amount(catalog, &subject.config)?;

@@ -10,6 +10,7 @@
 //! - [`period`]: billing periods, anchored period series, trial durations;
 //! - [`pricing`]: the recurring amount of a configuration;
 //! - [`entitlement`]: the generous merge of entitlements, checks, promotional grants;
+//! - [`update`]: changes to an existing subscription: updates, migrations, transfers;
 //! - [`usage`]: metered usage, reset windows, usage resets on plan changes;
 //! - [`error`]: the stable error codes every failure carries.
 //!
@@ -44,6 +45,7 @@ pub mod provision;
 pub mod settings;
 pub mod subscription;
 pub mod trial;
+pub mod update;
 pub mod usage;
 pub mod view;
 

@@ -212,6 +212,8 @@ pub struct Charge {
 #[derive(Debug, Clone, PartialEq, Default)]
 #[non_exhaustive]
 pub struct Effects {
+    /// Subscriptions changed in place: each replaces the stored subscription of its id.
+    pub replace: Vec<Subscription>,
     /// Subscriptions to add, in order.
     pub create: Vec<Subscription>,
     /// Subscriptions that end, now or later.
@@ -280,9 +282,15 @@ impl ProvisionDecision {
 }
 
 impl Effects {
-    /// Applies the effects to `state` at `now`: ends and schedules on existing
-    /// subscriptions, new subscriptions, the invoice and its credit, the histories.
+    /// Applies the effects to `state` at `now`: subscriptions changed in place, ends and
+    /// schedules on existing subscriptions, new subscriptions, the invoice and its credit,
+    /// the histories.
     pub fn apply(&self, state: &mut CustomerState, now: DateTime<Utc>) {
+        for updated in &self.replace {
+            if let Ok(sub) = state.subscription_mut(updated.id.as_str()) {
+                *sub = updated.clone();
+            }
+        }
         for ending in &self.end {
             if let Ok(sub) = state.subscription_mut(ending.subscription.as_str()) {
                 if ending.at <= now {
@@ -372,7 +380,10 @@ pub fn provision(
         redemptions,
         now,
         settings,
-        Stages::WithPayment,
+        Mode {
+            stages: Stages::WithPayment,
+            in_place: None,
+        },
     )
 }
 
@@ -383,6 +394,31 @@ pub(crate) enum Stages {
     WithoutPayment,
 }
 
+/// How a request is decided: with or without the payment stage, as a new subscription or
+/// as a change in place.
+#[derive(Clone, Copy)]
+pub(crate) struct Mode<'a> {
+    pub(crate) stages: Stages,
+    pub(crate) in_place: Option<&'a InPlace<'a>>,
+}
+
+/// An existing subscription changed in place (`updateSubscription`,
+/// `migrateSubscriptionToLatest`): the request's configuration replaces its own, keeping
+/// its id, start date and (unless the billing period changes) its billing anchor.
+pub(crate) struct InPlace<'a> {
+    /// The subscription changed.
+    pub(crate) current: &'a Subscription,
+    /// The kind of scheduled update a change stored for later becomes.
+    pub(crate) kind: ScheduledUpdateType,
+    /// The timing, whatever the direction (migrations); otherwise downgrades follow the
+    /// request's or the product's strategy and everything else applies now.
+    pub(crate) timing: Option<ScheduleStrategy>,
+    /// A new trial end.
+    pub(crate) trial_end: Option<DateTime<Utc>>,
+    /// New metadata, replacing the old.
+    pub(crate) metadata: Option<&'a BTreeMap<String, String>>,
+}
+
 pub(crate) fn decide(
     catalog: &Catalog,
     state: &CustomerState,
@@ -390,27 +426,21 @@ pub(crate) fn decide(
     redemptions: &Redemptions,
     now: DateTime<Utc>,
     settings: &Settings,
-    stages: Stages,
+    mode: Mode<'_>,
 ) -> Result<ProvisionDecision, Error> {
-    let valid = validate(catalog, state, request, redemptions, now)?;
+    let Mode { stages, in_place } = mode;
+    let valid = validate(
+        catalog,
+        state,
+        request,
+        redemptions,
+        now,
+        in_place.map(|c| (&c.current.config, c.kind == ScheduledUpdateType::Update)),
+    )?;
     let mut explanation = vec![format!(
         "validate: plan `{}` version {} of product `{}`",
         valid.plan.id, valid.plan.version, valid.product.id
     )];
-    let start = request.start_date.unwrap_or(now);
-    let trial = trial::decide(
-        catalog,
-        state,
-        valid.plan,
-        request.skip_trial,
-        request.trial_override.as_ref(),
-        start,
-    )?;
-    explanation.push(format!(
-        "trial: {} ({})",
-        trial_word(trial.decision),
-        trial.reason
-    ));
     let decider = Decider {
         catalog,
         state,
@@ -418,8 +448,35 @@ pub(crate) fn decide(
         now,
         settings,
         valid: &valid,
+        in_place,
     };
-    let mut decision = decider.start_and_replace(start, trial, explanation)?;
+    let mut decision = match in_place {
+        Some(change) => {
+            let trial = TrialOutcome {
+                decision: TrialDecision::NotOffered,
+                reason: "an update keeps the subscription's trial".to_owned(),
+                terms: None,
+            };
+            decider.update_in_place(decider.base_decision(trial, explanation), change)?
+        }
+        None => {
+            let start = request.start_date.unwrap_or(now);
+            let trial = trial::decide(
+                catalog,
+                state,
+                valid.plan,
+                request.skip_trial,
+                request.trial_override.as_ref(),
+                start,
+            )?;
+            explanation.push(format!(
+                "trial: {} ({})",
+                trial_word(trial.decision),
+                trial.reason
+            ));
+            decider.start_and_replace(start, trial, explanation)?
+        }
+    };
     match stages {
         Stages::WithPayment => decider.payment(&mut decision)?,
         Stages::WithoutPayment => {}
@@ -448,6 +505,7 @@ fn validate<'c>(
     request: &ProvisionRequest,
     redemptions: &Redemptions,
     now: DateTime<Utc>,
+    current: Option<(&Configuration, bool)>,
 ) -> Result<Validated<'c>, Error> {
     if state.customer.id != request.customer_id {
         return Err(Error::new(
@@ -500,9 +558,11 @@ fn validate<'c>(
         .billing_country_code
         .as_deref()
         .map(|c| (c, CountryCode::parse(c)));
-    let country = match country_text {
-        Some((_, parsed)) => parsed,
-        None => state.customer.country,
+    // A change in place keeps the subscription's country unless the request names one.
+    let country = match (country_text, current) {
+        (Some((_, parsed)), _) => parsed,
+        (None, Some((config, _))) => config.country,
+        (None, None) => state.customer.country,
     };
     let priced = plan.pricing_type != PricingType::Free
         && (!plan.prices.is_empty() || !plan.localized_prices.is_empty());
@@ -525,7 +585,13 @@ fn validate<'c>(
     } else {
         request.billing_period
     };
-    let addons = validate_addons(catalog, plan, request)?;
+    // An update keeps the add-on versions the subscription holds; a migration and a new
+    // subscription take the latest.
+    let held = match current {
+        Some((config, true)) => config.addons.as_slice(),
+        _ => &[],
+    };
+    let addons = validate_addons(catalog, plan, request, held)?;
     let units = validate_units(catalog, plan, country, billing_period, request)?;
     let config = Configuration {
         plan: plan.id.clone(),
@@ -584,12 +650,16 @@ fn validate_addons(
     catalog: &Catalog,
     plan: &Plan,
     request: &ProvisionRequest,
+    held: &[AddonQuantity],
 ) -> Result<Vec<AddonQuantity>, Error> {
     let mut seen: HashSet<&AddonId> = HashSet::new();
     let mut addons = Vec::with_capacity(request.addons.len());
     for line in &request.addons {
-        let addon = catalog
-            .latest_addon(line.addon_id.as_str())
+        let addon = held
+            .iter()
+            .find(|h| h.addon == line.addon_id)
+            .and_then(|h| catalog.addon(h.addon.as_str(), h.version))
+            .or_else(|| catalog.latest_addon(line.addon_id.as_str()))
             .ok_or_else(|| {
                 Error::new(
                     ErrorCode::AddonNotFound,
@@ -658,24 +728,7 @@ fn validate_units(
     period: Option<BillingPeriod>,
     request: &ProvisionRequest,
 ) -> Result<BTreeMap<FeatureId, u64>, Error> {
-    let per_unit: Vec<(&FeatureId, u64, Option<u64>)> = match period {
-        Some(period) => plan
-            .price_set(country, period)
-            .prices
-            .iter()
-            .filter(|p| p.billing_period == period)
-            .filter_map(|p| match &p.model {
-                PriceModel::PerUnit {
-                    feature,
-                    min_quantity,
-                    max_quantity,
-                    ..
-                } => Some((feature, *min_quantity, *max_quantity)),
-                _ => None,
-            })
-            .collect(),
-        None => Vec::new(),
-    };
+    let per_unit = per_unit_prices(plan, country, period);
     let mut requested: Vec<(&FeatureId, i64)> = request
         .billable_features
         .iter()
@@ -737,6 +790,32 @@ fn validate_units(
     Ok(units)
 }
 
+/// The plan's per-unit prices for `period` in `country`: (feature, min, max).
+pub(crate) fn per_unit_prices(
+    plan: &Plan,
+    country: Option<CountryCode>,
+    period: Option<BillingPeriod>,
+) -> Vec<(&FeatureId, u64, Option<u64>)> {
+    match period {
+        Some(period) => plan
+            .price_set(country, period)
+            .prices
+            .iter()
+            .filter(|p| p.billing_period == period)
+            .filter_map(|p| match &p.model {
+                PriceModel::PerUnit {
+                    feature,
+                    min_quantity,
+                    max_quantity,
+                    ..
+                } => Some((feature, *min_quantity, *max_quantity)),
+                _ => None,
+            })
+            .collect(),
+        None => Vec::new(),
+    }
+}
+
 struct Decider<'a, 'c> {
     catalog: &'c Catalog,
     state: &'a CustomerState,
@@ -744,6 +823,7 @@ struct Decider<'a, 'c> {
     now: DateTime<Utc>,
     settings: &'a Settings,
     valid: &'a Validated<'c>,
+    in_place: Option<&'a InPlace<'a>>,
 }
 
 /// The live and waiting subscriptions of the request's scope.
@@ -1091,17 +1171,7 @@ impl<'a, 'c> Decider<'a, 'c> {
                 .unwrap_or(self.valid.product.journey.downgrade_strategy),
             _ => ScheduleStrategy::Immediate,
         };
-        let scheduled_at = match (strategy, current.current_period, current.billing_anchor) {
-            (ScheduleStrategy::EndOfBillingPeriod, Some(period), _) => Some(period.end),
-            (ScheduleStrategy::EndOfBillingMonth, Some(period), Some(anchor)) => {
-                let month = PeriodSeries::of_months(anchor, 1)
-                    .containing(self.now)?
-                    .map_or(period.end, |m| m.end);
-                Some(month.min(period.end))
-            }
-            _ => None,
-        };
-        if let Some(at) = scheduled_at {
+        if let Some(at) = self.scheduled_at(strategy, current)? {
             let update = ScheduledUpdate {
                 kind: ScheduledUpdateType::PlanChange,
                 scheduled_at: at,
@@ -1127,6 +1197,156 @@ impl<'a, 'c> Decider<'a, 'c> {
         self.change_now(d, current, direction)
     }
 
+    /// When a change timed by `strategy` applies to `current`; `None` for now.
+    fn scheduled_at(
+        &self,
+        strategy: ScheduleStrategy,
+        current: &Subscription,
+    ) -> Result<Option<DateTime<Utc>>, Error> {
+        Ok(
+            match (strategy, current.current_period, current.billing_anchor) {
+                (ScheduleStrategy::EndOfBillingPeriod, Some(period), _) => Some(period.end),
+                (ScheduleStrategy::EndOfBillingMonth, Some(period), Some(anchor)) => {
+                    let month = PeriodSeries::of_months(anchor, 1)
+                        .containing(self.now)?
+                        .map_or(period.end, |m| m.end);
+                    Some(month.min(period.end))
+                }
+                _ => None,
+            },
+        )
+    }
+
+    /// `current` with the request's changes, before any timing or money: the new
+    /// configuration, a newly redeemed coupon, new metadata and a new trial end.
+    fn updated(&self, change: &InPlace<'_>) -> Result<Subscription, Error> {
+        let current = change.current;
+        let mut next = current.clone();
+        next.config = self.valid.config.clone();
+        if let Some((coupon, code)) = &self.valid.coupon {
+            next.coupon = Some(AppliedCoupon {
+                coupon: coupon.clone(),
+                promotion_code: code.clone(),
+                redeemed_at: self.now,
+                invoices_discounted: 0,
+            });
+        }
+        if let Some(metadata) = change.metadata {
+            next.metadata = metadata.clone();
+        }
+        if let Some(end) = change.trial_end {
+            let waiting = current.status == SubscriptionStatus::NotStarted;
+            if !current.is_trial || !(waiting || current.status == SubscriptionStatus::InTrial) {
+                return Err(Error::new(
+                    ErrorCode::InvalidSubscriptionStatus,
+                    format!(
+                        "subscription `{}` is not a trial: `trialEndDate` does not apply",
+                        current.id
+                    ),
+                ));
+            }
+            if end <= self.now.max(current.start_date) {
+                return Err(Error::new(
+                    ErrorCode::InvalidArgumentError,
+                    format!("`trialEndDate` `{end}` is not after the trial's start and now"),
+                ));
+            }
+            next.trial_end = Some(end);
+            next.billing_anchor = Some(end);
+            next.current_period = Some(Period {
+                start: current.start_date,
+                end,
+            });
+        }
+        Ok(next)
+    }
+
+    /// An existing subscription changed in place: a trial, a waiting subscription or one
+    /// waiting for payment takes the change now without money; an active one is timed and
+    /// prorated like a plan change.
+    fn update_in_place(
+        &self,
+        mut d: ProvisionDecision,
+        change: &InPlace<'_>,
+    ) -> Result<ProvisionDecision, Error> {
+        let current = change.current;
+        let mut next = self.updated(change)?;
+        d.subscription = Some(current.id.clone());
+        let direction = if current.config == next.config {
+            ChangeType::None
+        } else {
+            classify(self.catalog, &current.config, &next.config)?
+        };
+        d.change_type = direction;
+        if current.status != SubscriptionStatus::Active || current.is_trial {
+            if direction != ChangeType::None {
+                d.explanation.push(format!(
+                    "start: `{}` is {}; the change applies now, without proration",
+                    current.id,
+                    crate::view::name(&current.status)
+                ));
+            }
+            if next != *current {
+                d.effects.replace.push(next);
+            }
+            return Ok(d);
+        }
+        if direction == ChangeType::None && current.config == next.config {
+            if !current.scheduled_updates.is_empty() {
+                d.effects.schedule.push(ScheduleChange {
+                    subscription: current.id.clone(),
+                    update: None,
+                });
+                d.explanation.push(format!(
+                    "start: the request restores `{}`'s configuration: its scheduled change is canceled",
+                    current.id
+                ));
+            } else {
+                d.explanation.push(format!(
+                    "start: `{}` already has this configuration; nothing is prorated",
+                    current.id
+                ));
+            }
+            if next != *current {
+                d.effects.replace.push(next);
+            }
+            return Ok(d);
+        }
+        let strategy = match (change.timing, direction) {
+            (Some(timing), _) => timing,
+            (None, ChangeType::Downgrade) => self
+                .request
+                .schedule_strategy
+                .unwrap_or(self.valid.product.journey.downgrade_strategy),
+            (None, _) => ScheduleStrategy::Immediate,
+        };
+        if let Some(at) = self.scheduled_at(strategy, current)? {
+            let update = ScheduledUpdate {
+                kind: change.kind,
+                scheduled_at: at,
+                target: next.config.clone(),
+                new_subscription_id: None,
+                strategy,
+            };
+            next.config = current.config.clone();
+            if next != *current {
+                d.effects.replace.push(next);
+            }
+            d.effects.schedule.push(ScheduleChange {
+                subscription: current.id.clone(),
+                update: Some(update),
+            });
+            d.is_scheduled = true;
+            d.explanation.push(format!(
+                "start: {} of `{}` scheduled for {at}; the current configuration stays until then",
+                change_word(direction),
+                current.id
+            ));
+            return Ok(d);
+        }
+        self.change_now(d, current, direction)
+    }
+
     /// A plan change applied now: the current subscription ends, the new one starts, and
     /// the unused part of what was charged is credited against the new configuration.
     fn change_now(
@@ -1136,23 +1356,46 @@ impl<'a, 'c> Decider<'a, 'c> {
         direction: ChangeType,
     ) -> Result<ProvisionDecision, Error> {
         let now = self.now;
-        let mut sub = self.new_subscription(self.new_id()?, now, &d.trial)?;
-        if sub.coupon.is_none() {
-            sub.coupon = current.coupon.clone();
-        }
-        if direction != ChangeType::Upgrade {
+        let mut sub = match self.in_place {
+            Some(change) => self.updated(change)?,
+            None => {
+                let mut sub = self.new_subscription(self.new_id()?, now, &d.trial)?;
+                if sub.coupon.is_none() {
+                    sub.coupon = current.coupon.clone();
+                }
+                d.end(&current.id, now, CancelReason::UpgradeOrDowngrade);
+                sub
+            }
+        };
+        // Any upgrade clears a pending cancellation; other changes carry it over.
+        if direction == ChangeType::Upgrade {
+            sub.cancellation_date = None;
+            sub.pending_cancel_reason = None;
+            sub.credit_on_cancel = false;
+            sub.revoke_on_cancel = false;
+        } else {
             sub.cancellation_date = current.cancellation_date;
             sub.pending_cancel_reason = current.pending_cancel_reason;
+            sub.credit_on_cancel = current.credit_on_cancel;
+            sub.revoke_on_cancel = current.revoke_on_cancel;
         }
+        sub.scheduled_updates.clear();
         if self.valid.plan.pricing_type == PricingType::Paid {
             d.effects.paid_product = Some(self.valid.plan.product.clone());
         }
-        d.end(&current.id, now, CancelReason::UpgradeOrDowngrade);
         let anchor_choice = self.request.billing_cycle_anchor.unwrap_or_default();
         let keep_period = anchor_choice == BillingCycleAnchor::Unchanged
             && current.billing_period().is_some()
             && current.billing_period() == self.valid.config.billing_period
             && current.current_period.is_some_and(|p| p.contains(now));
+        if self.in_place.is_some() && !keep_period {
+            // In place, a new billing period starts now; the start date stays.
+            sub.billing_anchor = self.valid.config.billing_period.map(|_| now);
+            sub.current_period = match self.valid.config.billing_period {
+                Some(period) => Some(PeriodSeries::new(now, period).nth(0)?),
+                None => None,
+            };
+        }
         let quote = &self.valid.quote;
         let currency = quote
             .currency
@@ -1266,12 +1509,20 @@ impl<'a, 'c> Decider<'a, 'c> {
                 }
             }
         }
-        d.create(sub);
+        if self.in_place.is_some() {
+            d.subscription = Some(sub.id.clone());
+            d.effects.replace.push(sub);
+        } else {
+            d.create(sub);
+        }
         Ok(d)
     }
 
     /// Stage P, then E's invoice: whether payment can be collected for what starts now.
     fn payment(&self, d: &mut ProvisionDecision) -> Result<(), Error> {
+        if let Some(change) = self.in_place {
+            return self.payment_in_place(d, change.current);
+        }
         let Some(new) = d.effects.create.last() else {
             self.issue_invoice(d)?;
             return Ok(());
@@ -1325,6 +1576,34 @@ impl<'a, 'c> Decider<'a, 'c> {
         Ok(())
     }
 
+    /// Stage P for a change in place: what it charges now is collected from the payment
+    /// method the subscription is already paid with; without one, the change is refused.
+    fn payment_in_place(
+        &self,
+        d: &mut ProvisionDecision,
+        current: &Subscription,
+    ) -> Result<(), Error> {
+        self.issue_invoice(d)?;
+        let charged = d
+            .effects
+            .invoice
+            .as_ref()
+            .is_some_and(|invoice| invoice.total > Decimal::ZERO);
+        if charged
+            && self.settings.charges(current.payment_collection_method)
+            && !self.state.customer.has_payment_method
+        {
+            return Err(Error::new(
+                ErrorCode::PaymentMethodNotFound,
+                format!(
+                    "customer `{}` has no payment method to pay for the change of `{}`",
+                    self.state.customer.id, current.id
+                ),
+            ));
+        }
+        Ok(())
+    }
+
     /// Stage E's invoice: settles the decision's charge and issues it when the billing
     /// integration is on and the collection method writes invoices; prorations created with
     /// `CREATE_PRORATIONS` wait on the subscription for its next invoice instead.
@@ -1336,6 +1615,7 @@ impl<'a, 'c> Decider<'a, 'c> {
             .effects
             .create
             .iter_mut()
+            .chain(d.effects.replace.iter_mut())
             .find(|s| s.id == charge.subscription)
         else {
             return Ok(());

@@ -1,0 +1,462 @@
+//! Changes to an existing subscription (SPEC.md §5): `updateSubscription`,
+//! `cancelScheduledUpdates`, `migrateSubscriptionToLatest` and `transferSubscription`.
+//!
+//! An update changes the subscription in place (same id, start date and, unless the billing
+//! period changes, billing anchor). It is validated, classified, timed and prorated by the
+//! very code that decides a plan change ([`crate::provision`]), so its invoice, its
+//! estimate and its scheduling follow the same rules:
+//! - more units or add-ons (by recurring amount) is an `UPGRADE` and applies now, prorated
+//!   within the current period; an upgrade clears a pending cancellation;
+//! - a `DOWNGRADE` follows `scheduleStrategy` (default: the product's downgrade strategy);
+//!   scheduled, it is stored as an `UPDATE` and the current configuration (and so its
+//!   entitlement limits) stays until it applies;
+//! - a request equal to the current configuration changes nothing and cancels a scheduled
+//!   change; any later request replaces the scheduled one;
+//! - a billing-period change starts a new billing period now, crediting the unused rest.
+//!
+//! # Rules decided here (the documents are silent)
+//!
+//! - Fields left out keep their current value: `billableFeatures` lists only the features
+//!   it changes; `addons`, when given, replaces the whole list. Add-ons kept keep the
+//!   version the subscription holds.
+//! - A trial, a waiting (`NOT_STARTED`) subscription and one waiting for payment take an
+//!   update now, without proration: nothing has been charged for them yet.
+//! - `trialEndDate` applies only to a trial, live or waiting (`InvalidSubscriptionStatus`
+//!   otherwise), and must be after both now and the trial's start (`InvalidArgumentError`).
+//! - `metadata`, when given, replaces the subscription's metadata; a `promotionCode`
+//!   replaces its coupon from now on. Both apply now even when the configuration change is
+//!   scheduled.
+//! - An update that charges now needs a payment method when the provider collects the
+//!   subscription's invoices (`PaymentMethodNotFound` otherwise).
+//! - A migration moves the plan and its add-ons to their latest versions
+//!   (`SubscriptionAlreadyOnLatestPlanError` when all already are); per-unit
+//!   quantities are kept where the new version still sells them. `IMMEDIATE` applies now
+//!   whatever the direction, crediting the old version's prices and debiting the new
+//!   (versions are different components); `END_OF_BILLING_PERIOD` stores a `MIGRATION`.
+//! - A transfer moves a live or waiting subscription of a multi-subscription product to
+//!   another resource; the destination must not hold a live or waiting subscription of
+//!   the same kind (trial or not) of the product (`InvalidArgumentError`). Usage stays with
+//!   the resource it was reported for.
+
+use crate::catalog::{Catalog, ScheduleStrategy};
+use crate::change::ChangeType;
+use crate::coupon::Redemptions;
+use crate::customer::CustomerState;
+use crate::error::{Error, ErrorCode};
+use crate::id::{ResourceId, SubscriptionId};
+use crate::period::BillingPeriod;
+use crate::provision::{
+    self, AddonRequest, BillingCycleAnchor, Effects, FeatureQuantity, InPlace, Mode,
+    ProrationBehavior, ProvisionDecision, ProvisionRequest, ProvisionStatus, Stages,
+};
+use crate::settings::Settings;
+use crate::subscription::{ScheduledUpdateType, Subscription, SubscriptionStatus};
+use crate::trial::{TrialDecision, TrialOutcome};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// An `updateSubscription` request (FORMAT.md §2).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct UpdateRequest {
+    /// The subscription.
+    pub subscription_id: SubscriptionId,
+    /// The quantity of the plan's only per-unit price.
+    pub unit_quantity: Option<i64>,
+    /// Quantities of per-unit priced features to change.
+    pub billable_features: Option<Vec<FeatureQuantity>>,
+    /// The add-ons, replacing the current list.
+    pub addons: Option<Vec<AddonRequest>>,
+    /// A new billing period.
+    pub billing_period: Option<BillingPeriod>,
+    /// A promotion code to redeem.
+    pub promotion_code: Option<String>,
+    /// A new trial end.
+    pub trial_end_date: Option<DateTime<Utc>>,
+    /// When a downgrade applies (default: the product's downgrade strategy).
+    pub schedule_strategy: Option<ScheduleStrategy>,
+    /// Whether an immediate change keeps the billing period.
+    pub billing_cycle_anchor: Option<BillingCycleAnchor>,
+    /// What happens to the prorated difference.
+    pub proration_behavior: Option<ProrationBehavior>,
+    /// New metadata, replacing the old.
+    pub metadata: Option<BTreeMap<String, String>>,
+}
+
+/// A `cancelScheduledUpdates` request.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct CancelScheduledRequest {
+    /// The subscription.
+    pub subscription_id: SubscriptionId,
+}
+
+/// When a migration applies.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum MigrationTime {
+    /// Now, with the prorated price difference invoiced.
+    #[default]
+    Immediate,
+    /// At the end of the billing period.
+    EndOfBillingPeriod,
+}
+
+/// A `migrateSubscriptionToLatest` request.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct MigrateRequest {
+    /// The subscription.
+    pub subscription_id: SubscriptionId,
+    /// When (default `IMMEDIATE`).
+    pub migration_time: Option<MigrationTime>,
+}
+
+/// A `transferSubscription` request.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct TransferRequest {
+    /// The subscription.
+    pub subscription_id: SubscriptionId,
+    /// The resource it moves to.
+    pub destination_resource_id: ResourceId,
+}
+
+/// The subscription `id` of `state`, which must not have ended, for a change.
+///
+/// # Errors
+/// `CustomerIsArchived`, `SubscriptionNotFound`, `SubscriptionAlreadyCanceledOrExpired`.
+fn changeable<'s>(
+    state: &'s CustomerState,
+    id: &SubscriptionId,
+) -> Result<&'s Subscription, Error> {
+    state.ensure_active()?;
+    let sub = state
+        .subscription(id.as_str())
+        .ok_or_else(|| crate::customer::not_found(id.as_str()))?;
+    if sub.status.is_ended() {
+        return Err(Error::new(
+            ErrorCode::SubscriptionAlreadyCanceledOrExpired,
+            format!("subscription `{id}` has already ended"),
+        ));
+    }
+    Ok(sub)
+}
+
+/// A decision that changes `sub` without money.
+fn quiet_decision(sub: &Subscription, effects: Effects, explanation: String) -> ProvisionDecision {
+    ProvisionDecision {
+        status: ProvisionStatus::Success,
+        subscription: Some(sub.id.clone()),
+        is_scheduled: false,
+        change_type: ChangeType::None,
+        trial: TrialOutcome {
+            decision: TrialDecision::NotOffered,
+            reason: "the change keeps the subscription's trial".to_owned(),
+            terms: None,
+        },
+        checkout: None,
+        charge: None,
+        effects,
+        explanation: vec![explanation],
+    }
+}
+
+/// The provisioning request an in-place change of `sub` is validated as: its plan version,
+/// scope, collection method and tax, with the given changes.
+fn as_provision_request(
+    state: &CustomerState,
+    sub: &Subscription,
+    plan_version: Option<u32>,
+) -> ProvisionRequest {
+    ProvisionRequest {
+        customer_id: state.customer.id.clone(),
+        plan_id: sub.config.plan.clone(),
+        plan_version,
+        billing_period: sub.config.billing_period,
+        resource_id: sub.resource.clone(),
+        unit_quantity: None,
+        billable_features: Vec::new(),
+        addons: sub
+            .config
+            .addons
+            .iter()
+            .map(|a| AddonRequest {
+                addon_id: a.addon.clone(),
+                quantity: i64::from(a.quantity),
+            })
+            .collect(),
+        promotion_code: None,
+        coupon_id: None,
+        billing_country_code: None,
+        start_date: None,
+        skip_trial: false,
+        trial_override: None,
+        schedule_strategy: None,
+        billing_cycle_anchor: None,
+        proration_behavior: None,
+        payment_collection_method: Some(sub.payment_collection_method),
+        checkout_options: None,
+        subscription_id: None,
+        metadata: BTreeMap::new(),
+        tax_percentage: sub.tax_percentage,
+    }
+}
+
+/// The unit quantities `sub` keeps that the plan still sells by quantity at
+/// `period`, except those in `changed`.
+fn kept_units(
+    catalog: &Catalog,
+    sub: &Subscription,
+    plan_version: Option<u32>,
+    period: Option<BillingPeriod>,
+    changed: &[FeatureQuantity],
+) -> Vec<FeatureQuantity> {
+    let plan = match plan_version {
+        Some(version) => catalog.plan(sub.config.plan.as_str(), version),
+        None => catalog.latest_plan(sub.config.plan.as_str()),
+    };
+    let Some(plan) = plan else {
+        return Vec::new();
+    };
+    let sold = provision::per_unit_prices(plan, sub.config.country, period);
+    sub.config
+        .units
+        .iter()
+        .filter(|(feature, _)| sold.iter().any(|(f, _, _)| f == feature))
+        .filter(|(feature, _)| !changed.iter().any(|c| &c.feature_id == *feature))
+        .filter_map(|(feature, quantity)| {
+            Some(FeatureQuantity {
+                feature_id: feature.clone(),
+                quantity: i64::try_from(*quantity).ok()?,
+            })
+        })
+        .collect()
+}
+
+/// Decides an `updateSubscription` request for the customer in `state` at `now`.
+///
+/// # Errors
+/// `CustomerIsArchived`, `SubscriptionNotFound`, `SubscriptionAlreadyCanceledOrExpired`,
+/// the validation errors of provisioning (`BillingPeriodMissingError`, the add-on and
+/// quantity errors, `FeatureNotFound`, the promotion code errors, `InvalidArgumentError`),
+/// `PaymentMethodNotFound`, `AmountTooLarge`.
+pub fn update_subscription(
+    catalog: &Catalog,
+    state: &CustomerState,
+    request: &UpdateRequest,
+    redemptions: &Redemptions,
+    now: DateTime<Utc>,
+    settings: &Settings,
+) -> Result<ProvisionDecision, Error> {
+    decide_update(
+        catalog,
+        state,
+        request,
+        redemptions,
+        now,
+        settings,
+        Stages::WithPayment,
+    )
+}
+
+pub(crate) fn decide_update(
+    catalog: &Catalog,
+    state: &CustomerState,
+    request: &UpdateRequest,
+    redemptions: &Redemptions,
+    now: DateTime<Utc>,
+    settings: &Settings,
+    stages: Stages,
+) -> Result<ProvisionDecision, Error> {
+    let sub = changeable(state, &request.subscription_id)?;
+    let version = Some(sub.config.plan_version);
+    let mut provision_request = as_provision_request(state, sub, version);
+    let period = request.billing_period.or(sub.config.billing_period);
+    provision_request.billing_period = period;
+    provision_request.unit_quantity = request.unit_quantity;
+    let changed = request.billable_features.clone().unwrap_or_default();
+    // `unitQuantity` names the plan's only per-unit price: no other quantity is kept.
+    if request.unit_quantity.is_none() {
+        provision_request.billable_features = changed.clone();
+        provision_request
+            .billable_features
+            .extend(kept_units(catalog, sub, version, period, &changed));
+    } else {
+        provision_request.billable_features = changed;
+    }
+    if let Some(addons) = &request.addons {
+        provision_request.addons = addons.clone();
+    }
+    provision_request.promotion_code = request.promotion_code.clone();
+    provision_request.schedule_strategy = request.schedule_strategy;
+    provision_request.billing_cycle_anchor = request.billing_cycle_anchor;
+    provision_request.proration_behavior = request.proration_behavior;
+    let change = InPlace {
+        current: sub,
+        kind: ScheduledUpdateType::Update,
+        timing: None,
+        trial_end: request.trial_end_date,
+        metadata: request.metadata.as_ref(),
+    };
+    provision::decide(
+        catalog,
+        state,
+        &provision_request,
+        redemptions,
+        now,
+        settings,
+        Mode {
+            stages,
+            in_place: Some(&change),
+        },
+    )
+}
+
+/// Decides a `cancelScheduledUpdates` request: the subscription's scheduled changes are
+/// dropped (a pending cancellation is not a scheduled update and stays).
+///
+/// # Errors
+/// `CustomerIsArchived`, `SubscriptionNotFound`, `SubscriptionAlreadyCanceledOrExpired`.
+pub fn cancel_scheduled_updates(
+    state: &CustomerState,
+    request: &CancelScheduledRequest,
+) -> Result<ProvisionDecision, Error> {
+    let sub = changeable(state, &request.subscription_id)?;
+    let mut effects = Effects::default();
+    let explanation = if sub.scheduled_updates.is_empty() {
+        format!("`{}` has no scheduled update; nothing changes", sub.id)
+    } else {
+        effects.schedule.push(provision::ScheduleChange {
+            subscription: sub.id.clone(),
+            update: None,
+        });
+        format!("the scheduled updates of `{}` are canceled", sub.id)
+    };
+    Ok(quiet_decision(sub, effects, explanation))
+}
+
+/// Decides a `migrateSubscriptionToLatest` request.
+///
+/// # Errors
+/// `CustomerIsArchived`, `SubscriptionNotFound`, `SubscriptionAlreadyCanceledOrExpired`,
+/// `PlanNotFound`, and the validation errors of the subscription's configuration at the
+/// latest versions (`BillingPeriodMissingError`, `IncompatibleSubscriptionAddon`, …),
+/// `PaymentMethodNotFound`, `AmountTooLarge`.
+pub fn migrate_subscription_to_latest(
+    catalog: &Catalog,
+    state: &CustomerState,
+    request: &MigrateRequest,
+    redemptions: &Redemptions,
+    now: DateTime<Utc>,
+    settings: &Settings,
+) -> Result<ProvisionDecision, Error> {
+    let sub = changeable(state, &request.subscription_id)?;
+    let latest = |plan: Option<u32>, current: u32| plan.is_none_or(|v| v <= current);
+    let on_latest = latest(
+        catalog
+            .latest_plan(sub.config.plan.as_str())
+            .map(|p| p.version),
+        sub.config.plan_version,
+    ) && sub.config.addons.iter().all(|a| {
+        latest(
+            catalog.latest_addon(a.addon.as_str()).map(|l| l.version),
+            a.version,
+        )
+    });
+    if on_latest {
+        return Err(Error::new(
+            ErrorCode::SubscriptionAlreadyOnLatestPlanError,
+            format!(
+                "subscription `{}` is already on the latest version of plan `{}` and its add-ons",
+                sub.id, sub.config.plan
+            ),
+        ));
+    }
+    let mut provision_request = as_provision_request(state, sub, None);
+    provision_request.billable_features =
+        kept_units(catalog, sub, None, sub.config.billing_period, &[]);
+    let timing = match request.migration_time.unwrap_or_default() {
+        MigrationTime::Immediate => ScheduleStrategy::Immediate,
+        MigrationTime::EndOfBillingPeriod => ScheduleStrategy::EndOfBillingPeriod,
+    };
+    let change = InPlace {
+        current: sub,
+        kind: ScheduledUpdateType::Migration,
+        timing: Some(timing),
+        trial_end: None,
+        metadata: None,
+    };
+    provision::decide(
+        catalog,
+        state,
+        &provision_request,
+        redemptions,
+        now,
+        settings,
+        Mode {
+            stages: Stages::WithPayment,
+            in_place: Some(&change),
+        },
+    )
+}
+
+/// Decides a `transferSubscription` request.
+///
+/// # Errors
+/// `CustomerIsArchived`, `SubscriptionNotFound`, `SubscriptionAlreadyCanceledOrExpired`,
+/// `ResourceIdMismatch` for a product with one subscription per customer,
+/// `InvalidArgumentError` when the destination already holds a subscription of the same
+/// kind.
+pub fn transfer_subscription(
+    catalog: &Catalog,
+    state: &CustomerState,
+    request: &TransferRequest,
+) -> Result<ProvisionDecision, Error> {
+    let sub = changeable(state, &request.subscription_id)?;
+    let multiple = catalog
+        .product(sub.product.as_str())
+        .is_some_and(|p| p.multiple_subscriptions);
+    if !multiple {
+        return Err(Error::new(
+            ErrorCode::ResourceIdMismatch,
+            format!(
+                "product `{}` has one subscription per customer: its subscriptions have no resource to move",
+                sub.product
+            ),
+        ));
+    }
+    let destination = &request.destination_resource_id;
+    if sub.resource.as_ref() == Some(destination) {
+        return Ok(quiet_decision(
+            sub,
+            Effects::default(),
+            format!("`{}` is already on resource `{destination}`", sub.id),
+        ));
+    }
+    let occupied = state.subscriptions.iter().find(|s| {
+        s.in_scope(&sub.product, Some(destination))
+            && s.is_trial == sub.is_trial
+            && (s.status.is_live() || s.status == SubscriptionStatus::NotStarted)
+    });
+    if let Some(other) = occupied {
+        return Err(Error::new(
+            ErrorCode::InvalidArgumentError,
+            format!(
+                "resource `{destination}` already has subscription `{}` of product `{}`",
+                other.id, sub.product
+            ),
+        ));
+    }
+    let mut moved = sub.clone();
+    moved.resource = Some(destination.clone());
+    let mut effects = Effects::default();
+    effects.replace.push(moved);
+    effects.resource = Some(destination.clone());
+    Ok(quiet_decision(
+        sub,
+        effects,
+        format!("`{}` moves to resource `{destination}`", sub.id),
+    ))
+}
