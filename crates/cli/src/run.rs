@@ -341,6 +341,9 @@ fn advance(engine: &RunEngine, to: DateTime<Utc>) -> Result<Vec<Value>, Error> {
                 "subscriptionId".to_owned(),
                 json!(event.subscription.as_str()),
             );
+            if let Some(feature) = &event.feature {
+                object.insert("featureId".to_owned(), json!(feature.as_str()));
+            }
             if let Some(invoice) = &event.invoice {
                 object.insert("invoice".to_owned(), view::invoice(invoice));
             }

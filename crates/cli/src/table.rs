@@ -29,6 +29,9 @@ pub fn event(event: &Value) -> String {
         text(event.get("customerId")),
         text(event.get("subscriptionId"))
     );
+    if let Some(feature) = event.get("featureId") {
+        outcome = format!("{outcome} {}", text(Some(feature)));
+    }
     if let Some(invoice) = event.get("invoice") {
         outcome = format!("{outcome} {}", invoice_summary(invoice));
     }

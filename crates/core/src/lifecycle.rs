@@ -7,18 +7,45 @@
 //! due at the same instant), starts of waiting subscriptions, renewals, and the expiry of
 //! pending payments. Advancing to `a` and then to `b` gives exactly what advancing to `b`
 //! gives.
+//!
+//! # Rules decided here (the documents are silent)
+//!
+//! - Usage-based prices: whenever a billing period of an active, non-trial subscription
+//!   closes, its usage is billed in `USAGE` lines over the closing span (which usage
+//!   counts is decided in [`crate::usage`]). At a renewal they go on the `BILLING_CYCLE`
+//!   invoice, priced at the configuration the period ran under (a scheduled update
+//!   applied at the period end prices the closing period at the old configuration). A
+//!   cancellation taking effect bills `[period start, end)` on its `CANCELLATION` invoice,
+//!   beside the credit if any. A replaced subscription's usage goes, with the credit for
+//!   its unused time, on the replacing subscription's first invoice; when that
+//!   subscription charges nothing at that instant (a free plan, or it waits for payment),
+//!   they are issued on a `CANCELLATION` invoice of the replaced subscription instead.
+//!   Trials and subscriptions waiting for payment bill no usage.
+//! - Usage resets: whenever one subscription replaces another (a scheduled plan change, a
+//!   waiting subscription starting over the live one of its kind, a parallel trial
+//!   converting over the paid one) or a scheduled update or migration changes the billing
+//!   period, the product's `usageResetOnChange` setting applies
+//!   ([`usage::reset_usage_on_change`]), after the closing usage is billed; each reset
+//!   feature is reported as a `USAGE_RESET` event of the new subscription at the change.
+//! - A scheduled update or migration that changes the billing period starts a new period
+//!   series at the change (FORMAT.md §6), at a period end as well: it is invoiced
+//!   `BILLING_CYCLE`, like the renewal it replaces.
+//! - Invoices that start a billing series also carry the subscription's pending
+//!   prorations (`CREATE_PRORATIONS`), as a renewal does.
 
 use crate::catalog::{Catalog, EndSetup, PricingType, TrialEndBehavior};
 use crate::customer::CustomerState;
 use crate::error::{Error, ErrorCode};
-use crate::id::SubscriptionId;
+use crate::id::{FeatureId, SubscriptionId};
 use crate::invoice::{self, Billing, Invoice, InvoiceLine, InvoiceReason};
-use crate::period::PeriodSeries;
-use crate::pricing::recurring_amount;
+use crate::money::Currency;
+use crate::period::{Period, PeriodSeries};
+use crate::pricing::{Configuration, recurring_amount};
 use crate::proration::ProrationEvent;
 use crate::provision::{self, generate_id, record_invoice};
 use crate::settings::Settings;
 use crate::subscription::{CancelReason, ScheduledUpdateType, Subscription, SubscriptionStatus};
+use crate::usage::{self, PlanChange};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
@@ -44,6 +71,8 @@ pub enum EventKind {
     SubscriptionRenewed,
     /// An invoice was issued.
     InvoiceIssued,
+    /// A feature's recorded usage was reset by a plan or billing-period change.
+    UsageReset,
 }
 
 /// A transition the clock applied.
@@ -57,6 +86,8 @@ pub struct Event {
     pub subscription: SubscriptionId,
     /// The invoice, for `INVOICE_ISSUED`.
     pub invoice: Option<Invoice>,
+    /// The feature, for `USAGE_RESET`.
+    pub feature: Option<FeatureId>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -98,7 +129,10 @@ pub fn advance(
             Due::TrialEnd => clock.trial_end(index)?,
             Due::Scheduled => clock.scheduled(index)?,
             Due::Start => clock.start(index)?,
-            Due::Renew => clock.renew(index)?,
+            Due::Renew => {
+                let closing = clock.close_usage(index)?;
+                clock.renew(index, closing)?;
+            }
             Due::ExpirePending => clock.end(index, CancelReason::PendingPaymentExpired)?,
         }
     }
@@ -154,6 +188,33 @@ fn due_of(sub: &Subscription) -> Vec<(DateTime<Utc>, Due)> {
     due
 }
 
+/// Lines of a subscription whose period closed early (credit for unused time, closing
+/// usage), carried onto the invoice issued at that instant.
+#[derive(Debug, Clone, Default)]
+struct Carried {
+    /// The subscription they bill.
+    from: Option<Subscription>,
+    /// Their currency.
+    currency: Option<Currency>,
+    lines: Vec<InvoiceLine>,
+}
+
+impl Carried {
+    fn credits(from: &Subscription, lines: Vec<InvoiceLine>) -> Self {
+        Self {
+            from: Some(from.clone()),
+            currency: from.charges.first().map(|c| c.currency),
+            lines,
+        }
+    }
+
+    fn add(&mut self, other: Self) {
+        self.from = self.from.take().or(other.from);
+        self.currency = self.currency.or(other.currency);
+        self.lines.extend(other.lines);
+    }
+}
+
 struct Clock<'a> {
     catalog: &'a Catalog,
     settings: &'a Settings,
@@ -183,6 +244,7 @@ impl Clock<'_> {
             at: self.at,
             subscription: subscription.clone(),
             invoice,
+            feature: None,
         });
     }
 
@@ -195,6 +257,73 @@ impl Clock<'_> {
         !(paid
             && self.settings.charges(sub.payment_collection_method)
             && !self.state.customer.has_payment_method)
+    }
+
+    /// The usage of `index`'s billing period up to now, which closes now; nothing for a
+    /// subscription that is not billed (a trial, one waiting for payment, a free one).
+    fn close_usage(&mut self, index: usize) -> Result<Carried, Error> {
+        let sub = self.sub(index)?.clone();
+        let Some(current) = sub.current_period else {
+            return Ok(Carried::default());
+        };
+        let span = Period {
+            start: current.start,
+            end: self.at.min(current.end),
+        };
+        if sub.status != SubscriptionStatus::Active || sub.is_trial || span.end <= span.start {
+            return Ok(Carried::default());
+        }
+        let bill = usage::bill_usage(
+            self.catalog,
+            &mut self.state.usage,
+            &sub,
+            span,
+            self.settings.rounding,
+        )?;
+        Ok(Carried {
+            from: Some(sub),
+            currency: bill.currency,
+            lines: bill.lines,
+        })
+    }
+
+    /// Applies the product's usage reset for a change from `from` to `to`'s configuration,
+    /// reporting each reset feature as a `USAGE_RESET` event of `to`.
+    fn reset_usage(&mut self, from: &Configuration, to: &Subscription) {
+        let reset = usage::reset_usage_on_change(
+            self.catalog,
+            &mut self.state.usage,
+            &PlanChange {
+                product: &to.product,
+                resource: to.resource.as_ref(),
+                from,
+                to: &to.config,
+            },
+        );
+        for feature in reset {
+            self.events.push(Event {
+                kind: EventKind::UsageReset,
+                at: self.at,
+                subscription: to.id.clone(),
+                invoice: None,
+                feature: Some(feature),
+            });
+        }
+    }
+
+    /// Issues carried lines on their own `CANCELLATION` invoice of the subscription they
+    /// bill, when the instant has no other invoice to put them on.
+    fn issue_carried(&mut self, carried: Carried) -> Result<(), Error> {
+        let (Some(from), Some(currency)) = (carried.from, carried.currency) else {
+            return Ok(());
+        };
+        self.issue(
+            &from,
+            carried.lines,
+            currency,
+            self.at,
+            InvoiceReason::Cancellation,
+        )
     }
 
     /// Ends the subscription at the current instant and applies the end setup (unless it was
@@ -228,13 +357,14 @@ impl Clock<'_> {
         Ok(())
     }
 
-    /// A pending cancellation takes effect, crediting the rest of the period if asked.
+    /// A pending cancellation takes effect: the rest of the period is credited if asked,
+    /// and the usage of the period closing is billed, on one `CANCELLATION` invoice.
     fn end_pending(&mut self, index: usize) -> Result<(), Error> {
         let sub = self.sub(index)?.clone();
         let reason = sub
             .pending_cancel_reason
             .unwrap_or(CancelReason::ScheduledCancellation);
-        if sub.credit_on_cancel {
+        let mut carried = if sub.credit_on_cancel {
             let credits = provision::credit_lines(
                 &sub.charges,
                 self.at,
@@ -242,16 +372,12 @@ impl Clock<'_> {
                 self.settings,
                 self.state,
             )?;
-            if let Some(currency) = sub.charges.first().map(|c| c.currency) {
-                self.issue(
-                    &sub,
-                    credits,
-                    currency,
-                    self.at,
-                    InvoiceReason::Cancellation,
-                )?;
-            }
-        }
+            Carried::credits(&sub, credits)
+        } else {
+            Carried::default()
+        };
+        carried.add(self.close_usage(index)?);
+        self.issue_carried(carried)?;
         self.end(index, reason)
     }
 
@@ -351,12 +477,13 @@ impl Clock<'_> {
     }
 
     /// Starts a billing period of `index` at the current instant: a new period series
-    /// anchored now, the first period charged, `extra` lines (credits of a replaced
-    /// subscription) on the same invoice.
+    /// anchored now, the first period charged with the pending prorations, and `carried`
+    /// lines (of a replaced subscription, or of the period the change closes) on the same
+    /// invoice. When `index` charges nothing, the carried lines are issued on their own.
     fn bill_first_period(
         &mut self,
         index: usize,
-        extra: Vec<InvoiceLine>,
+        carried: Carried,
         reason: InvoiceReason,
     ) -> Result<(), Error> {
         let at = self.at;
@@ -370,21 +497,43 @@ impl Clock<'_> {
         stored.billing_anchor = period.map(|p| p.start);
         stored.current_period = period;
         stored.charges.clear();
-        let (Some(period), Some(currency)) = (
-            period,
-            quote
-                .currency
-                .or_else(|| sub.charges.first().map(|c| c.currency)),
-        ) else {
-            return Ok(());
+        let pending = std::mem::take(&mut stored.pending_lines);
+        let currency = quote
+            .currency
+            .or_else(|| {
+                usage::usage_prices(self.catalog, &sub.config)
+                    .first()
+                    .map(|p| p.currency)
+            })
+            .or_else(|| sub.charges.first().map(|c| c.currency));
+        let (Some(period), Some(currency)) = (period, currency) else {
+            return self.issue_carried(carried);
         };
         let charges = provision::charge_lines(&quote, period, self.settings);
         let stored = self.sub_mut(index)?;
         stored.charges = provision::ledger(&quote.components, &charges, currency, period);
         let updated = stored.clone();
-        let mut lines = extra;
+        let mut lines = pending;
         lines.extend(provision::lines_only(charges));
+        lines.extend(carried.lines);
         self.issue(&updated, lines, currency, period.start, reason)
+    }
+
+    /// Makes `index` active now and bills its first period, with `carried` lines.
+    fn activate(&mut self, index: usize, carried: Carried) -> Result<(), Error> {
+        let stored = self.sub_mut(index)?;
+        stored.status = SubscriptionStatus::Active;
+        let id = stored.id.clone();
+        let product = stored.product.clone();
+        let sub = stored.clone();
+        if sub
+            .plan(self.catalog)
+            .is_ok_and(|p| p.pricing_type == PricingType::Paid)
+        {
+            self.state.paid_history.insert(product);
+        }
+        self.event(EventKind::SubscriptionStarted, &id, None);
+        self.bill_first_period(index, carried, InvoiceReason::SubscriptionCreation)
     }
 
     fn trial_end(&mut self, index: usize) -> Result<(), Error> {
@@ -396,7 +545,7 @@ impl Clock<'_> {
         }
         // A parallel trial replaces the paid subscription of its scope, whatever the
         // direction: its unused time is credited on the converted subscription's invoice.
-        let credits = self.replace_live(&sub, false)?;
+        let carried = self.replace_live(&sub, false)?;
         let stored = self.sub_mut(index)?;
         stored.is_trial = false;
         stored.status = SubscriptionStatus::Active;
@@ -410,12 +559,13 @@ impl Clock<'_> {
             self.state.paid_history.insert(product);
         }
         self.event(EventKind::TrialConverted, &id, None);
-        self.bill_first_period(index, credits, InvoiceReason::SubscriptionCreation)
+        self.bill_first_period(index, carried, InvoiceReason::SubscriptionCreation)
     }
 
     /// Ends the live subscription of `sub`'s scope of the given kind (trial or not), if
-    /// any, as replaced by `sub`, and returns the credit for its unused time.
-    fn replace_live(&mut self, sub: &Subscription, trial: bool) -> Result<Vec<InvoiceLine>, Error> {
+    /// any, as replaced by `sub`: returns the credit for its unused time and the usage of
+    /// its closing period, and applies the usage reset of the change.
+    fn replace_live(&mut self, sub: &Subscription, trial: bool) -> Result<Carried, Error> {
         let replaced = self.state.subscriptions.iter().position(|s| {
             s.id != sub.id
                 && s.in_scope(&sub.product, sub.resource.as_ref())
@@ -423,7 +573,7 @@ impl Clock<'_> {
                 && s.status.is_live()
         });
         let Some(r) = replaced else {
-            return Ok(Vec::new());
+            return Ok(Carried::default());
         };
         let old = self.sub(r)?.clone();
         let credits = provision::credit_lines(
@@ -433,8 +583,11 @@ impl Clock<'_> {
             self.settings,
             self.state,
         )?;
+        let mut carried = Carried::credits(&old, credits);
+        carried.add(self.close_usage(r)?);
         self.end(r, CancelReason::UpgradeOrDowngrade)?;
-        Ok(credits)
+        self.reset_usage(&old.config, sub);
+        Ok(carried)
     }
 
     /// Marks `index` as waiting for payment, with its first period running from now.
@@ -454,28 +607,17 @@ impl Clock<'_> {
     fn start(&mut self, index: usize) -> Result<(), Error> {
         let sub = self.sub(index)?.clone();
         // A waiting subscription replaces the live one of its kind.
-        let credits = self.replace_live(&sub, sub.is_trial)?;
-        let id = sub.id.clone();
+        let carried = self.replace_live(&sub, sub.is_trial)?;
         if sub.is_trial {
-            let stored = self.sub_mut(index)?;
-            stored.status = SubscriptionStatus::InTrial;
-            self.event(EventKind::SubscriptionStarted, &id, None);
-            return Ok(());
+            self.sub_mut(index)?.status = SubscriptionStatus::InTrial;
+            self.event(EventKind::SubscriptionStarted, &sub.id, None);
+            return self.issue_carried(carried);
         }
         if !self.can_collect(&sub) {
+            self.issue_carried(carried)?;
             return self.await_payment(index);
         }
-        let stored = self.sub_mut(index)?;
-        stored.status = SubscriptionStatus::Active;
-        let product = stored.product.clone();
-        if sub
-            .plan(self.catalog)
-            .is_ok_and(|p| p.pricing_type == PricingType::Paid)
-        {
-            self.state.paid_history.insert(product);
-        }
-        self.event(EventKind::SubscriptionStarted, &id, None);
-        self.bill_first_period(index, credits, InvoiceReason::SubscriptionCreation)
+        self.activate(index, carried)
     }
 
     fn scheduled(&mut self, index: usize) -> Result<(), Error> {
@@ -484,19 +626,22 @@ impl Clock<'_> {
             return Ok(());
         };
         let at_period_end = sub.current_period.is_some_and(|p| p.end == self.at);
+        let mut carried = if at_period_end {
+            Carried::default()
+        } else {
+            let credits = provision::credit_lines(
+                &sub.charges,
+                self.at,
+                ProrationEvent::Change,
+                self.settings,
+                self.state,
+            )?;
+            Carried::credits(&sub, credits)
+        };
+        // The closing period is billed at the configuration it ran under.
+        carried.add(self.close_usage(index)?);
         match update.kind {
             ScheduledUpdateType::PlanChange => {
-                let credits = if at_period_end {
-                    Vec::new()
-                } else {
-                    provision::credit_lines(
-                        &sub.charges,
-                        self.at,
-                        ProrationEvent::Change,
-                        self.settings,
-                        self.state,
-                    )?
-                };
                 let mut next = sub.clone();
                 next.id = match update.new_subscription_id.clone() {
                     Some(id) if self.state.subscription(id.as_str()).is_none() => id,
@@ -511,52 +656,52 @@ impl Clock<'_> {
                 self.sub_mut(index)?.scheduled_updates.clear();
                 self.end(index, CancelReason::UpgradeOrDowngrade)?;
                 self.event(EventKind::ScheduledUpdateApplied, &sub.id, None);
+                self.reset_usage(&sub.config, &next);
                 self.state.subscriptions.push(next);
                 let new_index = self.state.subscriptions.len().saturating_sub(1);
                 let new_sub = self.sub(new_index)?.clone();
                 if !self.can_collect(&new_sub) {
+                    self.issue_carried(carried)?;
                     return self.await_payment(new_index);
                 }
-                self.sub_mut(new_index)?.status = SubscriptionStatus::Active;
-                self.event(EventKind::SubscriptionStarted, &new_sub.id, None);
-                self.bill_first_period(new_index, credits, InvoiceReason::SubscriptionCreation)
+                self.activate(new_index, carried)
             }
             ScheduledUpdateType::Update | ScheduledUpdateType::Migration => {
-                {
+                let new_period = update.target.billing_period != sub.config.billing_period;
+                let updated = {
                     let stored = self.sub_mut(index)?;
                     stored.config = update.target.clone();
                     stored.scheduled_updates.clear();
-                }
+                    stored.clone()
+                };
                 self.event(EventKind::ScheduledUpdateApplied, &sub.id, None);
-                if at_period_end {
-                    self.renew(index)
+                if new_period {
+                    self.reset_usage(&sub.config, &updated);
+                    if at_period_end {
+                        // It applies as the renewal, so it is reported as one.
+                        self.event(EventKind::SubscriptionRenewed, &sub.id, None);
+                    }
+                }
+                if at_period_end && !new_period {
+                    self.renew(index, carried)
                 } else {
-                    let credits = provision::credit_lines(
-                        &sub.charges,
-                        self.at,
-                        ProrationEvent::Change,
-                        self.settings,
-                        self.state,
-                    )?;
-                    self.bill_first_period(index, credits, InvoiceReason::BillingCycle)
+                    // Another billing period, or a change before the period's end, starts
+                    // a new period at the change (FORMAT.md §6).
+                    self.bill_first_period(index, carried, InvoiceReason::BillingCycle)
                 }
             }
         }
     }
 
     /// A period ends: the next one starts and is invoiced at the subscription's
-    /// configuration, with pending prorations; the coupon applies while it covers the new
-    /// period.
-    fn renew(&mut self, index: usize) -> Result<(), Error> {
+    /// configuration, with pending prorations and the closing period's usage (`closing`);
+    /// the coupon applies while it covers the new period.
+    fn renew(&mut self, index: usize, closing: Carried) -> Result<(), Error> {
         let sub = self.sub(index)?.clone();
-        let (Some(bp), Some(anchor), Some(current)) = (
-            sub.config.billing_period,
-            sub.billing_anchor,
-            sub.current_period,
-        ) else {
+        let (Some(bp), Some(current)) = (sub.config.billing_period, sub.current_period) else {
             return Ok(());
         };
-        let series = PeriodSeries::new(anchor, bp);
+        let series = PeriodSeries::new(sub.billing_anchor.unwrap_or(current.start), bp);
         let next = match series.containing(current.end)? {
             Some(p) if p.start >= current.end => p,
             _ => PeriodSeries::new(current.end, bp).nth(0)?,
@@ -565,6 +710,7 @@ impl Clock<'_> {
         let charges = provision::charge_lines(&quote, next, self.settings);
         let currency = quote
             .currency
+            .or(closing.currency)
             .or_else(|| sub.charges.first().map(|c| c.currency));
         let stored = self.sub_mut(index)?;
         stored.current_period = Some(next);
@@ -579,6 +725,7 @@ impl Clock<'_> {
         };
         let mut lines = pending;
         lines.extend(provision::lines_only(charges));
+        lines.extend(closing.lines);
         self.issue(
             &updated,
             lines,

@@ -29,19 +29,49 @@
 //!   without a billing period differs from one with). Only `INCREMENTAL` features whose
 //!   value has a reset period in the old or the new configuration reset. The change's
 //!   resource is reset; a product-wide subscription applies to every resource, so its
-//!   change resets the feature's usage under every resource.
+//!   change resets the feature's usage under every resource. [`usage_resets`] names what
+//!   a change would reset without changing anything.
+//!
+//! # Usage-based prices (FORMAT.md §6 "Invoices and money")
+//!
+//! [`bill_usage`] prices the usage of a closing billing period; the clock calls it at each
+//! renewal and whenever a subscription's period closes early (a cancellation, a
+//! replacement, a scheduled change). Reset windows and billing periods need not agree (a
+//! daily window under a monthly price, a yearly window under a monthly price, usage that
+//! never resets), so a record's value cannot say what a period used. Rules decided here:
+//!
+//! - A report is attributed, when it is made, to the billing period containing it of the
+//!   scope's active non-trial subscription that has a usage-based price on the feature
+//!   (the scope being the report's resource, none for a product-wide subscription). Usage
+//!   reported with no such subscription (a free plan, a trial, a subscription waiting for
+//!   payment) is never billed.
+//! - Incremental meters bill the net change reported during the closing period: every
+//!   unit reported is billed exactly once, in the period it was reported in, whichever
+//!   windows it was counted in. A correction (a negative `DELTA`, a lower `SET`) reduces
+//!   the period's usage, never below 0.
+//! - Fluctuating meters (a level, like storage) bill the highest level held during the
+//!   closing period, which is the level at the close when nothing was reported during it.
+//! - Billed usage leaves the unbilled ledger; a usage reset on a plan change removes
+//!   records but not usage still owed. Usage attributed to a period that closed without
+//!   billing it (its subscription had no usage price any more) is dropped at the next
+//!   close.
 
 use crate::catalog::{
-    Catalog, EntitlementValue, FeatureKind, Meter, Reset, ResetAnchor, ResetPeriod, UsageReset,
+    Catalog, EntitlementValue, FeatureKind, Meter, Plan, PriceModel, PricingType, Reset,
+    ResetAnchor, ResetPeriod, UnitScheme, UsageReset,
 };
 use crate::customer::CustomerState;
 use crate::entitlement::{EntitlementSet, configuration_values};
 use crate::error::{Error, ErrorCode};
 use crate::id::{CustomerId, FeatureId, ProductId, ResourceId};
+use crate::invoice::{InvoiceLine, LineKind};
+use crate::money::{self, Currency, RoundingMode};
 use crate::period::{Period, PeriodSeries};
-use crate::pricing::Configuration;
+use crate::pricing::{Configuration, scheme_amount};
+use crate::subscription::{Subscription, SubscriptionStatus};
 use crate::view::instant;
 use chrono::{DateTime, Datelike, TimeDelta, TimeZone, Utc, Weekday};
+use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 use std::collections::{BTreeMap, BTreeSet};
@@ -73,6 +103,21 @@ impl UsageRecord {
 pub struct UsageLedger {
     product_wide: BTreeMap<FeatureId, UsageRecord>,
     by_resource: BTreeMap<ResourceId, BTreeMap<FeatureId, UsageRecord>>,
+    /// Usage not billed yet, by scope, feature and the billing period it was reported in.
+    /// Kept apart from the records: a reset window or a usage reset must not lose what a
+    /// customer owes.
+    unbilled: BTreeMap<(Option<ResourceId>, FeatureId), BTreeMap<Period, PeriodUsage>>,
+}
+
+/// What was reported during one billing period of a subscription with a usage-based price
+/// on the feature.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct PeriodUsage {
+    /// The sum of the changes reported (incremental meters); a correction may make it
+    /// negative.
+    net: i128,
+    /// The highest level held during the period (fluctuating meters).
+    peak: u64,
 }
 
 impl UsageLedger {
@@ -112,16 +157,72 @@ impl UsageLedger {
         }
     }
 
-    /// Removes the usage of `feature` under `resource`; whether there was any.
-    fn remove(&mut self, resource: Option<&str>, feature: &str) -> bool {
+    /// Removes the usage of `feature` under `resource`.
+    fn remove(&mut self, resource: Option<&str>, feature: &str) {
         match resource {
-            None => self.product_wide.remove(feature).is_some(),
-            Some(r) => self
-                .by_resource
-                .get_mut(r)
-                .and_then(|m| m.remove(feature))
-                .is_some(),
+            None => {
+                self.product_wide.remove(feature);
+            }
+            Some(r) => {
+                if let Some(records) = self.by_resource.get_mut(r) {
+                    records.remove(feature);
+                }
+            }
         }
+    }
+
+    /// Notes a report that moved the usage of `feature` under `resource` from `before` to
+    /// `after` during the billing period `period`.
+    fn note_unbilled(
+        &mut self,
+        resource: Option<&ResourceId>,
+        feature: FeatureId,
+        period: Period,
+        before: u64,
+        after: u64,
+    ) {
+        let entry = self
+            .unbilled
+            .entry((resource.cloned(), feature))
+            .or_default()
+            .entry(period)
+            .or_insert(PeriodUsage {
+                net: 0,
+                // The level before the first report was held from the period's start.
+                peak: before,
+            });
+        entry.peak = entry.peak.max(after);
+        let change = i128::from(after).saturating_sub(i128::from(before));
+        entry.net = entry.net.saturating_add(change);
+    }
+
+    /// Takes out the unbilled usage of `feature` under `resource` reported in billing
+    /// periods overlapping `span`; older periods, already closed, are dropped.
+    fn take_unbilled(
+        &mut self,
+        resource: Option<&ResourceId>,
+        feature: &FeatureId,
+        span: Period,
+    ) -> Vec<PeriodUsage> {
+        let key = (resource.cloned(), feature.clone());
+        let Some(periods) = self.unbilled.get_mut(&key) else {
+            return Vec::new();
+        };
+        let mut taken = Vec::new();
+        periods.retain(|period, usage| {
+            if period.end <= span.start {
+                return false;
+            }
+            if period.start < span.end {
+                taken.push(*usage);
+                return false;
+            }
+            true
+        });
+        if periods.is_empty() {
+            self.unbilled.remove(&key);
+        }
+        taken
     }
 
     /// Every resource with recorded usage.
@@ -250,6 +351,11 @@ pub fn report_usage(
         UpdateBehavior::Set => u64::try_from(request.value)
             .map_err(|_| bad_argument(format!("usage `{}` is below 0", request.value)))?,
     };
+    if let Some(period) = billing_period_of_usage(catalog, state, resource, &feature.id, now)? {
+        state
+            .usage
+            .note_unbilled(resource, feature.id.clone(), period, current, value);
+    }
     state.usage.set(
         resource,
         feature.id.clone(),
@@ -328,6 +434,172 @@ fn month_window(anchor: DateTime<Utc>, months: u32, now: DateTime<Utc>) -> Optio
     }
 }
 
+/// A usage-based price of a configuration: the metered feature, how its usage is priced
+/// and the currency.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UsagePrice<'c> {
+    /// The plan the price belongs to.
+    pub plan: &'c Plan,
+    /// The metered feature.
+    pub feature: &'c FeatureId,
+    /// How its usage is priced.
+    pub scheme: &'c UnitScheme,
+    /// The price's currency.
+    pub currency: Currency,
+}
+
+/// The usage-based prices of `config` for its billing period, from the same price set as
+/// its recurring prices, in catalog order. None for a plan without prices or a
+/// configuration without a billing period.
+#[must_use]
+pub fn usage_prices<'c>(catalog: &'c Catalog, config: &Configuration) -> Vec<UsagePrice<'c>> {
+    let (Some(plan), Some(period)) = (
+        catalog.plan(config.plan.as_str(), config.plan_version),
+        config.billing_period,
+    ) else {
+        return Vec::new();
+    };
+    if plan.pricing_type == PricingType::Free {
+        return Vec::new();
+    }
+    plan.price_set(config.country, period)
+        .prices
+        .iter()
+        .filter(|p| p.billing_period == period)
+        .filter_map(|p| match &p.model {
+            PriceModel::UsageBased { feature, scheme } => Some(UsagePrice {
+                plan,
+                feature,
+                scheme,
+                currency: p.currency,
+            }),
+            PriceModel::FlatFee { .. } | PriceModel::PerUnit { .. } => None,
+        })
+        .collect()
+}
+
+/// The billing period containing `now` of the subscription that bills the usage of
+/// `feature` under `resource`: an active, non-trial subscription of that scope with a
+/// usage-based price on the feature.
+fn billing_period_of_usage(
+    catalog: &Catalog,
+    state: &CustomerState,
+    resource: Option<&ResourceId>,
+    feature: &FeatureId,
+    now: DateTime<Utc>,
+) -> Result<Option<Period>, Error> {
+    for sub in &state.subscriptions {
+        if sub.status != SubscriptionStatus::Active
+            || sub.is_trial
+            || sub.resource.as_ref() != resource
+            || !usage_prices(catalog, &sub.config)
+                .iter()
+                .any(|p| p.feature == feature)
+        {
+            continue;
+        }
+        if let Some(period) = sub.current_period.filter(|p| p.contains(now)) {
+            return Ok(Some(period));
+        }
+        // The clock has not reached `now` yet: the period the anchor gives.
+        if let (Some(anchor), Some(bp)) = (sub.billing_anchor, sub.config.billing_period)
+            && let Some(period) = PeriodSeries::new(anchor, bp).containing(now)?
+        {
+            return Ok(Some(period));
+        }
+    }
+    Ok(None)
+}
+
+/// Usage lines of a subscription for a span of time, with their currency.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct UsageBill {
+    /// The currency of the usage-based prices; `None` when the subscription has none.
+    pub currency: Option<Currency>,
+    /// `USAGE` lines above zero, in price order.
+    pub lines: Vec<InvoiceLine>,
+}
+
+/// Bills the usage of `sub`'s usage-based prices over `span` (the period closing, or its
+/// part up to the subscription's end): one `USAGE` line per price, quantity in blocks for a
+/// package price, else in units; lines of amount zero are left out. What is billed leaves
+/// `usage`, so no usage is billed twice.
+///
+/// Which usage counts: for an incremental meter, the usage reported during the billing
+/// period(s) overlapping `span` (whatever the reset windows); for a fluctuating meter, the
+/// highest level held during them (the level at the close when nothing was reported).
+///
+/// # Errors
+/// `AmountTooLarge` on overflow.
+pub fn bill_usage(
+    catalog: &Catalog,
+    usage: &mut UsageLedger,
+    sub: &Subscription,
+    span: Period,
+    rounding: RoundingMode,
+) -> Result<UsageBill, Error> {
+    let prices = usage_prices(catalog, &sub.config);
+    let resource = sub.resource.as_ref();
+    let mut quantities: BTreeMap<&FeatureId, u64> = BTreeMap::new();
+    for price in &prices {
+        if quantities.contains_key(price.feature) {
+            continue;
+        }
+        let taken = usage.take_unbilled(resource, price.feature, span);
+        let fluctuating = catalog.feature(price.feature.as_str()).is_some_and(|f| {
+            f.kind
+                == FeatureKind::Number {
+                    meter: Some(Meter::Fluctuating),
+                }
+        });
+        let quantity = if fluctuating {
+            match taken.iter().map(|u| u.peak).max() {
+                Some(peak) => peak,
+                None => usage
+                    .record(resource.map(ResourceId::as_str), price.feature.as_str())
+                    .map_or(0, |r| r.current(span.end)),
+            }
+        } else {
+            let net = taken
+                .iter()
+                .fold(0i128, |sum, u| sum.saturating_add(u.net))
+                .max(0);
+            u64::try_from(net).unwrap_or(u64::MAX)
+        };
+        quantities.insert(price.feature, quantity);
+    }
+    let mut bill = UsageBill {
+        currency: prices.first().map(|p| p.currency),
+        lines: Vec::new(),
+    };
+    for price in &prices {
+        let quantity = quantities.get(price.feature).copied().unwrap_or(0);
+        let priced = scheme_amount(price.scheme, quantity)?;
+        let amount = price.currency.round(priced.amount, rounding);
+        if amount.is_zero() {
+            continue;
+        }
+        let unit_price = if priced.charged_quantity == 0 {
+            Decimal::ZERO
+        } else {
+            money::div(priced.amount, Decimal::from(priced.charged_quantity))?
+        };
+        bill.lines.push(InvoiceLine {
+            description: format!(
+                "{} ({} usage)",
+                price.plan.name.as_deref().unwrap_or(price.plan.id.as_str()),
+                price.feature
+            ),
+            kind: LineKind::Usage,
+            period: span,
+            quantity: priced.charged_quantity,
+            unit_price,
+            amount,
+        });
+    }
+    Ok(bill)
+}
+
 /// A subscription replaced by another (a plan change), or updated in place (a billing
 /// period change), in the scope (`product`, `resource`).
 #[derive(Debug, Clone, Copy)]
@@ -342,13 +614,15 @@ pub struct PlanChange<'a> {
     pub to: &'a Configuration,
 }
 
-/// Applies the product's `usageResetOnChange` setting to `usage` for `change`; returns the
-/// features whose recorded usage was reset, sorted (for `USAGE_RESET` events).
-pub fn reset_usage_on_change(
+/// The (scope, feature) pairs whose recorded usage the product's `usageResetOnChange`
+/// setting resets for `change`, sorted by feature then scope; nothing changes. A decision
+/// records them in its effects; [`reset_usage_on_change`] removes them.
+#[must_use]
+pub fn usage_resets(
     catalog: &Catalog,
-    usage: &mut UsageLedger,
+    usage: &UsageLedger,
     change: &PlanChange<'_>,
-) -> Vec<FeatureId> {
+) -> Vec<(Option<ResourceId>, FeatureId)> {
     let setting = catalog
         .product(change.product.as_str())
         .map(|p| p.journey.usage_reset_on_change)
@@ -383,15 +657,34 @@ pub fn reset_usage_on_change(
             .chain(usage.resources().into_iter().map(Some))
             .collect(),
     };
-    let mut reset = Vec::new();
+    let mut pairs = Vec::new();
     for feature in features {
-        let mut removed = false;
         for scope in &scopes {
-            // Every scope is visited: removing must not stop at the first hit.
-            removed |= usage.remove(scope.as_ref().map(ResourceId::as_str), feature.as_str());
+            if usage
+                .record(scope.as_ref().map(ResourceId::as_str), feature.as_str())
+                .is_some()
+            {
+                pairs.push((scope.clone(), feature.clone()));
+            }
         }
-        if removed {
-            reset.push(feature.clone());
+    }
+    pairs
+}
+
+/// Applies the product's `usageResetOnChange` setting to `usage` for `change`: removes the
+/// records [`usage_resets`] names. Returns the features whose recorded usage was reset,
+/// sorted (for `USAGE_RESET` events). Usage not billed yet stays owed.
+pub fn reset_usage_on_change(
+    catalog: &Catalog,
+    usage: &mut UsageLedger,
+    change: &PlanChange<'_>,
+) -> Vec<FeatureId> {
+    let pairs = usage_resets(catalog, usage, change);
+    let mut reset: Vec<FeatureId> = Vec::new();
+    for (scope, feature) in pairs {
+        usage.remove(scope.as_ref().map(ResourceId::as_str), feature.as_str());
+        if reset.last() != Some(&feature) {
+            reset.push(feature);
         }
     }
     reset

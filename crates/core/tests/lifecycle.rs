@@ -13,14 +13,19 @@ use proptest::prelude::*;
 use rust_decimal::Decimal;
 use serde_json::{Value, json};
 use tollgate_core::Catalog;
+use tollgate_core::catalog::ScheduleStrategy;
 use tollgate_core::coupon::Redemptions;
 use tollgate_core::customer::{Customer, CustomerState};
 use tollgate_core::id::CustomerId;
 use tollgate_core::invoice::InvoiceReason;
-use tollgate_core::lifecycle::{EventKind, advance};
+use tollgate_core::lifecycle::{Event, EventKind, advance};
+use tollgate_core::period::BillingPeriod;
 use tollgate_core::provision::{ProvisionRequest, provision};
 use tollgate_core::settings::Settings;
-use tollgate_core::subscription::{CancelReason, SubscriptionStatus};
+use tollgate_core::subscription::{
+    CancelReason, ScheduledUpdate, ScheduledUpdateType, SubscriptionStatus,
+};
+use tollgate_core::usage::{ReportUsageRequest, report_usage};
 
 fn t(text: &str) -> DateTime<Utc> {
     text.parse().unwrap()
@@ -80,6 +85,23 @@ impl World {
 
     fn sub(&self, id: &str) -> &tollgate_core::subscription::Subscription {
         self.state.subscription(id).unwrap()
+    }
+
+    /// Moves the clock to `when`; the events, whole.
+    fn events_at(&mut self, when: &str) -> Vec<Event> {
+        let (state, events) =
+            advance(&self.catalog, &self.state, t(when), &Settings::default()).unwrap();
+        self.state = state;
+        self.now = t(when);
+        events
+    }
+
+    fn report(&mut self, feature: &str, value: i64) {
+        let request: ReportUsageRequest = serde_json::from_value(
+            json!({"customerId": "c1", "featureId": feature, "value": value}),
+        )
+        .unwrap();
+        report_usage(&self.catalog, &mut self.state, &request, self.now).unwrap();
     }
 
     fn totals(&self) -> Vec<(InvoiceReason, String, String)> {
@@ -290,6 +312,160 @@ fn a_future_start_without_a_payment_method_waits_for_payment_then_expires() {
             SubscriptionStatus::Canceled,
             Some(CancelReason::PendingPaymentExpired)
         )
+    );
+}
+
+/// (kind, subscription, feature) of each event.
+fn described(events: &[Event]) -> Vec<(EventKind, String, Option<String>)> {
+    events
+        .iter()
+        .map(|e| {
+            (
+                e.kind,
+                e.subscription.to_string(),
+                e.feature.as_ref().map(ToString::to_string),
+            )
+        })
+        .collect()
+}
+
+fn reset(subscription: &str) -> (EventKind, String, Option<String>) {
+    (
+        EventKind::UsageReset,
+        subscription.to_owned(),
+        Some("api-calls".to_owned()),
+    )
+}
+
+fn plain(kind: EventKind, subscription: &str) -> (EventKind, String, Option<String>) {
+    (kind, subscription.to_owned(), None)
+}
+
+#[test]
+fn a_scheduled_billing_period_update_at_the_period_end_starts_a_new_series_there() {
+    let mut w = World::new(true);
+    w.now = t("2025-01-31T00:00:00Z");
+    w.provision(json!({"planId": "starter", "billingPeriod": "MONTHLY", "skipTrial": true, "subscriptionId": "s"}));
+    w.report("api-calls", 10);
+    let mut target = w.sub("s").config.clone();
+    target.billing_period = Some(BillingPeriod::Annually);
+    w.state
+        .subscription_mut("s")
+        .unwrap()
+        .scheduled_updates
+        .push(ScheduledUpdate {
+            kind: ScheduledUpdateType::Update,
+            scheduled_at: t("2025-02-28T00:00:00Z"),
+            target,
+            new_subscription_id: None,
+            strategy: ScheduleStrategy::EndOfBillingPeriod,
+        });
+    let events = w.events_at("2025-02-28T00:00:00Z");
+    assert_eq!(
+        described(&events),
+        [
+            plain(EventKind::ScheduledUpdateApplied, "s"),
+            reset("s"),
+            plain(EventKind::SubscriptionRenewed, "s"),
+            plain(EventKind::InvoiceIssued, "s"),
+        ]
+    );
+    let s = w.sub("s");
+    // Anchored at the change, not at the old Jan 31 anchor.
+    assert_eq!(s.billing_anchor, Some(t("2025-02-28T00:00:00Z")));
+    assert_eq!(s.start_date, t("2025-01-31T00:00:00Z"));
+    assert_eq!(s.current_period.unwrap().end, t("2026-02-28T00:00:00Z"));
+    let invoice = w.state.invoices.last().unwrap();
+    assert_eq!(
+        (invoice.reason, invoice.total.to_string()),
+        (InvoiceReason::BillingCycle, "290.00".to_owned())
+    );
+    assert_eq!(invoice.lines[0].period.start, t("2025-02-28T00:00:00Z"));
+    assert!(w.state.usage.record(None, "api-calls").is_none());
+    w.at("2026-02-28T00:00:00Z");
+    assert_eq!(
+        w.totals().last().unwrap(),
+        &(
+            InvoiceReason::BillingCycle,
+            "2026-02-28T00:00:00+00:00".into(),
+            "290.00".into()
+        )
+    );
+}
+
+#[test]
+fn a_scheduled_update_that_keeps_the_billing_period_renews_without_a_usage_reset() {
+    let mut w = World::new(true);
+    w.provision(json!({"planId": "pro", "billingPeriod": "MONTHLY", "skipTrial": true, "subscriptionId": "s",
+                       "billableFeatures": [{"featureId": "seats", "quantity": 3}]}));
+    w.report("api-calls", 10);
+    let mut target = w.sub("s").config.clone();
+    target.units.insert("seats".into(), 2);
+    w.state
+        .subscription_mut("s")
+        .unwrap()
+        .scheduled_updates
+        .push(ScheduledUpdate {
+            kind: ScheduledUpdateType::Update,
+            scheduled_at: t("2025-02-01T00:00:00Z"),
+            target,
+            new_subscription_id: None,
+            strategy: ScheduleStrategy::EndOfBillingPeriod,
+        });
+    let events = w.events_at("2025-02-01T00:00:00Z");
+    assert_eq!(
+        described(&events),
+        [
+            plain(EventKind::ScheduledUpdateApplied, "s"),
+            plain(EventKind::SubscriptionRenewed, "s"),
+            plain(EventKind::InvoiceIssued, "s"),
+        ]
+    );
+    assert_eq!(w.sub("s").billing_anchor, Some(t("2025-01-01T00:00:00Z")));
+    assert!(w.state.usage.record(None, "api-calls").is_some());
+    // 119 flat + 2 seats at 20.
+    assert_eq!(w.state.invoices.last().unwrap().total.to_string(), "159.00");
+}
+
+#[test]
+fn a_waiting_subscription_that_replaces_the_live_one_resets_its_usage() {
+    let mut w = World::new(true);
+    w.provision(json!({"planId": "starter", "billingPeriod": "MONTHLY", "skipTrial": true, "subscriptionId": "starter"}));
+    w.now = t("2025-01-05T00:00:00Z");
+    w.report("api-calls", 10);
+    w.provision(json!({"planId": "pro", "billingPeriod": "MONTHLY", "skipTrial": true, "subscriptionId": "pro",
+                       "startDate": "2025-01-20T00:00:00Z"}));
+    assert_eq!(w.sub("pro").status, SubscriptionStatus::NotStarted);
+    let events = w.events_at("2025-01-20T00:00:00Z");
+    assert_eq!(
+        described(&events),
+        [
+            plain(EventKind::SubscriptionCanceled, "starter"),
+            reset("pro"),
+            plain(EventKind::SubscriptionStarted, "pro"),
+            plain(EventKind::InvoiceIssued, "pro"),
+        ]
+    );
+    assert!(events.iter().all(|e| e.at == t("2025-01-20T00:00:00Z")));
+    assert_eq!(w.state.usage.current(None, "api-calls", w.now), 0);
+}
+
+#[test]
+fn a_parallel_trial_that_converts_over_the_paid_subscription_resets_its_usage() {
+    let mut w = World::new(true);
+    w.provision(json!({"planId": "starter", "billingPeriod": "MONTHLY", "skipTrial": true, "subscriptionId": "starter"}));
+    w.now = t("2025-01-16T12:00:00Z");
+    w.provision(json!({"planId": "pro", "billingPeriod": "MONTHLY", "subscriptionId": "pro", "trialOverride": {"isTrial": true, "trialEndDate": "2025-01-24T00:00:00Z"}}));
+    w.report("api-calls", 10);
+    let events = w.events_at("2025-01-24T00:00:00Z");
+    assert_eq!(
+        described(&events),
+        [
+            plain(EventKind::SubscriptionCanceled, "starter"),
+            reset("pro"),
+            plain(EventKind::TrialConverted, "pro"),
+            plain(EventKind::InvoiceIssued, "pro"),
+        ]
     );
 }
 
