@@ -197,7 +197,7 @@ fn estimate_decision(
             )?;
             provision::record_discount(&mut subject, &settlement, charge.ledger_from)?;
             let proration = match charge.proration_date {
-                Some(date) => Some(proration_summary(date, &settlement)?),
+                Some(date) => Some(proration_summary(date, charge.currency, &settlement)?),
                 None => None,
             };
             (Some(settlement), Some(charge.period), proration)
@@ -259,8 +259,10 @@ fn estimate_decision(
 
 fn proration_summary(
     date: DateTime<Utc>,
+    currency: Currency,
     settlement: &Settlement,
 ) -> Result<ProrationSummary, Error> {
+    // Sums of rounded lines: rounding only sets the currency's places (`0.00`, not `0`).
     let sum_of = |kind: LineKind| {
         money::sum(
             settlement
@@ -269,6 +271,7 @@ fn proration_summary(
                 .filter(|l| l.kind == kind)
                 .map(|l| l.amount),
         )
+        .map(|sum| currency.round(sum, crate::money::RoundingMode::HalfUp))
     };
     let credit = sum_of(LineKind::ProrationCredit)?.abs();
     let debit = sum_of(LineKind::ProrationDebit)?;
