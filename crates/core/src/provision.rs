@@ -232,6 +232,8 @@ pub struct Effects {
     pub resource: Option<ResourceId>,
     /// A promotion code redeemed by the decision (the host counts redemptions).
     pub redeemed_code: Option<String>,
+    /// Recorded usage the change resets (scope, feature): the product's usage-reset rule.
+    pub usage_reset: Vec<(Option<ResourceId>, FeatureId)>,
 }
 
 /// The decision of a `provisionSubscription` request.
@@ -316,6 +318,11 @@ impl Effects {
                 .pending_checkouts
                 .retain(|p| p.subscription_id != checkout.subscription_id);
             state.pending_checkouts.push(checkout.clone());
+        }
+        for (resource, feature) in &self.usage_reset {
+            state
+                .usage
+                .remove(resource.as_ref().map(ResourceId::as_str), feature.as_str());
         }
         state.trial_history.extend(self.trial_product.clone());
         state.paid_history.extend(self.paid_product.clone());
@@ -983,6 +990,7 @@ impl<'a, 'c> Decider<'a, 'c> {
                 return self.trial_conversion(d, start, live_trial, &scope);
             }
             d.end(&live_trial.id, self.now, CancelReason::UpgradeOrDowngrade);
+            self.reset_usage(&mut d, live_trial, &self.valid.config);
             d.explanation.push(format!(
                 "start: trial `{}` of plan `{}` ends now, replaced by plan `{}`",
                 live_trial.id,
@@ -1197,6 +1205,30 @@ impl<'a, 'c> Decider<'a, 'c> {
         self.change_now(d, current, direction)
     }
 
+    /// Records the usage the product's reset rule clears when `current` moves to `to` now.
+    /// A change in place is no plan change: only a new billing period resets usage.
+    fn reset_usage(&self, d: &mut ProvisionDecision, current: &Subscription, to: &Configuration) {
+        if self.in_place.is_some() && current.config.billing_period == to.billing_period {
+            return;
+        }
+        d.effects.usage_reset = crate::usage::usage_resets(
+            self.catalog,
+            &self.state.usage,
+            &crate::usage::PlanChange {
+                product: &current.product,
+                resource: current.resource.as_ref(),
+                from: &current.config,
+                to,
+            },
+        );
+        if !d.effects.usage_reset.is_empty() {
+            d.explanation.push(format!(
+                "effects: the usage of {} feature(s) resets (the product's usage-reset rule)",
+                d.effects.usage_reset.len()
+            ));
+        }
+    }
+
     /// When a change timed by `strategy` applies to `current`; `None` for now.
     fn scheduled_at(
         &self,
@@ -1383,6 +1415,7 @@ impl<'a, 'c> Decider<'a, 'c> {
         if self.valid.plan.pricing_type == PricingType::Paid {
             d.effects.paid_product = Some(self.valid.plan.product.clone());
         }
+        self.reset_usage(&mut d, current, &sub.config);
         let anchor_choice = self.request.billing_cycle_anchor.unwrap_or_default();
         let keep_period = anchor_choice == BillingCycleAnchor::Unchanged
             && current.billing_period().is_some()

@@ -158,7 +158,7 @@ impl UsageLedger {
     }
 
     /// Removes the usage of `feature` under `resource`.
-    fn remove(&mut self, resource: Option<&str>, feature: &str) {
+    pub(crate) fn remove(&mut self, resource: Option<&str>, feature: &str) {
         match resource {
             None => {
                 self.product_wide.remove(feature);

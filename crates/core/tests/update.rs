@@ -767,3 +767,49 @@ proptest! {
         prop_assert_eq!(decision.change_type, expected);
     }
 }
+
+fn api_calls(state: &CustomerState, at: &str) -> u64 {
+    state.usage.current(None, "api-calls", t(at))
+}
+
+fn report_api_calls(catalog: &Catalog, state: &mut CustomerState, at: &str, value: i64) {
+    let request: tollgate_core::usage::ReportUsageRequest = serde_json::from_value(
+        json!({"customerId": "c1", "featureId": "api-calls", "value": value}),
+    )
+    .unwrap();
+    tollgate_core::usage::report_usage(catalog, state, &request, t(at)).unwrap();
+}
+
+#[test]
+fn usage_resets_on_a_plan_change_and_a_new_billing_period_but_not_on_seats() {
+    // The analytics product resets usage on every plan change (ALWAYS_RESET).
+    let (catalog, mut state) = world(pro(5));
+    report_api_calls(&catalog, &mut state, "2025-01-10T00:00:00Z", 700);
+    updated(
+        &catalog,
+        &mut state,
+        HALF,
+        json!({"subscriptionId": "s", "billableFeatures": [{"featureId": "seats", "quantity": 6}]}),
+    );
+    assert_eq!(api_calls(&state, HALF), 700, "more seats is no plan change");
+    let decision = updated(
+        &catalog,
+        &mut state,
+        HALF,
+        json!({"subscriptionId": "s", "billingPeriod": "ANNUALLY", "scheduleStrategy": "IMMEDIATE"}),
+    );
+    assert_eq!(decision.effects.usage_reset.len(), 1);
+    assert_eq!(api_calls(&state, HALF), 0, "a new billing period resets");
+
+    let (catalog, mut state) = world(json!({"planId": "starter", "billingPeriod": "MONTHLY",
+        "skipTrial": true, "subscriptionId": "s"}));
+    report_api_calls(&catalog, &mut state, "2025-01-10T00:00:00Z", 300);
+    provision_into(
+        &catalog,
+        &mut state,
+        HALF,
+        json!({"planId": "pro", "planVersion": 1,
+        "billingPeriod": "MONTHLY", "skipTrial": true, "subscriptionId": "s2"}),
+    );
+    assert_eq!(api_calls(&state, HALF), 0, "a plan change resets");
+}
