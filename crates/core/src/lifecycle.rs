@@ -32,6 +32,14 @@
 //!   `BILLING_CYCLE`, like the renewal it replaces.
 //! - Invoices that start a billing series also carry the subscription's pending
 //!   prorations (`CREATE_PRORATIONS`), as a renewal does.
+//! - A `PAYMENT_PENDING` subscription becomes `ACTIVE` through
+//!   [`collect_pending_payments`] once the customer has a payment method: the clock first
+//!   moves to that instant (a subscription whose first period has ended by then has
+//!   expired and is not charged), then each one is activated, charged a full period from
+//!   that instant (`SUBSCRIPTION_CREATION`) and anchored there; `startDate` stays. It is
+//!   reported as `SUBSCRIPTION_STARTED` (the event marks every moment a subscription
+//!   starts: at its start date, even when it then waits for payment, and again when it
+//!   becomes active), followed by the `INVOICE_ISSUED` of its charge.
 
 use crate::catalog::{Catalog, EndSetup, PricingType, TrialEndBehavior};
 use crate::customer::CustomerState;
@@ -186,6 +194,43 @@ fn due_of(sub: &Subscription) -> Vec<(DateTime<Utc>, Due)> {
         SubscriptionStatus::Canceled | SubscriptionStatus::Expired => {}
     }
     due
+}
+
+/// Makes every `PAYMENT_PENDING` subscription of a customer who now has a payment method
+/// `ACTIVE` at `now`: the clock first moves to `now`, then each is charged a full period
+/// from `now` (`SUBSCRIPTION_CREATION`) and anchored there, its `startDate` unchanged
+/// (FORMAT.md §6 "Payment and checkout"). Without a payment method only the clock moves.
+///
+/// # Errors
+/// Those of [`advance`].
+pub fn collect_pending_payments(
+    catalog: &Catalog,
+    state: &CustomerState,
+    now: DateTime<Utc>,
+    settings: &Settings,
+) -> Result<(CustomerState, Vec<Event>), Error> {
+    let (mut state, mut events) = advance(catalog, state, now, settings)?;
+    let pending: Vec<usize> = state
+        .subscriptions
+        .iter()
+        .enumerate()
+        .filter(|(_, s)| s.status == SubscriptionStatus::PaymentPending)
+        .map(|(index, _)| index)
+        .collect();
+    for index in pending {
+        let mut clock = Clock {
+            catalog,
+            settings,
+            state: &mut state,
+            events: &mut events,
+            at: now,
+        };
+        let sub = clock.sub(index)?.clone();
+        if clock.can_collect(&sub) {
+            clock.activate(index, Carried::default())?;
+        }
+    }
+    Ok((state, events))
 }
 
 /// Lines of a subscription whose period closed early (credit for unused time, closing

@@ -18,7 +18,8 @@ use tollgate_core::coupon::Redemptions;
 use tollgate_core::customer::{Customer, CustomerState};
 use tollgate_core::id::CustomerId;
 use tollgate_core::invoice::InvoiceReason;
-use tollgate_core::lifecycle::{Event, EventKind, advance};
+use tollgate_core::invoice::LineKind;
+use tollgate_core::lifecycle::{Event, EventKind, advance, collect_pending_payments};
 use tollgate_core::period::BillingPeriod;
 use tollgate_core::provision::{ProvisionRequest, provision};
 use tollgate_core::settings::Settings;
@@ -467,6 +468,109 @@ fn a_parallel_trial_that_converts_over_the_paid_subscription_resets_its_usage() 
             plain(EventKind::InvoiceIssued, "pro"),
         ]
     );
+}
+
+/// A customer without a payment method whose paid subscription starts on Feb 1.
+fn waiting_for_payment() -> World {
+    let mut w = World::new(false);
+    w.provision(json!({"planId": "starter", "billingPeriod": "MONTHLY", "skipTrial": true, "subscriptionId": "s", "startDate": "2025-02-01T00:00:00Z"}));
+    w.at("2025-02-01T00:00:00Z");
+    assert_eq!(w.sub("s").status, SubscriptionStatus::PaymentPending);
+    w
+}
+
+fn payment_method_arrives(w: &mut World, when: &str) -> Vec<Event> {
+    w.state.customer.has_payment_method = true;
+    let (state, events) =
+        collect_pending_payments(&w.catalog, &w.state, t(when), &Settings::default()).unwrap();
+    w.state = state;
+    w.now = t(when);
+    events
+}
+
+#[test]
+fn a_pending_payment_is_charged_and_anchored_when_the_payment_method_arrives() {
+    let mut w = waiting_for_payment();
+    let events = payment_method_arrives(&mut w, "2025-02-10T12:00:00Z");
+    assert_eq!(
+        described(&events),
+        [
+            plain(EventKind::SubscriptionStarted, "s"),
+            plain(EventKind::InvoiceIssued, "s"),
+        ]
+    );
+    let s = w.sub("s");
+    assert_eq!(s.status, SubscriptionStatus::Active);
+    assert_eq!(s.start_date, t("2025-02-01T00:00:00Z"));
+    assert_eq!(s.billing_anchor, Some(t("2025-02-10T12:00:00Z")));
+    let invoice = &w.state.invoices[0];
+    assert_eq!(invoice.lines.len(), 1);
+    assert_eq!(invoice.lines[0].kind, LineKind::Charge);
+    assert_eq!(
+        (invoice.lines[0].period.start, invoice.lines[0].period.end),
+        (t("2025-02-10T12:00:00Z"), t("2025-03-10T12:00:00Z"))
+    );
+    assert!(
+        w.state
+            .paid_history
+            .iter()
+            .any(|p| p.as_str() == "analytics")
+    );
+    // The first period no longer expires at Mar 1; renewals follow the new anchor.
+    w.at("2025-04-10T12:00:00Z");
+    assert_eq!(w.sub("s").status, SubscriptionStatus::Active);
+    assert_eq!(
+        w.totals(),
+        [
+            (
+                InvoiceReason::SubscriptionCreation,
+                "2025-02-10T12:00:00+00:00".into(),
+                "29.00".into()
+            ),
+            (
+                InvoiceReason::BillingCycle,
+                "2025-03-10T12:00:00+00:00".into(),
+                "29.00".into()
+            ),
+            (
+                InvoiceReason::BillingCycle,
+                "2025-04-10T12:00:00+00:00".into(),
+                "29.00".into()
+            ),
+        ]
+    );
+}
+
+#[test]
+fn a_payment_method_after_the_first_period_comes_too_late() {
+    let mut w = waiting_for_payment();
+    let events = payment_method_arrives(&mut w, "2025-03-01T00:00:00Z");
+    let s = w.sub("s");
+    assert_eq!(
+        (s.status, s.cancel_reason),
+        (
+            SubscriptionStatus::Canceled,
+            Some(CancelReason::PendingPaymentExpired)
+        )
+    );
+    assert!(w.state.invoices.is_empty());
+    assert_eq!(events[0].kind, EventKind::SubscriptionCanceled);
+    assert!(events.iter().all(|e| e.kind != EventKind::InvoiceIssued));
+}
+
+#[test]
+fn without_a_payment_method_collecting_only_moves_the_clock() {
+    let mut w = waiting_for_payment();
+    let (state, events) = collect_pending_payments(
+        &w.catalog,
+        &w.state,
+        t("2025-02-10T00:00:00Z"),
+        &Settings::default(),
+    )
+    .unwrap();
+    assert!(events.is_empty());
+    w.state = state;
+    assert_eq!(w.sub("s").status, SubscriptionStatus::PaymentPending);
 }
 
 fn steps() -> impl Strategy<Value = Vec<u32>> {
