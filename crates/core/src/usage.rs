@@ -689,34 +689,3 @@ pub fn reset_usage_on_change(
     }
     reset
 }
-
-/// [`reset_usage_on_change`] for subscription `replaced` replaced by `replacement` in
-/// `state`.
-///
-/// # Errors
-/// `SubscriptionNotFound` when either is not in `state`.
-pub fn reset_usage_on_replacement(
-    catalog: &Catalog,
-    state: &mut CustomerState,
-    replaced: &str,
-    replacement: &str,
-) -> Result<Vec<FeatureId>, Error> {
-    let find = |id: &str| {
-        state
-            .subscription(id)
-            .cloned()
-            .ok_or_else(|| crate::customer::not_found(id))
-    };
-    let old = find(replaced)?;
-    let new = find(replacement)?;
-    Ok(reset_usage_on_change(
-        catalog,
-        &mut state.usage,
-        &PlanChange {
-            product: &new.product,
-            resource: new.resource.as_ref(),
-            from: &old.config,
-            to: &new.config,
-        },
-    ))
-}

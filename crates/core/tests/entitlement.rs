@@ -30,8 +30,7 @@ use tollgate_core::provision::{ProvisionRequest, provision};
 use tollgate_core::settings::Settings;
 use tollgate_core::subscription::{CancelReason, Subscription, SubscriptionStatus};
 use tollgate_core::usage::{
-    PlanChange, ReportUsageRequest, report_usage, reset_usage_on_change,
-    reset_usage_on_replacement, reset_window,
+    PlanChange, ReportUsageRequest, report_usage, reset_usage_on_change, reset_window,
 };
 use tollgate_core::{Catalog, ErrorCode};
 
@@ -1196,13 +1195,8 @@ fn starter_usage_world(reset: &str) -> World {
 fn usage_reset_on_plan_change_follows_the_product_setting() {
     let at = "2025-01-10T00:00:00Z";
     // ALWAYS_RESET: incremental features with a reset period start over; seats do not.
-    let mut w = starter_usage_world("ALWAYS_RESET");
-    let catalog = w.catalog.clone();
-    let reset = reset_usage_on_replacement(&catalog, w.state_mut("c1"), "f", "s").unwrap();
-    assert_eq!(
-        reset.iter().map(|f| f.as_str()).collect::<Vec<_>>(),
-        vec!["api-calls"]
-    );
+    // Provisioning the replacement applies the rule.
+    let w = starter_usage_world("ALWAYS_RESET");
     w.expect(
         at,
         json!({"customerId": "c1", "featureId": "api-calls"}),
@@ -1215,13 +1209,7 @@ fn usage_reset_on_plan_change_follows_the_product_setting() {
     );
 
     // NEVER_RESET: usage carries over, until the window it was counted in ends.
-    let mut w = starter_usage_world("NEVER_RESET");
-    let catalog = w.catalog.clone();
-    assert!(
-        reset_usage_on_replacement(&catalog, w.state_mut("c1"), "f", "s")
-            .unwrap()
-            .is_empty()
-    );
+    let w = starter_usage_world("NEVER_RESET");
     w.expect(at, json!({"customerId": "c1", "featureId": "api-calls"}),
         json!({"currentUsage": 700, "usagePeriodStart": "2025-01-10T00:00:00Z", "usagePeriodEnd": "2025-02-10T00:00:00Z"}));
     w.expect(
@@ -1234,12 +1222,7 @@ fn usage_reset_on_plan_change_follows_the_product_setting() {
     // monthly is not; monthly → annually is.
     let mut w = starter_usage_world("BILLING_PERIOD_CHANGE");
     let catalog = w.catalog.clone();
-    assert_eq!(
-        reset_usage_on_replacement(&catalog, w.state_mut("c1"), "f", "s")
-            .unwrap()
-            .len(),
-        1
-    );
+    assert_eq!(w.state("c1").usage.current(None, "api-calls", t(at)), 0);
     w.report(
         at,
         json!({"customerId": "c1", "featureId": "api-calls", "value": 5}),
@@ -1290,8 +1273,6 @@ fn a_product_wide_change_resets_usage_under_every_resource() {
     )
     .unwrap();
     w.provision("2025-01-02T00:00:00Z", json!({"customerId": "c1", "planId": "starter", "billingPeriod": "MONTHLY", "skipTrial": true, "subscriptionId": "s"}));
-    let catalog = w.catalog.clone();
-    reset_usage_on_replacement(&catalog, w.state_mut("c1"), "f", "s").unwrap();
     assert!(w.state("c1").usage.is_empty());
 }
 
