@@ -201,9 +201,7 @@ fn step(
             annual,
             immediate,
         } => {
-            let Some(id) = nth(state, *sub) else {
-                return None;
-            };
+            let id = nth(state, *sub)?;
             let mut input = json!({"subscriptionId": id.as_str(),
                 "billableFeatures": [{"featureId": "seats", "quantity": seats}]});
             if state.subscription(id.as_str()).unwrap().plan_id().as_str() != "pro" {
@@ -226,9 +224,7 @@ fn step(
                 .is_ok()
         }
         Op::Cancel { sub, timing } => {
-            let Some(id) = nth(state, *sub) else {
-                return None;
-            };
+            let id = nth(state, *sub)?;
             let timing = ["IMMEDIATE", "END_OF_BILLING_PERIOD", "SPECIFIC_DATE"][*timing];
             let request: CancelRequest = serde_json::from_value(json!({
                 "subscriptionId": id.as_str(), "cancellationTime": timing,
@@ -243,9 +239,7 @@ fn step(
             }
         }
         Op::CancelScheduled { sub } => {
-            let Some(id) = nth(state, *sub) else {
-                return None;
-            };
+            let id = nth(state, *sub)?;
             let request = CancelScheduledRequest {
                 subscription_id: id,
             };
@@ -254,9 +248,7 @@ fn step(
                 .is_ok()
         }
         Op::Migrate { sub, now: at_once } => {
-            let Some(id) = nth(state, *sub) else {
-                return None;
-            };
+            let id = nth(state, *sub)?;
             let request: MigrateRequest =
                 serde_json::from_value(json!({"subscriptionId": id.as_str(),
                 "migrationTime": if *at_once { "IMMEDIATE" } else { "END_OF_BILLING_PERIOD" }}))
@@ -266,9 +258,7 @@ fn step(
                 .is_ok()
         }
         Op::Transfer { sub, resource } => {
-            let Some(id) = nth(state, *sub) else {
-                return None;
-            };
+            let id = nth(state, *sub)?;
             let request = TransferRequest {
                 subscription_id: id,
                 destination_resource_id: ResourceId::new(format!("r{resource}")),
