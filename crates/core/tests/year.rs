@@ -25,6 +25,16 @@ use tollgate_core::settings::Settings;
 use tollgate_core::subscription::{CancelReason, SubscriptionStatus};
 use tollgate_core::update::{UpdateRequest, update_subscription};
 
+/// An invoice as asserted: issued at, subscription, reason, subtotal, discount, total.
+type InvoiceRow<'a> = (
+    DateTime<Utc>,
+    &'a str,
+    InvoiceReason,
+    Decimal,
+    Decimal,
+    Decimal,
+);
+
 fn t(text: &str) -> DateTime<Utc> {
     text.parse().unwrap()
 }
@@ -154,14 +164,7 @@ fn a_year_of_a_customer_s_life_issues_exactly_these_invoices() {
     );
     life.clock("2025-12-31T00:00:00Z");
 
-    let invoices: Vec<(
-        DateTime<Utc>,
-        &str,
-        InvoiceReason,
-        Decimal,
-        Decimal,
-        Decimal,
-    )> = life
+    let invoices: Vec<InvoiceRow<'_>> = life
         .state
         .invoices
         .iter()
