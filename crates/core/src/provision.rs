@@ -234,6 +234,8 @@ pub struct Effects {
     pub redeemed_code: Option<String>,
     /// Recorded usage the change resets (scope, feature): the product's usage-reset rule.
     pub usage_reset: Vec<(Option<ResourceId>, FeatureId)>,
+    /// Usage the decision's invoice bills (scope, feature, span): it leaves the ledger.
+    pub usage_billed: Vec<(Option<ResourceId>, FeatureId, Period)>,
 }
 
 /// The decision of a `provisionSubscription` request.
@@ -318,6 +320,9 @@ impl Effects {
                 .pending_checkouts
                 .retain(|p| p.subscription_id != checkout.subscription_id);
             state.pending_checkouts.push(checkout.clone());
+        }
+        for (resource, feature, span) in &self.usage_billed {
+            state.usage.take_unbilled(resource.as_ref(), feature, *span);
         }
         for (resource, feature) in &self.usage_reset {
             state
@@ -1421,6 +1426,8 @@ impl<'a, 'c> Decider<'a, 'c> {
             && current.billing_period().is_some()
             && current.billing_period() == self.valid.config.billing_period
             && current.current_period.is_some_and(|p| p.contains(now));
+        // Credits with no invoice of the new subscription to go on.
+        let mut leftover = Vec::new();
         if self.in_place.is_some() && !keep_period {
             // In place, a new billing period starts now; the start date stays.
             sub.billing_anchor = self.valid.config.billing_period.map(|_| now);
@@ -1523,7 +1530,9 @@ impl<'a, 'c> Decider<'a, 'c> {
                 change_word(direction),
                 current.id
             ));
-            if let (Some(currency), Some(period)) = (currency, sub.current_period) {
+            if sub.current_period.is_none() {
+                leftover = credits;
+            } else if let (Some(currency), Some(period)) = (currency, sub.current_period) {
                 let charges = charge_lines(quote, period, self.settings);
                 sub.charges = ledger(&quote.components, &charges, currency, period);
                 let mut lines = credits;
@@ -1542,6 +1551,30 @@ impl<'a, 'c> Decider<'a, 'c> {
                 }
             }
         }
+        if self.in_place.is_none() {
+            let usage = self.replaced_usage(&mut d, current)?;
+            match d.charge.as_mut() {
+                Some(charge) => charge.lines.extend(usage),
+                None => leftover.extend(usage),
+            }
+        }
+        if let (false, Some(currency)) = (leftover.is_empty(), currency) {
+            // The new subscription charges nothing now: what is owed on the replaced one,
+            // its unused time and its usage, is settled on its own closing invoice.
+            d.effects.replace.push(current.clone());
+            d.charge = Some(Charge {
+                subscription: current.id.clone(),
+                reason: InvoiceReason::Cancellation,
+                currency,
+                lines: leftover,
+                period: Period {
+                    start: now,
+                    end: current.current_period.map_or(now, |p| p.end.max(now)),
+                },
+                proration_date: None,
+                ledger_from: current.charges.len(),
+            });
+        }
         if self.in_place.is_some() {
             d.subscription = Some(sub.id.clone());
             d.effects.replace.push(sub);
@@ -1549,6 +1582,47 @@ impl<'a, 'c> Decider<'a, 'c> {
             d.create(sub);
         }
         Ok(d)
+    }
+
+    /// `USAGE` lines for what `current`, replaced now, owes for usage in its current period;
+    /// the usage they bill is recorded in the effects.
+    fn replaced_usage(
+        &self,
+        d: &mut ProvisionDecision,
+        current: &Subscription,
+    ) -> Result<Vec<InvoiceLine>, Error> {
+        let Some(period) = current.current_period else {
+            return Ok(Vec::new());
+        };
+        if current.status != SubscriptionStatus::Active
+            || current.is_trial
+            || period.start >= self.now
+        {
+            return Ok(Vec::new());
+        }
+        let prices = crate::usage::usage_prices(self.catalog, &current.config);
+        if prices.is_empty() {
+            return Ok(Vec::new());
+        }
+        let span = Period {
+            start: period.start,
+            end: self.now,
+        };
+        let mut usage = self.state.usage.clone();
+        let bill = crate::usage::bill_usage(
+            self.catalog,
+            &mut usage,
+            current,
+            span,
+            self.settings.rounding,
+        )?;
+        for price in prices {
+            let taken = (current.resource.clone(), price.feature.clone(), span);
+            if !d.effects.usage_billed.contains(&taken) {
+                d.effects.usage_billed.push(taken);
+            }
+        }
+        Ok(bill.lines)
     }
 
     /// Stage P, then E's invoice: whether payment can be collected for what starts now.

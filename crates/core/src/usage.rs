@@ -112,7 +112,7 @@ pub struct UsageLedger {
 /// What was reported during one billing period of a subscription with a usage-based price
 /// on the feature.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct PeriodUsage {
+pub(crate) struct PeriodUsage {
     /// The sum of the changes reported (incremental meters); a correction may make it
     /// negative.
     net: i128,
@@ -198,7 +198,7 @@ impl UsageLedger {
 
     /// Takes out the unbilled usage of `feature` under `resource` reported in billing
     /// periods overlapping `span`; older periods, already closed, are dropped.
-    fn take_unbilled(
+    pub(crate) fn take_unbilled(
         &mut self,
         resource: Option<&ResourceId>,
         feature: &FeatureId,

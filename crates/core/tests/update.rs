@@ -813,3 +813,81 @@ fn usage_resets_on_a_plan_change_and_a_new_billing_period_but_not_on_seats() {
     );
     assert_eq!(api_calls(&state, HALF), 0, "a plan change resets");
 }
+
+fn report_storage(catalog: &Catalog, state: &mut CustomerState, at: &str, gb: i64) {
+    let request: tollgate_core::usage::ReportUsageRequest = serde_json::from_value(
+        json!({"customerId": "c1", "featureId": "storage-gb", "value": gb, "updateBehavior": "SET"}),
+    )
+    .unwrap();
+    tollgate_core::usage::report_usage(catalog, state, &request, t(at)).unwrap();
+}
+
+#[test]
+fn a_plan_change_now_bills_the_replaced_subscription_s_usage_once() {
+    // Pro version 1 bills storage by the 100 GB block at 5: 250 GB is 3 blocks, 15.
+    let (catalog, mut state) = world(pro(5));
+    report_storage(&catalog, &mut state, "2025-01-05T00:00:00Z", 250);
+    provision_into(
+        &catalog,
+        &mut state,
+        HALF,
+        json!({"planId": "pro", "planVersion": 2,
+        "billingPeriod": "MONTHLY", "skipTrial": true, "subscriptionId": "s2",
+        "billableFeatures": [{"featureId": "seats", "quantity": 5}]}),
+    );
+    let invoice = state.invoices.last().unwrap();
+    assert_eq!(invoice.reason, InvoiceReason::SubscriptionUpdate);
+    let usage: Vec<_> = invoice
+        .lines
+        .iter()
+        .filter(|l| l.kind == LineKind::Usage)
+        .collect();
+    assert_eq!(usage.len(), 1);
+    assert_eq!((usage[0].quantity, usage[0].amount), (3, d("15.00")));
+    assert_eq!(usage[0].period.end, t(HALF));
+    // 119 + 100 against 99 + 100 for half a month, and the usage: 10 + 15.
+    assert_eq!(invoice.total, d("25.00"));
+    // Version 2 has no usage price, and the billed usage is gone: no renewal bills it again.
+    let (after, _) = advance(
+        &catalog,
+        &state,
+        t("2025-03-01T00:00:00Z"),
+        &Settings::default(),
+    )
+    .unwrap();
+    assert!(
+        after
+            .invoices
+            .iter()
+            .skip(2)
+            .all(|i| i.lines.iter().all(|l| l.kind != LineKind::Usage))
+    );
+}
+
+#[test]
+fn a_change_to_a_plan_that_charges_nothing_settles_the_old_one_on_its_own_invoice() {
+    let (catalog, mut state) = world(pro(5));
+    report_storage(&catalog, &mut state, "2025-01-05T00:00:00Z", 250);
+    provision_into(
+        &catalog,
+        &mut state,
+        HALF,
+        json!({"planId": "free", "subscriptionId": "f",
+        "scheduleStrategy": "IMMEDIATE"}),
+    );
+    let invoice = state.invoices.last().unwrap();
+    assert_eq!(invoice.reason, InvoiceReason::Cancellation);
+    assert_eq!(invoice.subscription.as_str(), "s");
+    // Half of 99 and of 100 back, 15 of usage owed: 84.50 becomes customer credit.
+    assert_eq!(invoice.sub_total, d("-84.50"));
+    assert_eq!(invoice.total, d("0.00"));
+    assert_eq!(invoice.credit_issued, d("84.50"));
+    assert_eq!(
+        state.subscription("s").unwrap().status,
+        SubscriptionStatus::Canceled
+    );
+    assert_eq!(
+        state.subscription("f").unwrap().status,
+        SubscriptionStatus::Active
+    );
+}
