@@ -175,8 +175,15 @@ pub fn covers(
     })
 }
 
-/// The discount a coupon gives on `lines` in `currency`: it covers charges, debits and
-/// usage (never a credit); a percentage is applied once to their sum and rounded once; a
+/// Whether a coupon covers lines of `kind`: charges and proration debits (FORMAT.md §6),
+/// never a credit and never usage.
+#[must_use]
+pub fn discountable(kind: LineKind) -> bool {
+    matches!(kind, LineKind::Charge | LineKind::ProrationDebit)
+}
+
+/// The discount a coupon gives on `lines` in `currency`: it covers the
+/// [`discountable`] lines; a percentage is applied once to their sum and rounded once; a
 /// fixed amount is capped at that sum.
 ///
 /// # Errors
@@ -191,7 +198,7 @@ pub fn discount(
     let covered = money::sum(
         lines
             .iter()
-            .filter(|l| l.kind != LineKind::ProrationCredit)
+            .filter(|l| discountable(l.kind))
             .map(|l| l.amount),
     )?
     .max(Decimal::ZERO);

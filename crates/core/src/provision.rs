@@ -1974,7 +1974,7 @@ pub(crate) fn record_discount(
         settlement
             .lines
             .iter()
-            .filter(|l| l.kind != LineKind::ProrationCredit)
+            .filter(|l| crate::coupon::discountable(l.kind))
             .map(|l| l.amount),
     )?;
     let discount = settlement.totals.discount_amount;

@@ -891,3 +891,23 @@ fn a_change_to_a_plan_that_charges_nothing_settles_the_old_one_on_its_own_invoic
         SubscriptionStatus::Active
     );
 }
+
+#[test]
+fn a_coupon_covers_charges_and_debits_but_not_usage() {
+    let mut input = pro(5);
+    input["promotionCode"] = json!("LAUNCH20");
+    let (catalog, mut state) = world(input);
+    report_storage(&catalog, &mut state, "2025-01-05T00:00:00Z", 250);
+    let (after, _) = advance(
+        &catalog,
+        &state,
+        t("2025-02-01T00:00:00Z"),
+        &Settings::default(),
+    )
+    .unwrap();
+    let renewal = after.invoices.last().unwrap();
+    // 199 of charges, 20 % off them (39.80); the 15 of usage is not discounted.
+    assert_eq!(renewal.sub_total, d("214.00"));
+    assert_eq!(renewal.discount_amount, d("39.80"));
+    assert_eq!(renewal.total, d("174.20"));
+}
