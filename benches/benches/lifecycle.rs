@@ -30,11 +30,11 @@ fn customer(catalog: &Catalog) -> CustomerState {
     customer.has_payment_method = true;
     let mut state = CustomerState::new(customer);
     let start = at("2025-01-01T00:00:00Z");
-    for i in 0..10 {
+    for (i, quantity) in (50..60).enumerate() {
         let request: ProvisionRequest = serde_json::from_value(json!({
             "customerId": "c1", "planId": "ws-plus", "billingPeriod": "MONTHLY",
             "resourceId": format!("r{i}"), "subscriptionId": format!("w{i}"),
-            "billableFeatures": [{"featureId": "storage-gb", "quantity": 50 + i}]}))
+            "billableFeatures": [{"featureId": "storage-gb", "quantity": quantity}]}))
         .expect("a valid request");
         let decision = provision(
             catalog,
