@@ -34,7 +34,9 @@ impl fmt::Display for CheckoutId {
 ///
 /// The engine calls it only when the settings say a billing integration is connected, and
 /// always before it saves: a failed call leaves the customer's stored state as it was.
-/// [`crate::conformance::billing`] checks an implementation against this contract.
+/// Every [`Billing::apply`] that went through ends either saved with its decision or
+/// undone by [`Billing::void`]. [`crate::conformance::billing`] checks an implementation
+/// against this contract.
 pub trait Billing: Send + Sync {
     /// Whether the provider has a payment method on file for the customer. Asked before a
     /// decision that may charge, for a customer whose state has none (one may have been
@@ -64,6 +66,26 @@ pub trait Billing: Send + Sync {
     /// A provider failure, with the code the provider chooses (a declined card may answer
     /// `PaymentMethodNotFound`).
     fn apply(
+        &self,
+        customer: &CustomerId,
+        effects: &Effects,
+    ) -> impl Future<Output = Result<(), Error>> + Send;
+
+    /// Undoes a [`Billing::apply`] of the same `effects` to the customer, or marks it
+    /// void, because the decision it billed was not saved: its save met a newer version,
+    /// the storage failed, or a later application of the same decision failed. The engine
+    /// voids in reverse order of application, before it decides again or answers.
+    ///
+    /// The provider must refund or cancel what the application did (its charge, the
+    /// subscriptions it created, ended or rescheduled), or keep it marked void so that
+    /// nothing comes of it. Voiding must be idempotent: a second void of the same
+    /// application changes nothing and succeeds.
+    ///
+    /// # Errors
+    /// A provider failure. The engine then saves nothing and answers this error with its
+    /// code, its message saying that an application was left in force: the host must
+    /// reconcile it with the provider.
+    fn void(
         &self,
         customer: &CustomerId,
         effects: &Effects,

@@ -22,13 +22,18 @@
 use crate::billing::Billing;
 use crate::engine::{Engine, Operation, Outcome};
 use crate::error::Code;
-use crate::storage::{Commit, IdempotencyKey, Recorded, Saved, Storage};
+use crate::error::Error;
+use crate::storage::{Commit, IdempotencyKey, Recorded, Saved, Storage, Stored};
 use chrono::{DateTime, Utc};
 use std::fmt;
+use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Mutex, PoisonError};
+use tollgate_core::coupon::Redemptions;
 use tollgate_core::customer::{Customer, CustomerState};
 use tollgate_core::id::CustomerId;
 use tollgate_core::journey::{CustomerFields, ProvisionCustomerRequest};
-use tollgate_core::provision::{CheckoutRequest, ProvisionRequest, provision};
+use tollgate_core::provision::{CheckoutRequest, Effects, ProvisionRequest, provision};
 use tollgate_core::settings::Settings;
 use tollgate_core::{Catalog, ErrorCode};
 
@@ -136,10 +141,10 @@ pub async fn storage<S: Storage>(storage: &S, namespace: &str) -> Result<(), Fai
         .map_err(failed("create"))?
     {
         Saved::Committed(version) => version,
-        Saved::Conflict => {
+        refused => {
             return Err(Failure {
                 check: "create",
-                detail: "saving a new customer conflicted".to_owned(),
+                detail: format!("saving a new customer answered {refused:?}"),
             });
         }
     };
@@ -165,10 +170,10 @@ pub async fn storage<S: Storage>(storage: &S, namespace: &str) -> Result<(), Fai
     };
     let second = match storage.save(update).await.map_err(failed("update"))? {
         Saved::Committed(version) => version,
-        Saved::Conflict => {
+        refused => {
             return Err(Failure {
                 check: "update",
-                detail: "saving at the loaded version conflicted".to_owned(),
+                detail: format!("saving at the loaded version answered {refused:?}"),
             });
         }
     };
@@ -260,7 +265,8 @@ impl BillingFixture {
 }
 
 /// Checks a billing provider: payment methods and promotion codes as the fixture says,
-/// distinct checkout ids, and a new paid subscription's effects applied.
+/// distinct checkout ids, and a new paid subscription's effects applied, voided, and
+/// voided again without failing.
 ///
 /// # Errors
 /// The first check that failed.
@@ -331,12 +337,114 @@ pub async fn billing<B: Billing>(billing: &B, fixture: &BillingFixture) -> Resul
     billing
         .apply(paying, &decision.effects)
         .await
-        .map_err(failed("apply"))
+        .map_err(failed("apply"))?;
+    billing
+        .void(paying, &decision.effects)
+        .await
+        .map_err(failed("void"))?;
+    billing
+        .void(paying, &decision.effects)
+        .await
+        .map_err(failed("void twice"))
 }
 
-/// Checks the engine over a storage and a billing provider: a paid provisioning is billed
-/// and saved once, replayed under its idempotency key, and the key refused for another
-/// operation. The store must not hold `fixture.with_payment_method` yet.
+fn guard<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // Only whole pushes happen under the lock, so a poisoned one is still consistent.
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// The host's storage, with another writer that changes the customer right before the
+/// next save once armed.
+struct Interfering<S> {
+    inner: S,
+    armed: AtomicBool,
+}
+
+impl<S: Storage> Storage for Interfering<S> {
+    fn load(
+        &self,
+        customer: &CustomerId,
+    ) -> impl Future<Output = Result<Option<Stored>, Error>> + Send {
+        self.inner.load(customer)
+    }
+
+    async fn save(&self, commit: Commit) -> Result<Saved, Error> {
+        if self.armed.swap(false, Ordering::SeqCst) {
+            if let Some(current) = self.inner.load(&commit.state.customer.id).await? {
+                let mut state = current.state;
+                state.customer.tax_inclusive = !state.customer.tax_inclusive;
+                let other = Commit {
+                    expected: Some(current.version),
+                    state,
+                    idempotency: None,
+                    redeemed: Vec::new(),
+                };
+                self.inner.save(other).await?;
+            }
+        }
+        self.inner.save(commit).await
+    }
+
+    fn recorded(
+        &self,
+        key: &IdempotencyKey,
+    ) -> impl Future<Output = Result<Option<Recorded>, Error>> + Send {
+        self.inner.recorded(key)
+    }
+
+    fn redemptions(&self) -> impl Future<Output = Result<Redemptions, Error>> + Send {
+        self.inner.redemptions()
+    }
+}
+
+/// The host's billing provider, with the applications and voids that went through noted.
+struct Observed<B> {
+    inner: B,
+    applied: Mutex<Vec<Effects>>,
+    voided: Mutex<Vec<Effects>>,
+}
+
+impl<B: Billing> Billing for Observed<B> {
+    fn has_payment_method(
+        &self,
+        customer: &CustomerId,
+    ) -> impl Future<Output = Result<bool, Error>> + Send {
+        self.inner.has_payment_method(customer)
+    }
+
+    fn create_checkout(
+        &self,
+        customer: &CustomerId,
+        checkout: &CheckoutRequest,
+    ) -> impl Future<Output = Result<crate::billing::CheckoutId, Error>> + Send {
+        self.inner.create_checkout(customer, checkout)
+    }
+
+    async fn apply(&self, customer: &CustomerId, effects: &Effects) -> Result<(), Error> {
+        self.inner.apply(customer, effects).await?;
+        guard(&self.applied).push(effects.clone());
+        Ok(())
+    }
+
+    async fn void(&self, customer: &CustomerId, effects: &Effects) -> Result<(), Error> {
+        self.inner.void(customer, effects).await?;
+        guard(&self.voided).push(effects.clone());
+        Ok(())
+    }
+
+    fn validate_promotion_code(
+        &self,
+        code: &str,
+    ) -> impl Future<Output = Result<bool, Error>> + Send {
+        self.inner.validate_promotion_code(code)
+    }
+}
+
+/// Checks the engine over a storage and a billing provider: a paid provisioning whose
+/// first save meets another writer's change voids its first application, is decided,
+/// billed and saved again, keeping both writes; it is replayed under its idempotency key,
+/// and the key refused for another operation. The store must not hold
+/// `fixture.with_payment_method` yet.
 ///
 /// # Errors
 /// The first check that failed.
@@ -345,6 +453,15 @@ pub async fn engine<S: Storage, B: Billing>(
     billing: B,
     fixture: &BillingFixture,
 ) -> Result<(), Failure> {
+    let storage = Interfering {
+        inner: storage,
+        armed: AtomicBool::new(false),
+    };
+    let billing = Observed {
+        inner: billing,
+        applied: Mutex::new(Vec::new()),
+        voided: Mutex::new(Vec::new()),
+    };
     let engine = Engine::new(catalog()?, Settings::default(), storage, billing);
     let id = &fixture.with_payment_method;
     let customer: ProvisionCustomerRequest = serde_json::from_value(serde_json::json!({
@@ -358,6 +475,7 @@ pub async fn engine<S: Storage, B: Billing>(
 
     let key = IdempotencyKey::new(format!("{id}-conformance-provision"));
     let request = paid_request(id)?;
+    engine.storage().armed.store(true, Ordering::SeqCst);
     let first = engine
         .provision_subscription(&request, now(), Some(&key))
         .await
@@ -367,6 +485,25 @@ pub async fn engine<S: Storage, B: Billing>(
         "provision",
         || format!("a paid provisioning answered {first:?}"),
     )?;
+    let applied = guard(&engine.billing().applied).clone();
+    let voided = guard(&engine.billing().voided).clone();
+    ensure(
+        applied.len() == 2 && applied.get(1) == Some(&first.decision.effects),
+        "conflict voids",
+        || format!("a provisioning whose first save conflicted applied {applied:?}"),
+    )?;
+    ensure(
+        voided.len() == 1 && voided.first() == applied.first(),
+        "conflict voids",
+        || format!("of the applications {applied:?} the engine voided {voided:?}"),
+    )?;
+    let state = engine
+        .customer_state(id)
+        .await
+        .map_err(failed("conflict"))?;
+    ensure(state.customer.tax_inclusive, "conflict", || {
+        "the other writer's change was lost".to_owned()
+    })?;
     let replay = engine
         .provision_subscription(&request, now(), Some(&key))
         .await

@@ -10,14 +10,27 @@
 //! - Billing is called before the save. When it fails nothing is saved and its error is
 //!   returned as the provider gave it.
 //!
-//! Billing before saving has one window: when the save then meets a newer version, the
-//! provider has applied a decision that is decided again rather than kept. Hosts whose
-//! provider can void an application should do so for applications the engine never
-//! confirms; an in-process host avoids the window by not running two writes for one
-//! customer at once.
+//! Billing before saving means the provider may have applied a decision that is then not
+//! saved. Two guarantees close that window:
+//!
+//! - One engine runs the writes of one customer one at a time (an async lock per customer;
+//!   writes of different customers run side by side). Through a single engine a save meets
+//!   a newer version only when a writer outside it saved in between, and a second request
+//!   under an idempotency key waits for the first and replays its answer, billing nothing.
+//! - Every application made for an attempt that is not saved (its save conflicted or
+//!   failed, or a later application of the same decision failed) is voided through
+//!   [`Billing::void`], latest first, before the engine decides again or answers. So every
+//!   application the provider keeps is one of a saved decision.
+//!
+//! The limits: when a void fails, the engine stops and answers that error, and the host
+//! must reconcile the application left in force. A write whose future is dropped between
+//! billing and saving (a cancelled task, a process that dies) neither saves nor voids;
+//! hosts run writes to completion. Checkout sessions opened for an attempt that is not
+//! saved are not closed: one the customer never completes charges nothing.
 
 use crate::billing::{Billing, CheckoutId};
 use crate::error::{Code, Error};
+use crate::locks::CustomerLocks;
 use crate::storage::{Commit, IdempotencyKey, Recorded, Saved, Storage};
 use chrono::{DateTime, Utc};
 use tollgate_core::cancellation::CancelRequest;
@@ -338,6 +351,7 @@ pub struct Engine<S, B> {
     storage: S,
     billing: B,
     max_attempts: u32,
+    locks: CustomerLocks,
 }
 
 impl<S: Storage, B: Billing> Engine<S, B> {
@@ -351,6 +365,7 @@ impl<S: Storage, B: Billing> Engine<S, B> {
             storage,
             billing,
             max_attempts: DEFAULT_MAX_ATTEMPTS,
+            locks: CustomerLocks::default(),
         }
     }
 
@@ -914,8 +929,8 @@ impl<S: Storage, B: Billing> Engine<S, B> {
         }
     }
 
-    /// Runs one changing operation: replay, or load, decide, bill and save, deciding again
-    /// after a version conflict.
+    /// Runs one changing operation under the customer's lock: replay, or load, decide,
+    /// bill and save, voiding the billing and deciding again after a version conflict.
     async fn write<F>(
         &self,
         operation: Operation,
@@ -926,6 +941,7 @@ impl<S: Storage, B: Billing> Engine<S, B> {
         F: Fn(Option<CustomerState>, &Redemptions) -> Result<Attempt, Error> + Send + Sync,
     {
         let customer = operation.customer().clone();
+        let _held = self.locks.lock(&customer).await;
         for _ in 0..self.max_attempts {
             if let Some(key) = key {
                 if let Some(recorded) = self.storage.recorded(key).await? {
@@ -950,9 +966,23 @@ impl<S: Storage, B: Billing> Engine<S, B> {
                 redeemed,
                 finish,
             } = decide(state, &redemptions)?;
-            let checkout_id = self
-                .bill(&customer, &billed, checkout.as_ref(), &redeemed)
-                .await?;
+            let mut applied = Vec::new();
+            let checkout_id = match self
+                .bill(
+                    &customer,
+                    &billed,
+                    checkout.as_ref(),
+                    &redeemed,
+                    &mut applied,
+                )
+                .await
+            {
+                Ok(checkout_id) => checkout_id,
+                Err(error) => {
+                    self.void(&customer, &applied).await?;
+                    return Err(error);
+                }
+            };
             let outcome = finish(&state, checkout_id);
             let commit = Commit {
                 expected,
@@ -968,7 +998,11 @@ impl<S: Storage, B: Billing> Engine<S, B> {
                 }),
                 redeemed,
             };
-            match self.storage.save(commit).await? {
+            let saved = self.storage.save(commit).await;
+            if !matches!(saved, Ok(Saved::Committed(_))) {
+                self.void(&customer, &applied).await?;
+            }
+            match saved? {
                 Saved::Committed(_) => return Ok(outcome),
                 Saved::Conflict => {}
             }
@@ -992,13 +1026,15 @@ impl<S: Storage, B: Billing> Engine<S, B> {
     }
 
     /// The billing of one decision: the redeemed codes are validated, the checkout opened
-    /// and the effects applied, in that order.
-    async fn bill(
+    /// and the effects applied, in that order. Each application that went through is added
+    /// to `applied`, also when a later one fails, so that the caller can void them.
+    async fn bill<'e>(
         &self,
         customer: &CustomerId,
-        billed: &[Effects],
+        billed: &'e [Effects],
         checkout: Option<&CheckoutRequest>,
         redeemed: &[String],
+        applied: &mut Vec<&'e Effects>,
     ) -> Result<Option<CheckoutId>, Error> {
         if !self.settings.billing_integration {
             return Ok(None);
@@ -1017,8 +1053,31 @@ impl<S: Storage, B: Billing> Engine<S, B> {
         };
         for effects in billed.iter().filter(|e| is_billable(e)) {
             self.billing.apply(customer, effects).await?;
+            applied.push(effects);
         }
         Ok(checkout_id)
+    }
+
+    /// Voids `applied`, latest first. Every void is tried; the first failure is answered,
+    /// saying that an application is left in force.
+    async fn void(&self, customer: &CustomerId, applied: &[&Effects]) -> Result<(), Error> {
+        let mut first_failure = None;
+        for effects in applied.iter().rev() {
+            if let Err(error) = self.billing.void(customer, effects).await {
+                first_failure.get_or_insert(error);
+            }
+        }
+        match first_failure {
+            None => Ok(()),
+            Some(error) => Err(Error::new(
+                error.code(),
+                format!(
+                    "{}; a billing application for customer `{customer}` whose decision was \
+                     not saved is still in force",
+                    error.message()
+                ),
+            )),
+        }
     }
 }
 

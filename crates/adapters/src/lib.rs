@@ -30,6 +30,7 @@ pub mod billing;
 pub mod conformance;
 pub mod engine;
 pub mod error;
+mod locks;
 pub mod memory;
 pub mod storage;
 

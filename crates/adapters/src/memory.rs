@@ -110,6 +110,8 @@ pub enum BillingCall {
     CreateCheckout(CustomerId, CheckoutRequest),
     /// [`Billing::apply`].
     Apply(CustomerId, Box<Effects>),
+    /// [`Billing::void`].
+    Void(CustomerId, Box<Effects>),
     /// [`Billing::validate_promotion_code`].
     ValidatePromotionCode(String),
 }
@@ -139,7 +141,9 @@ struct Script {
 /// It knows no payment method until told ([`ScriptedBilling::set_payment_method`]),
 /// accepts every promotion code it was not told to reject, names checkouts `checkout-1`,
 /// `checkout-2`, … in order, and fails exactly the calls it was told to fail
-/// ([`ScriptedBilling::fail_call`]) with `BillingProviderError`, changing nothing.
+/// ([`ScriptedBilling::fail_call`]) with `BillingProviderError`, changing nothing. A void
+/// takes back the latest application of the same effects to the customer that is still in
+/// force, if any.
 #[derive(Debug, Default)]
 pub struct ScriptedBilling {
     script: Mutex<Script>,
@@ -178,17 +182,27 @@ impl ScriptedBilling {
         lock(&self.script).calls.clone()
     }
 
-    /// The invoices charged by applications that went through, in order.
+    /// The invoices charged by applications that went through and were not voided since,
+    /// in order.
     #[must_use]
     pub fn charged(&self) -> Vec<Invoice> {
-        lock(&self.script)
-            .calls
-            .iter()
-            .filter(|c| !c.failed)
-            .filter_map(|c| match &c.call {
-                BillingCall::Apply(_, effects) => effects.invoice.clone(),
-                _ => None,
-            })
+        let script = lock(&self.script);
+        let mut in_force: Vec<(&CustomerId, &Effects)> = Vec::new();
+        for call in script.calls.iter().filter(|c| !c.failed) {
+            match &call.call {
+                BillingCall::Apply(customer, effects) => in_force.push((customer, effects)),
+                BillingCall::Void(customer, effects) => {
+                    let voided = (customer, &**effects);
+                    if let Some(at) = in_force.iter().rposition(|applied| *applied == voided) {
+                        in_force.remove(at);
+                    }
+                }
+                _ => {}
+            }
+        }
+        in_force
+            .into_iter()
+            .filter_map(|(_, effects)| effects.invoice.clone())
             .collect()
     }
 
@@ -205,6 +219,7 @@ impl ScriptedBilling {
             BillingCall::HasPaymentMethod(_) => "hasPaymentMethod",
             BillingCall::CreateCheckout(..) => "createCheckout",
             BillingCall::Apply(..) => "apply",
+            BillingCall::Void(..) => "void",
             BillingCall::ValidatePromotionCode(_) => "validatePromotionCode",
         };
         script.calls.push(Call {
@@ -255,6 +270,17 @@ impl Billing for ScriptedBilling {
     ) -> impl Future<Output = Result<(), Error>> + Send {
         ready(self.call(
             BillingCall::Apply(customer.clone(), Box::new(effects.clone())),
+            |_| (),
+        ))
+    }
+
+    fn void(
+        &self,
+        customer: &CustomerId,
+        effects: &Effects,
+    ) -> impl Future<Output = Result<(), Error>> + Send {
+        ready(self.call(
+            BillingCall::Void(customer.clone(), Box::new(effects.clone())),
             |_| (),
         ))
     }

@@ -92,14 +92,15 @@ pub enum Saved {
     /// It landed; the state now has this version.
     Committed(Version),
     /// The customer's version was not the expected one (or a customer expected not to
-    /// exist does); nothing was written.
+    /// exist does), or the idempotency key is already recorded; nothing was written.
     Conflict,
 }
 
 /// A host's storage.
 ///
 /// Implementations must make [`Storage::save`] atomic and conditional on the version; the
-/// engine relies on nothing else for correctness under concurrency.
+/// engine relies on nothing else for correctness under concurrency: its own per-customer
+/// lock covers only writes through one engine.
 /// [`crate::conformance::storage`] checks an implementation against this contract.
 pub trait Storage: Send + Sync {
     /// The customer's state and version, or `None` for a customer never saved.
@@ -114,8 +115,10 @@ pub trait Storage: Send + Sync {
     /// Writes `commit` if the customer's version is still `commit.expected`.
     ///
     /// # Errors
-    /// A storage failure (nothing was written then); a version conflict is not an error
-    /// but [`Saved::Conflict`].
+    /// A storage failure, and then nothing was written: the engine voids the billing of a
+    /// commit whose save failed, so a storage that cannot tell whether a commit landed
+    /// (a connection lost after sending it) must find out before answering. A version
+    /// conflict is not an error but [`Saved::Conflict`].
     fn save(&self, commit: Commit) -> impl Future<Output = Result<Saved, Error>> + Send;
 
     /// The operation recorded under `key`, if any.

@@ -14,20 +14,22 @@ use pollster::block_on;
 use serde_json::{Value, json};
 use std::collections::BTreeSet;
 use std::future::Future;
+use std::pin::{Pin, pin};
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::task::{Context, Poll, Waker};
 use tollgate_adapters::conformance::{self, BillingFixture};
 use tollgate_adapters::engine::{Operation, Outcome};
-use tollgate_adapters::memory::BillingCall;
+use tollgate_adapters::memory::{BillingCall, Call};
 use tollgate_adapters::{
-    Code, Commit, Engine, Error, IdempotencyKey, MemoryStorage, Recorded, Saved, ScriptedBilling,
-    Storage, Stored,
+    Billing, CheckoutId, Code, Commit, Engine, Error, IdempotencyKey, MemoryStorage, Recorded,
+    Saved, ScriptedBilling, Storage, Stored,
 };
 use tollgate_core::coupon::Redemptions;
 use tollgate_core::customer::CustomerState;
 use tollgate_core::id::{CustomerId, SubscriptionId};
 use tollgate_core::journey::{CustomerFields, ProvisionCustomerRequest};
-use tollgate_core::provision::{ProvisionRequest, ProvisionStatus};
+use tollgate_core::provision::{CheckoutRequest, Effects, ProvisionRequest, ProvisionStatus};
 use tollgate_core::settings::Settings;
 use tollgate_core::subscription::SubscriptionStatus;
 use tollgate_core::{Catalog, ErrorCode};
@@ -544,6 +546,41 @@ fn a_version_conflict_decides_again_and_keeps_both_writes() {
     // Two interfering writes toggled the flag twice; neither was lost.
     assert!(!state.customer.tax_inclusive);
     assert_eq!(engine.storage().saves.load(Ordering::SeqCst), 3);
+    // Each conflicted attempt's application was voided before the next decision.
+    let kinds: Vec<&str> = engine.billing().calls().iter().map(kind).collect();
+    assert_eq!(
+        kinds,
+        [
+            "has", "apply", "void", "has", "apply", "void", "has", "apply"
+        ]
+    );
+    let (applied, voided) = applications(engine.billing());
+    assert_eq!(voided[..], applied[..2]);
+    assert_eq!(state.subscriptions[0], applied[2].create[0]);
+}
+
+/// The short name of a billing call.
+fn kind(call: &Call) -> &'static str {
+    match call.call {
+        BillingCall::HasPaymentMethod(_) => "has",
+        BillingCall::CreateCheckout(..) => "checkout",
+        BillingCall::Apply(..) => "apply",
+        BillingCall::Void(..) => "void",
+        _ => "other",
+    }
+}
+
+/// The effects of the applications and of the voids that went through, in order.
+fn applications(billing: &ScriptedBilling) -> (Vec<Effects>, Vec<Effects>) {
+    let (mut applied, mut voided) = (Vec::new(), Vec::new());
+    for call in billing.calls().into_iter().filter(|c| !c.failed) {
+        match call.call {
+            BillingCall::Apply(_, effects) => applied.push(*effects),
+            BillingCall::Void(_, effects) => voided.push(*effects),
+            _ => {}
+        }
+    }
+    (applied, voided)
 }
 
 #[test]
@@ -569,6 +606,305 @@ fn conflicts_on_every_attempt_end_in_a_typed_error_and_nothing_of_the_operation_
     let state = block_on(engine.customer_state(&CustomerId::new("c1"))).unwrap();
     assert!(state.subscriptions.is_empty());
     assert!(block_on(engine.storage().recorded(&k)).unwrap().is_none());
+    let (applied, voided) = applications(engine.billing());
+    assert_eq!(applied.len(), 3);
+    assert_eq!(voided, applied, "every attempt's application is voided");
+}
+
+#[test]
+fn a_failing_void_answers_its_error_and_saves_nothing() {
+    let storage = Interfering::new(1);
+    seeded(&storage);
+    let engine = Engine::new(
+        Catalog::from_json(CATALOG.as_bytes()).unwrap(),
+        Settings::default(),
+        storage,
+        ScriptedBilling::new(),
+    );
+    // hasPaymentMethod, apply, then the void of the conflicted attempt.
+    engine.billing().fail_call(3);
+    let k = key("k");
+    let error = block_on(engine.provision_subscription(
+        &request("c1", json!({"planId": "free"})),
+        t("2025-01-01T00:00:00Z"),
+        Some(&k),
+    ))
+    .unwrap_err();
+    assert_eq!(error.code(), Code::BillingProviderError);
+    assert!(error.message().contains("still in force"), "{error}");
+    let calls = engine.billing().calls();
+    assert_eq!(
+        calls.iter().map(kind).collect::<Vec<_>>(),
+        ["has", "apply", "void"]
+    );
+    assert!(calls[2].failed);
+    let state = block_on(engine.customer_state(&CustomerId::new("c1"))).unwrap();
+    assert!(state.subscriptions.is_empty());
+    assert!(
+        state.customer.tax_inclusive,
+        "the other writer's change stays"
+    );
+    assert!(block_on(engine.storage().recorded(&k)).unwrap().is_none());
+}
+
+#[test]
+fn a_failed_later_application_voids_the_earlier_ones_of_the_decision() {
+    let engine = engine();
+    let c1 = CustomerId::new("c1");
+    let jan = t("2025-01-01T00:00:00Z");
+    block_on(engine.provision_customer(&customer_request("c1", true), jan, None)).unwrap();
+    block_on(engine.provision_subscription(
+        &request(
+            "c1",
+            json!({"planId": "basic", "billingPeriod": "MONTHLY", "skipTrial": true}),
+        ),
+        jan,
+        None,
+    ))
+    .unwrap();
+    let before = stored(&engine, "c1");
+    let charged = engine.billing().charged();
+    let calls = engine.billing().calls().len();
+    // Two renewals are due: the second's charge fails.
+    engine.billing().fail_call(calls + 2);
+    let error = block_on(engine.advance(&c1, t("2025-03-01T00:00:00Z"))).unwrap_err();
+    assert_eq!(error.code(), Code::BillingProviderError);
+    assert_eq!(stored(&engine, "c1"), before);
+    let after = engine.billing().calls();
+    let Some(
+        [
+            Call {
+                call: BillingCall::Apply(_, renewal),
+                failed: false,
+                ..
+            },
+            Call {
+                call: BillingCall::Apply(..),
+                failed: true,
+                ..
+            },
+            Call {
+                call: BillingCall::Void(_, voided),
+                failed: false,
+                ..
+            },
+        ],
+    ) = after.get(calls..)
+    else {
+        panic!("{:?}", &after[calls..]);
+    };
+    assert_eq!(voided, renewal);
+    assert_eq!(
+        engine.billing().charged(),
+        charged,
+        "the renewal was taken back"
+    );
+    // Run again, both renewals are charged once.
+    let events = block_on(engine.advance(&c1, t("2025-03-01T00:00:00Z"))).unwrap();
+    assert_eq!(events.iter().filter(|e| e.invoice.is_some()).count(), 2);
+    assert_eq!(engine.billing().charged().len(), 3);
+}
+
+#[test]
+fn a_storage_failure_on_save_voids_the_billing_and_answers_the_storage_error() {
+    /// Fails every save after the first (which creates the customer).
+    struct Failing(MemoryStorage, AtomicUsize);
+    impl Storage for Failing {
+        fn load(
+            &self,
+            customer: &CustomerId,
+        ) -> impl Future<Output = Result<Option<Stored>, Error>> + Send {
+            self.0.load(customer)
+        }
+        async fn save(&self, commit: Commit) -> Result<Saved, Error> {
+            if self.1.fetch_add(1, Ordering::SeqCst) == 0 {
+                self.0.save(commit).await
+            } else {
+                Err(Error::storage("the disk is full"))
+            }
+        }
+        fn recorded(
+            &self,
+            key: &IdempotencyKey,
+        ) -> impl Future<Output = Result<Option<Recorded>, Error>> + Send {
+            self.0.recorded(key)
+        }
+        fn redemptions(&self) -> impl Future<Output = Result<Redemptions, Error>> + Send {
+            self.0.redemptions()
+        }
+    }
+    let engine = Engine::new(
+        Catalog::from_json(CATALOG.as_bytes()).unwrap(),
+        Settings::default(),
+        Failing(MemoryStorage::new(), AtomicUsize::new(0)),
+        ScriptedBilling::new(),
+    );
+    let now = t("2025-01-01T00:00:00Z");
+    block_on(engine.provision_customer(&customer_request("c1", true), now, None)).unwrap();
+    let error = block_on(engine.provision_subscription(
+        &request(
+            "c1",
+            json!({"planId": "basic", "billingPeriod": "MONTHLY", "skipTrial": true}),
+        ),
+        now,
+        None,
+    ))
+    .unwrap_err();
+    assert_eq!(error.code(), Code::StorageError);
+    assert_eq!(error.message(), "the disk is full");
+    let (applied, voided) = applications(engine.billing());
+    assert_eq!(applied.len(), 1);
+    assert_eq!(voided, applied);
+    assert!(engine.billing().charged().is_empty());
+}
+
+// ---- one engine, one customer at a time ----
+
+/// A provider that, once closed, answers each application only after it is opened again:
+/// the application has gone through, the answer is slow.
+struct Gated {
+    inner: ScriptedBilling,
+    closed: AtomicBool,
+}
+
+impl Billing for Gated {
+    fn has_payment_method(
+        &self,
+        customer: &CustomerId,
+    ) -> impl Future<Output = Result<bool, Error>> + Send {
+        self.inner.has_payment_method(customer)
+    }
+    fn create_checkout(
+        &self,
+        customer: &CustomerId,
+        checkout: &CheckoutRequest,
+    ) -> impl Future<Output = Result<CheckoutId, Error>> + Send {
+        self.inner.create_checkout(customer, checkout)
+    }
+    async fn apply(&self, customer: &CustomerId, effects: &Effects) -> Result<(), Error> {
+        self.inner.apply(customer, effects).await?;
+        std::future::poll_fn(|cx| {
+            if self.closed.load(Ordering::SeqCst) {
+                cx.waker().wake_by_ref();
+                Poll::Pending
+            } else {
+                Poll::Ready(())
+            }
+        })
+        .await;
+        Ok(())
+    }
+    fn void(
+        &self,
+        customer: &CustomerId,
+        effects: &Effects,
+    ) -> impl Future<Output = Result<(), Error>> + Send {
+        self.inner.void(customer, effects)
+    }
+    fn validate_promotion_code(
+        &self,
+        code: &str,
+    ) -> impl Future<Output = Result<bool, Error>> + Send {
+        self.inner.validate_promotion_code(code)
+    }
+}
+
+/// An engine over a gated provider, with customers `c1` and `c2` holding payment methods.
+fn gated_engine() -> Engine<MemoryStorage, Gated> {
+    let engine = Engine::new(
+        Catalog::from_json(CATALOG.as_bytes()).unwrap(),
+        Settings::default(),
+        MemoryStorage::new(),
+        Gated {
+            inner: ScriptedBilling::new(),
+            closed: AtomicBool::new(false),
+        },
+    );
+    let now = t("2025-01-01T00:00:00Z");
+    for id in ["c1", "c2"] {
+        block_on(engine.provision_customer(&customer_request(id, true), now, None)).unwrap();
+    }
+    engine.billing().closed.store(true, Ordering::SeqCst);
+    engine
+}
+
+fn poll<F: Future>(future: Pin<&mut F>) -> Poll<F::Output> {
+    future.poll(&mut Context::from_waker(Waker::noop()))
+}
+
+/// Polls `future` until it is ready, at most 1,000 times.
+fn drive<F: Future>(mut future: Pin<&mut F>) -> F::Output {
+    for _ in 0..1_000 {
+        if let Poll::Ready(output) = poll(future.as_mut()) {
+            return output;
+        }
+    }
+    panic!("the future did not finish");
+}
+
+fn applied_count(billing: &ScriptedBilling) -> usize {
+    applications(billing).0.len()
+}
+
+#[test]
+fn two_concurrent_requests_with_one_key_bill_once_and_answer_alike() {
+    let engine = gated_engine();
+    let paid = request(
+        "c1",
+        json!({"planId": "basic", "billingPeriod": "MONTHLY", "skipTrial": true}),
+    );
+    let now = t("2025-01-02T00:00:00Z");
+    let k = key("once");
+    let mut first = pin!(engine.provision_subscription(&paid, now, Some(&k)));
+    let mut second = pin!(engine.provision_subscription(&paid, now, Some(&k)));
+    assert!(poll(first.as_mut()).is_pending());
+    assert_eq!(applied_count(&engine.billing().inner), 1);
+    // The second waits for the first instead of deciding and billing beside it.
+    for _ in 0..10 {
+        assert!(poll(second.as_mut()).is_pending());
+    }
+    assert_eq!(applied_count(&engine.billing().inner), 1);
+    engine.billing().closed.store(false, Ordering::SeqCst);
+    let first = drive(first).unwrap();
+    let second = drive(second).unwrap();
+    assert_eq!(first, second);
+    assert_eq!(applied_count(&engine.billing().inner), 1);
+    assert_eq!(engine.billing().inner.charged().len(), 1);
+    let state = block_on(engine.customer_state(&CustomerId::new("c1"))).unwrap();
+    assert_eq!(state.subscriptions.len(), 1);
+    assert_eq!(state.invoices.len(), 1);
+}
+
+#[test]
+fn a_write_of_another_customer_does_not_wait() {
+    let engine = gated_engine();
+    let now = t("2025-01-02T00:00:00Z");
+    let paid = |customer| {
+        request(
+            customer,
+            json!({"planId": "basic", "billingPeriod": "MONTHLY", "skipTrial": true}),
+        )
+    };
+    let (paid1, paid2) = (paid("c1"), paid("c2"));
+    let mut first = pin!(engine.provision_subscription(&paid1, now, None));
+    assert!(poll(first.as_mut()).is_pending());
+    // c2's write reaches billing, and with the gate open finishes, while c1's is waiting.
+    let mut other = pin!(engine.provision_subscription(&paid2, now, None));
+    assert!(poll(other.as_mut()).is_pending());
+    assert_eq!(applied_count(&engine.billing().inner), 2);
+    engine.billing().closed.store(false, Ordering::SeqCst);
+    drive(other).unwrap();
+    assert_eq!(stored_in(engine.storage(), "c2").invoices.len(), 1);
+    assert!(stored_in(engine.storage(), "c1").invoices.is_empty());
+    drive(first).unwrap();
+    assert_eq!(stored_in(engine.storage(), "c1").invoices.len(), 1);
+}
+
+fn stored_in(storage: &MemoryStorage, customer: &str) -> CustomerState {
+    block_on(storage.load(&CustomerId::new(customer)))
+        .unwrap()
+        .unwrap()
+        .state
 }
 
 // ---- many threads ----
