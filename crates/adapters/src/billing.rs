@@ -72,9 +72,10 @@ pub trait Billing: Send + Sync {
     ) -> impl Future<Output = Result<(), Error>> + Send;
 
     /// Undoes a [`Billing::apply`] of the same `effects` to the customer, or marks it
-    /// void, because the decision it billed was not saved: its save met a newer version,
-    /// the storage failed, or a later application of the same decision failed. The engine
-    /// voids in reverse order of application, before it decides again or answers.
+    /// void, because the decision it billed was not saved: its save met a newer version
+    /// or an exhausted promotion code, the storage failed, or a later application of the
+    /// same decision failed. The engine voids in reverse order of application, before it
+    /// decides again or answers.
     ///
     /// The provider must refund or cancel what the application did (its charge, the
     /// subscriptions it created, ended or rescheduled), or keep it marked void so that

@@ -23,7 +23,7 @@ use crate::billing::Billing;
 use crate::engine::{Engine, Operation, Outcome};
 use crate::error::Code;
 use crate::error::Error;
-use crate::storage::{Commit, IdempotencyKey, Recorded, Saved, Storage, Stored};
+use crate::storage::{Commit, IdempotencyKey, Recorded, Redemption, Saved, Storage, Stored};
 use chrono::{DateTime, Utc};
 use std::fmt;
 use std::future::Future;
@@ -109,7 +109,7 @@ fn recorded(customer: &CustomerId) -> Recorded {
 }
 
 /// Checks a storage: loading, conditional saves, atomic commits, idempotency records and
-/// redemption counts. Customer ids, keys and promotion codes start with `namespace`, so the
+/// redemption counts that stop at a code's maximum. Customer ids, keys and promotion codes start with `namespace`, so the
 /// checks run on a store that holds other data, once per namespace.
 ///
 /// # Errors
@@ -166,7 +166,7 @@ pub async fn storage<S: Storage>(storage: &S, namespace: &str) -> Result<(), Fai
         expected: Some(first),
         state: changed.clone(),
         idempotency: Some((key.clone(), recorded(&id))),
-        redeemed: vec![code.clone(), code.clone()],
+        redeemed: vec![unlimited(&code), unlimited(&code)],
     };
     let second = match storage.save(update).await.map_err(failed("update"))? {
         Saved::Committed(version) => version,
@@ -185,7 +185,7 @@ pub async fn storage<S: Storage>(storage: &S, namespace: &str) -> Result<(), Fai
         expected: Some(first),
         state: fresh.clone(),
         idempotency: Some((other_key.clone(), recorded(&id))),
-        redeemed: vec![code.clone()],
+        redeemed: vec![unlimited(&code)],
     };
     let answer = storage.save(stale).await.map_err(failed("stale save"))?;
     ensure(answer == Saved::Conflict, "stale save", || {
@@ -232,6 +232,85 @@ pub async fn storage<S: Storage>(storage: &S, namespace: &str) -> Result<(), Fai
                 "two redemptions of `{code}` counted from {} to {}",
                 before.count(&code),
                 after.count(&code)
+            )
+        },
+    )?;
+    redemption_limits(storage, namespace, &id, second).await
+}
+
+fn unlimited(code: &str) -> Redemption {
+    Redemption {
+        code: code.to_owned(),
+        max: None,
+    }
+}
+
+/// A code at its maximum is refused whole; one below it is counted up to it.
+async fn redemption_limits<S: Storage>(
+    storage: &S,
+    namespace: &str,
+    id: &CustomerId,
+    version: crate::storage::Version,
+) -> Result<(), Failure> {
+    let check = "redemption limit";
+    let limited = format!("{namespace}-LIMITED");
+    let key = IdempotencyKey::new(format!("{namespace}-limited-key"));
+    let before = storage.redemptions().await.map_err(failed(check))?;
+    // Its maximum is one more than its count, so two more redemptions overshoot it.
+    let max = before.count(&limited).saturating_add(1);
+    let redemption = || Redemption {
+        code: limited.clone(),
+        max: Some(max),
+    };
+    let loaded = storage.load(id).await.map_err(failed(check))?;
+    let Some(Stored { state, .. }) = loaded else {
+        return Err(Failure {
+            check,
+            detail: "the saved customer is gone".to_owned(),
+        });
+    };
+    let mut changed = state.clone();
+    changed.customer.tax_inclusive = !changed.customer.tax_inclusive;
+    let over = Commit {
+        expected: Some(version),
+        state: changed.clone(),
+        idempotency: Some((key.clone(), recorded(id))),
+        redeemed: vec![redemption(), redemption()],
+    };
+    let answer = storage.save(over).await.map_err(failed(check))?;
+    ensure(answer == Saved::Exhausted(limited.clone()), check, || {
+        format!("redeeming `{limited}` past its maximum answered {answer:?}")
+    })?;
+    let loaded = storage.load(id).await.map_err(failed(check))?;
+    let counts = storage.redemptions().await.map_err(failed(check))?;
+    let kept = storage.recorded(&key).await.map_err(failed(check))?;
+    ensure(
+        loaded.as_ref().map(|s| (&s.state, s.version)) == Some((&state, version))
+            && counts.count(&limited) == before.count(&limited)
+            && kept.is_none(),
+        check,
+        || {
+            format!(
+                "a refused commit wrote something: state {loaded:?}, count {}, key {kept:?}",
+                counts.count(&limited)
+            )
+        },
+    )?;
+    let within = Commit {
+        expected: Some(version),
+        state: changed,
+        idempotency: None,
+        redeemed: vec![redemption()],
+    };
+    let answer = storage.save(within).await.map_err(failed(check))?;
+    let counts = storage.redemptions().await.map_err(failed(check))?;
+    ensure(
+        matches!(answer, Saved::Committed(_)) && counts.count(&limited) == max,
+        check,
+        || {
+            format!(
+                "redeeming `{limited}` up to its maximum {max} answered {answer:?} and counted {}",
+                counts.count(&limited)
             )
         },
     )

@@ -9,6 +9,9 @@
 //!   after a failure runs again.
 //! - Billing is called before the save. When it fails nothing is saved and its error is
 //!   returned as the provider gave it.
+//! - A promotion code's redemption is counted by the save itself, conditionally: when
+//!   another customer's operation took the code's last redemption since the decision,
+//!   nothing is saved and the answer is `PromotionCodeMaxRedemptionsReached`.
 //!
 //! Billing before saving means the provider may have applied a decision that is then not
 //! saved. Two guarantees close that window:
@@ -17,10 +20,10 @@
 //!   writes of different customers run side by side). Through a single engine a save meets
 //!   a newer version only when a writer outside it saved in between, and a second request
 //!   under an idempotency key waits for the first and replays its answer, billing nothing.
-//! - Every application made for an attempt that is not saved (its save conflicted or
-//!   failed, or a later application of the same decision failed) is voided through
-//!   [`Billing::void`], latest first, before the engine decides again or answers. So every
-//!   application the provider keeps is one of a saved decision.
+//! - Every application made for an attempt that is not saved (its save conflicted, met an
+//!   exhausted code or failed, or a later application of the same decision failed) is
+//!   voided through [`Billing::void`], latest first, before the engine decides again or
+//!   answers. So every application the provider keeps is one of a saved decision.
 //!
 //! The limits: when a void fails, the engine stops and answers that error, and the host
 //! must reconcile the application left in force. A write whose future is dropped between
@@ -31,7 +34,7 @@
 use crate::billing::{Billing, CheckoutId};
 use crate::error::{Code, Error};
 use crate::locks::CustomerLocks;
-use crate::storage::{Commit, IdempotencyKey, Recorded, Saved, Storage};
+use crate::storage::{Commit, IdempotencyKey, Recorded, Redemption, Saved, Storage};
 use chrono::{DateTime, Utc};
 use tollgate_core::cancellation::CancelRequest;
 use tollgate_core::coupon::Redemptions;
@@ -996,7 +999,7 @@ impl<S: Storage, B: Billing> Engine<S, B> {
                         },
                     )
                 }),
-                redeemed,
+                redeemed: redeemed.iter().map(|code| self.redemption(code)).collect(),
             };
             let saved = self.storage.save(commit).await;
             if !matches!(saved, Ok(Saved::Committed(_))) {
@@ -1005,6 +1008,7 @@ impl<S: Storage, B: Billing> Engine<S, B> {
             match saved? {
                 Saved::Committed(_) => return Ok(outcome),
                 Saved::Conflict => {}
+                Saved::Exhausted(code) => return Err(exhausted(&code)),
             }
         }
         Err(Error::new(
@@ -1079,6 +1083,26 @@ impl<S: Storage, B: Billing> Engine<S, B> {
             )),
         }
     }
+
+    /// One more redemption of `code`, with the limit the storage enforces when it counts it.
+    fn redemption(&self, code: &str) -> Redemption {
+        Redemption {
+            code: code.to_owned(),
+            max: self
+                .catalog
+                .promotion_code(code)
+                .and_then(|(_, promotion)| promotion.max_redemptions),
+        }
+    }
+}
+
+/// The answer when the save found `code` redeemed its maximum number of times: the same
+/// error core gives a decision that reads the count the save saw.
+fn exhausted(code: &str) -> Error {
+    Error::new(
+        ErrorCode::PromotionCodeMaxRedemptionsReached,
+        format!("promotion code `{code}` has been redeemed its maximum number of times"),
+    )
 }
 
 fn provisioned(outcome: Outcome) -> Result<Provisioned, Error> {

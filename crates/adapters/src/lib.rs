@@ -38,4 +38,4 @@ pub use billing::{Billing, CheckoutId};
 pub use engine::{Canceled, CustomerProvisioned, Engine, Operation, Outcome, Provisioned};
 pub use error::{Code, Error};
 pub use memory::{MemoryStorage, ScriptedBilling};
-pub use storage::{Commit, IdempotencyKey, Recorded, Saved, Storage, Stored, Version};
+pub use storage::{Commit, IdempotencyKey, Recorded, Redemption, Saved, Storage, Stored, Version};

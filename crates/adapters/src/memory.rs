@@ -3,7 +3,9 @@
 
 use crate::billing::{Billing, CheckoutId};
 use crate::error::Error;
-use crate::storage::{Commit, IdempotencyKey, Recorded, Saved, Storage, Stored, Version};
+use crate::storage::{
+    Commit, IdempotencyKey, Recorded, Redemption, Saved, Storage, Stored, Version,
+};
 use std::collections::{BTreeMap, BTreeSet};
 use std::future::{Future, ready};
 use std::sync::{Mutex, MutexGuard, PoisonError};
@@ -67,11 +69,13 @@ impl Storage for MemoryStorage {
             .is_some_and(|(key, _)| tables.recorded.contains_key(key));
         let saved = if current != commit.expected || key_taken {
             Saved::Conflict
+        } else if let Some(code) = past_max(&tables.redemptions, &commit.redeemed) {
+            Saved::Exhausted(code)
         } else {
             tables.last_version = tables.last_version.saturating_add(1);
             let version = Version::new(tables.last_version);
-            for code in &commit.redeemed {
-                tables.redemptions.record(code);
+            for redemption in &commit.redeemed {
+                tables.redemptions.record(&redemption.code);
             }
             if let Some((key, recorded)) = commit.idempotency {
                 tables.recorded.insert(key, recorded);
@@ -98,6 +102,20 @@ impl Storage for MemoryStorage {
     fn redemptions(&self) -> impl Future<Output = Result<Redemptions, Error>> + Send {
         ready(Ok(lock(&self.tables).redemptions.clone()))
     }
+}
+
+/// The first code that counting `redeemed` onto `counts` would take past its maximum.
+fn past_max(counts: &Redemptions, redeemed: &[Redemption]) -> Option<String> {
+    let mut added = Redemptions::new();
+    redeemed.iter().find_map(|redemption| {
+        let code = redemption.code.as_str();
+        added.record(code);
+        let total = counts.count(code).saturating_add(added.count(code));
+        redemption
+            .max
+            .is_some_and(|max| total > max)
+            .then(|| code.to_owned())
+    })
 }
 
 /// A call the scripted provider received.

@@ -71,9 +71,18 @@ pub struct Recorded {
     pub outcome: Outcome,
 }
 
+/// One more redemption of a promotion code, and how many the code allows in all.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Redemption {
+    /// The promotion code.
+    pub code: String,
+    /// Its `maxRedemptions` across all customers, if it has one.
+    pub max: Option<u64>,
+}
+
 /// Everything one operation writes. A storage applies a commit whole or not at all: the
 /// state, the idempotency record and the redemptions land together, and only if the
-/// customer's version is still `expected`.
+/// customer's version is still `expected` and no code would pass its maximum.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Commit {
     /// The version the operation loaded; `None` for a customer that did not exist.
@@ -82,25 +91,33 @@ pub struct Commit {
     pub state: CustomerState,
     /// The record to keep under the operation's idempotency key.
     pub idempotency: Option<(IdempotencyKey, Recorded)>,
-    /// Promotion codes redeemed by the operation, each counted once more.
-    pub redeemed: Vec<String>,
+    /// Promotion codes redeemed by the operation, each counted once more (a code listed
+    /// twice is counted twice).
+    pub redeemed: Vec<Redemption>,
 }
 
 /// Whether a commit landed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Saved {
     /// It landed; the state now has this version.
     Committed(Version),
     /// The customer's version was not the expected one (or a customer expected not to
     /// exist does), or the idempotency key is already recorded; nothing was written.
     Conflict,
+    /// Counting the commit's redemptions would take this promotion code past its `max`:
+    /// another customer's operation redeemed it since the decision read the counts.
+    /// Nothing was written.
+    Exhausted(String),
 }
 
 /// A host's storage.
 ///
-/// Implementations must make [`Storage::save`] atomic and conditional on the version; the
-/// engine relies on nothing else for correctness under concurrency: its own per-customer
-/// lock covers only writes through one engine.
+/// Implementations must make [`Storage::save`] atomic and conditional: on the customer's
+/// version, on the idempotency key being unused, and on each redeemed code's count staying
+/// within its maximum (a conditional increment, such as
+/// `UPDATE … SET count = count + 1 WHERE code = ? AND count < max`, in the commit's
+/// transaction). The engine relies on nothing else for correctness under concurrency:
+/// its own per-customer lock covers only writes through one engine.
 /// [`crate::conformance::storage`] checks an implementation against this contract.
 pub trait Storage: Send + Sync {
     /// The customer's state and version, or `None` for a customer never saved.
@@ -112,13 +129,15 @@ pub trait Storage: Send + Sync {
         customer: &CustomerId,
     ) -> impl Future<Output = Result<Option<Stored>, Error>> + Send;
 
-    /// Writes `commit` if the customer's version is still `commit.expected`.
+    /// Writes `commit` if the customer's version is still `commit.expected`, its
+    /// idempotency key is not recorded yet and every redeemed code stays within its `max`.
     ///
     /// # Errors
     /// A storage failure, and then nothing was written: the engine voids the billing of a
     /// commit whose save failed, so a storage that cannot tell whether a commit landed
     /// (a connection lost after sending it) must find out before answering. A version
-    /// conflict is not an error but [`Saved::Conflict`].
+    /// conflict is not an error but [`Saved::Conflict`], an exhausted code
+    /// [`Saved::Exhausted`].
     fn save(&self, commit: Commit) -> impl Future<Output = Result<Saved, Error>> + Send;
 
     /// The operation recorded under `key`, if any.

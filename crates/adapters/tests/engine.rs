@@ -50,6 +50,10 @@ const CATALOG: &str = r#"{
      "entitlements": [{"featureId": "projects", "value": 50}]},
     {"id": "ws-basic", "productId": "ws", "version": 1, "pricingType": "PAID",
      "prices": [{"billingPeriod": "MONTHLY", "model": "FLAT_FEE", "amount": 5, "currency": "USD"}]}
+  ],
+  "coupons": [
+    {"id": "launch", "type": "PERCENTAGE", "percentOff": 10, "duration": "ONCE",
+     "promotionCodes": [{"code": "ONCE", "maxRedemptions": 1}]}
   ]
 }"#;
 
@@ -905,6 +909,45 @@ fn stored_in(storage: &MemoryStorage, customer: &str) -> CustomerState {
         .unwrap()
         .unwrap()
         .state
+}
+
+#[test]
+fn a_promotion_code_at_its_maximum_is_refused_to_the_later_of_two_customers() {
+    let engine = gated_engine();
+    let now = t("2025-01-02T00:00:00Z");
+    let with_code = |customer| {
+        request(
+            customer,
+            json!({"planId": "basic", "billingPeriod": "MONTHLY", "skipTrial": true,
+                   "promotionCode": "ONCE"}),
+        )
+    };
+    let (first_request, second_request) = (with_code("c1"), with_code("c2"));
+    // Both decide while the code has no redemption; c1's provider answers late.
+    let mut first = pin!(engine.provision_subscription(&first_request, now, None));
+    assert!(poll(first.as_mut()).is_pending());
+    engine.billing().closed.store(false, Ordering::SeqCst);
+    let second = block_on(engine.provision_subscription(&second_request, now, None)).unwrap();
+    assert_eq!(
+        second.decision.effects.redeemed_code.as_deref(),
+        Some("ONCE")
+    );
+    let error = drive(first).unwrap_err();
+    assert_eq!(
+        error.code(),
+        Code::Decision(ErrorCode::PromotionCodeMaxRedemptionsReached)
+    );
+    assert!(error.message().contains("`ONCE`"), "{error}");
+    let redemptions = block_on(engine.storage().redemptions()).unwrap();
+    assert_eq!(redemptions.count("ONCE"), 1);
+    assert!(stored_in(engine.storage(), "c1").subscriptions.is_empty());
+    // c1's application was voided: only c2's charge stands.
+    let charged = engine.billing().inner.charged();
+    assert_eq!(charged.len(), 1);
+    assert_eq!(charged[0].customer.as_str(), "c2");
+    // Decided again, c1's request meets the count and core refuses it the same way.
+    let again = block_on(engine.provision_subscription(&first_request, now, None)).unwrap_err();
+    assert_eq!(again.code(), error.code());
 }
 
 // ---- many threads ----
