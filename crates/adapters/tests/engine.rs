@@ -12,11 +12,11 @@
 use chrono::{DateTime, TimeDelta, Utc};
 use pollster::block_on;
 use serde_json::{Value, json};
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
 use std::pin::{Pin, pin};
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Waker};
 use tollgate_adapters::conformance::{self, BillingFixture};
 use tollgate_adapters::engine::{Operation, Outcome};
@@ -969,8 +969,84 @@ const THREADS: usize = 8;
 const OPERATIONS: usize = 1_000;
 const CUSTOMERS: u64 = 10;
 
+/// A store shared by several engines, as one database is shared by several processes,
+/// counting the saves that met a newer version.
+struct SharedStorage {
+    inner: Arc<MemoryStorage>,
+    conflicts: Arc<AtomicUsize>,
+}
+
+impl Storage for SharedStorage {
+    fn load(
+        &self,
+        customer: &CustomerId,
+    ) -> impl Future<Output = Result<Option<Stored>, Error>> + Send {
+        self.inner.load(customer)
+    }
+
+    async fn save(&self, commit: Commit) -> Result<Saved, Error> {
+        let saved = self.inner.save(commit).await?;
+        if saved == Saved::Conflict {
+            self.conflicts.fetch_add(1, Ordering::SeqCst);
+        }
+        Ok(saved)
+    }
+
+    fn recorded(
+        &self,
+        key: &IdempotencyKey,
+    ) -> impl Future<Output = Result<Option<Recorded>, Error>> + Send {
+        self.inner.recorded(key)
+    }
+
+    fn redemptions(&self) -> impl Future<Output = Result<Redemptions, Error>> + Send {
+        self.inner.redemptions()
+    }
+}
+
+/// A provider shared by several engines.
+struct SharedBilling(Arc<ScriptedBilling>);
+
+impl Billing for SharedBilling {
+    fn has_payment_method(
+        &self,
+        customer: &CustomerId,
+    ) -> impl Future<Output = Result<bool, Error>> + Send {
+        self.0.has_payment_method(customer)
+    }
+    fn create_checkout(
+        &self,
+        customer: &CustomerId,
+        checkout: &CheckoutRequest,
+    ) -> impl Future<Output = Result<CheckoutId, Error>> + Send {
+        self.0.create_checkout(customer, checkout)
+    }
+    fn apply(
+        &self,
+        customer: &CustomerId,
+        effects: &Effects,
+    ) -> impl Future<Output = Result<(), Error>> + Send {
+        self.0.apply(customer, effects)
+    }
+    fn void(
+        &self,
+        customer: &CustomerId,
+        effects: &Effects,
+    ) -> impl Future<Output = Result<(), Error>> + Send {
+        self.0.void(customer, effects)
+    }
+    fn validate_promotion_code(
+        &self,
+        code: &str,
+    ) -> impl Future<Output = Result<bool, Error>> + Send {
+        self.0.validate_promotion_code(code)
+    }
+}
+
+type SharedEngine = Engine<SharedStorage, SharedBilling>;
+
 fn concurrent_operation(
-    engine: &MemoryEngine,
+    engine: &SharedEngine,
     rng: &mut Lcg,
     clock: &AtomicUsize,
     k: &IdempotencyKey,
@@ -1015,9 +1091,35 @@ fn concurrent_operation(
         .map(Outcome::Provisioned)
 }
 
-#[test]
-fn eight_threads_keep_every_scope_whole_and_lose_no_accepted_operation() {
-    let engine = engine();
+/// What a concurrent run saw.
+struct Run {
+    accepted: usize,
+    applications: usize,
+    voids: usize,
+    conflicts: usize,
+}
+
+/// Runs `THREADS` threads of `OPERATIONS` operations each over `CUSTOMERS` customers,
+/// spread over `engines` engines that share one store and one provider, and checks what
+/// must hold however the operations interleave.
+fn run_concurrently(engines: usize) -> Run {
+    let storage = Arc::new(MemoryStorage::new());
+    let billing = Arc::new(ScriptedBilling::new());
+    let conflicts = Arc::new(AtomicUsize::new(0));
+    let engines: Vec<SharedEngine> = (0..engines)
+        .map(|_| {
+            Engine::new(
+                Catalog::from_json(CATALOG.as_bytes()).unwrap(),
+                Settings::default(),
+                SharedStorage {
+                    inner: Arc::clone(&storage),
+                    conflicts: Arc::clone(&conflicts),
+                },
+                SharedBilling(Arc::clone(&billing)),
+            )
+        })
+        .collect();
+    let engine = &engines[0];
     let start = t("2025-01-01T00:00:00Z");
     for c in 0..CUSTOMERS {
         // Half the customers start without a payment method and go through checkouts.
@@ -1029,7 +1131,8 @@ fn eight_threads_keep_every_scope_whole_and_lose_no_accepted_operation() {
     let refused: Mutex<Vec<Error>> = Mutex::new(Vec::new());
     std::thread::scope(|scope| {
         for thread in 0..THREADS {
-            let (engine, clock, accepted, refused) = (&engine, &clock, &accepted, &refused);
+            let engine = &engines[thread % engines.len()];
+            let (clock, accepted, refused) = (&clock, &accepted, &refused);
             scope.spawn(move || {
                 let mut rng = Lcg(thread as u64 + 1);
                 for n in 0..OPERATIONS {
@@ -1042,6 +1145,7 @@ fn eight_threads_keep_every_scope_whole_and_lose_no_accepted_operation() {
             });
         }
     });
+    let conflicts = conflicts.load(Ordering::SeqCst);
     let accepted = accepted.into_inner().unwrap();
     let refused = refused.into_inner().unwrap();
     assert_eq!(accepted.len() + refused.len(), THREADS * OPERATIONS);
@@ -1066,7 +1170,7 @@ fn eight_threads_keep_every_scope_whole_and_lose_no_accepted_operation() {
 
     // Every scope holds at most one live trial and one live non-trial subscription.
     for c in 0..CUSTOMERS {
-        let state = stored(&engine, &format!("c{c}")).unwrap().state;
+        let state = stored_in(&storage, &format!("c{c}"));
         let mut scopes = BTreeSet::new();
         for sub in state.subscriptions.iter().filter(|s| s.status.is_live()) {
             let trial = sub.status == SubscriptionStatus::InTrial;
@@ -1091,7 +1195,7 @@ fn eight_threads_keep_every_scope_whole_and_lose_no_accepted_operation() {
             continue;
         };
         let customer = recorded.operation.customer().clone();
-        let state = stored(&engine, customer.as_str()).unwrap().state;
+        let state = stored_in(&storage, customer.as_str());
         for created in &answer.decision.effects.create {
             assert!(
                 state.subscription(created.id.as_str()).is_some(),
@@ -1118,15 +1222,96 @@ fn eight_threads_keep_every_scope_whole_and_lose_no_accepted_operation() {
             );
         }
     }
-    // No invoice is saved that the provider did not charge.
-    let charged = engine.billing().charged();
-    for c in 0..CUSTOMERS {
-        for invoice in stored(&engine, &format!("c{c}")).unwrap().state.invoices {
-            assert!(
-                charged.contains(&invoice),
-                "uncharged invoice {}",
-                invoice.id
-            );
+    // Every application the provider keeps is one of a saved decision, and every saved
+    // decision's application is kept: the rest were voided.
+    let (applied, voided) = applications(&billing);
+    let mut in_force = BTreeMap::new();
+    for call in billing.calls().into_iter().filter(|c| !c.failed) {
+        match call.call {
+            BillingCall::Apply(customer, effects) => {
+                *in_force
+                    .entry(format!("{customer} {effects:?}"))
+                    .or_insert(0) += 1;
+            }
+            BillingCall::Void(customer, effects) => {
+                let count = in_force.get_mut(&format!("{customer} {effects:?}"));
+                *count.expect("a void of an application never made") -= 1;
+            }
+            _ => {}
         }
     }
+    in_force.retain(|_, count| *count != 0);
+    let mut saved = BTreeMap::new();
+    for (k, outcome) in &accepted {
+        if let Outcome::Provisioned(answer) = outcome {
+            let effects = &answer.decision.effects;
+            let billable = !effects.create.is_empty()
+                || !effects.replace.is_empty()
+                || !effects.end.is_empty()
+                || !effects.schedule.is_empty()
+                || effects.invoice.is_some();
+            if billable {
+                let customer = block_on(engine.storage().recorded(k)).unwrap().unwrap();
+                let customer = customer.operation.customer().clone();
+                *saved.entry(format!("{customer} {effects:?}")).or_insert(0) += 1;
+            }
+        }
+    }
+    assert_eq!(
+        applied.len() - voided.len(),
+        saved.values().sum::<usize>(),
+        "applications less voids against committed operations that billed"
+    );
+    assert!(
+        in_force == saved,
+        "the applications in force are not the saved ones"
+    );
+    // And so the provider's charges are exactly the saved invoices.
+    let mut charged: Vec<String> = billing.charged().into_iter().map(|i| i.id).collect();
+    let mut invoiced: Vec<String> = (0..CUSTOMERS)
+        .flat_map(|c| stored_in(&storage, &format!("c{c}")).invoices)
+        .map(|i| i.id)
+        .collect();
+    charged.sort();
+    invoiced.sort();
+    assert_eq!(charged, invoiced);
+    Run {
+        accepted: accepted.len(),
+        applications: applied.len(),
+        voids: voided.len(),
+        conflicts,
+    }
+}
+
+fn report(engines: usize, run: &Run) {
+    eprintln!(
+        "{engines} engine(s): {} of {} operations accepted, {} billing applications, {} voided, \
+         {} save conflicts",
+        run.accepted,
+        THREADS * OPERATIONS,
+        run.applications,
+        run.voids,
+        run.conflicts
+    );
+}
+
+#[test]
+fn eight_threads_through_one_engine_never_meet_their_own_writes() {
+    let run = run_concurrently(1);
+    report(1, &run);
+    // The per-customer lock leaves no other writer: no save conflicts, nothing to void.
+    assert_eq!(run.conflicts, 0);
+    assert_eq!(run.voids, 0);
+}
+
+#[test]
+fn eight_threads_through_two_engines_void_every_application_they_do_not_save() {
+    let run = run_concurrently(2);
+    report(2, &run);
+    // Saves conflict across engines, whose locks cannot see each other; each conflicted
+    // attempt's application was voided (checked inside).
+    assert!(
+        run.voids <= run.conflicts,
+        "more voids than unsaved attempts"
+    );
 }
