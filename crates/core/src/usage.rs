@@ -623,6 +623,10 @@ pub fn usage_resets(
     usage: &UsageLedger,
     change: &PlanChange<'_>,
 ) -> Vec<(Option<ResourceId>, FeatureId)> {
+    // Nothing recorded, nothing to reset: skip composing both configurations' values.
+    if usage.is_empty() {
+        return Vec::new();
+    }
     let setting = catalog
         .product(change.product.as_str())
         .map(|p| p.journey.usage_reset_on_change)
