@@ -50,7 +50,7 @@ use tollgate_core::provision::{
     CheckoutCompletion, CheckoutRequest, Effects, ProvisionDecision, ProvisionRequest,
 };
 use tollgate_core::settings::Settings;
-use tollgate_core::subscription::Subscription;
+use tollgate_core::subscription::{Subscription, SubscriptionStatus};
 use tollgate_core::update::{
     CancelScheduledRequest, MigrateRequest, TransferRequest, UpdateRequest,
 };
@@ -308,6 +308,19 @@ fn redeemed_codes(effects: &Effects, now: DateTime<Utc>) -> Vec<String> {
         .collect()
 }
 
+/// The billing of the clock's `events`: each issued invoice, charged on its own.
+fn invoices_of(events: &[Event]) -> Vec<Effects> {
+    events
+        .iter()
+        .filter_map(|event| event.invoice.clone())
+        .map(|invoice| {
+            let mut effects = Effects::default();
+            effects.invoice = Some(invoice);
+            effects
+        })
+        .collect()
+}
+
 /// Whether `effects` hold anything for the billing provider.
 fn is_billable(effects: &Effects) -> bool {
     !effects.create.is_empty()
@@ -468,7 +481,9 @@ impl<S: Storage, B: Billing> Engine<S, B> {
         }
     }
 
-    /// `updateCustomer`: sets the given fields.
+    /// `updateCustomer`: sets the given fields, without moving the customer's clock. A
+    /// payment method given here leaves `PAYMENT_PENDING` subscriptions waiting;
+    /// [`Engine::update_customer_at`] collects them.
     ///
     /// # Errors
     /// `CustomerNotFound`, `CustomerIsArchived`, the field errors of
@@ -480,6 +495,36 @@ impl<S: Storage, B: Billing> Engine<S, B> {
         fields: &CustomerFields,
         key: Option<&IdempotencyKey>,
     ) -> Result<Customer, Error> {
+        self.set_customer(customer, fields, None, key).await
+    }
+
+    /// `updateCustomer` at `now`: sets the given fields and, when the customer then has a
+    /// payment method and a `PAYMENT_PENDING` subscription, collects the pending payments
+    /// ([`tollgate_core::lifecycle::collect_pending_payments`]): the clock moves to `now`,
+    /// each pending subscription still in its first period becomes active, and every
+    /// invoice issued is billed, as [`Engine::advance`] bills.
+    ///
+    /// # Errors
+    /// Those of [`Engine::update_customer`], every error of
+    /// [`tollgate_core::lifecycle::collect_pending_payments`], billing failures.
+    pub async fn update_customer_at(
+        &self,
+        customer: &CustomerId,
+        fields: &CustomerFields,
+        now: DateTime<Utc>,
+        key: Option<&IdempotencyKey>,
+    ) -> Result<Customer, Error> {
+        self.set_customer(customer, fields, Some(now), key).await
+    }
+
+    /// Sets `fields`, then collects pending payments at `collect_at`, if given.
+    async fn set_customer(
+        &self,
+        customer: &CustomerId,
+        fields: &CustomerFields,
+        collect_at: Option<DateTime<Utc>>,
+        key: Option<&IdempotencyKey>,
+    ) -> Result<Customer, Error> {
         let operation = Operation::UpdateCustomer {
             customer: customer.clone(),
             fields: fields.clone(),
@@ -489,9 +534,31 @@ impl<S: Storage, B: Billing> Engine<S, B> {
                 let mut state = existing(state, customer)?;
                 state.ensure_active()?;
                 state.customer = tollgate_core::journey::update_customer(&state.customer, fields)?;
-                Ok(Attempt::stored(state, |state| {
-                    Outcome::UpdateCustomer(state.customer.clone())
-                }))
+                // Only a pending subscription is worth moving the clock for: an update of
+                // other fields leaves renewals to the clock.
+                let pending = state
+                    .subscriptions
+                    .iter()
+                    .any(|s| s.status == SubscriptionStatus::PaymentPending);
+                let mut billed = Vec::new();
+                if let Some(now) =
+                    collect_at.filter(|_| pending && state.customer.has_payment_method)
+                {
+                    let (collected, events) = tollgate_core::lifecycle::collect_pending_payments(
+                        &self.catalog,
+                        &state,
+                        now,
+                        &self.settings,
+                    )?;
+                    state = collected;
+                    billed = invoices_of(&events);
+                }
+                Ok(Attempt {
+                    billed,
+                    ..Attempt::stored(state, |state| {
+                        Outcome::UpdateCustomer(state.customer.clone())
+                    })
+                })
             })
             .await?;
         match outcome {
@@ -911,15 +978,7 @@ impl<S: Storage, B: Billing> Engine<S, B> {
                 let state = existing(state, customer)?;
                 let (state, events) =
                     tollgate_core::lifecycle::advance(&self.catalog, &state, to, &self.settings)?;
-                let billed = events
-                    .iter()
-                    .filter_map(|event| event.invoice.clone())
-                    .map(|invoice| {
-                        let mut effects = Effects::default();
-                        effects.invoice = Some(invoice);
-                        effects
-                    })
-                    .collect();
+                let billed = invoices_of(&events);
                 Ok(Attempt {
                     billed,
                     ..Attempt::stored(state, move |_| Outcome::Advanced(events))

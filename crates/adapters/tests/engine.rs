@@ -451,6 +451,83 @@ fn advancing_bills_each_issued_invoice_and_a_billing_failure_saves_nothing() {
     assert_eq!(error.code(), Code::Decision(ErrorCode::CustomerNotFound));
 }
 
+#[test]
+fn a_payment_method_given_at_an_instant_charges_the_pending_subscription() {
+    let engine = engine();
+    let c1 = CustomerId::new("c1");
+    let jan = t("2025-01-01T00:00:00Z");
+    block_on(engine.provision_customer(&customer_request("c1", false), jan, None)).unwrap();
+    block_on(engine.provision_subscription(
+        &request(
+            "c1",
+            json!({"planId": "basic", "billingPeriod": "MONTHLY", "skipTrial": true,
+                   "subscriptionId": "s", "startDate": "2025-02-01T00:00:00Z"}),
+        ),
+        jan,
+        None,
+    ))
+    .unwrap();
+    block_on(engine.advance(&c1, t("2025-02-01T00:00:00Z"))).unwrap();
+    let status =
+        |engine: &MemoryEngine| stored(engine, "c1").unwrap().state.subscriptions[0].status;
+    assert_eq!(status(&engine), SubscriptionStatus::PaymentPending);
+    let fields = CustomerFields {
+        has_payment_method: Some(true),
+        ..CustomerFields::default()
+    };
+
+    // Without an instant the fields are set and the subscription keeps waiting.
+    let other = copy_of(&engine);
+    block_on(other.update_customer(&c1, &fields, None)).unwrap();
+    assert_eq!(status(&other), SubscriptionStatus::PaymentPending);
+    assert!(other.billing().charged().is_empty());
+
+    // A failed charge saves nothing, not even the fields.
+    let before = stored(&engine, "c1");
+    let feb10 = t("2025-02-10T00:00:00Z");
+    engine
+        .billing()
+        .fail_call(engine.billing().calls().len() + 1);
+    let error = block_on(engine.update_customer_at(&c1, &fields, feb10, None)).unwrap_err();
+    assert_eq!(error.code(), Code::BillingProviderError);
+    assert_eq!(stored(&engine, "c1"), before);
+
+    let customer = block_on(engine.update_customer_at(&c1, &fields, feb10, None)).unwrap();
+    assert!(customer.has_payment_method);
+    let state = stored(&engine, "c1").unwrap().state;
+    assert_eq!(state.subscriptions[0].status, SubscriptionStatus::Active);
+    assert_eq!(state.invoices.len(), 1);
+    assert_eq!(engine.billing().charged(), state.invoices);
+    let Some(Call {
+        call: BillingCall::Apply(_, effects),
+        ..
+    }) = engine.billing().calls().last().cloned()
+    else {
+        panic!("the charge was not the last call");
+    };
+    assert_eq!(effects.invoice.as_ref(), Some(&state.invoices[0]));
+    assert!(effects.create.is_empty() && effects.replace.is_empty() && effects.end.is_empty());
+}
+
+/// A second engine holding the same customers as `engine`, with a fresh provider.
+fn copy_of(engine: &MemoryEngine) -> MemoryEngine {
+    let copy = self::engine();
+    for id in engine.storage().customer_ids() {
+        let state = stored(engine, id.as_str()).unwrap().state;
+        let commit = Commit {
+            expected: None,
+            state,
+            idempotency: None,
+            redeemed: Vec::new(),
+        };
+        assert!(matches!(
+            block_on(copy.storage().save(commit)).unwrap(),
+            Saved::Committed(_)
+        ));
+    }
+    copy
+}
+
 // ---- version conflicts ----
 
 /// A store where another writer changes the customer right before each of the engine's
