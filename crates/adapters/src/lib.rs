@@ -4,7 +4,7 @@
 //! for its database and [`Billing`] for its billing provider (or uses the in-memory
 //! [`MemoryStorage`] and [`ScriptedBilling`]), and runs operations through an [`Engine`]:
 //! load the customer's state, decide in core, call billing, save if nobody saved in
-//! between, else decide again.
+//! between, else void the billing and decide again.
 //!
 //! The traits' methods return `impl Future + Send`, so any async runtime drives them and the
 //! crate depends on none. [`conformance`] holds the checks a host runs against its own
