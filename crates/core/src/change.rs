@@ -12,7 +12,7 @@
 
 use crate::catalog::{Catalog, PricingType};
 use crate::error::{Error, ErrorCode};
-use crate::pricing::{Configuration, recurring_amount};
+use crate::pricing::{Configuration, RecurringAmount, recurring_amount};
 use serde::{Deserialize, Serialize};
 use std::cmp::Ordering;
 
@@ -39,6 +39,17 @@ pub fn classify(
     catalog: &Catalog,
     current: &Configuration,
     target: &Configuration,
+) -> Result<ChangeType, Error> {
+    classify_priced(catalog, current, target, None)
+}
+
+/// [`classify`], reusing `target_quote` (the target's recurring amount, already computed by
+/// the caller) when it is priced in the current configuration's country.
+pub(crate) fn classify_priced(
+    catalog: &Catalog,
+    current: &Configuration,
+    target: &Configuration,
+    target_quote: Option<&RecurringAmount>,
 ) -> Result<ChangeType, Error> {
     let missing = |c: &Configuration| {
         Error::new(
@@ -72,10 +83,17 @@ pub fn classify(
         (false, true) => return Ok(ChangeType::Downgrade),
         (false, false) => {}
     }
-    let mut priced_target = target.clone();
-    priced_target.country = current.country;
     let before = recurring_amount(catalog, current)?;
-    let after = recurring_amount(catalog, &priced_target)?;
+    let priced;
+    let after = match target_quote {
+        Some(quote) if target.country == current.country => quote,
+        _ => {
+            let mut priced_target = target.clone();
+            priced_target.country = current.country;
+            priced = recurring_amount(catalog, &priced_target)?;
+            &priced
+        }
+    };
     if let (Some(a), Some(b)) = (before.currency, after.currency) {
         if a != b {
             return Err(Error::new(

@@ -11,7 +11,7 @@
 use crate::catalog::{
     Catalog, Plan, PriceModel, PricingType, Product, ScheduleStrategy, TrialConversion,
 };
-use crate::change::{ChangeType, classify};
+use crate::change::ChangeType;
 use crate::coupon::Redemptions;
 use crate::customer::{CustomerState, PendingCheckout};
 use crate::error::{Error, ErrorCode};
@@ -1035,7 +1035,7 @@ impl<'a, 'c> Decider<'a, 'c> {
         );
         if !is_trial {
             if let Some(current) = scope.live_paid {
-                d.change_type = classify(self.catalog, &current.config, &self.valid.config)?;
+                d.change_type = self.classify(current)?;
             }
         }
         let sub = self.new_subscription(self.new_id()?, start, &d.trial)?;
@@ -1155,7 +1155,7 @@ impl<'a, 'c> Decider<'a, 'c> {
         current: &Subscription,
         scope: &Scope<'_>,
     ) -> Result<ProvisionDecision, Error> {
-        let direction = classify(self.catalog, &current.config, &self.valid.config)?;
+        let direction = self.classify(current)?;
         d.change_type = direction;
         if current.config == self.valid.config {
             d.change_type = ChangeType::None;
@@ -1232,6 +1232,16 @@ impl<'a, 'c> Decider<'a, 'c> {
                 d.effects.usage_reset.len()
             ));
         }
+    }
+
+    /// The direction of moving `current` to the request's configuration.
+    fn classify(&self, current: &Subscription) -> Result<ChangeType, Error> {
+        crate::change::classify_priced(
+            self.catalog,
+            &current.config,
+            &self.valid.config,
+            Some(&self.valid.quote),
+        )
     }
 
     /// When a change timed by `strategy` applies to `current`; `None` for now.
@@ -1312,7 +1322,7 @@ impl<'a, 'c> Decider<'a, 'c> {
         let direction = if current.config == next.config {
             ChangeType::None
         } else {
-            classify(self.catalog, &current.config, &next.config)?
+            self.classify(current)?
         };
         d.change_type = direction;
         if current.status != SubscriptionStatus::Active || current.is_trial {
