@@ -481,23 +481,6 @@ impl<S: Storage, B: Billing> Engine<S, B> {
         }
     }
 
-    /// `updateCustomer`: sets the given fields, without moving the customer's clock. A
-    /// payment method given here leaves `PAYMENT_PENDING` subscriptions waiting;
-    /// [`Engine::update_customer_at`] collects them.
-    ///
-    /// # Errors
-    /// `CustomerNotFound`, `CustomerIsArchived`, the field errors of
-    /// [`tollgate_core::journey::update_customer`], storage failures,
-    /// `ConcurrentModification`, `IdempotencyKeyReused`.
-    pub async fn update_customer(
-        &self,
-        customer: &CustomerId,
-        fields: &CustomerFields,
-        key: Option<&IdempotencyKey>,
-    ) -> Result<Customer, Error> {
-        self.set_customer(customer, fields, None, key).await
-    }
-
     /// `updateCustomer` at `now`: sets the given fields and, when the customer then has a
     /// payment method and a `PAYMENT_PENDING` subscription, collects the pending payments
     /// ([`tollgate_core::lifecycle::collect_pending_payments`]): the clock moves to `now`,
@@ -505,24 +488,15 @@ impl<S: Storage, B: Billing> Engine<S, B> {
     /// invoice issued is billed, as [`Engine::advance`] bills.
     ///
     /// # Errors
-    /// Those of [`Engine::update_customer`], every error of
-    /// [`tollgate_core::lifecycle::collect_pending_payments`], billing failures.
-    pub async fn update_customer_at(
+    /// `CustomerNotFound`, `CustomerIsArchived`, the field errors of
+    /// [`tollgate_core::journey::update_customer`], every error of
+    /// [`tollgate_core::lifecycle::collect_pending_payments`], billing and storage failures,
+    /// `ConcurrentModification`, `IdempotencyKeyReused`.
+    pub async fn update_customer(
         &self,
         customer: &CustomerId,
         fields: &CustomerFields,
         now: DateTime<Utc>,
-        key: Option<&IdempotencyKey>,
-    ) -> Result<Customer, Error> {
-        self.set_customer(customer, fields, Some(now), key).await
-    }
-
-    /// Sets `fields`, then collects pending payments at `collect_at`, if given.
-    async fn set_customer(
-        &self,
-        customer: &CustomerId,
-        fields: &CustomerFields,
-        collect_at: Option<DateTime<Utc>>,
         key: Option<&IdempotencyKey>,
     ) -> Result<Customer, Error> {
         let operation = Operation::UpdateCustomer {
@@ -541,9 +515,7 @@ impl<S: Storage, B: Billing> Engine<S, B> {
                     .iter()
                     .any(|s| s.status == SubscriptionStatus::PaymentPending);
                 let mut billed = Vec::new();
-                if let Some(now) =
-                    collect_at.filter(|_| pending && state.customer.has_payment_method)
-                {
+                if pending && state.customer.has_payment_method {
                     let (collected, events) = tollgate_core::lifecycle::collect_pending_payments(
                         &self.catalog,
                         &state,

@@ -333,6 +333,7 @@ fn a_key_reused_for_another_operation_is_refused() {
     let error = block_on(engine.update_customer(
         &CustomerId::new("c1"),
         &CustomerFields::default(),
+        now,
         Some(&k),
     ))
     .unwrap_err();
@@ -476,9 +477,13 @@ fn a_payment_method_given_at_an_instant_charges_the_pending_subscription() {
         ..CustomerFields::default()
     };
 
-    // Without an instant the fields are set and the subscription keeps waiting.
+    // Without a payment method the fields are set and the subscription keeps waiting.
     let other = copy_of(&engine);
-    block_on(other.update_customer(&c1, &fields, None)).unwrap();
+    let no_method = CustomerFields {
+        has_payment_method: Some(false),
+        ..CustomerFields::default()
+    };
+    block_on(other.update_customer(&c1, &no_method, t("2025-02-10T00:00:00Z"), None)).unwrap();
     assert_eq!(status(&other), SubscriptionStatus::PaymentPending);
     assert!(other.billing().charged().is_empty());
 
@@ -488,11 +493,11 @@ fn a_payment_method_given_at_an_instant_charges_the_pending_subscription() {
     engine
         .billing()
         .fail_call(engine.billing().calls().len() + 1);
-    let error = block_on(engine.update_customer_at(&c1, &fields, feb10, None)).unwrap_err();
+    let error = block_on(engine.update_customer(&c1, &fields, feb10, None)).unwrap_err();
     assert_eq!(error.code(), Code::BillingProviderError);
     assert_eq!(stored(&engine, "c1"), before);
 
-    let customer = block_on(engine.update_customer_at(&c1, &fields, feb10, None)).unwrap();
+    let customer = block_on(engine.update_customer(&c1, &fields, feb10, None)).unwrap();
     assert!(customer.has_payment_method);
     let state = stored(&engine, "c1").unwrap().state;
     assert_eq!(state.subscriptions[0].status, SubscriptionStatus::Active);
@@ -1148,14 +1153,19 @@ fn concurrent_operation(
                 tax_percentage: Some(tax.into()),
                 ..CustomerFields::default()
             };
-            return block_on(engine.update_customer(&id, &fields, Some(k)))
+            return block_on(engine.update_customer(&id, &fields, now, Some(k)))
                 .map(Outcome::UpdateCustomer);
         }
         _ => {
             let state = block_on(engine.customer_state(&id))?;
             let Some(pending) = state.pending_checkouts.first() else {
-                return block_on(engine.update_customer(&id, &CustomerFields::default(), Some(k)))
-                    .map(Outcome::UpdateCustomer);
+                return block_on(engine.update_customer(
+                    &id,
+                    &CustomerFields::default(),
+                    now,
+                    Some(k),
+                ))
+                .map(Outcome::UpdateCustomer);
             };
             return block_on(engine.complete_checkout(&id, &pending.subscription_id, now, Some(k)))
                 .map(Outcome::Provisioned);

@@ -166,11 +166,12 @@ fn update_customer(context: &Context<'_>, input: Option<&Value>) -> Result<Value
         tax_percentage: input.tax_percentage,
         tax_inclusive: input.tax_inclusive,
     };
-    let customer = block_on(
-        context
-            .engine
-            .update_customer(&input.customer_id, &fields, None),
-    )?;
+    let customer = block_on(context.engine.update_customer(
+        &input.customer_id,
+        &fields,
+        context.now,
+        None,
+    ))?;
     Ok(json!({"customer": view::customer(&customer)}))
 }
 
