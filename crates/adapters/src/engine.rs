@@ -551,23 +551,17 @@ impl<S: Storage, B: Billing> Engine<S, B> {
         key: Option<&IdempotencyKey>,
     ) -> Result<Provisioned, Error> {
         let operation = Operation::ProvisionSubscription(Box::new(request.clone()));
-        let outcome = self
-            .write(operation, key, |state, redemptions| {
-                let state = existing(state, &request.customer_id)?;
-                let decision = tollgate_core::provision::provision(
-                    &self.catalog,
-                    &state,
-                    request,
-                    redemptions,
-                    now,
-                    &self.settings,
-                )?;
-                Ok(Attempt::provisioning(state, decision, now, |_, p| {
-                    Outcome::Provisioned(p)
-                }))
-            })
-            .await?;
-        provisioned(outcome)
+        self.change(operation, key, now, |state, redemptions| {
+            tollgate_core::provision::provision(
+                &self.catalog,
+                state,
+                request,
+                redemptions,
+                now,
+                &self.settings,
+            )
+        })
+        .await
     }
 
     /// `completeCheckout`: the customer gave a payment method; the pending subscription
@@ -655,8 +649,9 @@ impl<S: Storage, B: Billing> Engine<S, B> {
         }
     }
 
-    /// Runs a core decision about an existing subscription of `customer` (an update, a
-    /// migration, a transfer, the removal of scheduled updates).
+    /// Runs a core provisioning decision for the operation's customer: a new subscription,
+    /// or a change of an existing one (an update, a migration, a transfer, the removal of
+    /// scheduled updates).
     async fn change<F>(
         &self,
         operation: Operation,
