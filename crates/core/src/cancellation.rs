@@ -91,17 +91,8 @@ pub fn cancel_subscription(
     now: DateTime<Utc>,
     settings: &Settings,
 ) -> Result<CancelDecision, Error> {
-    state.ensure_active()?;
     let id = request.subscription_id.as_str();
-    let sub = state
-        .subscription(id)
-        .ok_or_else(|| crate::customer::not_found(id))?;
-    if sub.status.is_ended() {
-        return Err(Error::new(
-            ErrorCode::SubscriptionAlreadyCanceledOrExpired,
-            format!("subscription `{id}` has already ended"),
-        ));
-    }
+    let sub = state.open_subscription(id)?;
     let default = catalog
         .product(sub.product.as_str())
         .map_or(CancellationTime::Immediate, |p| p.journey.cancellation_time);

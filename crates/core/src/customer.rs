@@ -122,6 +122,22 @@ impl CustomerState {
             .ok_or_else(|| not_found(id))
     }
 
+    /// The subscription `id`, which must not have ended, for a change of it.
+    ///
+    /// # Errors
+    /// `CustomerIsArchived`, `SubscriptionNotFound`, `SubscriptionAlreadyCanceledOrExpired`.
+    pub fn open_subscription(&self, id: &str) -> Result<&Subscription, Error> {
+        self.ensure_active()?;
+        let sub = self.subscription(id).ok_or_else(|| not_found(id))?;
+        if sub.status.is_ended() {
+            return Err(Error::new(
+                ErrorCode::SubscriptionAlreadyCanceledOrExpired,
+                format!("subscription `{id}` has already ended"),
+            ));
+        }
+        Ok(sub)
+    }
+
     /// Fails with `CustomerIsArchived` for an archived customer: every change needs this.
     ///
     /// # Errors

@@ -123,27 +123,6 @@ pub struct TransferRequest {
     pub destination_resource_id: ResourceId,
 }
 
-/// The subscription `id` of `state`, which must not have ended, for a change.
-///
-/// # Errors
-/// `CustomerIsArchived`, `SubscriptionNotFound`, `SubscriptionAlreadyCanceledOrExpired`.
-fn changeable<'s>(
-    state: &'s CustomerState,
-    id: &SubscriptionId,
-) -> Result<&'s Subscription, Error> {
-    state.ensure_active()?;
-    let sub = state
-        .subscription(id.as_str())
-        .ok_or_else(|| crate::customer::not_found(id.as_str()))?;
-    if sub.status.is_ended() {
-        return Err(Error::new(
-            ErrorCode::SubscriptionAlreadyCanceledOrExpired,
-            format!("subscription `{id}` has already ended"),
-        ));
-    }
-    Ok(sub)
-}
-
 /// A decision that changes `sub` without money.
 fn quiet_decision(sub: &Subscription, effects: Effects, explanation: String) -> ProvisionDecision {
     ProvisionDecision {
@@ -270,7 +249,7 @@ pub(crate) fn decide_update(
     settings: &Settings,
     stages: Stages,
 ) -> Result<ProvisionDecision, Error> {
-    let sub = changeable(state, &request.subscription_id)?;
+    let sub = state.open_subscription(request.subscription_id.as_str())?;
     let version = Some(sub.config.plan_version);
     let mut provision_request = as_provision_request(state, sub, version);
     let period = request.billing_period.or(sub.config.billing_period);
@@ -323,7 +302,7 @@ pub fn cancel_scheduled_updates(
     state: &CustomerState,
     request: &CancelScheduledRequest,
 ) -> Result<ProvisionDecision, Error> {
-    let sub = changeable(state, &request.subscription_id)?;
+    let sub = state.open_subscription(request.subscription_id.as_str())?;
     let mut effects = Effects::default();
     let explanation = if sub.scheduled_updates.is_empty() {
         format!("`{}` has no scheduled update; nothing changes", sub.id)
@@ -352,7 +331,7 @@ pub fn migrate_subscription_to_latest(
     now: DateTime<Utc>,
     settings: &Settings,
 ) -> Result<ProvisionDecision, Error> {
-    let sub = changeable(state, &request.subscription_id)?;
+    let sub = state.open_subscription(request.subscription_id.as_str())?;
     let latest = |plan: Option<u32>, current: u32| plan.is_none_or(|v| v <= current);
     let on_latest = latest(
         catalog
@@ -414,7 +393,7 @@ pub fn transfer_subscription(
     state: &CustomerState,
     request: &TransferRequest,
 ) -> Result<ProvisionDecision, Error> {
-    let sub = changeable(state, &request.subscription_id)?;
+    let sub = state.open_subscription(request.subscription_id.as_str())?;
     let multiple = catalog
         .product(sub.product.as_str())
         .is_some_and(|p| p.multiple_subscriptions);
