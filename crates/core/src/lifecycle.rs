@@ -47,7 +47,7 @@ use crate::error::{Error, ErrorCode};
 use crate::id::{FeatureId, SubscriptionId};
 use crate::invoice::{self, Billing, Invoice, InvoiceLine, InvoiceReason};
 use crate::money::Currency;
-use crate::period::{Period, PeriodSeries};
+use crate::period::PeriodSeries;
 use crate::pricing::{Configuration, recurring_amount};
 use crate::proration::ProrationEvent;
 use crate::provision::{self, generate_id, record_invoice};
@@ -308,16 +308,9 @@ impl Clock<'_> {
     /// subscription that is not billed (a trial, one waiting for payment, a free one).
     fn close_usage(&mut self, index: usize) -> Result<Carried, Error> {
         let sub = self.sub(index)?.clone();
-        let Some(current) = sub.current_period else {
+        let Some(span) = usage::closing_span(&sub, self.at) else {
             return Ok(Carried::default());
         };
-        let span = Period {
-            start: current.start,
-            end: self.at.min(current.end),
-        };
-        if sub.status != SubscriptionStatus::Active || sub.is_trial || span.end <= span.start {
-            return Ok(Carried::default());
-        }
         let bill = usage::bill_usage(
             self.catalog,
             &mut self.state.usage,

@@ -1601,23 +1601,13 @@ impl<'a, 'c> Decider<'a, 'c> {
         d: &mut ProvisionDecision,
         current: &Subscription,
     ) -> Result<Vec<InvoiceLine>, Error> {
-        let Some(period) = current.current_period else {
+        let Some(span) = crate::usage::closing_span(current, self.now) else {
             return Ok(Vec::new());
         };
-        if current.status != SubscriptionStatus::Active
-            || current.is_trial
-            || period.start >= self.now
-        {
-            return Ok(Vec::new());
-        }
         let prices = crate::usage::usage_prices(self.catalog, &current.config);
         if prices.is_empty() {
             return Ok(Vec::new());
         }
-        let span = Period {
-            start: period.start,
-            end: self.now,
-        };
         let mut usage = self.state.usage.clone();
         let bill = crate::usage::bill_usage(
             self.catalog,

@@ -520,6 +520,20 @@ pub struct UsageBill {
     pub lines: Vec<InvoiceLine>,
 }
 
+/// The span of `sub`'s billing period that closes at `at` and whose usage is billed then:
+/// from the period's start to `at` (at most the period's end). None for a subscription that
+/// is not billed (a trial, one waiting for payment, an ended one) or an empty span.
+#[must_use]
+pub fn closing_span(sub: &Subscription, at: DateTime<Utc>) -> Option<Period> {
+    let current = sub.current_period?;
+    let span = Period {
+        start: current.start,
+        end: at.min(current.end),
+    };
+    (sub.status == SubscriptionStatus::Active && !sub.is_trial && span.start < span.end)
+        .then_some(span)
+}
+
 /// Bills the usage of `sub`'s usage-based prices over `span` (the period closing, or its
 /// part up to the subscription's end): one `USAGE` line per price, quantity in blocks for a
 /// package price, else in units; lines of amount zero are left out. What is billed leaves
