@@ -1159,45 +1159,13 @@ impl<'a, 'c> Decider<'a, 'c> {
         d.change_type = direction;
         if current.config == self.valid.config {
             d.change_type = ChangeType::None;
-            d.subscription = Some(current.id.clone());
-            if current.scheduled_updates.is_empty() {
-                d.explanation.push(format!(
-                    "start: `{}` already has this configuration; nothing changes",
-                    current.id
-                ));
-            } else {
-                d.effects.schedule.push(ScheduleChange {
-                    subscription: current.id.clone(),
-                    update: None,
-                });
-                d.explanation.push(format!(
-                    "start: the request restores `{}`'s configuration: its scheduled change is canceled",
-                    current.id
-                ));
-            }
+            self.keep_configuration(&mut d, current, "nothing changes");
             return Ok(d);
         }
-        let strategy = match direction {
-            ChangeType::Downgrade => self
-                .request
-                .schedule_strategy
-                .unwrap_or(self.valid.product.journey.downgrade_strategy),
-            _ => ScheduleStrategy::Immediate,
-        };
+        let strategy = self.strategy(direction, None);
         if let Some(at) = self.scheduled_at(strategy, current)? {
-            let update = ScheduledUpdate {
-                kind: ScheduledUpdateType::PlanChange,
-                scheduled_at: at,
-                target: self.valid.config.clone(),
-                new_subscription_id: Some(self.new_id()?),
-                strategy,
-            };
-            d.effects.schedule.push(ScheduleChange {
-                subscription: current.id.clone(),
-                update: Some(update),
-            });
-            d.is_scheduled = true;
-            d.subscription = Some(current.id.clone());
+            let update = self.scheduled_update(ScheduledUpdateType::PlanChange, at, strategy)?;
+            self.schedule(&mut d, current, update);
             d.explanation.push(format!(
                 "start: {} to plan `{}` scheduled on `{}` for {at}",
                 change_word(direction),
@@ -1242,6 +1210,78 @@ impl<'a, 'c> Decider<'a, 'c> {
             &self.valid.config,
             Some(&self.valid.quote),
         )
+    }
+
+    /// `current` keeps its configuration: a request equal to it cancels a scheduled change.
+    fn keep_configuration(
+        &self,
+        d: &mut ProvisionDecision,
+        current: &Subscription,
+        otherwise: &str,
+    ) {
+        d.subscription = Some(current.id.clone());
+        if current.scheduled_updates.is_empty() {
+            d.explanation.push(format!(
+                "start: `{}` already has this configuration; {otherwise}",
+                current.id
+            ));
+        } else {
+            d.effects.schedule.push(ScheduleChange {
+                subscription: current.id.clone(),
+                update: None,
+            });
+            d.explanation.push(format!(
+                "start: the request restores `{}`'s configuration: its scheduled change is canceled",
+                current.id
+            ));
+        }
+    }
+
+    /// How a change in `direction` is timed: `forced`, else a downgrade follows the request's
+    /// or the product's strategy and everything else applies now.
+    fn strategy(
+        &self,
+        direction: ChangeType,
+        forced: Option<ScheduleStrategy>,
+    ) -> ScheduleStrategy {
+        match (forced, direction) {
+            (Some(timing), _) => timing,
+            (None, ChangeType::Downgrade) => self
+                .request
+                .schedule_strategy
+                .unwrap_or(self.valid.product.journey.downgrade_strategy),
+            (None, _) => ScheduleStrategy::Immediate,
+        }
+    }
+
+    /// The request's configuration stored for `at`: a plan change names the subscription
+    /// that will replace the current one; a change in place keeps it.
+    fn scheduled_update(
+        &self,
+        kind: ScheduledUpdateType,
+        at: DateTime<Utc>,
+        strategy: ScheduleStrategy,
+    ) -> Result<ScheduledUpdate, Error> {
+        Ok(ScheduledUpdate {
+            kind,
+            scheduled_at: at,
+            target: self.valid.config.clone(),
+            new_subscription_id: match kind {
+                ScheduledUpdateType::PlanChange => Some(self.new_id()?),
+                ScheduledUpdateType::Update | ScheduledUpdateType::Migration => None,
+            },
+            strategy,
+        })
+    }
+
+    /// Stores `update` on `current`, replacing any scheduled one.
+    fn schedule(&self, d: &mut ProvisionDecision, current: &Subscription, update: ScheduledUpdate) {
+        d.is_scheduled = true;
+        d.subscription = Some(current.id.clone());
+        d.effects.schedule.push(ScheduleChange {
+            subscription: current.id.clone(),
+            update: Some(update),
+        });
     }
 
     /// When a change timed by `strategy` applies to `current`; `None` for now.
@@ -1338,52 +1378,21 @@ impl<'a, 'c> Decider<'a, 'c> {
             }
             return Ok(d);
         }
-        if direction == ChangeType::None && current.config == next.config {
-            if !current.scheduled_updates.is_empty() {
-                d.effects.schedule.push(ScheduleChange {
-                    subscription: current.id.clone(),
-                    update: None,
-                });
-                d.explanation.push(format!(
-                    "start: the request restores `{}`'s configuration: its scheduled change is canceled",
-                    current.id
-                ));
-            } else {
-                d.explanation.push(format!(
-                    "start: `{}` already has this configuration; nothing is prorated",
-                    current.id
-                ));
-            }
+        if current.config == next.config {
+            self.keep_configuration(&mut d, current, "nothing is prorated");
             if next != *current {
                 d.effects.replace.push(next);
             }
             return Ok(d);
         }
-        let strategy = match (change.timing, direction) {
-            (Some(timing), _) => timing,
-            (None, ChangeType::Downgrade) => self
-                .request
-                .schedule_strategy
-                .unwrap_or(self.valid.product.journey.downgrade_strategy),
-            (None, _) => ScheduleStrategy::Immediate,
-        };
+        let strategy = self.strategy(direction, change.timing);
         if let Some(at) = self.scheduled_at(strategy, current)? {
-            let update = ScheduledUpdate {
-                kind: change.kind,
-                scheduled_at: at,
-                target: next.config.clone(),
-                new_subscription_id: None,
-                strategy,
-            };
+            let update = self.scheduled_update(change.kind, at, strategy)?;
             next.config = current.config.clone();
             if next != *current {
                 d.effects.replace.push(next);
             }
-            d.effects.schedule.push(ScheduleChange {
-                subscription: current.id.clone(),
-                update: Some(update),
-            });
-            d.is_scheduled = true;
+            self.schedule(&mut d, current, update);
             d.explanation.push(format!(
                 "start: {} of `{}` scheduled for {at}; the current configuration stays until then",
                 change_word(direction),
