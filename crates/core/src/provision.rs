@@ -464,11 +464,7 @@ pub(crate) fn decide(
     };
     let mut decision = match in_place {
         Some(change) => {
-            let trial = TrialOutcome {
-                decision: TrialDecision::NotOffered,
-                reason: "an update keeps the subscription's trial".to_owned(),
-                terms: None,
-            };
+            let trial = TrialOutcome::unchanged();
             decider.update_in_place(decider.base_decision(trial, explanation), change)?
         }
         None => {

@@ -64,6 +64,18 @@ pub struct TrialOutcome {
     pub terms: Option<TrialTerms>,
 }
 
+impl TrialOutcome {
+    /// The outcome of a change to an existing subscription: no trial is decided, the
+    /// subscription keeps the one it has.
+    #[must_use]
+    pub fn unchanged() -> Self {
+        outcome(
+            TrialDecision::NotOffered,
+            "the change keeps the subscription's trial".to_owned(),
+        )
+    }
+}
+
 /// Decides the trial of a new subscription to `plan` starting at `start`.
 ///
 /// # Errors

@@ -51,7 +51,7 @@ use crate::provision::{
 };
 use crate::settings::Settings;
 use crate::subscription::{ScheduledUpdateType, Subscription, SubscriptionStatus};
-use crate::trial::{TrialDecision, TrialOutcome};
+use crate::trial::TrialOutcome;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -130,11 +130,7 @@ fn quiet_decision(sub: &Subscription, effects: Effects, explanation: String) -> 
         subscription: Some(sub.id.clone()),
         is_scheduled: false,
         change_type: ChangeType::None,
-        trial: TrialOutcome {
-            decision: TrialDecision::NotOffered,
-            reason: "the change keeps the subscription's trial".to_owned(),
-            terms: None,
-        },
+        trial: TrialOutcome::unchanged(),
         checkout: None,
         charge: None,
         effects,
