@@ -21,7 +21,8 @@ use crate::id::{AddonId, CountryCode, CouponId, CustomerId, FeatureId, PlanId, P
 use crate::money::{AmountParseError, Currency, parse_amount};
 use crate::period::TrialDuration;
 use rust_decimal::Decimal;
-use std::collections::{BTreeMap, HashMap, HashSet};
+use rustc_hash::{FxHashMap, FxHashSet};
+use std::collections::BTreeMap;
 use std::fmt;
 
 /// One problem found in a catalog.
@@ -258,11 +259,11 @@ struct Loader<'r> {
     raw: &'r RawCatalog,
     /// Each problem with the entry it belongs to (see [`At::entry`]).
     problems: Vec<((usize, usize), Problem)>,
-    features: HashMap<&'r str, usize>,
-    products: HashMap<&'r str, usize>,
+    features: FxHashMap<&'r str, usize>,
+    products: FxHashMap<&'r str, usize>,
     /// Latest version's position of each plan id.
-    latest_plans: HashMap<&'r str, usize>,
-    latest_addons: HashMap<&'r str, usize>,
+    latest_plans: FxHashMap<&'r str, usize>,
+    latest_addons: FxHashMap<&'r str, usize>,
 }
 
 impl<'r> Loader<'r> {
@@ -270,10 +271,10 @@ impl<'r> Loader<'r> {
         Self {
             raw,
             problems: Vec::new(),
-            features: HashMap::new(),
-            products: HashMap::new(),
-            latest_plans: HashMap::new(),
-            latest_addons: HashMap::new(),
+            features: FxHashMap::default(),
+            products: FxHashMap::default(),
+            latest_plans: FxHashMap::default(),
+            latest_addons: FxHashMap::default(),
         }
     }
 
@@ -340,7 +341,7 @@ impl<'r> Loader<'r> {
         }
         self.check_plan_cycles();
         self.check_addon_cycles();
-        let mut codes: HashMap<&'r str, usize> = HashMap::new();
+        let mut codes: FxHashMap<&'r str, usize> = FxHashMap::default();
         for (i, coupon) in raw.coupons.iter().enumerate() {
             let at = At::item("coupons", i);
             if catalog.coupon_index.contains_key(coupon.id.as_str()) {
@@ -404,13 +405,13 @@ impl<'r> Loader<'r> {
         entries: I,
         section: &'static str,
         plans: bool,
-    ) -> HashMap<String, Vec<usize>>
+    ) -> FxHashMap<String, Vec<usize>>
     where
         I: Iterator<Item = (&'r str, u32)>,
     {
-        let mut versions: HashMap<String, Vec<usize>> = HashMap::new();
-        let mut seen: HashSet<(&'r str, u32)> = HashSet::new();
-        let mut latest: HashMap<&'r str, (u32, usize)> = HashMap::new();
+        let mut versions: FxHashMap<String, Vec<usize>> = FxHashMap::default();
+        let mut seen: FxHashSet<(&'r str, u32)> = FxHashSet::default();
+        let mut latest: FxHashMap<&'r str, (u32, usize)> = FxHashMap::default();
         for (i, (id, version)) in entries.enumerate() {
             if !seen.insert((id, version)) {
                 self.report(
@@ -489,7 +490,7 @@ impl<'r> Loader<'r> {
                     );
                     return None;
                 }
-                let mut seen = HashSet::new();
+                let mut seen = FxHashSet::default();
                 for (j, value) in values.iter().enumerate() {
                     if !seen.insert(value.as_str()) {
                         self.report(
@@ -1246,7 +1247,7 @@ impl<'r> Loader<'r> {
         owner_at: &At<'_>,
         owner: Owner,
     ) -> Vec<Entitlement> {
-        let mut seen: HashSet<&str> = HashSet::with_capacity(raw.len());
+        let mut seen: FxHashSet<&str> = FxHashSet::with_capacity_and_hasher(raw.len(), Default::default());
         let mut out = Vec::with_capacity(raw.len());
         for (k, entitlement) in raw.iter().enumerate() {
             let at = owner_at.index("entitlements", k);
@@ -1340,7 +1341,7 @@ impl<'r> Loader<'r> {
     fn check_plan_cycles(&mut self) {
         let raw = self.raw;
         // 0 unvisited, 1 on the current walk, 2 done.
-        let mut state: HashMap<&str, u8> = HashMap::with_capacity(self.latest_plans.len());
+        let mut state: FxHashMap<&str, u8> = FxHashMap::with_capacity_and_hasher(self.latest_plans.len(), Default::default());
         for (i, plan) in raw.plans.iter().enumerate() {
             if self.latest_plans.get(plan.id.as_str()) != Some(&i) {
                 // An older version that names its own id inherits from itself, as an older
@@ -1395,7 +1396,7 @@ impl<'r> Loader<'r> {
     /// iterative depth-first search reports each cycle once, at the dependency that closes it.
     fn check_addon_cycles(&mut self) {
         let raw = self.raw;
-        let mut state: HashMap<&str, u8> = HashMap::with_capacity(self.latest_addons.len());
+        let mut state: FxHashMap<&str, u8> = FxHashMap::with_capacity_and_hasher(self.latest_addons.len(), Default::default());
         for (i, addon) in raw.addons.iter().enumerate() {
             if self.latest_addons.get(addon.id.as_str()) != Some(&i) {
                 // An older version that names its own id depends on itself.

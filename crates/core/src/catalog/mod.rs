@@ -21,9 +21,11 @@ use crate::period::{BillingPeriod, TrialDuration};
 use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
-use std::collections::{BTreeMap, HashMap};
+use rustc_hash::FxHashMap;
+use std::collections::BTreeMap;
 
-/// A validated catalog.
+/// A validated catalog. Its indexes hash with `FxHash`: ids come from the catalog, and a
+/// lookup is a handful of instructions instead of `SipHash`'s rounds.
 #[derive(Debug, Clone, Default)]
 pub struct Catalog {
     features: Vec<Feature>,
@@ -31,14 +33,14 @@ pub struct Catalog {
     plans: Vec<Plan>,
     addons: Vec<Addon>,
     coupons: Vec<Coupon>,
-    feature_index: HashMap<FeatureId, usize>,
-    product_index: HashMap<ProductId, usize>,
+    feature_index: FxHashMap<FeatureId, usize>,
+    product_index: FxHashMap<ProductId, usize>,
     /// Positions in `plans` of each plan id's versions, in increasing version order.
-    plan_versions: HashMap<PlanId, Vec<usize>>,
-    addon_versions: HashMap<AddonId, Vec<usize>>,
-    coupon_index: HashMap<CouponId, usize>,
+    plan_versions: FxHashMap<PlanId, Vec<usize>>,
+    addon_versions: FxHashMap<AddonId, Vec<usize>>,
+    coupon_index: FxHashMap<CouponId, usize>,
     /// Promotion code text → (coupon position, code position within the coupon).
-    promotion_index: HashMap<String, (usize, usize)>,
+    promotion_index: FxHashMap<String, (usize, usize)>,
 }
 
 impl Catalog {
