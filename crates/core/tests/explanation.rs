@@ -1,6 +1,6 @@
 //! The explanations people read: one customer's timeline through the provisioning rules,
 //! each decision's explanation snapshotted as text.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![allow(clippy::unwrap_used, clippy::indexing_slicing)]
 
 use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
