@@ -26,6 +26,19 @@ pub enum InvoiceReason {
     Cancellation,
 }
 
+impl InvoiceReason {
+    /// The reason's name, as FORMAT.md spells it.
+    #[must_use]
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::SubscriptionCreation => "SUBSCRIPTION_CREATION",
+            Self::SubscriptionUpdate => "SUBSCRIPTION_UPDATE",
+            Self::BillingCycle => "BILLING_CYCLE",
+            Self::Cancellation => "CANCELLATION",
+        }
+    }
+}
+
 /// What an invoice line is for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]

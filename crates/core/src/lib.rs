@@ -33,6 +33,7 @@ pub mod customer;
 pub mod entitlement;
 pub mod error;
 pub mod estimate;
+pub mod explain;
 pub mod id;
 pub mod invoice;
 pub mod journey;

@@ -15,6 +15,7 @@ use crate::change::ChangeType;
 use crate::coupon::Redemptions;
 use crate::customer::{CustomerState, PendingCheckout};
 use crate::error::{Error, ErrorCode};
+use crate::explain::Step;
 use crate::id::{
     AddonId, CountryCode, CouponId, FeatureId, PlanId, ProductId, ResourceId, SubscriptionId,
 };
@@ -28,7 +29,7 @@ use crate::subscription::{
     AppliedCoupon, CancelReason, ChargedComponent, PaymentCollectionMethod, ScheduledUpdate,
     ScheduledUpdateType, Subscription, SubscriptionStatus,
 };
-use crate::trial::{self, TrialDecision, TrialOutcome, TrialOverride};
+use crate::trial::{self, TrialOutcome, TrialOverride};
 use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
@@ -260,7 +261,7 @@ pub struct ProvisionDecision {
     /// What changes.
     pub effects: Effects,
     /// The rule that fired at each stage.
-    pub explanation: Vec<String>,
+    pub explanation: Vec<Step>,
 }
 
 impl ProvisionDecision {
@@ -449,10 +450,12 @@ pub(crate) fn decide(
         now,
         in_place.map(|c| (&c.current.config, c.kind == ScheduledUpdateType::Update)),
     )?;
-    let mut explanation = vec![format!(
-        "validate: plan `{}` version {} of product `{}`",
-        valid.plan.id, valid.plan.version, valid.product.id
-    )];
+    let mut explanation = Vec::with_capacity(6);
+    explanation.push(Step::Validated {
+        plan: valid.plan.id.clone(),
+        version: valid.plan.version,
+        product: valid.product.id.clone(),
+    });
     let decider = Decider {
         catalog,
         state,
@@ -477,11 +480,10 @@ pub(crate) fn decide(
                 request.trial_override.as_ref(),
                 start,
             )?;
-            explanation.push(format!(
-                "trial: {} ({})",
-                trial_word(trial.decision),
-                trial.reason
-            ));
+            explanation.push(Step::Trial {
+                decision: trial.decision,
+                reason: trial.reason.clone(),
+            });
             decider.start_and_replace(start, trial, explanation)?
         }
     };
@@ -490,16 +492,6 @@ pub(crate) fn decide(
         Stages::WithoutPayment => {}
     }
     Ok(decision)
-}
-
-fn trial_word(decision: TrialDecision) -> &'static str {
-    match decision {
-        TrialDecision::Started => "STARTED",
-        TrialDecision::NotEligible => "NOT_ELIGIBLE",
-        TrialDecision::Skipped => "SKIPPED",
-        TrialDecision::NotOffered => "NOT_OFFERED",
-        TrialDecision::Overridden => "OVERRIDDEN",
-    }
 }
 
 fn invalid_quantity(message: String) -> Error {
@@ -879,7 +871,7 @@ impl<'a, 'c> Decider<'a, 'c> {
         Ok(generate_id(self.state))
     }
 
-    fn base_decision(&self, trial: TrialOutcome, explanation: Vec<String>) -> ProvisionDecision {
+    fn base_decision(&self, trial: TrialOutcome, explanation: Vec<Step>) -> ProvisionDecision {
         ProvisionDecision {
             status: ProvisionStatus::Success,
             subscription: None,
@@ -969,7 +961,7 @@ impl<'a, 'c> Decider<'a, 'c> {
         &self,
         start: DateTime<Utc>,
         trial: TrialOutcome,
-        explanation: Vec<String>,
+        explanation: Vec<Step>,
     ) -> Result<ProvisionDecision, Error> {
         let scope = self.scope();
         let is_trial = trial.terms.is_some();
@@ -992,12 +984,11 @@ impl<'a, 'c> Decider<'a, 'c> {
             }
             d.end(&live_trial.id, self.now, CancelReason::UpgradeOrDowngrade);
             self.reset_usage(&mut d, live_trial, &self.valid.config);
-            d.explanation.push(format!(
-                "start: trial `{}` of plan `{}` ends now, replaced by plan `{}`",
-                live_trial.id,
-                live_trial.plan_id(),
-                self.valid.plan.id
-            ));
+            d.explanation.push(Step::TrialEndsForPlan {
+                trial: live_trial.id.clone(),
+                trial_plan: live_trial.plan_id().clone(),
+                plan: self.valid.plan.id.clone(),
+            });
         }
         self.replace_waiting(&mut d, scope.waiting_paid);
         self.start_now(d, start)
@@ -1007,10 +998,9 @@ impl<'a, 'c> Decider<'a, 'c> {
     fn replace_waiting(&self, d: &mut ProvisionDecision, waiting: Option<&Subscription>) {
         if let Some(w) = waiting {
             d.end(&w.id, self.now, CancelReason::UpgradeOrDowngrade);
-            d.explanation.push(format!(
-                "start: waiting subscription `{}` is replaced by this request",
-                w.id
-            ));
+            d.explanation.push(Step::WaitingReplaced {
+                subscription: w.id.clone(),
+            });
         }
     }
 
@@ -1035,10 +1025,10 @@ impl<'a, 'c> Decider<'a, 'c> {
             }
         }
         let sub = self.new_subscription(self.new_id()?, start, &d.trial)?;
-        d.explanation.push(format!(
-            "start: `{}` waits until {start} (NOT_STARTED), then replaces the live subscription of its kind",
-            sub.id
-        ));
+        d.explanation.push(Step::Waits {
+            subscription: sub.id.clone(),
+            start,
+        });
         d.create(sub);
         Ok(d)
     }
@@ -1051,24 +1041,21 @@ impl<'a, 'c> Decider<'a, 'c> {
     ) -> Result<ProvisionDecision, Error> {
         if let Some(old) = scope.live_trial {
             d.end(&old.id, self.now, CancelReason::UpgradeOrDowngrade);
-            d.explanation.push(format!(
-                "start: trial `{}` is replaced by the new trial",
-                old.id
-            ));
+            d.explanation.push(Step::TrialReplaced {
+                trial: old.id.clone(),
+            });
         }
         self.replace_waiting(&mut d, scope.waiting_trial);
         if let Some(paid) = scope.live_paid {
-            d.explanation.push(format!(
-                "start: `{}` keeps running beside the trial (parallel trial)",
-                paid.id
-            ));
+            d.explanation.push(Step::ParallelTrial {
+                subscription: paid.id.clone(),
+            });
         }
         let sub = self.new_subscription(self.new_id()?, start, &d.trial)?;
-        d.explanation.push(format!(
-            "start: trial `{}` until {}",
-            sub.id,
-            sub.trial_end.unwrap_or(start)
-        ));
+        d.explanation.push(Step::TrialStarts {
+            subscription: sub.id.clone(),
+            until: sub.trial_end.unwrap_or(start),
+        });
         d.create(sub);
         Ok(d)
     }
@@ -1086,19 +1073,19 @@ impl<'a, 'c> Decider<'a, 'c> {
                 self.replace_waiting(&mut d, scope.waiting_paid);
                 d.end(&trial.id, trial_end, CancelReason::TrialConverted);
                 let sub = self.new_subscription(self.new_id()?, trial_end, &d.trial)?;
-                d.explanation.push(format!(
-                    "start: trial conversion AT_TRIAL_END: `{}` starts when trial `{}` ends at {trial_end}",
-                    sub.id, trial.id
-                ));
+                d.explanation.push(Step::ConvertsAtTrialEnd {
+                    subscription: sub.id.clone(),
+                    trial: trial.id.clone(),
+                    at: trial_end,
+                });
                 d.create(sub);
                 Ok(d)
             }
             _ => {
                 d.end(&trial.id, self.now, CancelReason::TrialConverted);
-                d.explanation.push(format!(
-                    "start: trial conversion IMMEDIATE: trial `{}` ends now and the paid subscription starts",
-                    trial.id
-                ));
+                d.explanation.push(Step::ConvertsNow {
+                    trial: trial.id.clone(),
+                });
                 self.replace_waiting(&mut d, scope.waiting_paid);
                 self.start_now(d, self.now.max(start))
             }
@@ -1132,14 +1119,12 @@ impl<'a, 'c> Decider<'a, 'c> {
                 });
             }
         } else {
-            d.explanation.push(format!(
-                "start: backdated to {start}; nothing is charged for time before now"
-            ));
+            d.explanation.push(Step::Backdated { start });
         }
-        d.explanation.push(format!(
-            "start: `{}` created on plan `{}`",
-            sub.id, self.valid.plan.id
-        ));
+        d.explanation.push(Step::Created {
+            subscription: sub.id.clone(),
+            plan: self.valid.plan.id.clone(),
+        });
         d.create(sub);
         Ok(d)
     }
@@ -1162,12 +1147,12 @@ impl<'a, 'c> Decider<'a, 'c> {
         if let Some(at) = self.scheduled_at(strategy, current)? {
             let update = self.scheduled_update(ScheduledUpdateType::PlanChange, at, strategy)?;
             self.schedule(&mut d, current, update);
-            d.explanation.push(format!(
-                "start: {} to plan `{}` scheduled on `{}` for {at}",
-                change_word(direction),
-                self.valid.plan.id,
-                current.id
-            ));
+            d.explanation.push(Step::PlanChangeScheduled {
+                direction,
+                plan: self.valid.plan.id.clone(),
+                subscription: current.id.clone(),
+                at,
+            });
             return Ok(d);
         }
         self.replace_waiting(&mut d, scope.waiting_paid);
@@ -1191,10 +1176,9 @@ impl<'a, 'c> Decider<'a, 'c> {
             },
         );
         if !d.effects.usage_reset.is_empty() {
-            d.explanation.push(format!(
-                "effects: the usage of {} feature(s) resets (the product's usage-reset rule)",
-                d.effects.usage_reset.len()
-            ));
+            d.explanation.push(Step::UsageResets {
+                features: d.effects.usage_reset.len(),
+            });
         }
     }
 
@@ -1213,23 +1197,22 @@ impl<'a, 'c> Decider<'a, 'c> {
         &self,
         d: &mut ProvisionDecision,
         current: &Subscription,
-        otherwise: &str,
+        consequence: &'static str,
     ) {
         d.subscription = Some(current.id.clone());
         if current.scheduled_updates.is_empty() {
-            d.explanation.push(format!(
-                "start: `{}` already has this configuration; {otherwise}",
-                current.id
-            ));
+            d.explanation.push(Step::SameConfiguration {
+                subscription: current.id.clone(),
+                consequence,
+            });
         } else {
             d.effects.schedule.push(ScheduleChange {
                 subscription: current.id.clone(),
                 update: None,
             });
-            d.explanation.push(format!(
-                "start: the request restores `{}`'s configuration: its scheduled change is canceled",
-                current.id
-            ));
+            d.explanation.push(Step::ScheduledChangeDropped {
+                subscription: current.id.clone(),
+            });
         }
     }
 
@@ -1363,11 +1346,10 @@ impl<'a, 'c> Decider<'a, 'c> {
         d.change_type = direction;
         if current.status != SubscriptionStatus::Active || current.is_trial {
             if direction != ChangeType::None {
-                d.explanation.push(format!(
-                    "start: `{}` is {}; the change applies now, without proration",
-                    current.id,
-                    crate::view::name(&current.status)
-                ));
+                d.explanation.push(Step::ChangedUncharged {
+                    subscription: current.id.clone(),
+                    status: current.status,
+                });
             }
             if next != *current {
                 d.effects.replace.push(next);
@@ -1389,11 +1371,11 @@ impl<'a, 'c> Decider<'a, 'c> {
                 d.effects.replace.push(next);
             }
             self.schedule(&mut d, current, update);
-            d.explanation.push(format!(
-                "start: {} of `{}` scheduled for {at}; the current configuration stays until then",
-                change_word(direction),
-                current.id
-            ));
+            d.explanation.push(Step::UpdateScheduled {
+                direction,
+                subscription: current.id.clone(),
+                at,
+            });
             return Ok(d);
         }
         self.change_now(d, current, direction)
@@ -1487,19 +1469,14 @@ impl<'a, 'c> Decider<'a, 'c> {
                 self.settings,
                 self.state,
             )?;
-            d.explanation.push(format!(
-                "start: {} from `{}` applied now, keeping the billing period {}..{}",
-                change_word(direction),
-                current.id,
-                period.start,
-                period.end
-            ));
+            d.explanation.push(Step::ChangedKeepingPeriod {
+                direction,
+                subscription: current.id.clone(),
+                period,
+            });
             if behavior == ProrationBehavior::None {
                 sub.charges = current.charges.clone();
-                d.explanation.push(
-                    "effects: proration NONE: the new price applies from the next period"
-                        .to_owned(),
-                );
+                d.explanation.push(Step::ProrationNone);
             } else if let Some(currency) = currency {
                 let remaining = Period {
                     start: now,
@@ -1521,10 +1498,7 @@ impl<'a, 'c> Decider<'a, 'c> {
                     ledger_from,
                 });
                 if behavior == ProrationBehavior::CreateProrations {
-                    d.explanation.push(
-                        "effects: CREATE_PRORATIONS: the prorations wait for the next invoice"
-                            .to_owned(),
-                    );
+                    d.explanation.push(Step::ProrationsWait);
                 }
             }
         } else {
@@ -1540,11 +1514,10 @@ impl<'a, 'c> Decider<'a, 'c> {
             } else {
                 InvoiceReason::SubscriptionUpdate
             };
-            d.explanation.push(format!(
-                "start: {} from `{}` applied now, with a new billing period from now",
-                change_word(direction),
-                current.id
-            ));
+            d.explanation.push(Step::ChangedWithNewPeriod {
+                direction,
+                subscription: current.id.clone(),
+            });
             if sub.current_period.is_none() {
                 leftover = credits;
             } else if let (Some(currency), Some(period)) = (currency, sub.current_period) {
@@ -1648,9 +1621,9 @@ impl<'a, 'c> Decider<'a, 'c> {
         if !(starts_now && needs_method && collects) || self.state.customer.has_payment_method {
             d.explanation
                 .push(if starts_now && needs_method && collects {
-                    "payment: SUCCESS: the customer has a payment method".to_owned()
+                    Step::PaymentMethodPresent
                 } else {
-                    "payment: SUCCESS: no payment method is needed".to_owned()
+                    Step::NoPaymentMethodNeeded
                 });
             self.issue_invoice(d)?;
             return Ok(());
@@ -1682,9 +1655,7 @@ impl<'a, 'c> Decider<'a, 'c> {
         d.subscription = None;
         d.charge = None;
         d.is_scheduled = false;
-        d.explanation.push(
-            "payment: PAYMENT_REQUIRED: no payment method; a checkout is requested".to_owned(),
-        );
+        d.explanation.push(Step::CheckoutRequested);
         Ok(())
     }
 
@@ -1771,24 +1742,14 @@ impl<'a, 'c> Decider<'a, 'c> {
             charge.currency,
             settlement,
         );
-        d.explanation.push(format!(
-            "effects: invoice `{}` ({}) of {} {}",
-            invoice.id,
-            crate::view::name(&invoice.reason),
-            invoice.total,
-            invoice.currency
-        ));
+        d.explanation.push(Step::Invoice {
+            id: invoice.id.clone(),
+            reason: invoice.reason,
+            total: invoice.total,
+            currency: invoice.currency,
+        });
         d.effects.invoice = Some(invoice);
         Ok(())
-    }
-}
-
-fn change_word(direction: ChangeType) -> &'static str {
-    match direction {
-        ChangeType::New => "NEW",
-        ChangeType::Upgrade => "UPGRADE",
-        ChangeType::Downgrade => "DOWNGRADE",
-        ChangeType::None => "NONE",
     }
 }
 
@@ -2052,9 +2013,9 @@ pub fn complete_checkout(
     request.subscription_id = Some(pending.subscription_id.clone());
     let mut decision = provision(catalog, &after, &request, redemptions, now, settings)?;
     decision.trial = pending.trial.clone();
-    decision.explanation.push(format!(
-        "checkout: completed for `{subscription_id}`; the customer has a payment method"
-    ));
+    decision.explanation.push(Step::CheckoutCompleted {
+        subscription: pending.subscription_id.clone(),
+    });
     Ok(CheckoutCompletion {
         state: after,
         decision,

@@ -33,6 +33,19 @@ pub enum SubscriptionStatus {
 }
 
 impl SubscriptionStatus {
+    /// The status's name, as FORMAT.md spells it.
+    #[must_use]
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::NotStarted => "NOT_STARTED",
+            Self::PaymentPending => "PAYMENT_PENDING",
+            Self::InTrial => "IN_TRIAL",
+            Self::Active => "ACTIVE",
+            Self::Canceled => "CANCELED",
+            Self::Expired => "EXPIRED",
+        }
+    }
+
     /// Live subscriptions count towards a scope's one-trial, one-non-trial rule.
     #[must_use]
     pub fn is_live(self) -> bool {

@@ -11,8 +11,10 @@
 use crate::catalog::{Catalog, Plan, PricingType, TrialEndBehavior};
 use crate::customer::CustomerState;
 use crate::error::{Error, ErrorCode};
+use crate::id::{PlanId, ProductId};
 use chrono::{DateTime, Utc};
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Serialize, Serializer};
+use std::fmt;
 
 /// What was decided about a trial.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -58,8 +60,8 @@ pub struct TrialTerms {
 pub struct TrialOutcome {
     /// The decision.
     pub decision: TrialDecision,
-    /// Why, in words.
-    pub reason: String,
+    /// Why.
+    pub reason: TrialReason,
     /// The trial, if one starts.
     pub terms: Option<TrialTerms>,
 }
@@ -69,10 +71,52 @@ impl TrialOutcome {
     /// subscription keeps the one it has.
     #[must_use]
     pub fn unchanged() -> Self {
-        outcome(
-            TrialDecision::NotOffered,
-            "the change keeps the subscription's trial".to_owned(),
-        )
+        outcome(TrialDecision::NotOffered, TrialReason::Unchanged)
+    }
+}
+
+/// Why a trial was or was not decided; displays as the words a person reads.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum TrialReason {
+    /// The request's override decides.
+    Overridden,
+    /// The plan has no trial.
+    NoTrial(PlanId),
+    /// The request skips the trial.
+    Skipped,
+    /// The customer has had a trial of the product.
+    HadTrial(ProductId),
+    /// The customer has paid for the product.
+    Paid(ProductId),
+    /// The customer has never had a trial of the product.
+    FirstTrial(ProductId),
+    /// A change to an existing subscription keeps its trial.
+    Unchanged,
+}
+
+impl fmt::Display for TrialReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Overridden => f.write_str("the request overrides the trial"),
+            Self::NoTrial(plan) => write!(f, "plan `{plan}` has no trial"),
+            Self::Skipped => f.write_str("the request skips the trial"),
+            Self::HadTrial(product) => {
+                write!(f, "the customer has had a trial of product `{product}`")
+            }
+            Self::Paid(product) => write!(f, "the customer has paid for product `{product}`"),
+            Self::FirstTrial(product) => write!(
+                f,
+                "the customer has never had a trial of product `{product}`"
+            ),
+            Self::Unchanged => f.write_str("the change keeps the subscription's trial"),
+        }
+    }
+}
+
+impl Serialize for TrialReason {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
     }
 }
 
@@ -119,7 +163,7 @@ pub fn decide(
         }
         return Ok(TrialOutcome {
             decision: TrialDecision::Overridden,
-            reason: "the request overrides the trial".to_owned(),
+            reason: TrialReason::Overridden,
             terms: Some(TrialTerms {
                 end,
                 end_behavior: o
@@ -133,24 +177,18 @@ pub fn decide(
     let Some(policy) = default else {
         return Ok(outcome(
             TrialDecision::NotOffered,
-            format!("plan `{}` has no trial", plan.id),
+            TrialReason::NoTrial(plan.id.clone()),
         ));
     };
     if skip_trial || trial_override.is_some() {
-        return Ok(outcome(
-            TrialDecision::Skipped,
-            "the request skips the trial".to_owned(),
-        ));
+        return Ok(outcome(TrialDecision::Skipped, TrialReason::Skipped));
     }
     if let Some(why) = ineligibility(catalog, state, plan) {
         return Ok(outcome(TrialDecision::NotEligible, why));
     }
     Ok(TrialOutcome {
         decision: TrialDecision::Started,
-        reason: format!(
-            "the customer has never had a trial of product `{}`",
-            plan.product
-        ),
+        reason: TrialReason::FirstTrial(plan.product.clone()),
         terms: Some(TrialTerms {
             end: policy.duration.end_from(start)?,
             end_behavior: policy.end_behavior,
@@ -159,7 +197,7 @@ pub fn decide(
     })
 }
 
-fn outcome(decision: TrialDecision, reason: String) -> TrialOutcome {
+fn outcome(decision: TrialDecision, reason: TrialReason) -> TrialOutcome {
     TrialOutcome {
         decision,
         reason,
@@ -168,7 +206,7 @@ fn outcome(decision: TrialDecision, reason: String) -> TrialOutcome {
 }
 
 /// Why the customer may not have a self-serve trial of `plan`'s product, if it may not.
-fn ineligibility(catalog: &Catalog, state: &CustomerState, plan: &Plan) -> Option<String> {
+fn ineligibility(catalog: &Catalog, state: &CustomerState, plan: &Plan) -> Option<TrialReason> {
     let product = &plan.product;
     let had_trial = state.trial_history.contains(product)
         || state
@@ -176,9 +214,7 @@ fn ineligibility(catalog: &Catalog, state: &CustomerState, plan: &Plan) -> Optio
             .iter()
             .any(|s| &s.product == product && s.is_trial);
     if had_trial {
-        return Some(format!(
-            "the customer has had a trial of product `{product}`"
-        ));
+        return Some(TrialReason::HadTrial(product.clone()));
     }
     let paid = state.paid_history.contains(product)
         || state.subscriptions.iter().any(|s| {
@@ -188,5 +224,5 @@ fn ineligibility(catalog: &Catalog, state: &CustomerState, plan: &Plan) -> Optio
                 && s.plan(catalog)
                     .is_ok_and(|p| p.pricing_type == PricingType::Paid)
         });
-    paid.then(|| format!("the customer has paid for product `{product}`"))
+    paid.then(|| TrialReason::Paid(product.clone()))
 }

@@ -43,6 +43,7 @@ use crate::change::ChangeType;
 use crate::coupon::Redemptions;
 use crate::customer::CustomerState;
 use crate::error::{Error, ErrorCode};
+use crate::explain::Step;
 use crate::id::{ResourceId, SubscriptionId};
 use crate::period::BillingPeriod;
 use crate::provision::{
@@ -124,7 +125,7 @@ pub struct TransferRequest {
 }
 
 /// A decision that changes `sub` without money.
-fn quiet_decision(sub: &Subscription, effects: Effects, explanation: String) -> ProvisionDecision {
+fn quiet_decision(sub: &Subscription, effects: Effects, explanation: Step) -> ProvisionDecision {
     ProvisionDecision {
         status: ProvisionStatus::Success,
         subscription: Some(sub.id.clone()),
@@ -301,13 +302,17 @@ pub fn cancel_scheduled_updates(
     let sub = state.open_subscription(request.subscription_id.as_str())?;
     let mut effects = Effects::default();
     let explanation = if sub.scheduled_updates.is_empty() {
-        format!("`{}` has no scheduled update; nothing changes", sub.id)
+        Step::NoScheduledUpdate {
+            subscription: sub.id.clone(),
+        }
     } else {
         effects.schedule.push(provision::ScheduleChange {
             subscription: sub.id.clone(),
             update: None,
         });
-        format!("the scheduled updates of `{}` are canceled", sub.id)
+        Step::ScheduledUpdatesCanceled {
+            subscription: sub.id.clone(),
+        }
     };
     Ok(quiet_decision(sub, effects, explanation))
 }
@@ -407,7 +412,10 @@ pub fn transfer_subscription(
         return Ok(quiet_decision(
             sub,
             Effects::default(),
-            format!("`{}` is already on resource `{destination}`", sub.id),
+            Step::AlreadyOnResource {
+                subscription: sub.id.clone(),
+                resource: destination.clone(),
+            },
         ));
     }
     let occupied = state.subscriptions.iter().find(|s| {
@@ -432,6 +440,9 @@ pub fn transfer_subscription(
     Ok(quiet_decision(
         sub,
         effects,
-        format!("`{}` moves to resource `{destination}`", sub.id),
+        Step::MovesToResource {
+            subscription: sub.id.clone(),
+            resource: destination.clone(),
+        },
     ))
 }

@@ -1247,7 +1247,8 @@ impl<'r> Loader<'r> {
         owner_at: &At<'_>,
         owner: Owner,
     ) -> Vec<Entitlement> {
-        let mut seen: FxHashSet<&str> = FxHashSet::with_capacity_and_hasher(raw.len(), Default::default());
+        let mut seen: FxHashSet<&str> =
+            FxHashSet::with_capacity_and_hasher(raw.len(), Default::default());
         let mut out = Vec::with_capacity(raw.len());
         for (k, entitlement) in raw.iter().enumerate() {
             let at = owner_at.index("entitlements", k);
@@ -1341,7 +1342,8 @@ impl<'r> Loader<'r> {
     fn check_plan_cycles(&mut self) {
         let raw = self.raw;
         // 0 unvisited, 1 on the current walk, 2 done.
-        let mut state: FxHashMap<&str, u8> = FxHashMap::with_capacity_and_hasher(self.latest_plans.len(), Default::default());
+        let mut state: FxHashMap<&str, u8> =
+            FxHashMap::with_capacity_and_hasher(self.latest_plans.len(), Default::default());
         for (i, plan) in raw.plans.iter().enumerate() {
             if self.latest_plans.get(plan.id.as_str()) != Some(&i) {
                 // An older version that names its own id inherits from itself, as an older
@@ -1396,7 +1398,8 @@ impl<'r> Loader<'r> {
     /// iterative depth-first search reports each cycle once, at the dependency that closes it.
     fn check_addon_cycles(&mut self) {
         let raw = self.raw;
-        let mut state: FxHashMap<&str, u8> = FxHashMap::with_capacity_and_hasher(self.latest_addons.len(), Default::default());
+        let mut state: FxHashMap<&str, u8> =
+            FxHashMap::with_capacity_and_hasher(self.latest_addons.len(), Default::default());
         for (i, addon) in raw.addons.iter().enumerate() {
             if self.latest_addons.get(addon.id.as_str()) != Some(&i) {
                 // An older version that names its own id depends on itself.

@@ -20,8 +20,8 @@ use crate::money::Currency;
 use crate::period::{BillingPeriod, TrialDuration};
 use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
-use serde::{Deserialize, Serialize};
 use rustc_hash::FxHashMap;
+use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
 /// A validated catalog. Its indexes hash with `FxHash`: ids come from the catalog, and a
