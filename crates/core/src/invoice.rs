@@ -11,6 +11,7 @@ use crate::money::{self, Currency, RoundingMode};
 use crate::period::Period;
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
+use std::sync::Arc;
 
 /// Why an invoice was issued.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -57,7 +58,7 @@ pub enum LineKind {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct InvoiceLine {
     /// What it is for, in words.
-    pub description: String,
+    pub description: Arc<str>,
     /// What kind of line.
     pub kind: LineKind,
     /// The span it covers.

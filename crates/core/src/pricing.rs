@@ -15,6 +15,7 @@ use crate::money::{self, Currency};
 use crate::period::BillingPeriod;
 use rust_decimal::Decimal;
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 /// An add-on on a configuration, pinned to a version.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -75,7 +76,7 @@ pub struct Component {
     /// Where it comes from.
     pub source: ComponentSource,
     /// A description for the invoice line.
-    pub description: String,
+    pub description: Arc<str>,
     /// The quantity charged (1 for a flat fee; units for a per-unit price; the add-on's
     /// quantity for an add-on).
     pub quantity: u64,
@@ -163,10 +164,6 @@ pub fn recurring_amount(
             }
             PriceModel::UsageBased { .. } => continue,
         };
-        let description = match &price.model {
-            PriceModel::PerUnit { feature, .. } => format!("{} ({feature})", plan_name(plan)),
-            _ => plan_name(plan).to_owned(),
-        };
         quote.push(
             price.currency,
             Component {
@@ -175,7 +172,7 @@ pub fn recurring_amount(
                     version: plan.version,
                     index,
                 },
-                description,
+                description: Arc::clone(&price.description),
                 quantity,
                 unit_price: unit_price(amount, quantity)?,
                 amount,
@@ -207,7 +204,7 @@ pub fn recurring_amount(
                         version: addon.version,
                         index,
                     },
-                    description: addon.name.clone().unwrap_or_else(|| addon.id.to_string()),
+                    description: Arc::clone(&price.description),
                     quantity,
                     unit_price: unit,
                     amount: money::mul(unit, Decimal::from(quantity))?,
@@ -237,10 +234,6 @@ impl RecurringAmount {
         self.components.push(component);
         Ok(())
     }
-}
-
-fn plan_name(plan: &Plan) -> &str {
-    plan.name.as_deref().unwrap_or(plan.id.as_str())
 }
 
 /// The plan's prices for the configuration's billing period, with their positions in their

@@ -34,6 +34,7 @@ use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashSet};
+use std::sync::Arc;
 
 /// A feature quantity in a request.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -1691,7 +1692,7 @@ impl<'a, 'c> Decider<'a, 'c> {
     /// integration is on and the collection method writes invoices; prorations created with
     /// `CREATE_PRORATIONS` wait on the subscription for its next invoice instead.
     fn issue_invoice(&self, d: &mut ProvisionDecision) -> Result<(), Error> {
-        let Some(charge) = d.charge.clone() else {
+        let Some(charge) = d.charge.as_ref() else {
             return Ok(());
         };
         let Some(sub) = d
@@ -1857,7 +1858,7 @@ pub(crate) fn credit_lines<'s>(
             continue;
         }
         lines.push(InvoiceLine {
-            description: format!("unused time of {}", source_name(&charge.source)),
+            description: Arc::from(format!("unused time of {}", source_name(&charge.source))),
             kind: LineKind::ProrationCredit,
             period: Period {
                 start: t,

@@ -75,6 +75,7 @@ use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 /// Usage of one feature in one scope.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -446,6 +447,8 @@ pub struct UsagePrice<'c> {
     pub scheme: &'c UnitScheme,
     /// The price's currency.
     pub currency: Currency,
+    /// The description of its invoice line.
+    pub description: &'c Arc<str>,
 }
 
 /// The usage-based prices of `config` for its billing period, from the same price set as
@@ -472,6 +475,7 @@ pub fn usage_prices<'c>(catalog: &'c Catalog, config: &Configuration) -> Vec<Usa
                 feature,
                 scheme,
                 currency: p.currency,
+                description: &p.description,
             }),
             PriceModel::FlatFee { .. } | PriceModel::PerUnit { .. } => None,
         })
@@ -599,11 +603,7 @@ pub fn bill_usage(
             money::div(priced.amount, Decimal::from(priced.charged_quantity))?
         };
         bill.lines.push(InvoiceLine {
-            description: format!(
-                "{} ({} usage)",
-                price.plan.name.as_deref().unwrap_or(price.plan.id.as_str()),
-                price.feature
-            ),
+            description: Arc::clone(price.description),
             kind: LineKind::Usage,
             period: span,
             quantity: priced.charged_quantity,

@@ -129,7 +129,7 @@ pub fn subscription(sub: &Subscription) -> Value {
 
 fn line(line: &InvoiceLine) -> Value {
     json!({
-        "description": line.description,
+        "description": &*line.description,
         "kind": name(&line.kind),
         "periodStart": instant(line.period.start),
         "periodEnd": instant(line.period.end),

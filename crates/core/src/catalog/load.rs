@@ -24,6 +24,7 @@ use rust_decimal::Decimal;
 use rustc_hash::{FxHashMap, FxHashSet};
 use std::collections::BTreeMap;
 use std::fmt;
+use std::sync::Arc;
 
 /// One problem found in a catalog.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -663,12 +664,13 @@ impl<'r> Loader<'r> {
                 Some(_) => {}
             }
         }
-        let prices = self.price_set(&raw.prices, &at.field("prices"), Owner::Plan);
+        let label = raw.name.as_deref().unwrap_or(raw.id.as_str());
+        let prices = self.price_set(&raw.prices, &at.field("prices"), Owner::Plan, label);
         let mut localized_prices = BTreeMap::new();
         let localized_at = at.field("localizedPrices");
         for (country, prices) in &raw.localized_prices.0 {
             let country_at = localized_at.field(country);
-            let set = self.price_set(prices, &country_at, Owner::Plan);
+            let set = self.price_set(prices, &country_at, Owner::Plan, label);
             match CountryCode::parse(country) {
                 Some(code) => {
                     localized_prices.insert(code, set);
@@ -824,7 +826,8 @@ impl<'r> Loader<'r> {
                 Some(_) => dependencies.push(AddonId::new(dependency.as_str())),
             }
         }
-        let prices = self.price_set(&raw.prices, &at.field("prices"), Owner::Addon);
+        let label = raw.name.as_deref().unwrap_or(raw.id.as_str());
+        let prices = self.price_set(&raw.prices, &at.field("prices"), Owner::Addon, label);
         let entitlements = self.entitlements(&raw.entitlements, at, Owner::Addon);
         Addon {
             id: AddonId::new(raw.id.as_str()),
@@ -839,7 +842,16 @@ impl<'r> Loader<'r> {
         }
     }
 
-    fn price_set(&mut self, raw: &'r [RawPrice], set_at: &At<'_>, owner: Owner) -> PriceSet {
+    /// The prices of a set; `label` (the owner's name, else its id) begins each price's
+    /// invoice line description.
+    fn price_set(
+        &mut self,
+        raw: &'r [RawPrice],
+        set_at: &At<'_>,
+        owner: Owner,
+        label: &str,
+    ) -> PriceSet {
+        let flat: Arc<str> = Arc::from(label);
         let mut prices: Vec<Price> = Vec::with_capacity(raw.len());
         let mut set_currency: Option<Currency> = None;
         for (j, raw_price) in raw.iter().enumerate() {
@@ -873,10 +885,18 @@ impl<'r> Loader<'r> {
             let (Some(currency), Some(model), true) = (currency, model, same_currency) else {
                 continue;
             };
+            let description = match &model {
+                PriceModel::FlatFee { .. } => Arc::clone(&flat),
+                PriceModel::PerUnit { feature, .. } => Arc::from(format!("{label} ({feature})")),
+                PriceModel::UsageBased { feature, .. } => {
+                    Arc::from(format!("{label} ({feature} usage)"))
+                }
+            };
             let price = Price {
                 billing_period: raw_price.billing_period,
                 currency,
                 model,
+                description,
             };
             if let PriceModel::PerUnit { feature, .. } = &price.model {
                 let twice = prices.iter().any(|p| {

@@ -23,6 +23,7 @@ use rust_decimal::Decimal;
 use rustc_hash::FxHashMap;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 /// A validated catalog. Its indexes hash with `FxHash`: ids come from the catalog, and a
 /// lookup is a handful of instructions instead of `SipHash`'s rounds.
@@ -436,6 +437,10 @@ pub struct Price {
     pub currency: Currency,
     /// How the amount is computed.
     pub model: PriceModel,
+    /// The description of an invoice line for this price: the plan's or add-on's name
+    /// (else id), with the feature for a per-unit price (`Pro (seats)`) and a usage-based
+    /// one (`Pro (api-calls usage)`).
+    pub description: Arc<str>,
 }
 
 /// How a price's amount is computed.
