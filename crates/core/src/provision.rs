@@ -911,8 +911,12 @@ impl<'a, 'c> Decider<'a, 'c> {
             (Some(t), _) => (Some(t.end), Some(Period { start, end: t.end })),
             (None, Some(period)) => {
                 let series = PeriodSeries::new(start, period);
-                let current = match series.containing(self.now.max(start))? {
-                    Some(p) => p,
+                // A subscription starting now or later is in its first period.
+                let current = match (self.now > start).then_some(()) {
+                    Some(()) => match series.containing(self.now)? {
+                        Some(p) => p,
+                        None => series.nth(0)?,
+                    },
                     None => series.nth(0)?,
                 };
                 (Some(start), Some(current))
