@@ -549,7 +549,7 @@ impl Clock<'_> {
         };
         let charges = provision::charge_lines(&quote, period, self.settings);
         let stored = self.sub_mut(index)?;
-        stored.charges = provision::ledger(&quote.components, &charges, currency, period);
+        stored.charges = provision::ledger(&quote.components, &charges, currency, period).collect();
         let updated = stored.clone();
         let mut lines = pending;
         lines.extend(provision::lines_only(charges));
@@ -754,7 +754,8 @@ impl Clock<'_> {
         stored.current_period = Some(next);
         let pending = std::mem::take(&mut stored.pending_lines);
         if let Some(currency) = currency {
-            stored.charges = provision::ledger(&quote.components, &charges, currency, next);
+            stored.charges =
+                provision::ledger(&quote.components, &charges, currency, next).collect();
         }
         let updated = stored.clone();
         self.event(EventKind::SubscriptionRenewed, &sub.id, None);

@@ -137,7 +137,9 @@ pub fn recurring_amount(
     let mut quote = RecurringAmount {
         currency: None,
         billing_period: config.billing_period,
-        components: Vec::new(),
+        components: Vec::with_capacity(
+            plan.prices.prices.len().saturating_add(config.addons.len()),
+        ),
         total: Decimal::ZERO,
     };
     let plan_prices = plan_prices(plan, config)?;
@@ -241,10 +243,10 @@ impl RecurringAmount {
 fn plan_prices<'c>(
     plan: &'c Plan,
     config: &Configuration,
-) -> Result<Vec<(usize, &'c Price)>, Error> {
+) -> Result<impl Iterator<Item = (usize, &'c Price)>, Error> {
     let has_prices = !plan.prices.is_empty() || !plan.localized_prices.is_empty();
     if plan.pricing_type == PricingType::Free || !has_prices {
-        return Ok(Vec::new());
+        return Ok(in_period(&[], None));
     }
     let Some(period) = config.billing_period else {
         return Err(Error::new(
@@ -253,19 +255,24 @@ fn plan_prices<'c>(
         ));
     };
     let set = plan.price_set(config.country, period);
-    let prices: Vec<_> = set
-        .prices
-        .iter()
-        .enumerate()
-        .filter(|(_, p)| p.billing_period == period)
-        .collect();
-    if prices.is_empty() {
+    if !set.has_period(period) {
         return Err(Error::new(
             ErrorCode::BillingPeriodMissingError,
             format!("plan `{}` has no {} price", plan.id, period.as_str()),
         ));
     }
-    Ok(prices)
+    Ok(in_period(&set.prices, Some(period)))
+}
+
+/// The prices of `prices` billed every `period`, with their positions.
+fn in_period(
+    prices: &[Price],
+    period: Option<BillingPeriod>,
+) -> impl Iterator<Item = (usize, &Price)> {
+    prices
+        .iter()
+        .enumerate()
+        .filter(move |(_, p)| Some(p.billing_period) == period)
 }
 
 /// An add-on's prices for the billing period. An add-on without any price is free; one
@@ -273,18 +280,12 @@ fn plan_prices<'c>(
 fn addon_prices(
     addon: &Addon,
     period: Option<BillingPeriod>,
-) -> Result<Vec<(usize, &Price)>, Error> {
-    if addon.prices.is_empty() {
-        return Ok(Vec::new());
-    }
-    let prices: Vec<_> = addon
-        .prices
-        .prices
-        .iter()
-        .enumerate()
-        .filter(|(_, p)| Some(p.billing_period) == period)
-        .collect();
+) -> Result<impl Iterator<Item = (usize, &Price)>, Error> {
+    let prices = &addon.prices.prices;
     if prices.is_empty() {
+        return Ok(in_period(prices, period));
+    }
+    if !prices.iter().any(|p| Some(p.billing_period) == period) {
         return Err(Error::new(
             ErrorCode::BillingPeriodMissingError,
             format!(
@@ -294,7 +295,7 @@ fn addon_prices(
             ),
         ));
     }
-    Ok(prices)
+    Ok(in_period(prices, period))
 }
 
 fn unit_price(amount: Decimal, quantity: u64) -> Result<Decimal, Error> {

@@ -225,7 +225,7 @@ pub struct Effects {
     /// The invoice to issue now.
     pub invoice: Option<Invoice>,
     /// A checkout to remember until the host confirms it.
-    pub pending_checkout: Option<PendingCheckout>,
+    pub pending_checkout: Option<Box<PendingCheckout>>,
     /// A product the customer now has had a trial of.
     pub trial_product: Option<ProductId>,
     /// A product the customer now has paid for.
@@ -321,7 +321,9 @@ impl Effects {
             state
                 .pending_checkouts
                 .retain(|p| p.subscription_id != checkout.subscription_id);
-            state.pending_checkouts.push(checkout.clone());
+            state
+                .pending_checkouts
+                .push(PendingCheckout::clone(checkout));
         }
         for (resource, feature, span) in &self.usage_billed {
             state.usage.take_unbilled(resource.as_ref(), feature, *span);
@@ -647,14 +649,20 @@ fn validate<'c>(
     })
 }
 
+/// Up to this many add-ons in a request are checked for repeats without a set.
+const SCANNED_ADDONS: usize = 16;
+
 fn validate_addons(
     catalog: &Catalog,
     plan: &Plan,
     request: &ProvisionRequest,
     held: &[AddonQuantity],
 ) -> Result<Vec<AddonQuantity>, Error> {
+    // A short list is checked for repeats by scanning what it has accepted; a long one
+    // by a set.
+    let indexed = request.addons.len() > SCANNED_ADDONS;
     let mut seen: HashSet<&AddonId> = HashSet::new();
-    let mut addons = Vec::with_capacity(request.addons.len());
+    let mut addons: Vec<AddonQuantity> = Vec::with_capacity(request.addons.len());
     for line in &request.addons {
         let addon = held
             .iter()
@@ -676,7 +684,12 @@ fn validate_addons(
                 ),
             ));
         }
-        if !seen.insert(&line.addon_id) {
+        let repeated = if indexed {
+            !seen.insert(&line.addon_id)
+        } else {
+            addons.iter().any(|a| a.addon == line.addon_id)
+        };
+        if repeated {
             return Err(Error::new(
                 ErrorCode::DuplicateAddonProvisionedError,
                 format!("add-on `{}` is listed more than once", addon.id),
@@ -710,7 +723,14 @@ fn validate_addons(
         let Some(addon) = catalog.addon(line.addon.as_str(), line.version) else {
             continue;
         };
-        if let Some(missing) = addon.dependencies.iter().find(|d| !seen.contains(d)) {
+        let listed = |d: &AddonId| {
+            if indexed {
+                seen.contains(d)
+            } else {
+                addons.iter().any(|a| &a.addon == d)
+            }
+        };
+        if let Some(missing) = addon.dependencies.iter().find(|d| !listed(d)) {
             return Err(Error::new(
                 ErrorCode::AddonDependencyMissingError,
                 format!("add-on `{}` needs add-on `{missing}`", addon.id),
@@ -730,26 +750,30 @@ fn validate_units(
     request: &ProvisionRequest,
 ) -> Result<BTreeMap<FeatureId, u64>, Error> {
     let per_unit = per_unit_prices(plan, country, period);
-    let mut requested: Vec<(&FeatureId, i64)> = request
+    let single = match request.unit_quantity {
+        Some(quantity) => {
+            let mut sold = per_unit.clone();
+            match (sold.next(), sold.next()) {
+                (Some((feature, _, _)), None) => Some((feature, quantity)),
+                _ => {
+                    return Err(Error::new(
+                        ErrorCode::InvalidArgumentError,
+                        format!(
+                            "`unitQuantity` needs a plan with exactly one per-unit price; plan `{}` has {}: use `billableFeatures`",
+                            plan.id,
+                            per_unit.clone().count()
+                        ),
+                    ));
+                }
+            }
+        }
+        None => None,
+    };
+    let requested = request
         .billable_features
         .iter()
         .map(|f| (&f.feature_id, f.quantity))
-        .collect();
-    if let Some(quantity) = request.unit_quantity {
-        match per_unit.as_slice() {
-            [(feature, _, _)] => requested.push((feature, quantity)),
-            _ => {
-                return Err(Error::new(
-                    ErrorCode::InvalidArgumentError,
-                    format!(
-                        "`unitQuantity` needs a plan with exactly one per-unit price; plan `{}` has {}: use `billableFeatures`",
-                        plan.id,
-                        per_unit.len()
-                    ),
-                ));
-            }
-        }
-    }
+        .chain(single);
     let mut units = BTreeMap::new();
     for (feature, quantity) in requested {
         if catalog.feature(feature.as_str()).is_none() {
@@ -758,7 +782,7 @@ fn validate_units(
                 format!("feature `{feature}` does not exist"),
             ));
         }
-        let Some((_, min, max)) = per_unit.iter().find(|(f, _, _)| *f == feature) else {
+        let Some((_, min, max)) = per_unit.clone().find(|(f, _, _)| *f == feature) else {
             return Err(Error::new(
                 ErrorCode::InvalidArgumentError,
                 format!("plan `{}` does not sell `{feature}` by quantity", plan.id),
@@ -772,7 +796,7 @@ fn validate_units(
                     "quantity {quantity} of `{feature}` is not positive"
                 ))
             })?;
-        if quantity < *min || max.is_some_and(|m| quantity > m) {
+        if quantity < min || max.is_some_and(|m| quantity > m) {
             return Err(invalid_quantity(format!(
                 "quantity {quantity} of `{feature}` is outside {min}..={}",
                 max.map_or("∞".to_owned(), |m| m.to_string())
@@ -796,25 +820,23 @@ pub(crate) fn per_unit_prices(
     plan: &Plan,
     country: Option<CountryCode>,
     period: Option<BillingPeriod>,
-) -> Vec<(&FeatureId, u64, Option<u64>)> {
-    match period {
-        Some(period) => plan
-            .price_set(country, period)
-            .prices
-            .iter()
-            .filter(|p| p.billing_period == period)
-            .filter_map(|p| match &p.model {
-                PriceModel::PerUnit {
-                    feature,
-                    min_quantity,
-                    max_quantity,
-                    ..
-                } => Some((feature, *min_quantity, *max_quantity)),
-                _ => None,
-            })
-            .collect(),
-        None => Vec::new(),
-    }
+) -> impl Iterator<Item = (&FeatureId, u64, Option<u64>)> + Clone {
+    let prices = match period {
+        Some(period) => plan.price_set(country, period).prices.as_slice(),
+        None => &[],
+    };
+    prices
+        .iter()
+        .filter(move |p| Some(p.billing_period) == period)
+        .filter_map(|p| match &p.model {
+            PriceModel::PerUnit {
+                feature,
+                min_quantity,
+                max_quantity,
+                ..
+            } => Some((feature, *min_quantity, *max_quantity)),
+            _ => None,
+        })
 }
 
 struct Decider<'a, 'c> {
@@ -1112,7 +1134,8 @@ impl<'a, 'c> Decider<'a, 'c> {
             if let (Some(period), Some(currency)) = (sub.current_period, self.valid.quote.currency)
             {
                 let lines = charge_lines(&self.valid.quote, period, self.settings);
-                sub.charges = ledger(&self.valid.quote.components, &lines, currency, period);
+                sub.charges =
+                    ledger(&self.valid.quote.components, &lines, currency, period).collect();
                 d.charge = Some(Charge {
                     subscription: sub.id.clone(),
                     reason: InvoiceReason::SubscriptionCreation,
@@ -1455,12 +1478,10 @@ impl<'a, 'c> Decider<'a, 'c> {
             let behavior = self.request.proration_behavior.unwrap_or_default();
             // Components of two different plans always differ; an add-on kept with the same
             // price and quantity is the same component: it keeps its charge and gets no lines.
-            let (kept, changed): (Vec<&ChargedComponent>, Vec<&ChargedComponent>) = current
-                .charges
-                .iter()
-                .partition(|ch| quote.components.iter().any(|c| same_component(ch, c)));
+            let kept =
+                |ch: &ChargedComponent| quote.components.iter().any(|c| same_component(ch, c));
             let credits = credit_lines(
-                changed,
+                current.charges.iter().filter(|ch| !kept(ch)),
                 now,
                 ProrationEvent::Change,
                 self.settings,
@@ -1487,12 +1508,15 @@ impl<'a, 'c> Decider<'a, 'c> {
                     start: now,
                     end: period.end,
                 };
-                sub.charges = kept.into_iter().cloned().collect();
-                let ledger_from = sub.charges.len();
-                sub.charges
-                    .extend(ledger(&quote.components, &debits, currency, remaining));
+                let mut charges =
+                    Vec::with_capacity(current.charges.len().saturating_add(debits.len()));
+                charges.extend(current.charges.iter().filter(|ch| kept(ch)).cloned());
+                let ledger_from = charges.len();
+                charges.extend(ledger(&quote.components, &debits, currency, remaining));
+                sub.charges = charges;
                 let mut lines = credits;
-                lines.extend(lines_only(debits));
+                lines.reserve(debits.len());
+                lines.extend(debits.into_iter().map(|(_, line)| line));
                 d.charge = Some(Charge {
                     subscription: sub.id.clone(),
                     reason: InvoiceReason::SubscriptionUpdate,
@@ -1527,9 +1551,10 @@ impl<'a, 'c> Decider<'a, 'c> {
                 leftover = credits;
             } else if let (Some(currency), Some(period)) = (currency, sub.current_period) {
                 let charges = charge_lines(quote, period, self.settings);
-                sub.charges = ledger(&quote.components, &charges, currency, period);
+                sub.charges = ledger(&quote.components, &charges, currency, period).collect();
                 let mut lines = credits;
-                lines.extend(lines_only(charges));
+                lines.reserve(charges.len());
+                lines.extend(charges.into_iter().map(|(_, line)| line));
                 if !lines.is_empty() {
                     d.charge = Some(Charge {
                         subscription: sub.id.clone(),
@@ -1650,11 +1675,11 @@ impl<'a, 'c> Decider<'a, 'c> {
             cancel_url: options.cancel_url.clone(),
         });
         d.effects = Effects {
-            pending_checkout: Some(PendingCheckout {
+            pending_checkout: Some(Box::new(PendingCheckout {
                 subscription_id,
                 request: self.request.clone(),
                 trial: d.trial.clone(),
-            }),
+            })),
             ..Effects::default()
         };
         d.subscription = None;
@@ -1813,24 +1838,21 @@ fn line(component: &Component, kind: LineKind, period: Period, amount: Decimal) 
 }
 
 /// The ledger of `lines` charged for `components` over `covered`.
-pub(crate) fn ledger(
-    components: &[Component],
-    lines: &[(usize, InvoiceLine)],
+pub(crate) fn ledger<'a>(
+    components: &'a [Component],
+    lines: &'a [(usize, InvoiceLine)],
     currency: Currency,
     covered: Period,
-) -> Vec<ChargedComponent> {
-    lines
-        .iter()
-        .filter_map(|(i, l)| {
-            components.get(*i).map(|c| ChargedComponent {
-                source: c.source.clone(),
-                full_amount: c.amount,
-                currency,
-                amount: l.amount,
-                covered,
-            })
+) -> impl Iterator<Item = ChargedComponent> + 'a {
+    lines.iter().filter_map(move |(i, l)| {
+        components.get(*i).map(|c| ChargedComponent {
+            source: c.source.clone(),
+            full_amount: c.amount,
+            currency,
+            amount: l.amount,
+            covered,
         })
-        .collect()
+    })
 }
 
 /// `PRORATION_CREDIT` lines for the unused part of `charges` at `t`, each
@@ -1862,7 +1884,7 @@ pub(crate) fn credit_lines<'s>(
             continue;
         }
         lines.push(InvoiceLine {
-            description: Arc::from(format!("unused time of {}", source_name(&charge.source))),
+            description: credit_description(&charge.source),
             kind: LineKind::ProrationCredit,
             period: Period {
                 start: t,
@@ -1876,11 +1898,15 @@ pub(crate) fn credit_lines<'s>(
     Ok(lines)
 }
 
-fn source_name(source: &crate::pricing::ComponentSource) -> String {
-    match source {
-        crate::pricing::ComponentSource::PlanPrice { plan, .. } => format!("plan `{plan}`"),
-        crate::pricing::ComponentSource::AddonPrice { addon, .. } => format!("add-on `{addon}`"),
-    }
+fn credit_description(source: &crate::pricing::ComponentSource) -> Arc<str> {
+    Arc::from(match source {
+        crate::pricing::ComponentSource::PlanPrice { plan, .. } => {
+            format!("unused time of plan `{plan}`")
+        }
+        crate::pricing::ComponentSource::AddonPrice { addon, .. } => {
+            format!("unused time of add-on `{addon}`")
+        }
+    })
 }
 
 /// `PRORATION_DEBIT` lines for the rest of `period` at the new configuration, for the

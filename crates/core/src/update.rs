@@ -200,7 +200,7 @@ fn kept_units(
     sub.config
         .units
         .iter()
-        .filter(|(feature, _)| sold.iter().any(|(f, _, _)| f == feature))
+        .filter(|(feature, _)| sold.clone().any(|(f, _, _)| f == *feature))
         .filter(|(feature, _)| !changed.iter().any(|c| &c.feature_id == *feature))
         .filter_map(|(feature, quantity)| {
             Some(FeatureQuantity {
