@@ -850,3 +850,65 @@ fn completing_a_checkout_starts_the_pending_subscription_at_completion() {
         Some(CancelReason::UpgradeOrDowngrade)
     );
 }
+
+/// Long add-on lists are checked with a set, short ones by scanning: both find a repeat
+/// and a missing dependency, whatever the list's length.
+#[test]
+fn add_on_repeats_and_dependencies_are_found_in_short_and_long_lists() {
+    let catalog = catalog_with(|c| {
+        let ids: Vec<String> = (0..20).map(|i| format!("bulk-{i}")).collect();
+        for (i, id) in ids.iter().enumerate() {
+            let mut addon = json!({"id": id, "productId": "analytics", "version": 1,
+                "prices": [{"billingPeriod": "MONTHLY", "model": "FLAT_FEE", "amount": 1, "currency": "USD"}]});
+            if i == 19 {
+                addon["dependencies"] = json!(["bulk-0"]);
+            }
+            c["addons"].as_array_mut().unwrap().push(addon);
+        }
+        for plan in c["plans"].as_array_mut().unwrap() {
+            if plan["id"] == "pro" {
+                let compatible = plan["compatibleAddonIds"].as_array_mut().unwrap();
+                compatible.extend(ids.iter().map(|id| json!(id)));
+            }
+        }
+    });
+    let w = World::with_catalog(catalog, true);
+    let request = |ids: &[usize]| {
+        let addons: Vec<Value> = ids
+            .iter()
+            .map(|i| json!({"addonId": format!("bulk-{i}")}))
+            .collect();
+        json!({"planId": "pro", "billingPeriod": "MONTHLY", "skipTrial": true, "subscriptionId": "p",
+               "addons": addons})
+    };
+    let all: Vec<usize> = (0..20).collect();
+    for len in [3, 20] {
+        let listed = &all[all.len() - len..];
+        let with_dependency: Vec<usize> =
+            std::iter::once(0).chain(listed.iter().copied()).collect();
+        let with_dependency = if listed.contains(&0) {
+            listed.to_vec()
+        } else {
+            with_dependency
+        };
+        let d = w.decide(JAN1, request(&with_dependency)).unwrap();
+        assert_eq!(
+            d.effects.create[0].config.addons.len(),
+            with_dependency.len(),
+            "{len} add-ons"
+        );
+        let mut repeated = with_dependency.clone();
+        repeated.push(with_dependency[1]);
+        assert_eq!(
+            w.error(JAN1, request(&repeated)),
+            ErrorCode::DuplicateAddonProvisionedError,
+            "{len} add-ons"
+        );
+        let without: Vec<usize> = listed.iter().copied().filter(|i| *i != 0).collect();
+        assert_eq!(
+            w.error(JAN1, request(&without)),
+            ErrorCode::AddonDependencyMissingError,
+            "{len} add-ons"
+        );
+    }
+}
