@@ -95,8 +95,13 @@ impl Currency {
     /// that many decimal places (`12.5` USD becomes `12.50`).
     #[must_use]
     pub fn round(&self, amount: Decimal, mode: RoundingMode) -> Decimal {
-        let mut rounded = amount.round_dp_with_strategy(self.minor_units(), mode.strategy());
-        rounded.rescale(self.minor_units());
+        let places = self.minor_units();
+        if amount.scale() == places {
+            // Already exactly at the minor unit: nothing to round or pad.
+            return amount;
+        }
+        let mut rounded = amount.round_dp_with_strategy(places, mode.strategy());
+        rounded.rescale(places);
         rounded
     }
 }
