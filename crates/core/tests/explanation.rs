@@ -78,6 +78,17 @@ impl Timeline {
     }
 }
 
+/// A `pro` request with `seats` seats and priority support, and the `extra` fields.
+fn pro(id: &str, seats: u32, extra: &[(&str, Value)]) -> Value {
+    let mut request = json!({"planId": "pro", "billingPeriod": "MONTHLY", "subscriptionId": id,
+        "billableFeatures": [{"featureId": "seats", "quantity": seats}],
+        "addons": [{"addonId": "priority-support"}]});
+    for (key, value) in extra {
+        request[*key] = value.clone();
+    }
+    request
+}
+
 #[test]
 fn explanations_name_the_rule_that_fired_at_each_stage() {
     let mut tl = Timeline::new(true);
@@ -117,9 +128,7 @@ fn explanations_name_the_rule_that_fired_at_each_stage() {
     tl.provision(
         "an upgrade now keeps the billing period",
         "2025-01-20T08:30:00Z",
-        json!({"planId": "pro", "billingPeriod": "MONTHLY", "subscriptionId": "pro",
-               "billableFeatures": [{"featureId": "seats", "quantity": 3}],
-               "addons": [{"addonId": "priority-support"}]}),
+        pro("pro", 3, &[]),
     );
     tl.provision(
         "a downgrade is scheduled",
@@ -129,37 +138,31 @@ fn explanations_name_the_rule_that_fired_at_each_stage() {
     tl.provision(
         "restoring the configuration cancels the scheduled change",
         "2025-01-22T00:00:00Z",
-        json!({"planId": "pro", "billingPeriod": "MONTHLY", "subscriptionId": "same",
-               "billableFeatures": [{"featureId": "seats", "quantity": 3}],
-               "addons": [{"addonId": "priority-support"}]}),
+        pro("same", 3, &[]),
     );
     tl.provision(
         "the same configuration again changes nothing",
         "2025-01-22T00:00:00Z",
-        json!({"planId": "pro", "billingPeriod": "MONTHLY", "subscriptionId": "same",
-               "billableFeatures": [{"featureId": "seats", "quantity": 3}],
-               "addons": [{"addonId": "priority-support"}]}),
+        pro("same", 3, &[]),
     );
     tl.provision(
         "an upgrade with a new billing period and prorations kept for later",
         "2025-01-23T00:00:00Z",
-        json!({"planId": "pro", "billingPeriod": "MONTHLY", "subscriptionId": "pro-5",
-               "billableFeatures": [{"featureId": "seats", "quantity": 5}],
-               "addons": [{"addonId": "priority-support"}], "prorationBehavior": "CREATE_PRORATIONS"}),
+        pro(
+            "pro-5",
+            5,
+            &[("prorationBehavior", json!("CREATE_PRORATIONS"))],
+        ),
     );
     tl.provision(
         "an upgrade without proration",
         "2025-01-24T00:00:00Z",
-        json!({"planId": "pro", "billingPeriod": "MONTHLY", "subscriptionId": "pro-6",
-               "billableFeatures": [{"featureId": "seats", "quantity": 6}],
-               "addons": [{"addonId": "priority-support"}], "prorationBehavior": "NONE"}),
+        pro("pro-6", 6, &[("prorationBehavior", json!("NONE"))]),
     );
     tl.provision(
         "an upgrade with a new billing period from now",
         "2025-01-25T00:00:00Z",
-        json!({"planId": "pro", "billingPeriod": "MONTHLY", "subscriptionId": "pro-7",
-               "billableFeatures": [{"featureId": "seats", "quantity": 7}],
-               "addons": [{"addonId": "priority-support"}], "billingCycleAnchor": "NOW"}),
+        pro("pro-7", 7, &[("billingCycleAnchor", json!("NOW"))]),
     );
     tl.update(
         "an update scheduled for the period's end",
