@@ -3,6 +3,7 @@
 #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
 
 use chrono::{DateTime, Utc};
+use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 use std::fmt::Write as _;
 use tollgate_core::Catalog;
@@ -19,6 +20,16 @@ use tollgate_core::update::{
 fn t(text: &str) -> DateTime<Utc> {
     text.parse().unwrap()
 }
+
+/// A decision function of the core taking a request `R`.
+type Decide<R> = fn(
+    &Catalog,
+    &CustomerState,
+    &R,
+    &Redemptions,
+    DateTime<Utc>,
+    &Settings,
+) -> Result<ProvisionDecision, tollgate_core::Error>;
 
 struct Timeline {
     catalog: Catalog,
@@ -48,10 +59,16 @@ impl Timeline {
         decision.apply(&mut self.state, t(at));
     }
 
-    fn provision(&mut self, label: &str, at: &str, mut input: Value) {
-        input["customerId"] = json!("c1");
-        let request: ProvisionRequest = serde_json::from_value(input).unwrap();
-        let decision = provision(
+    /// Decides `input` as a request `R` with `decide`, and records the decision.
+    fn decide<R: DeserializeOwned>(
+        &mut self,
+        label: &str,
+        at: &str,
+        input: Value,
+        decide: Decide<R>,
+    ) {
+        let request: R = serde_json::from_value(input).unwrap();
+        let decision = decide(
             &self.catalog,
             &self.state,
             &request,
@@ -63,18 +80,13 @@ impl Timeline {
         self.record(label, at, &decision);
     }
 
+    fn provision(&mut self, label: &str, at: &str, mut input: Value) {
+        input["customerId"] = json!("c1");
+        self.decide::<ProvisionRequest>(label, at, input, provision);
+    }
+
     fn update(&mut self, label: &str, at: &str, input: Value) {
-        let request: UpdateRequest = serde_json::from_value(input).unwrap();
-        let decision = update_subscription(
-            &self.catalog,
-            &self.state,
-            &request,
-            &Redemptions::new(),
-            t(at),
-            &self.settings,
-        )
-        .unwrap();
-        self.record(label, at, &decision);
+        self.decide::<UpdateRequest>(label, at, input, update_subscription);
     }
 }
 
