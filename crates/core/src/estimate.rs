@@ -223,7 +223,8 @@ fn estimate_decision(
     let recurring = match (quote.currency, quote.billing_period) {
         (Some(c), Some(period)) => {
             let full = PeriodSeries::new(recurring_start, period).nth(0)?;
-            let lines = provision::lines_only(provision::charge_lines(&quote, full, settings));
+            let lines: Vec<_> =
+                provision::lines_only(provision::charge_lines(&quote, full, settings)).collect();
             invoice::settle(
                 catalog,
                 state,

@@ -934,11 +934,13 @@ impl<'a, 'c> Decider<'a, 'c> {
             (None, Some(period)) => {
                 let series = PeriodSeries::new(start, period);
                 // A subscription starting now or later is in its first period.
-                let current = match (self.now > start).then_some(()) {
-                    Some(()) => match series.containing(self.now)? {
-                        Some(p) => p,
-                        None => series.nth(0)?,
-                    },
+                let containing = if self.now > start {
+                    series.containing(self.now)?
+                } else {
+                    None
+                };
+                let current = match containing {
+                    Some(p) => p,
                     None => series.nth(0)?,
                 };
                 (Some(start), Some(current))
@@ -1140,7 +1142,7 @@ impl<'a, 'c> Decider<'a, 'c> {
                     subscription: sub.id.clone(),
                     reason: InvoiceReason::SubscriptionCreation,
                     currency,
-                    lines: lines_only(lines),
+                    lines: lines_only(lines).collect(),
                     period,
                     proration_date: None,
                     ledger_from: 0,
@@ -1515,8 +1517,7 @@ impl<'a, 'c> Decider<'a, 'c> {
                 charges.extend(ledger(&quote.components, &debits, currency, remaining));
                 sub.charges = charges;
                 let mut lines = credits;
-                lines.reserve(debits.len());
-                lines.extend(debits.into_iter().map(|(_, line)| line));
+                lines.extend(lines_only(debits));
                 d.charge = Some(Charge {
                     subscription: sub.id.clone(),
                     reason: InvoiceReason::SubscriptionUpdate,
@@ -1553,8 +1554,7 @@ impl<'a, 'c> Decider<'a, 'c> {
                 let charges = charge_lines(quote, period, self.settings);
                 sub.charges = ledger(&quote.components, &charges, currency, period).collect();
                 let mut lines = credits;
-                lines.reserve(charges.len());
-                lines.extend(charges.into_iter().map(|(_, line)| line));
+                lines.extend(lines_only(charges));
                 if !lines.is_empty() {
                     d.charge = Some(Charge {
                         subscription: sub.id.clone(),
@@ -1822,8 +1822,11 @@ pub(crate) fn charge_lines(
         .collect()
 }
 
-pub(crate) fn lines_only(lines: Vec<(usize, InvoiceLine)>) -> Vec<InvoiceLine> {
-    lines.into_iter().map(|(_, l)| l).collect()
+/// The lines of `lines`, without the positions of their components.
+pub(crate) fn lines_only(
+    lines: Vec<(usize, InvoiceLine)>,
+) -> impl ExactSizeIterator<Item = InvoiceLine> {
+    lines.into_iter().map(|(_, l)| l)
 }
 
 fn line(component: &Component, kind: LineKind, period: Period, amount: Decimal) -> InvoiceLine {
