@@ -1,7 +1,7 @@
 //! Proration: the fraction of a span that remains after an instant, under the billing
 //! provider's convention.
 //!
-//! One function, [`fraction`], serves every path (plan changes, updates, cancellations,
+//! One function, [`share`], serves every path (plan changes, updates, cancellations,
 //! estimates). For a change at `t` inside a span `[from, end)` it gives
 //! `measure(t, end) / measure(from, end)`, clamped to `[0, 1]`, where the measure is:
 //! - `STRIPE`: exact seconds;
@@ -10,12 +10,17 @@
 //!   (`360 × Δyears + 30 × Δmonths + min(d2, 30) − min(d1, 30)`);
 //! - `LAGO`: the local calendar dates touched by the span, both ends included; the change
 //!   day is billed to the new configuration, and a cancellation counts it as used.
+//!
+//! The fraction is exact, a [`Fraction`] of two whole numbers (only `KILL_BILL` rounds it).
+//! A prorated amount, [`Fraction::of`], is the exact product rounded once to the minor
+//! unit, so a product exactly halfway between two minor units is a true tie for the
+//! rounding mode.
 
 use crate::error::{Error, ErrorCode};
-use crate::money;
+use crate::money::{self, Currency, RoundingMode};
 use chrono::{DateTime, Datelike, NaiveDate, TimeDelta, Utc};
 use chrono_tz::Tz;
-use rust_decimal::{Decimal, RoundingStrategy};
+use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 
 /// A billing provider's proration convention.
@@ -43,7 +48,8 @@ pub enum ProrationEvent {
     Cancellation,
 }
 
-/// The fraction of `[from, end)` that remains at `t`, in `[0, 1]`.
+/// The fraction of `[from, end)` that remains at `t`, in `[0, 1]`, as a decimal (28
+/// significant digits). Amounts are prorated with [`share`], which keeps it exact.
 ///
 /// # Errors
 /// `InvalidArgumentError` for a span that ends before it starts; `AmountTooLarge` on
@@ -56,6 +62,22 @@ pub fn fraction(
     end: DateTime<Utc>,
     event: ProrationEvent,
 ) -> Result<Decimal, Error> {
+    share(policy, zone, from, t, end, event)?.to_decimal()
+}
+
+/// The exact fraction of `[from, end)` that remains at `t`, in `[0, 1]`: what [`fraction`]
+/// gives, as a ratio of two whole numbers.
+///
+/// # Errors
+/// `InvalidArgumentError` for a span that ends before it starts.
+pub fn share(
+    policy: ProrationPolicy,
+    zone: Tz,
+    from: DateTime<Utc>,
+    t: DateTime<Utc>,
+    end: DateTime<Utc>,
+    event: ProrationEvent,
+) -> Result<Fraction, Error> {
     if end < from {
         return Err(Error::new(
             ErrorCode::InvalidArgumentError,
@@ -63,10 +85,10 @@ pub fn fraction(
         ));
     }
     if t <= from {
-        return Ok(Decimal::ONE);
+        return Ok(Fraction::ONE);
     }
     if t >= end {
-        return Ok(Decimal::ZERO);
+        return Ok(Fraction::ZERO);
     }
     let (remaining, whole) = match policy {
         ProrationPolicy::Stripe => (seconds(t, end), seconds(from, end)),
@@ -87,16 +109,166 @@ pub fn fraction(
             (remaining, dates_touched(zone, from, end))
         }
     };
-    if whole <= 0 {
-        return Ok(Decimal::ZERO);
-    }
-    let f = money::div(Decimal::from(remaining.max(0)), Decimal::from(whole))?;
-    let f = if policy == ProrationPolicy::KillBill {
-        f.round_dp_with_strategy(9, RoundingStrategy::MidpointAwayFromZero)
+    let exact = Fraction::new(remaining, whole);
+    Ok(if policy == ProrationPolicy::KillBill {
+        exact.to_places(KILL_BILL_PLACES)
     } else {
-        f
+        exact
+    })
+}
+
+/// The places `KILL_BILL` rounds its fraction to.
+const KILL_BILL_PLACES: u32 = 9;
+
+/// An exact fraction `numerator / denominator` in `[0, 1]`: the share of a span that
+/// remains.
+///
+/// Prorating with it ([`Fraction::of`]) rounds the exact product `amount × numerator /
+/// denominator` once, to the currency's minor unit: no digit of the fraction is cut first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Fraction {
+    numerator: i64,
+    denominator: i64,
+}
+
+impl Fraction {
+    /// The whole span.
+    pub const ONE: Self = Self {
+        numerator: 1,
+        denominator: 1,
     };
-    Ok(f.clamp(Decimal::ZERO, Decimal::ONE))
+    /// Nothing of it.
+    pub const ZERO: Self = Self {
+        numerator: 0,
+        denominator: 1,
+    };
+
+    /// `remaining / whole`, clamped to `[0, 1]`; zero for an empty or negative whole.
+    #[must_use]
+    pub fn new(remaining: i64, whole: i64) -> Self {
+        if whole <= 0 || remaining <= 0 {
+            Self::ZERO
+        } else if remaining >= whole {
+            Self::ONE
+        } else {
+            Self {
+                numerator: remaining,
+                denominator: whole,
+            }
+        }
+    }
+
+    /// The numerator.
+    #[must_use]
+    pub fn numerator(self) -> i64 {
+        self.numerator
+    }
+
+    /// The denominator (positive).
+    #[must_use]
+    pub fn denominator(self) -> i64 {
+        self.denominator
+    }
+
+    /// The fraction as a decimal, rounded to 28 significant digits.
+    ///
+    /// # Errors
+    /// `AmountTooLarge` on overflow (not reached for a fraction in `[0, 1]`).
+    pub fn to_decimal(self) -> Result<Decimal, Error> {
+        money::div(
+            Decimal::from(self.numerator),
+            Decimal::from(self.denominator),
+        )
+    }
+
+    /// The fraction rounded half up to `places` decimal places, still exact.
+    fn to_places(self, places: u32) -> Self {
+        let scale = 10i64.checked_pow(places);
+        let scaled = scale.and_then(|scale| {
+            divide_rounded(
+                i128::from(self.numerator).checked_mul(i128::from(scale))?,
+                i128::from(self.denominator),
+                RoundingMode::HalfUp,
+            )
+        });
+        match (scaled.and_then(|n| i64::try_from(n).ok()), scale) {
+            (Some(numerator), Some(denominator)) => Self::new(numerator, denominator),
+            _ => self,
+        }
+    }
+
+    /// `amount × self`, rounded once to `currency`'s minor unit with `mode`.
+    ///
+    /// # Errors
+    /// `AmountTooLarge` when the result does not fit a decimal.
+    pub fn of(
+        self,
+        amount: Decimal,
+        currency: Currency,
+        mode: RoundingMode,
+    ) -> Result<Decimal, Error> {
+        let places = currency.minor_units();
+        if self == Self::ONE {
+            return Ok(currency.round(amount, mode));
+        }
+        // amount = mantissa × 10^-scale, so amount × n / d at `places` decimals is
+        // mantissa × n × 10^places / (d × 10^scale).
+        let scale = amount.scale();
+        let product = amount.mantissa().checked_mul(i128::from(self.numerator));
+        let (numerator, denominator) = if places >= scale {
+            (
+                product
+                    .zip(pow10(places.saturating_sub(scale)))
+                    .and_then(|(p, f)| p.checked_mul(f)),
+                Some(i128::from(self.denominator)),
+            )
+        } else {
+            (
+                product,
+                pow10(scale.saturating_sub(places))
+                    .and_then(|f| f.checked_mul(i128::from(self.denominator))),
+            )
+        };
+        let exact = numerator
+            .zip(denominator)
+            .and_then(|(n, d)| divide_rounded(n, d, mode))
+            .and_then(|q| Decimal::try_from_i128_with_scale(q, places).ok());
+        match exact {
+            Some(prorated) => Ok(prorated),
+            // Beyond 128 bits: a decimal product, rounded at 28 digits first.
+            None => Ok(currency.round(money::mul(amount, self.to_decimal()?)?, mode)),
+        }
+    }
+}
+
+/// `10^exponent`, when it fits.
+fn pow10(exponent: u32) -> Option<i128> {
+    10i128.checked_pow(exponent)
+}
+
+/// `numerator / denominator` rounded to a whole number with `mode`; `None` for a zero
+/// denominator or on overflow.
+fn divide_rounded(numerator: i128, denominator: i128, mode: RoundingMode) -> Option<i128> {
+    if denominator <= 0 {
+        return None;
+    }
+    let quotient = numerator.checked_div(denominator)?;
+    let remainder = numerator.checked_rem(denominator)?.checked_abs()?;
+    // Compared with half the denominator without doubling the remainder past it.
+    let rest = denominator.checked_sub(remainder)?;
+    let away = match remainder.cmp(&rest) {
+        std::cmp::Ordering::Greater => true,
+        std::cmp::Ordering::Less => false,
+        std::cmp::Ordering::Equal => match mode {
+            RoundingMode::HalfUp => true,
+            RoundingMode::HalfEven => quotient.checked_rem(2)? != 0,
+        },
+    };
+    if away {
+        quotient.checked_add(numerator.signum())
+    } else {
+        Some(quotient)
+    }
 }
 
 fn seconds(a: DateTime<Utc>, b: DateTime<Utc>) -> i64 {

@@ -23,7 +23,7 @@ use crate::invoice::{self, Invoice, InvoiceLine, InvoiceReason, LineKind};
 use crate::money::{self, Currency};
 use crate::period::{BillingPeriod, Period, PeriodSeries};
 use crate::pricing::{AddonQuantity, Component, Configuration, RecurringAmount, recurring_amount};
-use crate::proration::{ProrationEvent, fraction};
+use crate::proration::{ProrationEvent, share};
 use crate::settings::Settings;
 use crate::subscription::{
     AppliedCoupon, CancelReason, ChargedComponent, PaymentCollectionMethod, ScheduledUpdate,
@@ -1872,7 +1872,7 @@ pub(crate) fn credit_lines<'s>(
         if charge.covered.end <= t {
             continue;
         }
-        let f = fraction(
+        let f = share(
             settings.proration,
             state.customer.timezone,
             charge.covered.start,
@@ -1880,9 +1880,7 @@ pub(crate) fn credit_lines<'s>(
             charge.covered.end,
             event,
         )?;
-        let amount = charge
-            .currency
-            .round(money::mul(charge.amount, f)?, settings.rounding);
+        let amount = f.of(charge.amount, charge.currency, settings.rounding)?;
         if amount.is_zero() {
             continue;
         }
@@ -1925,7 +1923,7 @@ pub(crate) fn debit_lines(
     let Some(currency) = quote.currency else {
         return Ok(Vec::new());
     };
-    let f = fraction(
+    let f = share(
         settings.proration,
         state.customer.timezone,
         period.start,
@@ -1935,7 +1933,7 @@ pub(crate) fn debit_lines(
     )?;
     let mut lines = Vec::with_capacity(quote.components.len());
     for (i, c) in quote.components.iter().enumerate().filter(|(_, c)| keep(c)) {
-        let amount = currency.round(money::mul(c.amount, f)?, settings.rounding);
+        let amount = f.of(c.amount, currency, settings.rounding)?;
         lines.push((
             i,
             line(

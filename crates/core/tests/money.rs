@@ -18,8 +18,8 @@ use tollgate_core::customer::{Customer, CustomerState};
 use tollgate_core::estimate::{Estimate, estimate_subscription};
 use tollgate_core::id::CustomerId;
 use tollgate_core::invoice::{Invoice, LineKind};
-use tollgate_core::money::RoundingMode;
-use tollgate_core::proration::{ProrationEvent, ProrationPolicy, fraction};
+use tollgate_core::money::{Currency, RoundingMode};
+use tollgate_core::proration::{Fraction, ProrationEvent, ProrationPolicy, fraction, share};
 use tollgate_core::provision::{ProvisionDecision, ProvisionRequest, provision};
 use tollgate_core::settings::Settings;
 use tollgate_core::{Catalog, ErrorCode};
@@ -556,6 +556,113 @@ proptest! {
         prop_assert!(f >= Decimal::ZERO && f <= Decimal::ONE);
         prop_assert_eq!(fraction(policy, zone, from, from, end, event).unwrap(), Decimal::ONE);
         prop_assert_eq!(fraction(policy, zone, from, end, end, event).unwrap(), Decimal::ZERO);
+    }
+}
+
+/// A span's whole: any length, or a short one whose halves and quarters make exact ties.
+fn whole() -> impl Strategy<Value = i64> {
+    prop_oneof![
+        1i64..40_000_000,
+        prop::sample::select(vec![1i64, 2, 3, 4, 6, 8, 10, 16, 20, 40, 200]),
+    ]
+}
+
+proptest! {
+    /// A prorated amount is the exact product rounded once: within half a minor unit of
+    /// `amount × remaining / whole`, and a tie goes the rounding mode's way.
+    #[test]
+    fn a_prorated_amount_is_the_exact_product_rounded_once(
+        units in -100_000_000i64..100_000_000, places in 0u32..7, remaining in 0i64..40_000_000,
+        whole in whole(), half_even in any::<bool>(),
+        code in prop::sample::select(vec!["USD", "JPY", "KWD"]),
+    ) {
+        let amount = Decimal::new(units, places);
+        let f = Fraction::new(remaining, whole);
+        let currency = Currency::parse(code).unwrap();
+        let mode = if half_even { RoundingMode::HalfEven } else { RoundingMode::HalfUp };
+        let prorated = f.of(amount, currency, mode).unwrap();
+        prop_assert_eq!(prorated.scale(), currency.minor_units());
+
+        // Scaled by the denominator, everything below is an exact decimal.
+        let exact = amount * Decimal::from(f.numerator());
+        let got = prorated * Decimal::from(f.denominator());
+        let half = Decimal::new(5, currency.minor_units() + 1) * Decimal::from(f.denominator());
+        let off = (exact - got).abs();
+        prop_assert!(off <= half, "{amount} × {}/{} gave {prorated}", f.numerator(), f.denominator());
+        if off == half && !off.is_zero() {
+            if half_even {
+                prop_assert!(prorated.mantissa() % 2 == 0, "tie {amount} × {f:?} gave odd {prorated}");
+            } else {
+                prop_assert!(got.abs() > exact.abs(), "tie {amount} × {f:?} gave {prorated}, toward zero");
+            }
+        }
+    }
+}
+
+#[test]
+fn a_tie_is_a_tie_however_the_fraction_would_be_written() {
+    // 0.03 × 1/6 is exactly 0.005: 1/6 cut to 28 digits would have tipped it up.
+    let usd = Currency::parse("USD").unwrap();
+    let sixth = Fraction::new(1, 6);
+    assert_eq!(
+        sixth
+            .of(d("0.03"), usd, RoundingMode::HalfEven)
+            .unwrap()
+            .to_string(),
+        "0.00"
+    );
+    assert_eq!(
+        sixth
+            .of(d("0.03"), usd, RoundingMode::HalfUp)
+            .unwrap()
+            .to_string(),
+        "0.01"
+    );
+    assert_eq!(
+        sixth
+            .of(d("-0.03"), usd, RoundingMode::HalfUp)
+            .unwrap()
+            .to_string(),
+        "-0.01"
+    );
+    // Beyond 128 bits the product falls back to a decimal product, rounded as before.
+    let huge = Decimal::MAX;
+    let third = Fraction::new(1_000_000_000_000, 3_000_000_000_001);
+    assert_eq!(
+        third.of(huge, usd, RoundingMode::HalfUp).unwrap(),
+        usd.round(huge * third.to_decimal().unwrap(), RoundingMode::HalfUp)
+    );
+    assert_eq!(
+        Fraction::ONE
+            .of(d("12.345"), usd, RoundingMode::HalfEven)
+            .unwrap()
+            .to_string(),
+        "12.34"
+    );
+    assert_eq!(
+        Fraction::ZERO
+            .of(d("12.345"), usd, RoundingMode::HalfUp)
+            .unwrap()
+            .to_string(),
+        "0.00"
+    );
+}
+
+proptest! {
+    /// The exact fraction and the decimal one are the same number, to the decimal's 28
+    /// digits.
+    #[test]
+    fn the_share_is_the_fraction(
+        policy in policy(), zone in zone(), start in 0i64..400 * 86_400, len in 1i64..400 * 86_400, at in -10i64..500 * 86_400,
+        cancel in any::<bool>(),
+    ) {
+        let from = base() + TimeDelta::seconds(start);
+        let end = from + TimeDelta::seconds(len);
+        let at = base() + TimeDelta::seconds(at);
+        let event = if cancel { ProrationEvent::Cancellation } else { ProrationEvent::Change };
+        let exact = share(policy, zone, from, at, end, event).unwrap();
+        prop_assert!(exact.numerator() >= 0 && exact.numerator() <= exact.denominator());
+        prop_assert_eq!(exact.to_decimal().unwrap(), fraction(policy, zone, from, at, end, event).unwrap());
     }
 }
 
