@@ -404,6 +404,7 @@ impl Clock<'_> {
             .unwrap_or(CancelReason::ScheduledCancellation);
         let mut carried = if sub.credit_on_cancel {
             let credits = provision::credit_lines(
+                self.catalog,
                 &sub.charges,
                 self.at,
                 ProrationEvent::Cancellation,
@@ -615,6 +616,7 @@ impl Clock<'_> {
         };
         let old = self.sub(r)?.clone();
         let credits = provision::credit_lines(
+            self.catalog,
             &old.charges,
             self.at,
             ProrationEvent::Change,
@@ -668,6 +670,7 @@ impl Clock<'_> {
             Carried::default()
         } else {
             let credits = provision::credit_lines(
+                self.catalog,
                 &sub.charges,
                 self.at,
                 ProrationEvent::Change,

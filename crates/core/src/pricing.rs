@@ -144,8 +144,8 @@ pub fn recurring_amount(
     };
     let plan_prices = plan_prices(plan, config)?;
     for (index, price) in plan_prices {
-        let (quantity, amount) = match &price.model {
-            PriceModel::FlatFee { amount } => (1, *amount),
+        let (quantity, amount, unit) = match &price.model {
+            PriceModel::FlatFee { amount } => (1, *amount, *amount),
             PriceModel::PerUnit {
                 feature,
                 scheme,
@@ -162,7 +162,12 @@ pub fn recurring_amount(
                         ),
                     ));
                 }
-                (quantity, scheme_amount(scheme, quantity)?.amount)
+                let amount = scheme_amount(scheme, quantity)?.amount;
+                let unit = match scheme {
+                    UnitScheme::PerUnit { unit_price } if quantity > 0 => *unit_price,
+                    _ => unit_price(amount, quantity)?,
+                };
+                (quantity, amount, unit)
             }
             PriceModel::UsageBased { .. } => continue,
         };
@@ -176,7 +181,7 @@ pub fn recurring_amount(
                 },
                 description: Arc::clone(&price.description),
                 quantity,
-                unit_price: unit_price(amount, quantity)?,
+                unit_price: unit,
                 amount,
             },
         )?;

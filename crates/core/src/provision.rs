@@ -34,7 +34,6 @@ use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashSet};
-use std::sync::Arc;
 
 /// A feature quantity in a request.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -1464,6 +1463,8 @@ impl<'a, 'c> Decider<'a, 'c> {
             };
         }
         let quote = &self.valid.quote;
+        // The lines: a credit per charge, a debit or charge per component.
+        let room = current.charges.len().saturating_add(quote.components.len());
         let currency = quote
             .currency
             .or_else(|| current.charges.first().map(|c| c.currency));
@@ -1482,7 +1483,10 @@ impl<'a, 'c> Decider<'a, 'c> {
             // price and quantity is the same component: it keeps its charge and gets no lines.
             let kept =
                 |ch: &ChargedComponent| quote.components.iter().any(|c| same_component(ch, c));
-            let credits = credit_lines(
+            let mut lines = Vec::with_capacity(room);
+            push_credit_lines(
+                &mut lines,
+                self.catalog,
                 current.charges.iter().filter(|ch| !kept(ch)),
                 now,
                 ProrationEvent::Change,
@@ -1516,7 +1520,6 @@ impl<'a, 'c> Decider<'a, 'c> {
                 let ledger_from = charges.len();
                 charges.extend(ledger(&quote.components, &debits, currency, remaining));
                 sub.charges = charges;
-                let mut lines = credits;
                 lines.extend(lines_only(debits));
                 d.charge = Some(Charge {
                     subscription: sub.id.clone(),
@@ -1532,14 +1535,17 @@ impl<'a, 'c> Decider<'a, 'c> {
                 }
             }
         } else {
-            let credits = credit_lines(
+            let mut lines = Vec::with_capacity(room);
+            push_credit_lines(
+                &mut lines,
+                self.catalog,
                 &current.charges,
                 now,
                 ProrationEvent::Change,
                 self.settings,
                 self.state,
             )?;
-            let reason = if credits.is_empty() || current.billing_period().is_none() {
+            let reason = if lines.is_empty() || current.billing_period().is_none() {
                 InvoiceReason::SubscriptionCreation
             } else {
                 InvoiceReason::SubscriptionUpdate
@@ -1549,11 +1555,10 @@ impl<'a, 'c> Decider<'a, 'c> {
                 subscription: current.id.clone(),
             });
             if sub.current_period.is_none() {
-                leftover = credits;
+                leftover = lines;
             } else if let (Some(currency), Some(period)) = (currency, sub.current_period) {
                 let charges = charge_lines(quote, period, self.settings);
                 sub.charges = ledger(&quote.components, &charges, currency, period).collect();
-                let mut lines = credits;
                 lines.extend(lines_only(charges));
                 if !lines.is_empty() {
                     d.charge = Some(Charge {
@@ -1861,6 +1866,7 @@ pub(crate) fn ledger<'a>(
 /// `PRORATION_CREDIT` lines for the unused part of `charges` at `t`, each
 /// `charged × f(t; covered)`, negative, over `[t, covered.end)`. Zero lines are left out.
 pub(crate) fn credit_lines<'s>(
+    catalog: &Catalog,
     charges: impl IntoIterator<Item = &'s ChargedComponent>,
     t: DateTime<Utc>,
     event: ProrationEvent,
@@ -1868,6 +1874,20 @@ pub(crate) fn credit_lines<'s>(
     state: &CustomerState,
 ) -> Result<Vec<InvoiceLine>, Error> {
     let mut lines = Vec::new();
+    push_credit_lines(&mut lines, catalog, charges, t, event, settings, state)?;
+    Ok(lines)
+}
+
+/// [`credit_lines`], pushed onto `lines`.
+fn push_credit_lines<'s>(
+    lines: &mut Vec<InvoiceLine>,
+    catalog: &Catalog,
+    charges: impl IntoIterator<Item = &'s ChargedComponent>,
+    t: DateTime<Utc>,
+    event: ProrationEvent,
+    settings: &Settings,
+    state: &CustomerState,
+) -> Result<(), Error> {
     for charge in charges {
         if charge.covered.end <= t {
             continue;
@@ -1885,7 +1905,7 @@ pub(crate) fn credit_lines<'s>(
             continue;
         }
         lines.push(InvoiceLine {
-            description: credit_description(&charge.source),
+            description: catalog.credit_description(&charge.source),
             kind: LineKind::ProrationCredit,
             period: Period {
                 start: t,
@@ -1896,18 +1916,7 @@ pub(crate) fn credit_lines<'s>(
             amount: money::sub(Decimal::ZERO, amount)?,
         });
     }
-    Ok(lines)
-}
-
-fn credit_description(source: &crate::pricing::ComponentSource) -> Arc<str> {
-    Arc::from(match source {
-        crate::pricing::ComponentSource::PlanPrice { plan, .. } => {
-            format!("unused time of plan `{plan}`")
-        }
-        crate::pricing::ComponentSource::AddonPrice { addon, .. } => {
-            format!("unused time of add-on `{addon}`")
-        }
-    })
+    Ok(())
 }
 
 /// `PRORATION_DEBIT` lines for the rest of `period` at the new configuration, for the

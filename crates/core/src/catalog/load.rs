@@ -766,8 +766,10 @@ impl<'r> Loader<'r> {
             }
         }
         let entitlements = self.entitlements(&raw.entitlements, at, Owner::Plan);
+        let id = PlanId::new(raw.id.as_str());
         Plan {
-            id: PlanId::new(raw.id.as_str()),
+            credit_description: super::plan_credit_description(&id),
+            id,
             version: raw.version,
             name: raw.name.clone(),
             description: raw.description.clone(),
@@ -829,8 +831,10 @@ impl<'r> Loader<'r> {
         let label = raw.name.as_deref().unwrap_or(raw.id.as_str());
         let prices = self.price_set(&raw.prices, &at.field("prices"), Owner::Addon, label);
         let entitlements = self.entitlements(&raw.entitlements, at, Owner::Addon);
+        let id = AddonId::new(raw.id.as_str());
         Addon {
-            id: AddonId::new(raw.id.as_str()),
+            credit_description: super::addon_credit_description(&id),
+            id,
             version: raw.version,
             name: raw.name.clone(),
             description: raw.description.clone(),

@@ -18,6 +18,7 @@ pub use load::{CatalogError, Problem};
 use crate::id::{AddonId, CountryCode, CouponId, CustomerId, FeatureId, PlanId, ProductId};
 use crate::money::Currency;
 use crate::period::{BillingPeriod, TrialDuration};
+use crate::pricing::ComponentSource;
 use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
 use rustc_hash::FxHashMap;
@@ -163,6 +164,37 @@ impl Catalog {
     pub fn inherits_from(&self, descendant: &Plan, ancestor: &PlanId) -> bool {
         self.ancestors(descendant).any(|p| &p.id == ancestor)
     }
+
+    /// The description of a credit for unused time of what `source` priced: ``unused time
+    /// of plan `id` `` or ``unused time of add-on `id` ``, also for a version the catalog
+    /// no longer has.
+    #[must_use]
+    pub fn credit_description(&self, source: &ComponentSource) -> Arc<str> {
+        match source {
+            ComponentSource::PlanPrice { plan, version, .. } => {
+                self.plan(plan.as_str(), *version).map_or_else(
+                    || plan_credit_description(plan),
+                    |p| Arc::clone(&p.credit_description),
+                )
+            }
+            ComponentSource::AddonPrice { addon, version, .. } => {
+                self.addon(addon.as_str(), *version).map_or_else(
+                    || addon_credit_description(addon),
+                    |a| Arc::clone(&a.credit_description),
+                )
+            }
+        }
+    }
+}
+
+/// ``unused time of plan `id` ``.
+pub(crate) fn plan_credit_description(plan: &PlanId) -> Arc<str> {
+    Arc::from(format!("unused time of plan `{plan}`"))
+}
+
+/// ``unused time of add-on `id` ``.
+pub(crate) fn addon_credit_description(addon: &AddonId) -> Arc<str> {
+    Arc::from(format!("unused time of add-on `{addon}`"))
 }
 
 /// A feature customers can be entitled to.
@@ -350,6 +382,8 @@ pub struct Plan {
     pub compatible_addons: Vec<AddonId>,
     /// Its own entitlements (ancestors' apply where it has none for a feature).
     pub entitlements: Vec<Entitlement>,
+    /// The description of a credit for unused time of it: ``unused time of plan `id` ``.
+    pub credit_description: Arc<str>,
 }
 
 impl Plan {
@@ -665,6 +699,8 @@ pub struct Addon {
     pub prices: PriceSet,
     /// What one unit of it grants.
     pub entitlements: Vec<Entitlement>,
+    /// The description of a credit for unused time of it: ``unused time of add-on `id` ``.
+    pub credit_description: Arc<str>,
 }
 
 /// A coupon.
