@@ -806,7 +806,8 @@ impl MergedEntitlement {
     /// The most generous value of `candidates` for `feature` (SPEC.md §6): boolean if any
     /// grants, numeric maximum, metered best whole value, enum union in declared order.
     /// Candidates of another type than the feature's are ignored; `None` when none is left.
-    /// A source given twice counts once.
+    /// A source given twice counts once, with its most generous value (for an enum, the
+    /// union of its values).
     #[must_use]
     pub fn merge_all(
         feature: &Feature,
@@ -823,7 +824,24 @@ impl MergedEntitlement {
                 .then_with(|| generosity(&b.value, &a.value))
                 .then_with(|| a.anchored_at.cmp(&b.anchored_at))
         });
-        candidates.dedup_by(|later, earlier| later.key() == earlier.key());
+        candidates.dedup_by(|later, earlier| {
+            if later.key() != earlier.key() {
+                return false;
+            }
+            // One source given twice with two sets of enum values grants both sets.
+            if let (
+                EntitlementValue::Enum { values: kept },
+                EntitlementValue::Enum { values: more },
+            ) = (&mut earlier.value, &later.value)
+            {
+                for value in more {
+                    if !kept.contains(value) {
+                        kept.push(value.clone());
+                    }
+                }
+            }
+            true
+        });
         if candidates.is_empty() {
             return None;
         }

@@ -1488,6 +1488,30 @@ fn candidates(feature: &'static str) -> impl Strategy<Value = Vec<Candidate>> {
     )
 }
 
+/// Found by `adding_a_source_never_reduces_access`: one promotional source given twice, with
+/// `us` and then with `eu` and `apac`, kept only the longer set and lost `us`.
+#[test]
+fn a_source_given_twice_with_two_enum_sets_grants_both() {
+    let region = |values: &[&str]| EntitlementValue::Enum {
+        values: values.iter().map(|v| (*v).to_owned()).collect(),
+    };
+    let grant = |values: &[&str]| {
+        Candidate::new(
+            None,
+            SourceKind::Promotional,
+            "b",
+            region(values),
+            t("2025-01-01T00:00:00Z"),
+        )
+    };
+    let once = merged("region", vec![grant(&["us"])]).unwrap();
+    let twice = merged("region", vec![grant(&["us"]), grant(&["eu", "apac"])]).unwrap();
+    assert_eq!(once.value(), &region(&["us"]));
+    assert_eq!(twice.value(), &region(&["us", "eu", "apac"]));
+    assert_eq!(twice.sources().len(), 1);
+    assert!(twice.sources()[0].is_effective);
+}
+
 fn features() -> impl Strategy<Value = &'static str> {
     prop::sample::select(vec!["sso", "projects", "api-calls", "region"])
 }
