@@ -165,20 +165,17 @@ pub fn totals(
         None => (zero, remaining),
         Some(rate) if rate.inclusive => {
             let divisor = money::add(Decimal::ONE_HUNDRED, rate.percentage)?;
-            let tax = currency.round(
-                money::div(money::mul(remaining, rate.percentage)?, divisor)?,
-                rounding,
-            );
+            let tax = money::mul_div(remaining, rate.percentage, divisor, currency, rounding)?;
             (tax, remaining)
         }
         Some(rate) => {
-            let tax = currency.round(
-                money::div(
-                    money::mul(remaining, rate.percentage)?,
-                    Decimal::ONE_HUNDRED,
-                )?,
+            let tax = money::mul_div(
+                remaining,
+                rate.percentage,
+                Decimal::ONE_HUNDRED,
+                currency,
                 rounding,
-            );
+            )?;
             (tax, money::add(remaining, tax)?)
         }
     };

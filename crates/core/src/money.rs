@@ -100,6 +100,9 @@ impl Currency {
             // Already exactly at the minor unit: nothing to round or pad.
             return amount;
         }
+        if amount.is_zero() {
+            return Decimal::new(0, places);
+        }
         let mut rounded = amount.round_dp_with_strategy(places, mode.strategy());
         rounded.rescale(places);
         rounded
@@ -268,6 +271,95 @@ pub fn mul(a: Decimal, b: Decimal) -> Result<Decimal, Error> {
 /// `AmountTooLarge` on overflow or division by zero.
 pub fn div(a: Decimal, b: Decimal) -> Result<Decimal, Error> {
     a.checked_div(b).ok_or_else(overflow)
+}
+
+/// `amount × numerator / denominator`, rounded once to `currency`'s minor unit with `mode`.
+///
+/// The product and quotient are exact: nothing is cut to 28 digits before the one rounding,
+/// so a result exactly halfway between two minor units is a true tie for `mode`. Amounts
+/// beyond 128 bits fall back to decimal arithmetic.
+///
+/// # Errors
+/// `AmountTooLarge` for a zero denominator or a result a decimal cannot hold.
+pub fn mul_div(
+    amount: Decimal,
+    numerator: Decimal,
+    denominator: Decimal,
+    currency: Currency,
+    mode: RoundingMode,
+) -> Result<Decimal, Error> {
+    if denominator.is_zero() {
+        return Err(overflow());
+    }
+    let places = currency.minor_units();
+    // amount × n / d × 10^places = ma × mn × 10^(places + sd) / (md × 10^(sa + sn)).
+    let exponent = i64::from(places)
+        .checked_add(i64::from(denominator.scale()))
+        .and_then(|e| e.checked_sub(i64::from(amount.scale())))
+        .and_then(|e| e.checked_sub(i64::from(numerator.scale())));
+    let product = amount.mantissa().checked_mul(numerator.mantissa());
+    let divisor = denominator.mantissa();
+    let (top, bottom) = match exponent.map(|e| (e, u32::try_from(e.unsigned_abs()))) {
+        Some((e, Ok(shift))) if e >= 0 => (
+            product
+                .zip(pow10(shift))
+                .and_then(|(p, f)| p.checked_mul(f)),
+            Some(divisor),
+        ),
+        Some((_, Ok(shift))) => (product, pow10(shift).and_then(|f| f.checked_mul(divisor))),
+        _ => (None, None),
+    };
+    let exact = top
+        .zip(bottom)
+        .and_then(|(t, b)| divide_rounded(t, b, mode))
+        .and_then(|q| Decimal::try_from_i128_with_scale(q, places).ok());
+    if let Some(rounded) = exact {
+        return Ok(rounded);
+    }
+    let product = match mul(amount, numerator) {
+        Ok(p) => div(p, denominator)?,
+        Err(_) => mul(amount, div(numerator, denominator)?)?,
+    };
+    Ok(currency.round(product, mode))
+}
+
+/// `10^exponent`, when it fits.
+fn pow10(exponent: u32) -> Option<i128> {
+    10i128.checked_pow(exponent)
+}
+
+/// `numerator / denominator` rounded to a whole number with `mode`; `None` for a zero
+/// denominator or on overflow.
+pub(crate) fn divide_rounded(
+    numerator: i128,
+    denominator: i128,
+    mode: RoundingMode,
+) -> Option<i128> {
+    let (numerator, denominator) = if denominator < 0 {
+        (numerator.checked_neg()?, denominator.checked_neg()?)
+    } else {
+        (numerator, denominator)
+    };
+    if denominator == 0 {
+        return None;
+    }
+    let quotient = numerator.checked_div(denominator)?;
+    let remainder = numerator.checked_rem(denominator)?.checked_abs()?;
+    // Compared with half the denominator without doubling the remainder past it.
+    let rest = denominator.checked_sub(remainder)?;
+    let away = match remainder.cmp(&rest) {
+        std::cmp::Ordering::Greater => true,
+        std::cmp::Ordering::Less => false,
+        std::cmp::Ordering::Equal => match mode {
+            RoundingMode::HalfUp => true,
+            RoundingMode::HalfEven => quotient.checked_rem(2)? != 0,
+        },
+    };
+    if away {
+        quotient.checked_add(numerator.signum())
+    } else {
+        Some(quotient)
+    }
 }
 
 /// The sum of `amounts`, or `AmountTooLarge`.

@@ -185,7 +185,7 @@ impl Fraction {
     fn to_places(self, places: u32) -> Self {
         let scale = 10i64.checked_pow(places);
         let scaled = scale.and_then(|scale| {
-            divide_rounded(
+            money::divide_rounded(
                 i128::from(self.numerator).checked_mul(i128::from(scale))?,
                 i128::from(self.denominator),
                 RoundingMode::HalfUp,
@@ -197,7 +197,8 @@ impl Fraction {
         }
     }
 
-    /// `amount × self`, rounded once to `currency`'s minor unit with `mode`.
+    /// `amount × self`, rounded once to `currency`'s minor unit with `mode`
+    /// ([`money::mul_div`]).
     ///
     /// # Errors
     /// `AmountTooLarge` when the result does not fit a decimal.
@@ -207,67 +208,16 @@ impl Fraction {
         currency: Currency,
         mode: RoundingMode,
     ) -> Result<Decimal, Error> {
-        let places = currency.minor_units();
         if self == Self::ONE {
             return Ok(currency.round(amount, mode));
         }
-        // amount = mantissa × 10^-scale, so amount × n / d at `places` decimals is
-        // mantissa × n × 10^places / (d × 10^scale).
-        let scale = amount.scale();
-        let product = amount.mantissa().checked_mul(i128::from(self.numerator));
-        let (numerator, denominator) = if places >= scale {
-            (
-                product
-                    .zip(pow10(places.saturating_sub(scale)))
-                    .and_then(|(p, f)| p.checked_mul(f)),
-                Some(i128::from(self.denominator)),
-            )
-        } else {
-            (
-                product,
-                pow10(scale.saturating_sub(places))
-                    .and_then(|f| f.checked_mul(i128::from(self.denominator))),
-            )
-        };
-        let exact = numerator
-            .zip(denominator)
-            .and_then(|(n, d)| divide_rounded(n, d, mode))
-            .and_then(|q| Decimal::try_from_i128_with_scale(q, places).ok());
-        match exact {
-            Some(prorated) => Ok(prorated),
-            // Beyond 128 bits: a decimal product, rounded at 28 digits first.
-            None => Ok(currency.round(money::mul(amount, self.to_decimal()?)?, mode)),
-        }
-    }
-}
-
-/// `10^exponent`, when it fits.
-fn pow10(exponent: u32) -> Option<i128> {
-    10i128.checked_pow(exponent)
-}
-
-/// `numerator / denominator` rounded to a whole number with `mode`; `None` for a zero
-/// denominator or on overflow.
-fn divide_rounded(numerator: i128, denominator: i128, mode: RoundingMode) -> Option<i128> {
-    if denominator <= 0 {
-        return None;
-    }
-    let quotient = numerator.checked_div(denominator)?;
-    let remainder = numerator.checked_rem(denominator)?.checked_abs()?;
-    // Compared with half the denominator without doubling the remainder past it.
-    let rest = denominator.checked_sub(remainder)?;
-    let away = match remainder.cmp(&rest) {
-        std::cmp::Ordering::Greater => true,
-        std::cmp::Ordering::Less => false,
-        std::cmp::Ordering::Equal => match mode {
-            RoundingMode::HalfUp => true,
-            RoundingMode::HalfEven => quotient.checked_rem(2)? != 0,
-        },
-    };
-    if away {
-        quotient.checked_add(numerator.signum())
-    } else {
-        Some(quotient)
+        money::mul_div(
+            amount,
+            Decimal::from(self.numerator),
+            Decimal::from(self.denominator),
+            currency,
+            mode,
+        )
     }
 }
 

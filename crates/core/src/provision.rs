@@ -662,6 +662,7 @@ fn validate_addons(
     let indexed = request.addons.len() > SCANNED_ADDONS;
     let mut seen: HashSet<&AddonId> = HashSet::new();
     let mut addons: Vec<AddonQuantity> = Vec::with_capacity(request.addons.len());
+    let mut dependent = false;
     for line in &request.addons {
         let addon = held
             .iter()
@@ -712,11 +713,15 @@ fn validate_addons(
                 ),
             ));
         }
+        dependent |= !addon.dependencies.is_empty();
         addons.push(AddonQuantity {
             addon: addon.id.clone(),
             version: addon.version,
             quantity,
         });
+    }
+    if !dependent {
+        return Ok(addons);
     }
     for line in &addons {
         let Some(addon) = catalog.addon(line.addon.as_str(), line.version) else {

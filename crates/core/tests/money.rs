@@ -599,6 +599,37 @@ proptest! {
     }
 }
 
+proptest! {
+    /// Tax and every other `amount × n / d` is the exact quotient rounded once: within half
+    /// a minor unit, a tie going the rounding mode's way.
+    #[test]
+    fn a_scaled_amount_is_the_exact_quotient_rounded_once(
+        units in -100_000_000i64..100_000_000, places in 0u32..5,
+        percent in 0i64..10_000, percent_places in 0u32..3, inclusive in any::<bool>(),
+        half_even in any::<bool>(), code in prop::sample::select(vec!["USD", "JPY", "KWD"]),
+    ) {
+        let amount = Decimal::new(units, places);
+        let rate = Decimal::new(percent, percent_places);
+        let divisor = if inclusive { Decimal::ONE_HUNDRED + rate } else { Decimal::ONE_HUNDRED };
+        let currency = Currency::parse(code).unwrap();
+        let mode = if half_even { RoundingMode::HalfEven } else { RoundingMode::HalfUp };
+        let got = tollgate_core::money::mul_div(amount, rate, divisor, currency, mode).unwrap();
+        prop_assert_eq!(got.scale(), currency.minor_units());
+        let exact = amount * rate;
+        let back = got * divisor;
+        let half = Decimal::new(5, currency.minor_units() + 1) * divisor;
+        let off = (exact - back).abs();
+        prop_assert!(off <= half, "{amount} × {rate} / {divisor} gave {got}");
+        if off == half && !off.is_zero() {
+            if half_even {
+                prop_assert!(got.mantissa() % 2 == 0, "tie gave odd {got}");
+            } else {
+                prop_assert!(back.abs() > exact.abs(), "tie gave {got}, toward zero");
+            }
+        }
+    }
+}
+
 #[test]
 fn a_tie_is_a_tie_however_the_fraction_would_be_written() {
     // 0.03 × 1/6 is exactly 0.005: 1/6 cut to 28 digits would have tipped it up.
