@@ -467,11 +467,8 @@ pub(crate) fn decide(
         valid: &valid,
         in_place,
     };
-    let mut decision = match in_place {
-        Some(change) => {
-            let trial = TrialOutcome::unchanged();
-            decider.update_in_place(decider.base_decision(trial, explanation), change)?
-        }
+    let (trial, start) = match in_place {
+        Some(_) => (TrialOutcome::unchanged(), now),
         None => {
             let start = request.start_date.unwrap_or(now);
             let trial = trial::decide(
@@ -486,9 +483,14 @@ pub(crate) fn decide(
                 decision: trial.decision,
                 reason: trial.reason.clone(),
             });
-            decider.start_and_replace(start, trial, explanation)?
+            (trial, start)
         }
     };
+    let mut decision = decider.base_decision(trial, explanation);
+    match in_place {
+        Some(change) => decider.update_in_place(&mut decision, change)?,
+        None => decider.start_and_replace(&mut decision, start)?,
+    }
     match stages {
         Stages::WithPayment => decider.payment(&mut decision)?,
         Stages::WithoutPayment => {}
@@ -992,13 +994,11 @@ impl<'a, 'c> Decider<'a, 'c> {
     /// Stage S: where the new subscription goes and what it replaces (SPEC.md §3.S).
     fn start_and_replace(
         &self,
+        d: &mut ProvisionDecision,
         start: DateTime<Utc>,
-        trial: TrialOutcome,
-        explanation: Vec<Step>,
-    ) -> Result<ProvisionDecision, Error> {
+    ) -> Result<(), Error> {
         let scope = self.scope();
-        let is_trial = trial.terms.is_some();
-        let mut d = self.base_decision(trial, explanation);
+        let is_trial = d.trial.terms.is_some();
         if is_trial {
             d.effects.trial_product = Some(self.valid.plan.product.clone());
         }
@@ -1016,14 +1016,14 @@ impl<'a, 'c> Decider<'a, 'c> {
                 return self.trial_conversion(d, start, live_trial, &scope);
             }
             d.end(&live_trial.id, self.now, CancelReason::UpgradeOrDowngrade);
-            self.reset_usage(&mut d, live_trial, &self.valid.config);
+            self.reset_usage(d, live_trial, &self.valid.config);
             d.explanation.push(Step::TrialEndsForPlan {
                 trial: live_trial.id.clone(),
                 trial_plan: live_trial.plan_id().clone(),
                 plan: self.valid.plan.id.clone(),
             });
         }
-        self.replace_waiting(&mut d, scope.waiting_paid);
+        self.replace_waiting(d, scope.waiting_paid);
         self.start_now(d, start)
     }
 
@@ -1039,13 +1039,13 @@ impl<'a, 'c> Decider<'a, 'c> {
 
     fn future_start(
         &self,
-        mut d: ProvisionDecision,
+        d: &mut ProvisionDecision,
         start: DateTime<Utc>,
         scope: &Scope<'_>,
-    ) -> Result<ProvisionDecision, Error> {
+    ) -> Result<(), Error> {
         let is_trial = d.trial.terms.is_some();
         self.replace_waiting(
-            &mut d,
+            d,
             if is_trial {
                 scope.waiting_trial
             } else {
@@ -1063,22 +1063,22 @@ impl<'a, 'c> Decider<'a, 'c> {
             start,
         });
         d.create(sub);
-        Ok(d)
+        Ok(())
     }
 
     fn trial_start(
         &self,
-        mut d: ProvisionDecision,
+        d: &mut ProvisionDecision,
         start: DateTime<Utc>,
         scope: &Scope<'_>,
-    ) -> Result<ProvisionDecision, Error> {
+    ) -> Result<(), Error> {
         if let Some(old) = scope.live_trial {
             d.end(&old.id, self.now, CancelReason::UpgradeOrDowngrade);
             d.explanation.push(Step::TrialReplaced {
                 trial: old.id.clone(),
             });
         }
-        self.replace_waiting(&mut d, scope.waiting_trial);
+        self.replace_waiting(d, scope.waiting_trial);
         if let Some(paid) = scope.live_paid {
             d.explanation.push(Step::ParallelTrial {
                 subscription: paid.id.clone(),
@@ -1090,20 +1090,20 @@ impl<'a, 'c> Decider<'a, 'c> {
             until: sub.trial_end.unwrap_or(start),
         });
         d.create(sub);
-        Ok(d)
+        Ok(())
     }
 
     fn trial_conversion(
         &self,
-        mut d: ProvisionDecision,
+        d: &mut ProvisionDecision,
         start: DateTime<Utc>,
         trial: &Subscription,
         scope: &Scope<'_>,
-    ) -> Result<ProvisionDecision, Error> {
+    ) -> Result<(), Error> {
         let trial_end = trial.trial_end.unwrap_or(self.now);
         match self.valid.product.journey.trial_conversion {
             TrialConversion::AtTrialEnd if trial_end > self.now => {
-                self.replace_waiting(&mut d, scope.waiting_paid);
+                self.replace_waiting(d, scope.waiting_paid);
                 d.end(&trial.id, trial_end, CancelReason::TrialConverted);
                 let sub = self.new_subscription(self.new_id()?, trial_end, &d.trial)?;
                 d.explanation.push(Step::ConvertsAtTrialEnd {
@@ -1112,14 +1112,14 @@ impl<'a, 'c> Decider<'a, 'c> {
                     at: trial_end,
                 });
                 d.create(sub);
-                Ok(d)
+                Ok(())
             }
             _ => {
                 d.end(&trial.id, self.now, CancelReason::TrialConverted);
                 d.explanation.push(Step::ConvertsNow {
                     trial: trial.id.clone(),
                 });
-                self.replace_waiting(&mut d, scope.waiting_paid);
+                self.replace_waiting(d, scope.waiting_paid);
                 self.start_now(d, self.now.max(start))
             }
         }
@@ -1127,11 +1127,7 @@ impl<'a, 'c> Decider<'a, 'c> {
 
     /// A non-trial subscription that starts now or started in the past. A backdated start
     /// charges nothing now: its first charge is at the next period start.
-    fn start_now(
-        &self,
-        mut d: ProvisionDecision,
-        start: DateTime<Utc>,
-    ) -> Result<ProvisionDecision, Error> {
+    fn start_now(&self, d: &mut ProvisionDecision, start: DateTime<Utc>) -> Result<(), Error> {
         let mut sub = self.new_subscription(self.new_id()?, start, &d.trial)?;
         if self.valid.plan.pricing_type == PricingType::Paid {
             d.effects.paid_product = Some(self.valid.plan.product.clone());
@@ -1160,36 +1156,36 @@ impl<'a, 'c> Decider<'a, 'c> {
             plan: self.valid.plan.id.clone(),
         });
         d.create(sub);
-        Ok(d)
+        Ok(())
     }
 
     /// A new non-trial subscription over a live non-trial one: a plan change.
     fn plan_change(
         &self,
-        mut d: ProvisionDecision,
+        d: &mut ProvisionDecision,
         current: &Subscription,
         scope: &Scope<'_>,
-    ) -> Result<ProvisionDecision, Error> {
+    ) -> Result<(), Error> {
         let direction = self.classify(current)?;
         d.change_type = direction;
         if current.config == self.valid.config {
             d.change_type = ChangeType::None;
-            self.keep_configuration(&mut d, current, "nothing changes");
-            return Ok(d);
+            self.keep_configuration(d, current, "nothing changes");
+            return Ok(());
         }
         let strategy = self.strategy(direction, None);
         if let Some(at) = self.scheduled_at(strategy, current)? {
             let update = self.scheduled_update(ScheduledUpdateType::PlanChange, at, strategy)?;
-            self.schedule(&mut d, current, update);
+            self.schedule(d, current, update);
             d.explanation.push(Step::PlanChangeScheduled {
                 direction,
                 plan: self.valid.plan.id.clone(),
                 subscription: current.id.clone(),
                 at,
             });
-            return Ok(d);
+            return Ok(());
         }
-        self.replace_waiting(&mut d, scope.waiting_paid);
+        self.replace_waiting(d, scope.waiting_paid);
         self.change_now(d, current, direction)
     }
 
@@ -1366,9 +1362,9 @@ impl<'a, 'c> Decider<'a, 'c> {
     /// prorated like a plan change.
     fn update_in_place(
         &self,
-        mut d: ProvisionDecision,
+        d: &mut ProvisionDecision,
         change: &InPlace<'_>,
-    ) -> Result<ProvisionDecision, Error> {
+    ) -> Result<(), Error> {
         let current = change.current;
         let mut next = self.updated(change)?;
         d.subscription = Some(current.id.clone());
@@ -1388,14 +1384,14 @@ impl<'a, 'c> Decider<'a, 'c> {
             if next != *current {
                 d.effects.replace.push(next);
             }
-            return Ok(d);
+            return Ok(());
         }
         if current.config == next.config {
-            self.keep_configuration(&mut d, current, "nothing is prorated");
+            self.keep_configuration(d, current, "nothing is prorated");
             if next != *current {
                 d.effects.replace.push(next);
             }
-            return Ok(d);
+            return Ok(());
         }
         let strategy = self.strategy(direction, change.timing);
         if let Some(at) = self.scheduled_at(strategy, current)? {
@@ -1404,13 +1400,13 @@ impl<'a, 'c> Decider<'a, 'c> {
             if next != *current {
                 d.effects.replace.push(next);
             }
-            self.schedule(&mut d, current, update);
+            self.schedule(d, current, update);
             d.explanation.push(Step::UpdateScheduled {
                 direction,
                 subscription: current.id.clone(),
                 at,
             });
-            return Ok(d);
+            return Ok(());
         }
         self.change_now(d, current, direction)
     }
@@ -1419,10 +1415,10 @@ impl<'a, 'c> Decider<'a, 'c> {
     /// the unused part of what was charged is credited against the new configuration.
     fn change_now(
         &self,
-        mut d: ProvisionDecision,
+        d: &mut ProvisionDecision,
         current: &Subscription,
         direction: ChangeType,
-    ) -> Result<ProvisionDecision, Error> {
+    ) -> Result<(), Error> {
         let now = self.now;
         let mut sub = match self.in_place {
             Some(change) => self.updated(change)?,
@@ -1451,7 +1447,7 @@ impl<'a, 'c> Decider<'a, 'c> {
         if self.valid.plan.pricing_type == PricingType::Paid {
             d.effects.paid_product = Some(self.valid.plan.product.clone());
         }
-        self.reset_usage(&mut d, current, &sub.config);
+        self.reset_usage(d, current, &sub.config);
         let anchor_choice = self.request.billing_cycle_anchor.unwrap_or_default();
         let keep_period = anchor_choice == BillingCycleAnchor::Unchanged
             && current.billing_period().is_some()
@@ -1580,7 +1576,7 @@ impl<'a, 'c> Decider<'a, 'c> {
             }
         }
         if self.in_place.is_none() {
-            let usage = self.replaced_usage(&mut d, current)?;
+            let usage = self.replaced_usage(d, current)?;
             match d.charge.as_mut() {
                 Some(charge) => charge.lines.extend(usage),
                 None => leftover.extend(usage),
@@ -1609,7 +1605,7 @@ impl<'a, 'c> Decider<'a, 'c> {
         } else {
             d.create(sub);
         }
-        Ok(d)
+        Ok(())
     }
 
     /// `USAGE` lines for what `current`, replaced now, owes for usage in its current period;
