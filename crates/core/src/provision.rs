@@ -267,6 +267,8 @@ pub struct ProvisionDecision {
 impl ProvisionDecision {
     /// Records that `subscription` ends at `at` for `reason`.
     fn end(&mut self, subscription: &SubscriptionId, at: DateTime<Utc>, reason: CancelReason) {
+        // Most decisions end one subscription at most.
+        self.effects.end.reserve_exact(1);
         self.effects.end.push(Ending {
             subscription: subscription.clone(),
             at,
@@ -277,6 +279,8 @@ impl ProvisionDecision {
     /// Creates `sub` and makes it the subscription the result is about.
     fn create(&mut self, sub: Subscription) {
         self.subscription = Some(sub.id.clone());
+        // A decision creates one subscription.
+        self.effects.create.reserve_exact(1);
         self.effects.create.push(sub);
     }
 
