@@ -134,6 +134,15 @@ pub fn recurring_amount(
                 ),
             )
         })?;
+    plan_amount(catalog, plan, config)
+}
+
+/// [`recurring_amount`] of `config` on `plan`, its plan version, already looked up.
+pub(crate) fn plan_amount(
+    catalog: &Catalog,
+    plan: &Plan,
+    config: &Configuration,
+) -> Result<RecurringAmount, Error> {
     let mut quote = RecurringAmount {
         currency: None,
         billing_period: config.billing_period,

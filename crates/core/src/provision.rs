@@ -22,7 +22,7 @@ use crate::id::{
 use crate::invoice::{self, Invoice, InvoiceLine, InvoiceReason, LineKind};
 use crate::money::{self, Currency};
 use crate::period::{BillingPeriod, Period, PeriodSeries};
-use crate::pricing::{AddonQuantity, Component, Configuration, RecurringAmount, recurring_amount};
+use crate::pricing::{AddonQuantity, Component, Configuration, RecurringAmount, plan_amount};
 use crate::proration::{ProrationEvent, share};
 use crate::settings::Settings;
 use crate::subscription::{
@@ -609,7 +609,7 @@ fn validate<'c>(
         units,
         addons,
     };
-    let quote = recurring_amount(catalog, &config)?;
+    let quote = plan_amount(catalog, plan, &config)?;
     let coupon = match (&request.promotion_code, &request.coupon_id) {
         (Some(_), Some(_)) => {
             return Err(Error::new(
