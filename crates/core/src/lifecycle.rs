@@ -403,7 +403,9 @@ impl Clock<'_> {
             .pending_cancel_reason
             .unwrap_or(CancelReason::ScheduledCancellation);
         let mut carried = if sub.credit_on_cancel {
-            let credits = provision::credit_lines(
+            let mut credits = Vec::new();
+            provision::credit_lines(
+                &mut credits,
                 self.catalog,
                 &sub.charges,
                 self.at,
@@ -615,7 +617,9 @@ impl Clock<'_> {
             return Ok(Carried::default());
         };
         let old = self.sub(r)?.clone();
-        let credits = provision::credit_lines(
+        let mut credits = Vec::new();
+        provision::credit_lines(
+            &mut credits,
             self.catalog,
             &old.charges,
             self.at,
@@ -669,7 +673,9 @@ impl Clock<'_> {
         let mut carried = if at_period_end {
             Carried::default()
         } else {
-            let credits = provision::credit_lines(
+            let mut credits = Vec::new();
+            provision::credit_lines(
+                &mut credits,
                 self.catalog,
                 &sub.charges,
                 self.at,

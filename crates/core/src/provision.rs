@@ -1489,7 +1489,7 @@ impl<'a, 'c> Decider<'a, 'c> {
             let kept =
                 |ch: &ChargedComponent| quote.components.iter().any(|c| same_component(ch, c));
             let mut lines = Vec::with_capacity(room);
-            push_credit_lines(
+            credit_lines(
                 &mut lines,
                 self.catalog,
                 current.charges.iter().filter(|ch| !kept(ch)),
@@ -1541,7 +1541,7 @@ impl<'a, 'c> Decider<'a, 'c> {
             }
         } else {
             let mut lines = Vec::with_capacity(room);
-            push_credit_lines(
+            credit_lines(
                 &mut lines,
                 self.catalog,
                 &current.charges,
@@ -1868,23 +1868,10 @@ pub(crate) fn ledger<'a>(
     })
 }
 
-/// `PRORATION_CREDIT` lines for the unused part of `charges` at `t`, each
-/// `charged × f(t; covered)`, negative, over `[t, covered.end)`. Zero lines are left out.
+/// Pushes onto `lines` a `PRORATION_CREDIT` line for the unused part of each of `charges` at
+/// `t`: `charged × f(t; covered)`, negative, over `[t, covered.end)`. Zero lines are left
+/// out.
 pub(crate) fn credit_lines<'s>(
-    catalog: &Catalog,
-    charges: impl IntoIterator<Item = &'s ChargedComponent>,
-    t: DateTime<Utc>,
-    event: ProrationEvent,
-    settings: &Settings,
-    state: &CustomerState,
-) -> Result<Vec<InvoiceLine>, Error> {
-    let mut lines = Vec::new();
-    push_credit_lines(&mut lines, catalog, charges, t, event, settings, state)?;
-    Ok(lines)
-}
-
-/// [`credit_lines`], pushed onto `lines`.
-fn push_credit_lines<'s>(
     lines: &mut Vec<InvoiceLine>,
     catalog: &Catalog,
     charges: impl IntoIterator<Item = &'s ChargedComponent>,
