@@ -227,7 +227,7 @@ pub fn collect_pending_payments(
         };
         let sub = clock.sub(index)?.clone();
         if clock.can_collect(&sub) {
-            clock.activate(index, Carried::default())?;
+            clock.activate(index, Carried::default(), EventKind::SubscriptionStarted)?;
         }
     }
     Ok((state, events))
@@ -560,20 +560,21 @@ impl Clock<'_> {
         self.issue(&updated, lines, currency, period.start, reason)
     }
 
-    /// Makes `index` active now and bills its first period, with `carried` lines.
-    fn activate(&mut self, index: usize, carried: Carried) -> Result<(), Error> {
+    /// Makes `index` active now, records `event`, and bills its first period with `carried`
+    /// lines.
+    fn activate(&mut self, index: usize, carried: Carried, event: EventKind) -> Result<(), Error> {
+        let catalog = self.catalog;
         let stored = self.sub_mut(index)?;
         stored.status = SubscriptionStatus::Active;
         let id = stored.id.clone();
         let product = stored.product.clone();
-        let sub = stored.clone();
-        if sub
-            .plan(self.catalog)
+        if stored
+            .plan(catalog)
             .is_ok_and(|p| p.pricing_type == PricingType::Paid)
         {
             self.state.paid_history.insert(product);
         }
-        self.event(EventKind::SubscriptionStarted, &id, None);
+        self.event(event, &id, None);
         self.bill_first_period(index, carried, InvoiceReason::SubscriptionCreation)
     }
 
@@ -589,18 +590,8 @@ impl Clock<'_> {
         let carried = self.replace_live(&sub, false)?;
         let stored = self.sub_mut(index)?;
         stored.is_trial = false;
-        stored.status = SubscriptionStatus::Active;
         stored.trial_end_behavior = None;
-        let id = stored.id.clone();
-        let product = stored.product.clone();
-        if sub
-            .plan(self.catalog)
-            .is_ok_and(|p| p.pricing_type == PricingType::Paid)
-        {
-            self.state.paid_history.insert(product);
-        }
-        self.event(EventKind::TrialConverted, &id, None);
-        self.bill_first_period(index, carried, InvoiceReason::SubscriptionCreation)
+        self.activate(index, carried, EventKind::TrialConverted)
     }
 
     /// Ends the live subscription of `sub`'s scope of the given kind (trial or not), if
@@ -661,7 +652,7 @@ impl Clock<'_> {
             self.issue_carried(carried)?;
             return self.await_payment(index);
         }
-        self.activate(index, carried)
+        self.activate(index, carried, EventKind::SubscriptionStarted)
     }
 
     fn scheduled(&mut self, index: usize) -> Result<(), Error> {
@@ -711,7 +702,7 @@ impl Clock<'_> {
                     self.issue_carried(carried)?;
                     return self.await_payment(new_index);
                 }
-                self.activate(new_index, carried)
+                self.activate(new_index, carried, EventKind::SubscriptionStarted)
             }
             ScheduledUpdateType::Update | ScheduledUpdateType::Migration => {
                 let new_period = update.target.billing_period != sub.config.billing_period;
