@@ -202,8 +202,10 @@ pub fn discount(
             .map(|l| l.amount),
     )?
     .max(Decimal::ZERO);
-    let off = match &coupon.discount {
-        Discount::Percentage(p) => money::div(money::mul(covered, *p)?, Decimal::ONE_HUNDRED)?,
+    match &coupon.discount {
+        Discount::Percentage(p) => {
+            money::mul_div(covered, *p, Decimal::ONE_HUNDRED, currency, rounding)
+        }
         Discount::Fixed(amounts) => amounts
             .get(&currency)
             .copied()
@@ -212,8 +214,7 @@ pub fn discount(
                     ErrorCode::CouponCurrencyMismatch,
                     format!("coupon `{}` has no amount in `{currency}`", coupon.id),
                 )
-            })?
-            .min(covered),
-    };
-    Ok(currency.round(off, rounding))
+            })
+            .map(|fixed| currency.round(fixed.min(covered), rounding)),
+    }
 }
