@@ -343,8 +343,16 @@ pub(crate) fn divide_rounded(
     if denominator == 0 {
         return None;
     }
-    let quotient = numerator.checked_div(denominator)?;
-    let remainder = numerator.checked_rem(denominator)?.checked_abs()?;
+    // One division: in 64 bits when both fit (the usual case), else in 128.
+    let (quotient, remainder) = match (i64::try_from(numerator), i64::try_from(denominator)) {
+        (Ok(n), Ok(d)) => (i128::from(n.checked_div(d)?), i128::from(n.checked_rem(d)?)),
+        _ => {
+            let quotient = numerator.checked_div(denominator)?;
+            let remainder = numerator.checked_sub(quotient.checked_mul(denominator)?)?;
+            (quotient, remainder)
+        }
+    };
+    let remainder = remainder.checked_abs()?;
     // Compared with half the denominator without doubling the remainder past it.
     let rest = denominator.checked_sub(remainder)?;
     let away = match remainder.cmp(&rest) {
@@ -484,6 +492,36 @@ mod tests {
             jpy.round(d("100.5"), RoundingMode::HalfEven).to_string(),
             "100"
         );
+    }
+
+    #[test]
+    fn a_quotient_rounds_alike_in_64_and_128_bits() {
+        // The same ratios, once with operands that fit 64 bits and once scaled past them.
+        let big = 10i128.pow(20);
+        for (n, d, half_up, half_even) in [
+            (25, 10, 3, 2),
+            (35, 10, 4, 4),
+            (-25, 10, -3, -2),
+            (24, 10, 2, 2),
+            (-26, 10, -3, -3),
+            (7, -2, -4, -4),
+        ] {
+            for scale in [1, big] {
+                let (n, d) = (n * scale, d * scale);
+                assert_eq!(
+                    divide_rounded(n, d, RoundingMode::HalfUp),
+                    Some(half_up),
+                    "{n} / {d}"
+                );
+                assert_eq!(
+                    divide_rounded(n, d, RoundingMode::HalfEven),
+                    Some(half_even),
+                    "{n} / {d}"
+                );
+            }
+        }
+        assert_eq!(divide_rounded(1, 0, RoundingMode::HalfUp), None);
+        assert_eq!(divide_rounded(i128::MIN, -1, RoundingMode::HalfUp), None);
     }
 
     #[test]
