@@ -871,24 +871,33 @@ impl<'a, 'c> Decider<'a, 'c> {
     fn scope(&self) -> Scope<'a> {
         let product = &self.valid.plan.product;
         let resource = self.request.resource_id.as_ref();
-        let state = self.state;
-        let find = |trial: bool, live: bool| {
-            state.subscriptions.iter().find(|s| {
-                s.in_scope(product, resource)
-                    && s.is_trial == trial
-                    && if live {
-                        s.status.is_live()
-                    } else {
-                        s.status == SubscriptionStatus::NotStarted
-                    }
-            })
+        let mut scope = Scope {
+            live_trial: None,
+            live_paid: None,
+            waiting_trial: None,
+            waiting_paid: None,
         };
-        Scope {
-            live_trial: find(true, true),
-            live_paid: find(false, true),
-            waiting_trial: find(true, false),
-            waiting_paid: find(false, false),
+        // One pass; the first subscription of each kind counts.
+        for s in &self.state.subscriptions {
+            if !s.in_scope(product, resource) {
+                continue;
+            }
+            let slot = match (s.is_trial, s.status.is_live()) {
+                (true, true) => &mut scope.live_trial,
+                (false, true) => &mut scope.live_paid,
+                (true, false) if s.status == SubscriptionStatus::NotStarted => {
+                    &mut scope.waiting_trial
+                }
+                (false, false) if s.status == SubscriptionStatus::NotStarted => {
+                    &mut scope.waiting_paid
+                }
+                _ => continue,
+            };
+            if slot.is_none() {
+                *slot = Some(s);
+            }
         }
+        scope
     }
 
     fn new_id(&self) -> Result<SubscriptionId, Error> {
@@ -926,12 +935,15 @@ impl<'a, 'c> Decider<'a, 'c> {
         }
     }
 
-    /// A new subscription of the requested configuration starting at `start`.
+    /// A new subscription of the requested configuration starting at `start`, in its first
+    /// period, or in the billing `cycle` (anchor and current period) of the subscription it
+    /// takes over.
     fn new_subscription(
         &self,
         id: SubscriptionId,
         start: DateTime<Utc>,
         trial: &TrialOutcome,
+        cycle: Option<(DateTime<Utc>, Period)>,
     ) -> Result<Subscription, Error> {
         let terms = trial.terms;
         let status = match (start > self.now, terms.is_some()) {
@@ -939,9 +951,10 @@ impl<'a, 'c> Decider<'a, 'c> {
             (false, true) => SubscriptionStatus::InTrial,
             (false, false) => SubscriptionStatus::Active,
         };
-        let (anchor, current_period) = match (terms, self.valid.config.billing_period) {
-            (Some(t), _) => (Some(t.end), Some(Period { start, end: t.end })),
-            (None, Some(period)) => {
+        let (anchor, current_period) = match (terms, self.valid.config.billing_period, cycle) {
+            (Some(t), _, _) => (Some(t.end), Some(Period { start, end: t.end })),
+            (None, Some(_), Some((anchor, period))) => (Some(anchor), Some(period)),
+            (None, Some(period), None) => {
                 let series = PeriodSeries::new(start, period);
                 // A subscription starting now or later is in its first period.
                 let containing = if self.now > start {
@@ -955,7 +968,7 @@ impl<'a, 'c> Decider<'a, 'c> {
                 };
                 (Some(start), Some(current))
             }
-            (None, None) => (None, None),
+            (None, None, _) => (None, None),
         };
         Ok(Subscription {
             id,
@@ -1061,7 +1074,7 @@ impl<'a, 'c> Decider<'a, 'c> {
                 d.change_type = self.classify(current)?;
             }
         }
-        let sub = self.new_subscription(self.new_id()?, start, &d.trial)?;
+        let sub = self.new_subscription(self.new_id()?, start, &d.trial, None)?;
         d.explanation.push(Step::Waits {
             subscription: sub.id.clone(),
             start,
@@ -1088,7 +1101,7 @@ impl<'a, 'c> Decider<'a, 'c> {
                 subscription: paid.id.clone(),
             });
         }
-        let sub = self.new_subscription(self.new_id()?, start, &d.trial)?;
+        let sub = self.new_subscription(self.new_id()?, start, &d.trial, None)?;
         d.explanation.push(Step::TrialStarts {
             subscription: sub.id.clone(),
             until: sub.trial_end.unwrap_or(start),
@@ -1109,7 +1122,7 @@ impl<'a, 'c> Decider<'a, 'c> {
             TrialConversion::AtTrialEnd if trial_end > self.now => {
                 self.replace_waiting(d, scope.waiting_paid);
                 d.end(&trial.id, trial_end, CancelReason::TrialConverted);
-                let sub = self.new_subscription(self.new_id()?, trial_end, &d.trial)?;
+                let sub = self.new_subscription(self.new_id()?, trial_end, &d.trial, None)?;
                 d.explanation.push(Step::ConvertsAtTrialEnd {
                     subscription: sub.id.clone(),
                     trial: trial.id.clone(),
@@ -1132,7 +1145,7 @@ impl<'a, 'c> Decider<'a, 'c> {
     /// A non-trial subscription that starts now or started in the past. A backdated start
     /// charges nothing now: its first charge is at the next period start.
     fn start_now(&self, d: &mut ProvisionDecision, start: DateTime<Utc>) -> Result<(), Error> {
-        let mut sub = self.new_subscription(self.new_id()?, start, &d.trial)?;
+        let mut sub = self.new_subscription(self.new_id()?, start, &d.trial, None)?;
         if self.valid.plan.pricing_type == PricingType::Paid {
             d.effects.paid_product = Some(self.valid.plan.product.clone());
         }
@@ -1424,10 +1437,19 @@ impl<'a, 'c> Decider<'a, 'c> {
         direction: ChangeType,
     ) -> Result<(), Error> {
         let now = self.now;
+        let anchor_choice = self.request.billing_cycle_anchor.unwrap_or_default();
+        let keep_period = anchor_choice == BillingCycleAnchor::Unchanged
+            && current.billing_period().is_some()
+            && current.billing_period() == self.valid.config.billing_period
+            && current.current_period.is_some_and(|p| p.contains(now));
+        let kept = current
+            .billing_anchor
+            .zip(current.current_period)
+            .filter(|_| keep_period);
         let mut sub = match self.in_place {
             Some(change) => self.updated(change)?,
             None => {
-                let mut sub = self.new_subscription(self.new_id()?, now, &d.trial)?;
+                let mut sub = self.new_subscription(self.new_id()?, now, &d.trial, kept)?;
                 if sub.coupon.is_none() {
                     sub.coupon = current.coupon.clone();
                 }
@@ -1452,11 +1474,6 @@ impl<'a, 'c> Decider<'a, 'c> {
             d.effects.paid_product = Some(self.valid.plan.product.clone());
         }
         self.reset_usage(d, current, &sub.config);
-        let anchor_choice = self.request.billing_cycle_anchor.unwrap_or_default();
-        let keep_period = anchor_choice == BillingCycleAnchor::Unchanged
-            && current.billing_period().is_some()
-            && current.billing_period() == self.valid.config.billing_period
-            && current.current_period.is_some_and(|p| p.contains(now));
         // Credits with no invoice of the new subscription to go on.
         let mut leftover = Vec::new();
         if self.in_place.is_some() && !keep_period {
@@ -1474,8 +1491,7 @@ impl<'a, 'c> Decider<'a, 'c> {
             .currency
             .or_else(|| current.charges.first().map(|c| c.currency));
         if keep_period {
-            let (Some(period), Some(anchor)) = (current.current_period, current.billing_anchor)
-            else {
+            let Some((anchor, period)) = kept else {
                 return Err(Error::new(
                     ErrorCode::InvalidArgumentError,
                     "the current subscription has no billing period",
