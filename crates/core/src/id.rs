@@ -79,6 +79,22 @@ macro_rules! ids {
 }
 
 /// Reads an id's text straight into its shared string.
+/// `<owner>-<kind>-<n>`, the form of the ids Tollgate gives (`c1-inv-3`, `c1-sub-2`).
+pub(crate) fn numbered(owner: &str, kind: &str, n: usize) -> String {
+    let mut digits = itoa::Buffer::new();
+    let digits = digits.format(n);
+    let length = owner
+        .len()
+        .saturating_add(kind.len())
+        .saturating_add(digits.len())
+        .saturating_add(2);
+    let mut id = String::with_capacity(length);
+    for part in [owner, "-", kind, "-", digits] {
+        id.push_str(part);
+    }
+    id
+}
+
 struct IdVisitor;
 
 impl Visitor<'_> for IdVisitor {

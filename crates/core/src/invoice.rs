@@ -331,9 +331,9 @@ impl Invoice {
 /// The next invoice id of the customer: `<customer>-inv-<n>`.
 #[must_use]
 pub fn next_invoice_id(state: &crate::customer::CustomerState) -> String {
-    format!(
-        "{}-inv-{}",
-        state.customer.id,
-        state.invoices.len().saturating_add(1)
+    crate::id::numbered(
+        state.customer.id.as_str(),
+        "inv",
+        state.invoices.len().saturating_add(1),
     )
 }

@@ -1814,7 +1814,7 @@ pub(crate) fn generate_id(state: &CustomerState) -> SubscriptionId {
     let mut n = state.subscriptions.len();
     loop {
         n = n.saturating_add(1);
-        let id = SubscriptionId::new(format!("{}-sub-{n}", state.customer.id));
+        let id = SubscriptionId::new(crate::id::numbered(state.customer.id.as_str(), "sub", n));
         if state.subscription(id.as_str()).is_none() || n == usize::MAX {
             return id;
         }
