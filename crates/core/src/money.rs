@@ -297,16 +297,19 @@ pub fn mul_div(
         .checked_add(i64::from(denominator.scale()))
         .and_then(|e| e.checked_sub(i64::from(amount.scale())))
         .and_then(|e| e.checked_sub(i64::from(numerator.scale())));
-    let product = amount.mantissa().checked_mul(numerator.mantissa());
+    let product = product(amount.mantissa(), numerator.mantissa());
     let divisor = denominator.mantissa();
     let (top, bottom) = match exponent.map(|e| (e, u32::try_from(e.unsigned_abs()))) {
         Some((e, Ok(shift))) if e >= 0 => (
             product
                 .zip(pow10(shift))
-                .and_then(|(p, f)| p.checked_mul(f)),
+                .and_then(|(p, f)| self::product(p, f)),
             Some(divisor),
         ),
-        Some((_, Ok(shift))) => (product, pow10(shift).and_then(|f| f.checked_mul(divisor))),
+        Some((_, Ok(shift))) => (
+            product,
+            pow10(shift).and_then(|f| self::product(f, divisor)),
+        ),
         _ => (None, None),
     };
     let exact = top
@@ -323,9 +326,37 @@ pub fn mul_div(
     Ok(currency.round(product, mode))
 }
 
+/// `a × b`, when it fits.
+fn product(a: i128, b: i128) -> Option<i128> {
+    match (i64::try_from(a), i64::try_from(b)) {
+        // Two 64-bit factors make at most 126 bits: the product cannot wrap.
+        (Ok(a), Ok(b)) => Some(i128::from(a).wrapping_mul(i128::from(b))),
+        _ => a.checked_mul(b),
+    }
+}
+
+/// The powers of ten an `i128` holds: `10^0` to `10^38`.
+#[allow(
+    clippy::indexing_slicing,
+    clippy::arithmetic_side_effects,
+    reason = "evaluated while compiling: a bad index or an overflow fails the build"
+)]
+const POWERS_OF_TEN: [i128; 39] = {
+    let mut powers = [1i128; 39];
+    let mut i = 1;
+    while i < powers.len() {
+        powers[i] = powers[i - 1] * 10;
+        i += 1;
+    }
+    powers
+};
+
 /// `10^exponent`, when it fits.
 fn pow10(exponent: u32) -> Option<i128> {
-    10i128.checked_pow(exponent)
+    usize::try_from(exponent)
+        .ok()
+        .and_then(|e| POWERS_OF_TEN.get(e))
+        .copied()
 }
 
 /// `numerator / denominator` rounded to a whole number with `mode`; `None` for a zero
@@ -492,6 +523,28 @@ mod tests {
             jpy.round(d("100.5"), RoundingMode::HalfEven).to_string(),
             "100"
         );
+    }
+
+    #[test]
+    fn every_power_of_ten_an_i128_holds_is_there() {
+        for e in 0..=38 {
+            assert_eq!(pow10(e), 10i128.checked_pow(e), "10^{e}");
+        }
+        assert_eq!(pow10(39), None);
+        assert_eq!(pow10(u32::MAX), None);
+    }
+
+    #[test]
+    fn a_product_is_exact_or_refused() {
+        let wide = i128::from(i64::MAX);
+        assert_eq!(product(wide, wide), Some(wide * wide));
+        assert_eq!(
+            product(i128::from(i64::MIN), -1),
+            Some(-i128::from(i64::MIN))
+        );
+        assert_eq!(product(wide + 1, 3), Some((wide + 1) * 3));
+        assert_eq!(product(i128::MAX, 2), None);
+        assert_eq!(product(-7, 6), Some(-42));
     }
 
     #[test]
