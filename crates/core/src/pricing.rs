@@ -377,7 +377,9 @@ pub fn scheme_amount(scheme: &UnitScheme, quantity: u64) -> Result<SchemeAmount,
                 let units = top.saturating_sub(below);
                 if units > 0 {
                     total = money::add(total, money::mul(tier.unit_price, Decimal::from(units))?)?;
-                    total = money::add(total, tier.flat_price)?;
+                    if !tier.flat_price.is_zero() {
+                        total = money::add(total, tier.flat_price)?;
+                    }
                 }
                 below = top.max(below);
             }
