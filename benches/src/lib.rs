@@ -1,6 +1,8 @@
-//! Generators shared by the criterion benchmarks.
+//! Generators and setups shared by the criterion benchmarks and `decide-loop`.
 
 use serde_json::{Value, json};
+
+pub mod reference;
 
 /// Products of a generated catalog; plan `i` belongs to `PRODUCTS[i % 2]`.
 const PRODUCTS: [&str; 2] = ["analytics", "workspaces"];
