@@ -11,7 +11,7 @@
 use criterion::{Criterion, criterion_group, criterion_main};
 use serde_json::json;
 use std::hint::black_box;
-use tollgate_benches::reference::upgrade;
+use tollgate_benches::setup::upgrade;
 use tollgate_core::estimate::estimate_subscription;
 use tollgate_core::provision::ProvisionRequest;
 

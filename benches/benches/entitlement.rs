@@ -15,13 +15,10 @@ use criterion::{Criterion, criterion_group, criterion_main};
 use serde_json::{Value, json};
 use std::collections::HashMap;
 use std::hint::black_box;
+use tollgate_benches::setup::{paying_customer, provisioned};
 use tollgate_core::Catalog;
-use tollgate_core::coupon::Redemptions;
-use tollgate_core::customer::{Customer, CustomerState};
+use tollgate_core::customer::CustomerState;
 use tollgate_core::entitlement::EntitlementSet;
-use tollgate_core::id::CustomerId;
-use tollgate_core::provision::{ProvisionRequest, provision};
-use tollgate_core::settings::Settings;
 
 const FEATURES: usize = 100;
 
@@ -70,10 +67,6 @@ fn catalog() -> Catalog {
 
 /// A customer on `base` with the four add-ons, a parallel `pro` trial, and `side`.
 fn customer(catalog: &Catalog) -> CustomerState {
-    let mut customer = Customer::new(CustomerId::new("c1"));
-    customer.has_payment_method = true;
-    let mut state = CustomerState::new(customer);
-    let start = at("2025-01-01T00:00:00Z");
     let requests = [
         json!({"customerId": "c1", "planId": "base", "billingPeriod": "MONTHLY", "subscriptionId": "s1",
                "addons": [{"addonId": "a0"}, {"addonId": "a1", "quantity": 2}, {"addonId": "a2"}, {"addonId": "a3", "quantity": 3}]}),
@@ -81,19 +74,13 @@ fn customer(catalog: &Catalog) -> CustomerState {
                "trialOverride": {"isTrial": true, "trialEndDate": "2025-02-01T00:00:00Z"}}),
         json!({"customerId": "c1", "planId": "side", "billingPeriod": "MONTHLY", "subscriptionId": "s3"}),
     ];
-    for request in requests {
-        let request: ProvisionRequest = serde_json::from_value(request).expect("a valid request");
-        let decision = provision(
-            catalog,
-            &state,
-            &request,
-            &Redemptions::new(),
-            start,
-            &Settings::default(),
-        )
-        .expect("the setup provisions");
-        decision.apply(&mut state, start);
-    }
+    let state = provisioned(
+        catalog,
+        paying_customer(),
+        at("2025-01-01T00:00:00Z"),
+        requests,
+    )
+    .expect("the setup provisions");
     assert_eq!(state.subscriptions.len(), 3);
     state
 }

@@ -11,12 +11,10 @@ use chrono::{DateTime, Utc};
 use criterion::{Criterion, criterion_group, criterion_main};
 use serde_json::json;
 use std::hint::black_box;
+use tollgate_benches::setup::{paying_customer, provisioned};
 use tollgate_core::Catalog;
-use tollgate_core::coupon::Redemptions;
-use tollgate_core::customer::{Customer, CustomerState};
-use tollgate_core::id::CustomerId;
+use tollgate_core::customer::CustomerState;
 use tollgate_core::lifecycle::advance;
-use tollgate_core::provision::{ProvisionRequest, provision};
 use tollgate_core::settings::Settings;
 
 const REFERENCE: &[u8] = include_bytes!("../../crates/core/tests/data/reference-catalog.json");
@@ -26,28 +24,19 @@ fn at(text: &str) -> DateTime<Utc> {
 }
 
 fn customer(catalog: &Catalog) -> CustomerState {
-    let mut customer = Customer::new(CustomerId::new("c1"));
-    customer.has_payment_method = true;
-    let mut state = CustomerState::new(customer);
-    let start = at("2025-01-01T00:00:00Z");
-    for (i, quantity) in (50..60).enumerate() {
-        let request: ProvisionRequest = serde_json::from_value(json!({
+    let requests = (50..60).enumerate().map(|(i, quantity)| {
+        json!({
             "customerId": "c1", "planId": "ws-plus", "billingPeriod": "MONTHLY",
             "resourceId": format!("r{i}"), "subscriptionId": format!("w{i}"),
-            "billableFeatures": [{"featureId": "storage-gb", "quantity": quantity}]}))
-        .expect("a valid request");
-        let decision = provision(
-            catalog,
-            &state,
-            &request,
-            &Redemptions::new(),
-            start,
-            &Settings::default(),
-        )
-        .expect("the setup provisions");
-        decision.apply(&mut state, start);
-    }
-    state
+            "billableFeatures": [{"featureId": "storage-gb", "quantity": quantity}]})
+    });
+    provisioned(
+        catalog,
+        paying_customer(),
+        at("2025-01-01T00:00:00Z"),
+        requests,
+    )
+    .expect("the setup provisions")
 }
 
 fn bench(c: &mut Criterion) {

@@ -12,12 +12,11 @@ use chrono::{DateTime, Utc};
 use criterion::{BenchmarkId, Criterion, SamplingMode, criterion_group, criterion_main};
 use serde_json::{Value, json};
 use std::hint::black_box;
-use tollgate_benches::generated_catalog;
+use tollgate_benches::{generated_catalog, setup};
 use tollgate_core::Catalog;
 use tollgate_core::change::ChangeType;
 use tollgate_core::coupon::Redemptions;
-use tollgate_core::customer::{Customer, CustomerState};
-use tollgate_core::id::CustomerId;
+use tollgate_core::customer::CustomerState;
 use tollgate_core::provision::{ProvisionRequest, provision};
 use tollgate_core::settings::Settings;
 
@@ -30,23 +29,13 @@ fn request(value: Value) -> ProvisionRequest {
 }
 
 fn provisioned(catalog: &Catalog, requests: impl IntoIterator<Item = Value>) -> CustomerState {
-    let mut customer = Customer::new(CustomerId::new("c1"));
-    customer.has_payment_method = true;
-    let mut state = CustomerState::new(customer);
-    let start = at("2025-01-01T00:00:00Z");
-    for value in requests {
-        let decision = provision(
-            catalog,
-            &state,
-            &request(value),
-            &Redemptions::new(),
-            start,
-            &Settings::default(),
-        )
-        .expect("the setup provisions");
-        decision.apply(&mut state, start);
-    }
-    state
+    setup::provisioned(
+        catalog,
+        setup::paying_customer(),
+        at("2025-01-01T00:00:00Z"),
+        requests,
+    )
+    .expect("the setup provisions")
 }
 
 /// Plan 4 extends plan 2 (both of the single-subscription product): an upgrade applied now,

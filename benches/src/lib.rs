@@ -2,7 +2,7 @@
 
 use serde_json::{Value, json};
 
-pub mod reference;
+pub mod setup;
 
 /// Products of a generated catalog; plan `i` belongs to `PRODUCTS[i % 2]`.
 const PRODUCTS: [&str; 2] = ["analytics", "workspaces"];

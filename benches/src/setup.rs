@@ -1,6 +1,7 @@
-//! The decision the `decision` benchmark times, shared with `decide-loop`: an upgrade on the
-//! reference catalog (`crates/core/tests/data/reference-catalog.json`) for a customer with 5
-//! live subscriptions, with add-ons, proration and tax.
+//! Customers the benchmarks set up, and the decision the `decision` benchmark times (shared
+//! with `decide-loop`): an upgrade on the reference catalog
+//! (`crates/core/tests/data/reference-catalog.json`) for a customer with 5 live
+//! subscriptions, with add-ons, proration and tax.
 
 use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
@@ -57,10 +58,14 @@ impl Upgrade {
     }
 }
 
-/// Why the setup failed, in words.
+/// Why a benchmark's setup failed, in words.
 pub type SetupError = String;
 
-fn instant(text: &str) -> Result<DateTime<Utc>, SetupError> {
+/// The instant `text` (RFC 3339).
+///
+/// # Errors
+/// Text that is no instant.
+pub fn instant(text: &str) -> Result<DateTime<Utc>, SetupError> {
     text.parse().map_err(|_| invalid(text))
 }
 
@@ -68,25 +73,18 @@ fn invalid(what: impl std::fmt::Display) -> SetupError {
     format!("the benchmark setup is invalid: {what}")
 }
 
-/// The customer of the upgrade, on the reference catalog: `starter` (monthly, no trial), a
-/// parallel `pro` trial and three `ws-plus` workspaces, all started on 2025-01-01.
+/// The state of `customer` after provisioning each of `requests` (JSON, FORMAT.md §3) at
+/// `start` with the default settings, as the benchmarks set their customers up.
 ///
 /// # Errors
-/// Any error of provisioning the five subscriptions (none on the reference catalog).
-pub fn customer(catalog: &Catalog) -> Result<CustomerState, SetupError> {
-    let mut customer = Customer::new(CustomerId::new("c1"));
-    customer.has_payment_method = true;
-    customer.tax_percentage = Some(Decimal::from(20));
+/// A request that does not parse or does not provision.
+pub fn provisioned(
+    catalog: &Catalog,
+    customer: Customer,
+    start: DateTime<Utc>,
+    requests: impl IntoIterator<Item = serde_json::Value>,
+) -> Result<CustomerState, SetupError> {
     let mut state = CustomerState::new(customer);
-    let start = instant("2025-01-01T00:00:00Z")?;
-    let mut requests = vec![
-        json!({"customerId": "c1", "planId": "starter", "billingPeriod": "MONTHLY", "skipTrial": true, "subscriptionId": "s1"}),
-        json!({"customerId": "c1", "planId": "pro", "billingPeriod": "MONTHLY", "subscriptionId": "s2", "trialOverride": {"isTrial": true, "trialEndDate": "2025-02-01T00:00:00Z"}}),
-    ];
-    for (i, resource) in ["w1", "w2", "w3"].iter().enumerate() {
-        requests.push(json!({"customerId": "c1", "planId": "ws-plus", "billingPeriod": "MONTHLY", "resourceId": resource,
-            "subscriptionId": format!("w{i}"), "billableFeatures": [{"featureId": "storage-gb", "quantity": 50}]}));
-    }
     for request in requests {
         let request: ProvisionRequest = serde_json::from_value(request).map_err(invalid)?;
         let decision = provision(
@@ -101,6 +99,39 @@ pub fn customer(catalog: &Catalog) -> Result<CustomerState, SetupError> {
         decision.apply(&mut state, start);
     }
     Ok(state)
+}
+
+/// Customer `c1`, with a payment method.
+#[must_use]
+pub fn paying_customer() -> Customer {
+    let mut customer = Customer::new(CustomerId::new("c1"));
+    customer.has_payment_method = true;
+    customer
+}
+
+/// The customer of the upgrade, on the reference catalog: `starter` (monthly, no trial), a
+/// parallel `pro` trial and three `ws-plus` workspaces, all started on 2025-01-01, taxed at
+/// 20 %.
+///
+/// # Errors
+/// Any error of provisioning the five subscriptions (none on the reference catalog).
+pub fn customer(catalog: &Catalog) -> Result<CustomerState, SetupError> {
+    let mut customer = paying_customer();
+    customer.tax_percentage = Some(Decimal::from(20));
+    let mut requests = vec![
+        json!({"customerId": "c1", "planId": "starter", "billingPeriod": "MONTHLY", "skipTrial": true, "subscriptionId": "s1"}),
+        json!({"customerId": "c1", "planId": "pro", "billingPeriod": "MONTHLY", "subscriptionId": "s2", "trialOverride": {"isTrial": true, "trialEndDate": "2025-02-01T00:00:00Z"}}),
+    ];
+    for (i, resource) in ["w1", "w2", "w3"].iter().enumerate() {
+        requests.push(json!({"customerId": "c1", "planId": "ws-plus", "billingPeriod": "MONTHLY", "resourceId": resource,
+            "subscriptionId": format!("w{i}"), "billableFeatures": [{"featureId": "storage-gb", "quantity": 50}]}));
+    }
+    provisioned(
+        catalog,
+        customer,
+        instant("2025-01-01T00:00:00Z")?,
+        requests,
+    )
 }
 
 /// The upgrade: `pro` with 12 seats, `priority-support` and 2 × `extra-projects`, on

@@ -5,7 +5,7 @@
 
 use std::hint::black_box;
 use std::process::ExitCode;
-use tollgate_benches::reference::upgrade;
+use tollgate_benches::setup::upgrade;
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
