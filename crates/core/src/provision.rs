@@ -1595,11 +1595,14 @@ impl<'a, 'c> Decider<'a, 'c> {
                 }
             }
         }
+        let mut currency = currency;
         if self.in_place.is_none() {
             let usage = self.replaced_usage(d, current)?;
+            // A plan priced only by usage has no recurring charge to name the currency.
+            currency = currency.or(usage.currency);
             match d.charge.as_mut() {
-                Some(charge) => charge.lines.extend(usage),
-                None => leftover.extend(usage),
+                Some(charge) => charge.lines.extend(usage.lines),
+                None => leftover.extend(usage.lines),
             }
         }
         if let (false, Some(currency)) = (leftover.is_empty(), currency) {
@@ -1628,19 +1631,23 @@ impl<'a, 'c> Decider<'a, 'c> {
         Ok(())
     }
 
-    /// `USAGE` lines for what `current`, replaced now, owes for usage in its current period;
-    /// the usage they bill is recorded in the effects.
+    /// The `USAGE` lines (and their currency) for what `current`, replaced now, owes for
+    /// usage in its current period; the usage they bill is recorded in the effects.
     fn replaced_usage(
         &self,
         d: &mut ProvisionDecision,
         current: &Subscription,
-    ) -> Result<Vec<InvoiceLine>, Error> {
+    ) -> Result<crate::usage::UsageBill, Error> {
+        let nothing = crate::usage::UsageBill {
+            currency: None,
+            lines: Vec::new(),
+        };
         let Some(span) = crate::usage::closing_span(current, self.now) else {
-            return Ok(Vec::new());
+            return Ok(nothing);
         };
         let prices = crate::usage::usage_prices(self.catalog, &current.config);
         if prices.is_empty() {
-            return Ok(Vec::new());
+            return Ok(nothing);
         }
         let mut usage = self.state.usage.clone();
         let bill = crate::usage::bill_usage(
@@ -1656,7 +1663,7 @@ impl<'a, 'c> Decider<'a, 'c> {
                 d.effects.usage_billed.push(taken);
             }
         }
-        Ok(bill.lines)
+        Ok(bill)
     }
 
     /// Stage P, then E's invoice: whether payment can be collected for what starts now.
