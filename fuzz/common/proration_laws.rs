@@ -1,8 +1,8 @@
 //! The `proration_laws` target: `tollgate_core::proration::fraction` under every policy, in
 //! every time zone, for spans and instants anywhere within a few centuries of 2025.
 //!
-//! The fraction is in `[0, 1]`, exactly 1 at (and before) the span's start, exactly 0 at
-//! (and after) its end, and never grows as the instant moves later. A credit computed as
+//! The fraction is in `[0, 1]`, exactly 1 at (and before) the span's start (except a `LAGO`
+//! cancellation, which counts the start day as used), exactly 0 at (and after) its end, and never grows as the instant moves later. A credit computed as
 //! proration computes it (the charged line amount times the fraction, rounded to the
 //! currency) is never negative and never exceeds the amount charged. A span that ends before
 //! it starts is an error with a code, not a panic.
@@ -120,8 +120,16 @@ pub fn exercise(input: &Input) {
             (Decimal::ZERO..=Decimal::ONE).contains(&ft),
             "{context}: fraction {ft} at {t} is outside [0, 1]"
         );
-        if t <= from {
+        // A `LAGO` cancellation counts its day as used, the span's first day too.
+        let start_day_used =
+            policy == ProrationPolicy::Lago && event == ProrationEvent::Cancellation && from < end;
+        if t < from || (t == from && !start_day_used) {
             assert_eq!(ft, Decimal::ONE, "{context}: at {t}, not after the start");
+        } else if t == from {
+            assert!(
+                ft < Decimal::ONE,
+                "{context}: the start day is not counted as used"
+            );
         } else if t >= end {
             assert_eq!(ft, Decimal::ZERO, "{context}: at {t}, not before the end");
         }

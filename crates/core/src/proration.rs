@@ -84,7 +84,12 @@ pub fn share(
             format!("span `{from}`..`{end}` ends before it starts"),
         ));
     }
-    if t <= from {
+    // `LAGO` counts the day of a cancellation as used, also the first day of the span.
+    let start_day_used = policy == ProrationPolicy::Lago
+        && event == ProrationEvent::Cancellation
+        && t == from
+        && from < end;
+    if t < from || (t == from && !start_day_used) {
         return Ok(Fraction::ONE);
     }
     if t >= end {

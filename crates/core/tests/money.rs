@@ -554,7 +554,15 @@ proptest! {
         let event = if cancel { ProrationEvent::Cancellation } else { ProrationEvent::Change };
         let f = fraction(policy, zone, from, base() + TimeDelta::seconds(at), end, event).unwrap();
         prop_assert!(f >= Decimal::ZERO && f <= Decimal::ONE);
-        prop_assert_eq!(fraction(policy, zone, from, from, end, event).unwrap(), Decimal::ONE);
+        let at_start = fraction(policy, zone, from, from, end, event).unwrap();
+        if policy == ProrationPolicy::Lago && cancel {
+            // A cancellation counts its day as used, the first day too.
+            let before = fraction(policy, zone, from, from - TimeDelta::seconds(1), end, event).unwrap();
+            prop_assert_eq!(before, Decimal::ONE);
+            prop_assert!(at_start < Decimal::ONE);
+        } else {
+            prop_assert_eq!(at_start, Decimal::ONE);
+        }
         prop_assert_eq!(fraction(policy, zone, from, end, end, event).unwrap(), Decimal::ZERO);
     }
 }
@@ -628,6 +636,32 @@ proptest! {
             }
         }
     }
+}
+
+#[test]
+fn a_lago_cancellation_at_the_period_start_counts_the_first_day_as_used() {
+    // February 2025 touches 28 dates; cancelling at its first instant leaves 27 of them.
+    let (from, end) = (t("2025-02-01T00:00:00Z"), t("2025-03-01T00:00:00Z"));
+    let lago = |at: &str, event| {
+        fraction(
+            ProrationPolicy::Lago,
+            chrono_tz::Tz::UTC,
+            from,
+            t(at),
+            end,
+            event,
+        )
+        .unwrap()
+    };
+    let cancel = ProrationEvent::Cancellation;
+    assert_eq!(lago("2025-02-01T00:00:00Z", cancel), d("27") / d("28"));
+    assert_eq!(lago("2025-02-01T01:00:00Z", cancel), d("27") / d("28"));
+    assert_eq!(lago("2025-01-31T23:59:59Z", cancel), Decimal::ONE);
+    // A change bills the change day to the new configuration: at the start, nothing is used.
+    assert_eq!(
+        lago("2025-02-01T00:00:00Z", ProrationEvent::Change),
+        Decimal::ONE
+    );
 }
 
 #[test]
