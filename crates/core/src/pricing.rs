@@ -289,27 +289,33 @@ fn in_period(
         .filter(move |(_, p)| Some(p.billing_period) == period)
 }
 
-/// An add-on's prices for the billing period. An add-on without any price is free; one
-/// priced for other periods only cannot be bought for this one.
+/// An add-on's prices for the billing period (see [`sold_for`]).
 fn addon_prices(
     addon: &Addon,
     period: Option<BillingPeriod>,
 ) -> Result<impl Iterator<Item = (usize, &Price)>, Error> {
+    sold_for(addon, period)?;
+    Ok(in_period(&addon.prices.prices, period))
+}
+
+/// Whether `addon` can be bought for `period`: an add-on without any price is free; one
+/// priced for other periods only cannot be bought for this one.
+///
+/// # Errors
+/// `BillingPeriodMissingError` for an add-on priced for other periods only.
+pub(crate) fn sold_for(addon: &Addon, period: Option<BillingPeriod>) -> Result<(), Error> {
     let prices = &addon.prices.prices;
-    if prices.is_empty() {
-        return Ok(in_period(prices, period));
+    if prices.is_empty() || prices.iter().any(|p| Some(p.billing_period) == period) {
+        return Ok(());
     }
-    if !prices.iter().any(|p| Some(p.billing_period) == period) {
-        return Err(Error::new(
-            ErrorCode::BillingPeriodMissingError,
-            format!(
-                "add-on `{}` has no {} price",
-                addon.id,
-                period.map_or("billing-period-less", BillingPeriod::as_str)
-            ),
-        ));
-    }
-    Ok(in_period(prices, period))
+    Err(Error::new(
+        ErrorCode::BillingPeriodMissingError,
+        format!(
+            "add-on `{}` has no {} price",
+            addon.id,
+            period.map_or("billing-period-less", BillingPeriod::as_str)
+        ),
+    ))
 }
 
 fn unit_price(amount: Decimal, quantity: u64) -> Result<Decimal, Error> {

@@ -599,7 +599,7 @@ fn validate<'c>(
         Some((config, true)) => config.addons.as_slice(),
         _ => &[],
     };
-    let addons = validate_addons(catalog, plan, request, held)?;
+    let addons = validate_addons(catalog, plan, billing_period, request, held)?;
     let units = validate_units(catalog, plan, country, billing_period, request)?;
     let config = Configuration {
         plan: plan.id.clone(),
@@ -660,6 +660,7 @@ const SCANNED_ADDONS: usize = 16;
 fn validate_addons(
     catalog: &Catalog,
     plan: &Plan,
+    billing_period: Option<BillingPeriod>,
     request: &ProvisionRequest,
     held: &[AddonQuantity],
 ) -> Result<Vec<AddonQuantity>, Error> {
@@ -719,6 +720,8 @@ fn validate_addons(
                 ),
             ));
         }
+        // An add-on priced only for other billing periods cannot be bought for this one.
+        crate::pricing::sold_for(addon, billing_period)?;
         dependent |= !addon.dependencies.is_empty();
         addons.push(AddonQuantity {
             addon: addon.id.clone(),

@@ -687,6 +687,10 @@ fn validation_reports_the_first_problem_in_format_order() {
     // Quantities before the promotion code.
     let input = json!({"planId": "pro", "billingPeriod": "MONTHLY", "billableFeatures": [{"featureId": "seats", "quantity": 0}], "promotionCode": "NOPE"});
     assert_eq!(w.error(JAN1, input), ErrorCode::InvalidQuantity);
+    // An add-on priced only monthly, bought annually, is an add-on's problem: before the
+    // quantities, and before a later add-on's.
+    let input = json!({"planId": "pro", "billingPeriod": "ANNUALLY", "addons": [{"addonId": "api-boost"}, {"addonId": "nope"}], "billableFeatures": [{"featureId": "seats", "quantity": 0}]});
+    assert_eq!(w.error(JAN1, input), ErrorCode::BillingPeriodMissingError);
 }
 
 #[test]
