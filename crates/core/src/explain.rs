@@ -47,6 +47,17 @@ pub enum Step {
         /// The plan replacing it.
         plan: PlanId,
     },
+    /// The live trial ends when the requested paid subscription starts later.
+    TrialEndsAtStart {
+        /// The trial.
+        trial: SubscriptionId,
+        /// Its plan.
+        trial_plan: PlanId,
+        /// The plan replacing it.
+        plan: PlanId,
+        /// When the paid subscription starts and the trial ends.
+        at: DateTime<Utc>,
+    },
     /// A waiting subscription of the same kind is replaced by the request.
     WaitingReplaced {
         /// The waiting subscription.
@@ -255,6 +266,15 @@ impl fmt::Display for Step {
             } => write!(
                 f,
                 "start: trial `{trial}` of plan `{trial_plan}` ends now, replaced by plan `{plan}`"
+            ),
+            Self::TrialEndsAtStart {
+                trial,
+                trial_plan,
+                plan,
+                at,
+            } => write!(
+                f,
+                "start: trial `{trial}` of plan `{trial_plan}` ends at {at}, when plan `{plan}` starts"
             ),
             Self::WaitingReplaced { subscription } => write!(
                 f,

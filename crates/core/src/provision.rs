@@ -1075,6 +1075,8 @@ impl<'a, 'c> Decider<'a, 'c> {
         if !is_trial {
             if let Some(current) = scope.live_paid {
                 d.change_type = self.classify(current)?;
+            } else if let Some(trial) = scope.live_trial {
+                self.trial_gives_way(d, trial, start);
             }
         }
         let sub = self.new_subscription(self.new_id()?, start, &d.trial, None)?;
@@ -1084,6 +1086,34 @@ impl<'a, 'c> Decider<'a, 'c> {
         });
         d.create(sub);
         Ok(())
+    }
+
+    /// A live trial with no paid subscription beside it ends when the paid subscription
+    /// requested for `start` starts (SPEC.md §3.S: a trial of another plan is canceled at the
+    /// new start; one of the same plan converts then). A trial that ends or is canceled by
+    /// then keeps its own end.
+    fn trial_gives_way(
+        &self,
+        d: &mut ProvisionDecision,
+        trial: &Subscription,
+        start: DateTime<Utc>,
+    ) {
+        let ends_later = |end: Option<DateTime<Utc>>| end.is_none_or(|end| end > start);
+        if !(ends_later(trial.trial_end) && ends_later(trial.cancellation_date)) {
+            return;
+        }
+        let reason = if trial.plan_id() == &self.valid.plan.id {
+            CancelReason::TrialConverted
+        } else {
+            CancelReason::UpgradeOrDowngrade
+        };
+        d.end(&trial.id, start, reason);
+        d.explanation.push(Step::TrialEndsAtStart {
+            trial: trial.id.clone(),
+            trial_plan: trial.plan_id().clone(),
+            plan: self.valid.plan.id.clone(),
+            at: start,
+        });
     }
 
     fn trial_start(

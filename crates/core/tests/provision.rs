@@ -15,6 +15,7 @@ use tollgate_core::coupon::Redemptions;
 use tollgate_core::customer::{Customer, CustomerState};
 use tollgate_core::id::CustomerId;
 use tollgate_core::invoice::{InvoiceReason, LineKind};
+use tollgate_core::lifecycle::advance;
 use tollgate_core::provision::{ProvisionDecision, ProvisionRequest, ProvisionStatus, provision};
 use tollgate_core::settings::Settings;
 use tollgate_core::subscription::{CancelReason, SubscriptionStatus};
@@ -282,6 +283,64 @@ fn paid_request_for_another_plan_ends_the_trial_now() {
     );
     assert_eq!(w.sub("p").status, SubscriptionStatus::Active);
     assert_eq!(d.effects.invoice.unwrap().total.to_string(), "159.00");
+}
+
+#[test]
+fn a_later_paid_start_ends_the_trial_when_it_starts() {
+    // Another plan: the trial is canceled at the new start, and until then it runs.
+    let mut w = World::new(true);
+    w.provision(JAN1, starter("trial"));
+    let mut later = pro("p", 2);
+    later["startDate"] = json!("2025-01-05T00:00:00Z");
+    w.provision("2025-01-02T00:00:00Z", later);
+    let trial = w.sub("trial");
+    assert_eq!(
+        (
+            trial.status,
+            trial.cancellation_date,
+            trial.pending_cancel_reason
+        ),
+        (
+            SubscriptionStatus::InTrial,
+            Some(t("2025-01-05T00:00:00Z")),
+            Some(CancelReason::UpgradeOrDowngrade)
+        )
+    );
+    let (after, _) = advance(&w.catalog, &w.state, t("2025-01-20T00:00:00Z"), &w.settings).unwrap();
+    let status = |id: &str| {
+        let sub = after.subscription(id).unwrap();
+        (sub.status, sub.cancel_reason, sub.end_date)
+    };
+    assert_eq!(
+        status("trial"),
+        (
+            SubscriptionStatus::Canceled,
+            Some(CancelReason::UpgradeOrDowngrade),
+            Some(t("2025-01-05T00:00:00Z"))
+        )
+    );
+    assert_eq!(status("p").0, SubscriptionStatus::Active);
+    // Only the paid subscription is billed: its first period, from its start.
+    assert_eq!(after.invoices.len(), 1);
+    assert_eq!(after.invoices[0].total.to_string(), "159.00");
+
+    // The same plan: the trial converts when the paid subscription starts.
+    let mut w = World::new(true);
+    w.provision(JAN1, starter("trial"));
+    let mut later = paid_starter("paid");
+    later["startDate"] = json!("2025-01-05T00:00:00Z");
+    w.provision("2025-01-02T00:00:00Z", later);
+    assert_eq!(
+        w.sub("trial").pending_cancel_reason,
+        Some(CancelReason::TrialConverted)
+    );
+    // A start after the trial's own end leaves the trial to its end behaviour.
+    let mut w = World::new(true);
+    w.provision(JAN1, starter("trial"));
+    let mut later = pro("p", 2);
+    later["startDate"] = json!("2025-02-01T00:00:00Z");
+    w.provision("2025-01-02T00:00:00Z", later);
+    assert_eq!(w.sub("trial").cancellation_date, None);
 }
 
 // ---- §3.S: non-trial A (± trial), non-trial B → plan change ----
