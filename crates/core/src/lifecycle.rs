@@ -462,11 +462,8 @@ impl Clock<'_> {
         free.trial_end_behavior = None;
         free.billing_anchor = None;
         free.current_period = None;
-        free.cancellation_date = None;
-        free.pending_cancel_reason = None;
+        free.clear_pending_cancellation();
         free.cancel_reason = None;
-        free.credit_on_cancel = false;
-        free.revoke_on_cancel = false;
         free.scheduled_updates.clear();
         free.coupon = None;
         free.charges.clear();
@@ -688,6 +685,7 @@ impl Clock<'_> {
                 next.config = update.target.clone();
                 next.start_date = self.at;
                 next.scheduled_updates.clear();
+                next.clear_pending_cancellation();
                 next.charges.clear();
                 next.pending_lines.clear();
                 next.status = SubscriptionStatus::NotStarted;

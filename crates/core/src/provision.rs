@@ -1490,17 +1490,11 @@ impl<'a, 'c> Decider<'a, 'c> {
                 sub
             }
         };
-        // Any upgrade clears a pending cancellation; other changes carry it over.
+        // An applied plan change leaves the replaced subscription's pending cancellation
+        // behind (SPEC.md §3: the new subscription starts without one); a change in place
+        // keeps it, unless it is an upgrade.
         if direction == ChangeType::Upgrade {
-            sub.cancellation_date = None;
-            sub.pending_cancel_reason = None;
-            sub.credit_on_cancel = false;
-            sub.revoke_on_cancel = false;
-        } else {
-            sub.cancellation_date = current.cancellation_date;
-            sub.pending_cancel_reason = current.pending_cancel_reason;
-            sub.credit_on_cancel = current.credit_on_cancel;
-            sub.revoke_on_cancel = current.revoke_on_cancel;
+            sub.clear_pending_cancellation();
         }
         sub.scheduled_updates.clear();
         if self.valid.plan.pricing_type == PricingType::Paid {

@@ -265,6 +265,14 @@ impl Subscription {
         &self.product == product && self.resource.as_ref() == resource
     }
 
+    /// Drops a pending cancellation: it runs on.
+    pub fn clear_pending_cancellation(&mut self) {
+        self.cancellation_date = None;
+        self.pending_cancel_reason = None;
+        self.credit_on_cancel = false;
+        self.revoke_on_cancel = false;
+    }
+
     /// Ends it at `at` for `reason`, with the status FORMAT.md §6 gives: a trial that ran out
     /// expires, every other end cancels.
     pub fn end(&mut self, at: DateTime<Utc>, reason: CancelReason) {
