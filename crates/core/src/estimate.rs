@@ -21,7 +21,7 @@ use crate::coupon::Redemptions;
 use crate::customer::CustomerState;
 use crate::error::Error;
 use crate::id::SubscriptionId;
-use crate::invoice::{self, Billing, InvoiceLine, LineKind, Settlement, TaxRate, Totals};
+use crate::invoice::{self, Billing, InvoiceLine, LineKind, TaxRate, Totals};
 use crate::money::{self, Currency};
 use crate::period::{Period, PeriodSeries};
 use crate::pricing::recurring_amount;
@@ -183,23 +183,25 @@ fn estimate_decision(
 
     let (now_settlement, range, proration) = match &decision.charge {
         Some(charge) => {
-            let settlement = invoice::settle(
-                catalog,
-                state,
-                &subject,
-                &charge.lines,
-                Billing {
-                    currency: charge.currency,
-                    period_start: charge.period.start,
-                    apply_credit: true,
-                    rounding: settings.rounding,
-                },
-            )?;
-            provision::record_discount(&mut subject, &settlement, charge.ledger_from)?;
+            let billing = Billing {
+                currency: charge.currency,
+                period_start: charge.period.start,
+                apply_credit: true,
+                rounding: settings.rounding,
+            };
             let proration = match charge.proration_date {
-                Some(date) => Some(proration_summary(date, charge.currency, &settlement)?),
+                Some(date) => Some(proration_summary(date, charge.currency, &charge.lines)?),
                 None => None,
             };
+            // Prorations that wait for the next invoice are not charged now.
+            let now_lines: Vec<_> = charge
+                .lines
+                .iter()
+                .filter(|l| !(charge.prorations_wait && l.kind.is_proration()))
+                .cloned()
+                .collect();
+            let settlement = invoice::settle(catalog, state, &subject, &now_lines, billing)?;
+            provision::record_discount(&mut subject, &settlement, charge.ledger_from)?;
             (Some(settlement), Some(charge.period), proration)
         }
         None => {
@@ -261,18 +263,12 @@ fn estimate_decision(
 fn proration_summary(
     date: DateTime<Utc>,
     currency: Currency,
-    settlement: &Settlement,
+    lines: &[InvoiceLine],
 ) -> Result<ProrationSummary, Error> {
     // Sums of rounded lines: rounding only sets the currency's places (`0.00`, not `0`).
     let sum_of = |kind: LineKind| {
-        money::sum(
-            settlement
-                .lines
-                .iter()
-                .filter(|l| l.kind == kind)
-                .map(|l| l.amount),
-        )
-        .map(|sum| currency.round(sum, crate::money::RoundingMode::HalfUp))
+        money::sum(lines.iter().filter(|l| l.kind == kind).map(|l| l.amount))
+            .map(|sum| currency.round(sum, crate::money::RoundingMode::HalfUp))
     };
     let credit = sum_of(LineKind::ProrationCredit)?.abs();
     let debit = sum_of(LineKind::ProrationDebit)?;

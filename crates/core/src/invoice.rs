@@ -54,6 +54,14 @@ pub enum LineKind {
     Usage,
 }
 
+impl LineKind {
+    /// Whether it prorates part of a period (a credit or a debit).
+    #[must_use]
+    pub fn is_proration(self) -> bool {
+        matches!(self, Self::ProrationCredit | Self::ProrationDebit)
+    }
+}
+
 /// One line of an invoice.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct InvoiceLine {

@@ -253,6 +253,16 @@ impl Carried {
         }
     }
 
+    /// The prorations `from` keeps for its next invoice, taken off it: billed when it ends
+    /// or is replaced.
+    fn pending(from: &mut Subscription) -> Self {
+        Self {
+            currency: from.charges.first().map(|c| c.currency),
+            lines: std::mem::take(&mut from.pending_lines),
+            from: Some(from.clone()),
+        }
+    }
+
     fn add(&mut self, other: Self) {
         self.from = self.from.take().or(other.from);
         self.currency = self.currency.or(other.currency);
@@ -418,6 +428,7 @@ impl Clock<'_> {
             Carried::default()
         };
         carried.add(self.close_usage(index)?);
+        carried.add(Carried::pending(self.sub_mut(index)?));
         self.issue_carried(carried)?;
         self.end(index, reason)
     }
@@ -677,6 +688,8 @@ impl Clock<'_> {
         carried.add(self.close_usage(index)?);
         match update.kind {
             ScheduledUpdateType::PlanChange => {
+                // Its waiting prorations go on the new subscription's first invoice.
+                carried.add(Carried::pending(self.sub_mut(index)?));
                 let mut next = sub.clone();
                 next.id = match update.new_subscription_id.clone() {
                     Some(id) if self.state.subscription(id.as_str()).is_none() => id,

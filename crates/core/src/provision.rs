@@ -207,6 +207,9 @@ pub struct Charge {
     pub proration_date: Option<DateTime<Utc>>,
     /// Where the ledger entries this charge pays for begin in the subscription's ledger.
     pub ledger_from: usize,
+    /// Whether its proration lines wait on the subscription for its next invoice
+    /// (`CREATE_PRORATIONS`); the other lines are billed now.
+    pub prorations_wait: bool,
 }
 
 /// Everything a decision changes.
@@ -1196,6 +1199,7 @@ impl<'a, 'c> Decider<'a, 'c> {
                     period,
                     proration_date: None,
                     ledger_from: 0,
+                    prorations_wait: false,
                 });
             }
         } else {
@@ -1577,6 +1581,7 @@ impl<'a, 'c> Decider<'a, 'c> {
                     period: remaining,
                     proration_date: Some(now),
                     ledger_from,
+                    prorations_wait: behavior == ProrationBehavior::CreateProrations,
                 });
                 if behavior == ProrationBehavior::CreateProrations {
                     d.explanation.push(Step::ProrationsWait);
@@ -1616,6 +1621,9 @@ impl<'a, 'c> Decider<'a, 'c> {
                         lines,
                         period,
                         ledger_from: 0,
+                        prorations_wait: reason == InvoiceReason::SubscriptionUpdate
+                            && self.request.proration_behavior
+                                == Some(ProrationBehavior::CreateProrations),
                         proration_date: (reason == InvoiceReason::SubscriptionUpdate)
                             .then_some(now),
                     });
@@ -1627,9 +1635,15 @@ impl<'a, 'c> Decider<'a, 'c> {
             let usage = self.replaced_usage(d, current)?;
             // A plan priced only by usage has no recurring charge to name the currency.
             currency = currency.or(usage.currency);
+            // Prorations the replaced subscription keeps for its next invoice are billed
+            // with the change.
+            let owed = usage
+                .lines
+                .into_iter()
+                .chain(current.pending_lines.iter().cloned());
             match d.charge.as_mut() {
-                Some(charge) => charge.lines.extend(usage.lines),
-                None => leftover.extend(usage.lines),
+                Some(charge) => charge.lines.extend(owed),
+                None => leftover.extend(owed),
             }
         }
         if let (false, Some(currency)) = (leftover.is_empty(), currency) {
@@ -1647,6 +1661,7 @@ impl<'a, 'c> Decider<'a, 'c> {
                 },
                 proration_date: None,
                 ledger_from: current.charges.len(),
+                prorations_wait: false,
             });
         }
         if self.in_place.is_some() {
@@ -1796,22 +1811,31 @@ impl<'a, 'c> Decider<'a, 'c> {
         if !self.settings.writes_invoices(sub.payment_collection_method) {
             return Ok(());
         }
-        if self.request.proration_behavior == Some(ProrationBehavior::CreateProrations)
-            && charge.reason == InvoiceReason::SubscriptionUpdate
-        {
-            sub.pending_lines = charge
+        // With `CREATE_PRORATIONS` a change's prorations wait on the subscription for its
+        // next invoice (after any it already has); full-period charges and usage are billed
+        // now.
+        let now_lines;
+        let lines = if charge.prorations_wait {
+            let (prorations, rest): (Vec<_>, Vec<_>) = charge
                 .lines
                 .iter()
                 .filter(|l| !l.amount.is_zero())
                 .cloned()
-                .collect();
-            return Ok(());
-        }
+                .partition(|l| l.kind.is_proration());
+            sub.pending_lines.extend(prorations);
+            now_lines = rest;
+            if now_lines.is_empty() {
+                return Ok(());
+            }
+            now_lines.as_slice()
+        } else {
+            charge.lines.as_slice()
+        };
         let settlement = invoice::settle(
             self.catalog,
             self.state,
             sub,
-            &charge.lines,
+            lines,
             invoice::Billing {
                 currency: charge.currency,
                 period_start: charge.period.start,
