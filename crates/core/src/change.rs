@@ -5,7 +5,9 @@
 //! 1. the target plan inherits, transitively, from the current one → `UPGRADE`; the current
 //!    inherits from the target → `DOWNGRADE`;
 //! 2. `FREE` → `PAID`/`CUSTOM` → `UPGRADE`, the reverse `DOWNGRADE`, both `FREE` → `NONE`;
-//! 3. otherwise the recurring amounts normalized per month (plan, units and add-ons at their
+//! 3. a change of quantities alone (same plan version, billing period, country and add-ons):
+//!    more of everything that changes → `UPGRADE`, fewer → `DOWNGRADE` (SPEC.md §5);
+//! 4. otherwise the recurring amounts normalized per month (plan, units and add-ons at their
 //!    quantities, priced in the current configuration's country) decide: higher →
 //!    `UPGRADE`, lower → `DOWNGRADE`; equal → the longer billing period is the `UPGRADE`;
 //!    still equal → `NONE`.
@@ -83,6 +85,9 @@ pub(crate) fn classify_priced(
         (false, true) => return Ok(ChangeType::Downgrade),
         (false, false) => {}
     }
+    if let Some(direction) = by_quantity(current, target) {
+        return Ok(direction);
+    }
     let before = recurring_amount(catalog, current)?;
     let priced;
     let after = match target_quote {
@@ -112,4 +117,42 @@ pub(crate) fn classify_priced(
         Ordering::Less => ChangeType::Downgrade,
         Ordering::Equal => ChangeType::None,
     })
+}
+
+/// The direction of a change of quantities alone (same plan version, billing period,
+/// country and add-ons): more of everything that changes is an `UPGRADE`, fewer a
+/// `DOWNGRADE` (SPEC.md §5), whatever tiers or packages make of the amount. `None` for any
+/// other change, or one with both more and fewer, which the amounts decide (FORMAT.md §6).
+fn by_quantity(current: &Configuration, target: &Configuration) -> Option<ChangeType> {
+    let same_frame = current.plan == target.plan
+        && current.plan_version == target.plan_version
+        && current.billing_period == target.billing_period
+        && current.country == target.country
+        && current.units.len() == target.units.len()
+        && current.addons.len() == target.addons.len();
+    if !same_frame {
+        return None;
+    }
+    let units = current
+        .units
+        .iter()
+        .map(|(feature, &before)| target.units.get(feature).map(|&after| (before, after)));
+    let addons = current.addons.iter().map(|before| {
+        target
+            .addons
+            .iter()
+            .find(|after| after.addon == before.addon && after.version == before.version)
+            .map(|after| (u64::from(before.quantity), u64::from(after.quantity)))
+    });
+    let (mut more, mut fewer) = (false, false);
+    for pair in units.chain(addons) {
+        let (before, after) = pair?;
+        more |= after > before;
+        fewer |= after < before;
+    }
+    match (more, fewer) {
+        (true, false) => Some(ChangeType::Upgrade),
+        (false, true) => Some(ChangeType::Downgrade),
+        _ => None,
+    }
 }

@@ -5,8 +5,10 @@
 //! period changes, billing anchor). It is validated, classified, timed and prorated by the
 //! very code that decides a plan change ([`crate::provision`]), so its invoice, its
 //! estimate and its scheduling follow the same rules:
-//! - more units or add-ons (by recurring amount) is an `UPGRADE` and applies now, prorated
-//!   within the current period; an upgrade clears a pending cancellation;
+//! - more units or add-ons is an `UPGRADE` and applies now, prorated within the current
+//!   period (a change of quantities alone is classified by the quantities, whatever tiers
+//!   make of the amount; a mix of more and fewer, or another add-on list, by the recurring
+//!   amount); an upgrade clears a pending cancellation;
 //! - a `DOWNGRADE` follows `scheduleStrategy` (default: the product's downgrade strategy);
 //!   scheduled, it is stored as an `UPDATE` and the current configuration (and so its
 //!   entitlement limits) stays until it applies;

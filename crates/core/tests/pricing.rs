@@ -13,6 +13,7 @@ use rust_decimal::Decimal;
 use std::collections::BTreeMap;
 use std::str::FromStr;
 use tollgate_core::catalog::{Tier, TiersMode, UnitScheme};
+use tollgate_core::change::{ChangeType, classify};
 use tollgate_core::id::{AddonId, CountryCode, FeatureId, PlanId};
 use tollgate_core::money::{Currency, RoundingMode};
 use tollgate_core::period::{BillingPeriod, PeriodSeries};
@@ -169,6 +170,39 @@ fn reference_catalog_recurring_amounts() {
         amounts,
         [d("119"), d("20"), d("49"), d("25"), d("99"), d("20")]
     );
+}
+
+#[test]
+fn a_change_of_quantities_alone_is_classified_by_the_quantities() {
+    let catalog = reference();
+    let monthly = Some(BillingPeriod::Monthly);
+    let storage = |gb| with_units(config("ws-plus", 1, monthly), "storage-gb", gb);
+    let classify = |from: &Configuration, to: &Configuration| classify(&catalog, from, to).unwrap();
+    // Volume tiers make 101 GB cheaper than 100 GB: still more storage, so an upgrade.
+    let total = |c: &Configuration| recurring_amount(&catalog, c).unwrap().total;
+    assert!(total(&storage(101)) < total(&storage(100)));
+    assert_eq!(classify(&storage(100), &storage(101)), ChangeType::Upgrade);
+    assert_eq!(
+        classify(&storage(101), &storage(100)),
+        ChangeType::Downgrade
+    );
+    // More of an add-on too.
+    let projects = |n| with_addon(config("starter", 1, monthly), "extra-projects", n);
+    assert_eq!(classify(&projects(1), &projects(3)), ChangeType::Upgrade);
+    assert_eq!(classify(&projects(3), &projects(2)), ChangeType::Downgrade);
+    // More seats and fewer add-ons is a mixed change: the amounts decide.
+    let pro = |seats, extra| {
+        with_addon(
+            with_units(config("pro", 2, monthly), "seats", seats),
+            "extra-projects",
+            extra,
+        )
+    };
+    assert_eq!(classify(&pro(2, 1), &pro(3, 2)), ChangeType::Upgrade);
+    assert_eq!(classify(&pro(2, 3), &pro(4, 1)), ChangeType::Upgrade);
+    assert_eq!(classify(&pro(4, 1), &pro(2, 3)), ChangeType::Downgrade);
+    // One seat more for two projects fewer costs the same: neither.
+    assert_eq!(classify(&pro(2, 3), &pro(3, 1)), ChangeType::None);
 }
 
 #[test]
