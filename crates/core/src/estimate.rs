@@ -165,6 +165,9 @@ fn estimate_decision(
         (Some((current, update)), _) => {
             let mut sub = stored(current)?;
             sub.config = update.target.clone();
+            if let Some(coupon) = &update.coupon {
+                sub.coupon = Some(coupon.clone());
+            }
             sub
         }
         (None, Some(sub)) => sub.clone(),

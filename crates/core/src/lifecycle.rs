@@ -696,6 +696,9 @@ impl Clock<'_> {
                     _ => generate_id(self.state),
                 };
                 next.config = update.target.clone();
+                if let Some(coupon) = update.coupon.clone() {
+                    next.coupon = Some(coupon);
+                }
                 next.start_date = self.at;
                 next.scheduled_updates.clear();
                 next.clear_pending_cancellation();

@@ -1334,6 +1334,21 @@ impl<'a, 'c> Decider<'a, 'c> {
                 ScheduledUpdateType::Update | ScheduledUpdateType::Migration => None,
             },
             strategy,
+            // An update's code replaces the coupon now, whatever the timing.
+            coupon: match kind {
+                ScheduledUpdateType::PlanChange => {
+                    self.valid
+                        .coupon
+                        .as_ref()
+                        .map(|(coupon, code)| AppliedCoupon {
+                            coupon: coupon.clone(),
+                            promotion_code: code.clone(),
+                            redeemed_at: at,
+                            invoices_discounted: 0,
+                        })
+                }
+                ScheduledUpdateType::Update | ScheduledUpdateType::Migration => None,
+            },
         })
     }
 

@@ -122,6 +122,9 @@ pub struct ScheduledUpdate {
     pub new_subscription_id: Option<SubscriptionId>,
     /// How the change was timed.
     pub strategy: ScheduleStrategy,
+    /// The coupon the request brought (plan changes): the replacing subscription gets it
+    /// instead of the current one's, from when it applies.
+    pub coupon: Option<AppliedCoupon>,
 }
 
 /// A charge made for one price component over the span it covered: the ledger that

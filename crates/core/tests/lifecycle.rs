@@ -360,6 +360,7 @@ fn a_scheduled_billing_period_update_at_the_period_end_starts_a_new_series_there
             target,
             new_subscription_id: None,
             strategy: ScheduleStrategy::EndOfBillingPeriod,
+            coupon: None,
         });
     let events = w.events_at("2025-02-28T00:00:00Z");
     assert_eq!(
@@ -412,6 +413,7 @@ fn a_scheduled_update_that_keeps_the_billing_period_renews_without_a_usage_reset
             target,
             new_subscription_id: None,
             strategy: ScheduleStrategy::EndOfBillingPeriod,
+            coupon: None,
         });
     let events = w.events_at("2025-02-01T00:00:00Z");
     assert_eq!(
