@@ -486,6 +486,16 @@ pub(crate) fn decide(
                 request.trial_override.as_ref(),
                 start,
             )?;
+            // A backdated trial that is over already would bill its conversion in the past.
+            if let Some(terms) = trial.terms.filter(|terms| terms.end <= now) {
+                return Err(Error::new(
+                    ErrorCode::InvalidArgumentError,
+                    format!(
+                        "the trial from `{start}` would have ended at `{}`, before now: skip the trial or start later",
+                        terms.end
+                    ),
+                ));
+            }
             explanation.push(Step::Trial {
                 decision: trial.decision,
                 reason: trial.reason.clone(),

@@ -176,6 +176,17 @@ fn nothing_in_scope_backdated_start_is_live_from_then_and_charges_nothing_now() 
     assert_eq!(s.current_period.unwrap().start, t("2024-12-20T00:00:00Z"));
     assert_eq!(s.current_period.unwrap().end, t("2025-01-20T00:00:00Z"));
     assert!(d.effects.invoice.is_none());
+    // A backdated trial still running runs to its end; one over already is refused (see
+    // `every_provisioning_error_code`).
+    let mut w = World::new(true);
+    let mut trial = starter("t1");
+    trial["startDate"] = json!("2024-12-25T00:00:00Z");
+    w.provision(JAN1, trial);
+    let s = w.sub("t1");
+    assert_eq!(
+        (s.status, s.trial_end),
+        (SubscriptionStatus::InTrial, Some(t("2025-01-08T00:00:00Z")))
+    );
 }
 
 // ---- §3.S: non-trial A, trial of plan B → parallel ----
@@ -726,6 +737,16 @@ fn every_provisioning_error_code() {
         ),
         (
             json!({"planId": "starter", "billingPeriod": "MONTHLY", "trialOverride": {"isTrial": true, "trialEndDate": "2024-12-01T00:00:00Z"}}),
+            ErrorCode::InvalidArgumentError,
+        ),
+        // Backdated trials already over, by default and by override.
+        (
+            json!({"planId": "starter", "billingPeriod": "MONTHLY", "startDate": "2024-12-01T00:00:00Z"}),
+            ErrorCode::InvalidArgumentError,
+        ),
+        (
+            json!({"planId": "starter", "billingPeriod": "MONTHLY", "startDate": "2024-12-01T00:00:00Z",
+                   "trialOverride": {"isTrial": true, "trialEndDate": "2024-12-20T00:00:00Z"}}),
             ErrorCode::InvalidArgumentError,
         ),
     ];
