@@ -18,7 +18,6 @@ use crate::id::{CountryCode, CustomerId};
 use crate::money;
 use crate::provision::{ProvisionDecision, ProvisionRequest, provision};
 use crate::settings::Settings;
-use crate::trial::TrialOverride;
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 use rust_decimal::Decimal;
@@ -218,13 +217,15 @@ pub fn provision_customer(
         StartSetup::PlanSelection => (SubscriptionDecisionStrategy::RequestedPlan, requested),
         StartSetup::FreePlan(start) => (
             SubscriptionDecisionStrategy::PredefinedFreePlan,
-            predefined(requested, start.clone(), None, false),
+            predefined(requested, start.clone(), None),
         ),
         StartSetup::TrialPeriod(start) => {
+            // The start plan's own trial (catalog validation makes sure it has one), under
+            // the usual eligibility: a customer who had one gets the paid flow (SPEC.md §3.T).
             let period = requested.billing_period;
             (
                 SubscriptionDecisionStrategy::PredefinedTrialPlan,
-                predefined(requested, start.clone(), period, true),
+                predefined(requested, start.clone(), period),
             )
         }
     };
@@ -240,7 +241,6 @@ fn predefined(
     requested: ProvisionRequest,
     plan: crate::id::PlanId,
     billing_period: Option<crate::period::BillingPeriod>,
-    trial: bool,
 ) -> ProvisionRequest {
     ProvisionRequest {
         customer_id: requested.customer_id,
@@ -256,11 +256,7 @@ fn predefined(
         billing_country_code: requested.billing_country_code,
         start_date: requested.start_date,
         skip_trial: false,
-        trial_override: trial.then_some(TrialOverride {
-            is_trial: true,
-            trial_end_date: None,
-            end_behavior: None,
-        }),
+        trial_override: None,
         schedule_strategy: None,
         billing_cycle_anchor: None,
         proration_behavior: None,

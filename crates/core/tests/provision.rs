@@ -862,6 +862,35 @@ fn provision_customer_follows_the_journey_start_setup() {
         (sub.plan_id().as_str(), sub.status),
         ("starter", SubscriptionStatus::InTrial)
     );
+    // The journey's trial is the start plan's own, under the usual eligibility: a customer
+    // who had one gets the paid flow.
+    let again: tollgate_core::journey::ProvisionCustomerRequest = serde_json::from_value(
+        json!({"customerId": "c8", "hasPaymentMethod": true, "subscriptionParams": {"planId": "pro", "billingPeriod": "MONTHLY", "subscriptionId": "second"}}),
+    )
+    .unwrap();
+    let again = tollgate_core::journey::provision_customer(
+        &trial_catalog,
+        Some(&state),
+        &again,
+        &Redemptions::new(),
+        t("2025-01-03T00:00:00Z"),
+        &Settings::default(),
+    )
+    .unwrap();
+    assert_eq!(again.strategy, S::PredefinedTrialPlan);
+    let decision = again.subscription.as_ref().unwrap();
+    assert_eq!(decision.trial.decision, TrialDecision::NotEligible);
+    let state = again.into_state(t("2025-01-03T00:00:00Z"));
+    // A paid subscription of the trial's plan: it converts the running trial at its end.
+    let second = state.subscription("second").unwrap();
+    assert_eq!(
+        (second.is_trial, second.status, second.start_date),
+        (
+            false,
+            SubscriptionStatus::NotStarted,
+            t("2025-01-15T00:00:00Z")
+        )
+    );
 
     let bad_zone = provision_customer_with(
         &catalog,
