@@ -1512,8 +1512,16 @@ impl<'a, 'c> Decider<'a, 'c> {
             Some(change) => self.updated(change)?,
             None => {
                 let mut sub = self.new_subscription(self.new_id()?, now, &d.trial, kept)?;
+                // What the request leaves out carries over from the replaced subscription:
+                // its coupon, its tax rate and how it is collected.
                 if sub.coupon.is_none() {
                     sub.coupon = current.coupon.clone();
+                }
+                if self.request.tax_percentage.is_none() {
+                    sub.tax_percentage = current.tax_percentage;
+                }
+                if self.request.payment_collection_method.is_none() {
+                    sub.payment_collection_method = current.payment_collection_method;
                 }
                 d.end(&current.id, now, CancelReason::UpgradeOrDowngrade);
                 sub

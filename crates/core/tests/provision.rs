@@ -18,7 +18,7 @@ use tollgate_core::invoice::{InvoiceReason, LineKind};
 use tollgate_core::lifecycle::advance;
 use tollgate_core::provision::{ProvisionDecision, ProvisionRequest, ProvisionStatus, provision};
 use tollgate_core::settings::Settings;
-use tollgate_core::subscription::{CancelReason, SubscriptionStatus};
+use tollgate_core::subscription::{CancelReason, PaymentCollectionMethod, SubscriptionStatus};
 use tollgate_core::trial::TrialDecision;
 use tollgate_core::{Catalog, ErrorCode};
 
@@ -395,6 +395,31 @@ fn upgrade_applies_now_with_stripe_proration_and_keeps_the_period() {
         ]
     );
     assert_eq!(invoice.total.to_string(), "76.81");
+}
+
+#[test]
+fn a_plan_change_keeps_the_tax_rate_and_collection_method_the_request_leaves_out() {
+    let mut w = World::new(true);
+    let mut first = paid_starter("s1");
+    first["taxPercentage"] = json!(17);
+    first["paymentCollectionMethod"] = json!("INVOICE");
+    w.provision(JAN1, first);
+    w.provision("2025-01-10T00:00:00Z", pro("p1", 2));
+    let p1 = w.sub("p1");
+    assert_eq!(
+        (p1.tax_percentage, p1.payment_collection_method),
+        (Some(17.into()), PaymentCollectionMethod::Invoice)
+    );
+    // What the request gives wins.
+    let mut next = pro("p2", 3);
+    next["taxPercentage"] = json!(5);
+    next["paymentCollectionMethod"] = json!("CHARGE");
+    w.provision("2025-01-11T00:00:00Z", next);
+    let p2 = w.sub("p2");
+    assert_eq!(
+        (p2.tax_percentage, p2.payment_collection_method),
+        (Some(5.into()), PaymentCollectionMethod::Charge)
+    );
 }
 
 #[test]
