@@ -192,8 +192,11 @@ fn estimate_decision(
                 apply_credit: true,
                 rounding: settings.rounding,
             };
+            // The proration of this change alone, without earlier ones billed with it.
+            let own = charge.lines.len().saturating_sub(charge.earlier_prorations);
+            let own_lines = charge.lines.get(..own).unwrap_or(&charge.lines);
             let proration = match charge.proration_date {
-                Some(date) => Some(proration_summary(date, charge.currency, &charge.lines)?),
+                Some(date) => Some(proration_summary(date, charge.currency, own_lines)?),
                 None => None,
             };
             // Prorations that wait for the next invoice are not charged now.

@@ -606,13 +606,7 @@ impl Clock<'_> {
     /// any, as replaced by `sub`: returns the credit for its unused time and the usage of
     /// its closing period, and applies the usage reset of the change.
     fn replace_live(&mut self, sub: &Subscription, trial: bool) -> Result<Carried, Error> {
-        let replaced = self.state.subscriptions.iter().position(|s| {
-            s.id != sub.id
-                && s.in_scope(&sub.product, sub.resource.as_ref())
-                && s.is_trial == trial
-                && s.status.is_live()
-        });
-        let Some(r) = replaced else {
+        let Some(r) = self.live_beside(sub, trial) else {
             return Ok(Carried::default());
         };
         let old = self.sub(r)?.clone();
@@ -628,9 +622,42 @@ impl Clock<'_> {
         )?;
         let mut carried = Carried::credits(&old, credits);
         carried.add(self.close_usage(r)?);
+        carried.add(Carried::pending(self.sub_mut(r)?));
         self.end(r, CancelReason::UpgradeOrDowngrade)?;
         self.reset_usage(&old.config, sub);
         Ok(carried)
+    }
+
+    /// The live subscription of the given kind (trial or not) in `sub`'s scope, other than
+    /// `sub`.
+    fn live_beside(&self, sub: &Subscription, trial: bool) -> Option<usize> {
+        self.state.subscriptions.iter().position(|s| {
+            s.id != sub.id
+                && s.in_scope(&sub.product, sub.resource.as_ref())
+                && s.is_trial == trial
+                && s.status.is_live()
+        })
+    }
+
+    /// A non-trial subscription starting where a trial runs alone ends the trial
+    /// (SPEC.md §3.S): converted for the same plan, canceled for another. Beside a live
+    /// non-trial subscription (which the start replaces) the trial keeps running.
+    fn end_lone_trial(&mut self, sub: &Subscription) -> Result<(), Error> {
+        if sub.is_trial || self.live_beside(sub, false).is_some() {
+            return Ok(());
+        }
+        let Some(t) = self.live_beside(sub, true) else {
+            return Ok(());
+        };
+        let trial = self.sub(t)?.clone();
+        let reason = if trial.plan_id() == sub.plan_id() {
+            CancelReason::TrialConverted
+        } else {
+            CancelReason::UpgradeOrDowngrade
+        };
+        self.end(t, reason)?;
+        self.reset_usage(&trial.config, sub);
+        Ok(())
     }
 
     /// Marks `index` as waiting for payment, with its first period running from now.
@@ -649,6 +676,7 @@ impl Clock<'_> {
 
     fn start(&mut self, index: usize) -> Result<(), Error> {
         let sub = self.sub(index)?.clone();
+        self.end_lone_trial(&sub)?;
         // A waiting subscription replaces the live one of its kind.
         let carried = self.replace_live(&sub, sub.is_trial)?;
         if sub.is_trial {

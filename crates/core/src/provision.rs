@@ -210,6 +210,10 @@ pub struct Charge {
     /// Whether its proration lines wait on the subscription for its next invoice
     /// (`CREATE_PRORATIONS`); the other lines are billed now.
     pub prorations_wait: bool,
+    /// How many of the last `lines` are prorations of earlier changes that were waiting on
+    /// the replaced subscription: billed with this charge, they are no part of its own
+    /// proration.
+    pub earlier_prorations: usize,
 }
 
 /// Everything a decision changes.
@@ -1102,9 +1106,9 @@ impl<'a, 'c> Decider<'a, 'c> {
     }
 
     /// A live trial with no paid subscription beside it ends when the paid subscription
-    /// requested for `start` starts (SPEC.md §3.S: a trial of another plan is canceled at the
-    /// new start; one of the same plan converts then). A trial that ends or is canceled by
-    /// then keeps its own end.
+    /// requested for `start` starts (SPEC.md §3.S: a trial of another plan is canceled then;
+    /// one of the same plan converts). The clock ends it, when and if the paid subscription
+    /// starts; this says it will, unless the trial ends or is canceled first.
     fn trial_gives_way(
         &self,
         d: &mut ProvisionDecision,
@@ -1115,12 +1119,6 @@ impl<'a, 'c> Decider<'a, 'c> {
         if !(ends_later(trial.trial_end) && ends_later(trial.cancellation_date)) {
             return;
         }
-        let reason = if trial.plan_id() == &self.valid.plan.id {
-            CancelReason::TrialConverted
-        } else {
-            CancelReason::UpgradeOrDowngrade
-        };
-        d.end(&trial.id, start, reason);
         d.explanation.push(Step::TrialEndsAtStart {
             trial: trial.id.clone(),
             trial_plan: trial.plan_id().clone(),
@@ -1210,6 +1208,7 @@ impl<'a, 'c> Decider<'a, 'c> {
                     proration_date: None,
                     ledger_from: 0,
                     prorations_wait: false,
+                    earlier_prorations: 0,
                 });
             }
         } else {
@@ -1615,6 +1614,7 @@ impl<'a, 'c> Decider<'a, 'c> {
                     proration_date: Some(now),
                     ledger_from,
                     prorations_wait: behavior == ProrationBehavior::CreateProrations,
+                    earlier_prorations: 0,
                 });
                 if behavior == ProrationBehavior::CreateProrations {
                     d.explanation.push(Step::ProrationsWait);
@@ -1657,6 +1657,7 @@ impl<'a, 'c> Decider<'a, 'c> {
                         prorations_wait: reason == InvoiceReason::SubscriptionUpdate
                             && self.request.proration_behavior
                                 == Some(ProrationBehavior::CreateProrations),
+                        earlier_prorations: 0,
                         proration_date: (reason == InvoiceReason::SubscriptionUpdate)
                             .then_some(now),
                     });
@@ -1666,6 +1667,17 @@ impl<'a, 'c> Decider<'a, 'c> {
         let mut currency = currency;
         if self.in_place.is_none() {
             let usage = self.replaced_usage(d, current)?;
+            if let (Some(new), Some(used)) = (currency, usage.currency) {
+                if new != used {
+                    return Err(Error::new(
+                        ErrorCode::CurrencyMismatch,
+                        format!(
+                            "`{}` owes usage in `{used}`, the new subscription is in `{new}`: one invoice cannot hold both",
+                            current.id
+                        ),
+                    ));
+                }
+            }
             // A plan priced only by usage has no recurring charge to name the currency.
             currency = currency.or(usage.currency);
             // Prorations the replaced subscription keeps for its next invoice are billed
@@ -1675,7 +1687,10 @@ impl<'a, 'c> Decider<'a, 'c> {
                 .into_iter()
                 .chain(current.pending_lines.iter().cloned());
             match d.charge.as_mut() {
-                Some(charge) => charge.lines.extend(owed),
+                Some(charge) => {
+                    charge.lines.extend(owed);
+                    charge.earlier_prorations = current.pending_lines.len();
+                }
                 None => leftover.extend(owed),
             }
         }
@@ -1695,6 +1710,7 @@ impl<'a, 'c> Decider<'a, 'c> {
                 proration_date: None,
                 ledger_from: current.charges.len(),
                 prorations_wait: false,
+                earlier_prorations: 0,
             });
         }
         if self.in_place.is_some() {

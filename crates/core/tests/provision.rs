@@ -298,39 +298,32 @@ fn paid_request_for_another_plan_ends_the_trial_now() {
 
 #[test]
 fn a_later_paid_start_ends_the_trial_when_it_starts() {
-    // Another plan: the trial is canceled at the new start, and until then it runs.
+    let advanced =
+        |w: &World, to: &str| advance(&w.catalog, &w.state, t(to), &w.settings).unwrap().0;
+    let ended = |state: &CustomerState, id: &str| {
+        let sub = state.subscription(id).unwrap();
+        (sub.status, sub.cancel_reason, sub.end_date)
+    };
+    // Another plan: the trial runs until the new start, then is canceled.
     let mut w = World::new(true);
     w.provision(JAN1, starter("trial"));
     let mut later = pro("p", 2);
     later["startDate"] = json!("2025-01-05T00:00:00Z");
     w.provision("2025-01-02T00:00:00Z", later);
-    let trial = w.sub("trial");
+    assert_eq!(w.sub("trial").status, SubscriptionStatus::InTrial);
+    let after = advanced(&w, "2025-01-20T00:00:00Z");
     assert_eq!(
-        (
-            trial.status,
-            trial.cancellation_date,
-            trial.pending_cancel_reason
-        ),
-        (
-            SubscriptionStatus::InTrial,
-            Some(t("2025-01-05T00:00:00Z")),
-            Some(CancelReason::UpgradeOrDowngrade)
-        )
-    );
-    let (after, _) = advance(&w.catalog, &w.state, t("2025-01-20T00:00:00Z"), &w.settings).unwrap();
-    let status = |id: &str| {
-        let sub = after.subscription(id).unwrap();
-        (sub.status, sub.cancel_reason, sub.end_date)
-    };
-    assert_eq!(
-        status("trial"),
+        ended(&after, "trial"),
         (
             SubscriptionStatus::Canceled,
             Some(CancelReason::UpgradeOrDowngrade),
             Some(t("2025-01-05T00:00:00Z"))
         )
     );
-    assert_eq!(status("p").0, SubscriptionStatus::Active);
+    assert_eq!(
+        after.subscription("p").unwrap().status,
+        SubscriptionStatus::Active
+    );
     // Only the paid subscription is billed: its first period, from its start.
     assert_eq!(after.invoices.len(), 1);
     assert_eq!(after.invoices[0].total.to_string(), "159.00");
@@ -341,17 +334,23 @@ fn a_later_paid_start_ends_the_trial_when_it_starts() {
     let mut later = paid_starter("paid");
     later["startDate"] = json!("2025-01-05T00:00:00Z");
     w.provision("2025-01-02T00:00:00Z", later);
-    assert_eq!(
-        w.sub("trial").pending_cancel_reason,
-        Some(CancelReason::TrialConverted)
-    );
-    // A start after the trial's own end leaves the trial to its end behaviour.
+    let after = advanced(&w, "2025-01-06T00:00:00Z");
+    assert_eq!(ended(&after, "trial").1, Some(CancelReason::TrialConverted));
+
+    // A waiting subscription that never starts leaves the trial alone.
     let mut w = World::new(true);
     w.provision(JAN1, starter("trial"));
     let mut later = pro("p", 2);
-    later["startDate"] = json!("2025-02-01T00:00:00Z");
+    later["startDate"] = json!("2025-01-10T00:00:00Z");
     w.provision("2025-01-02T00:00:00Z", later);
-    assert_eq!(w.sub("trial").cancellation_date, None);
+    let mut replaced = pro("p2", 3);
+    replaced["startDate"] = json!("2025-01-12T00:00:00Z");
+    w.provision("2025-01-03T00:00:00Z", replaced);
+    let after = advanced(&w, "2025-01-11T00:00:00Z");
+    assert_eq!(ended(&after, "trial").0, SubscriptionStatus::InTrial);
+    // ... and the newer one ends it when it starts.
+    let after = advanced(&w, "2025-01-13T00:00:00Z");
+    assert_eq!(ended(&after, "trial").2, Some(t("2025-01-12T00:00:00Z")));
 }
 
 // ---- §3.S: non-trial A (± trial), non-trial B → plan change ----
