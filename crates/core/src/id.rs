@@ -78,7 +78,6 @@ macro_rules! ids {
     )*};
 }
 
-/// Reads an id's text straight into its shared string.
 /// `<owner>-<kind>-<n>`, the form of the ids Tollgate gives (`c1-inv-3`, `c1-sub-2`).
 pub(crate) fn numbered(owner: &str, kind: &str, n: usize) -> String {
     let mut digits = itoa::Buffer::new();
@@ -95,6 +94,7 @@ pub(crate) fn numbered(owner: &str, kind: &str, n: usize) -> String {
     id
 }
 
+/// Reads an id's text straight into its shared string.
 struct IdVisitor;
 
 impl Visitor<'_> for IdVisitor {
