@@ -245,17 +245,12 @@ struct Carried {
 }
 
 impl Carried {
-    fn credits(from: &Subscription, lines: Vec<InvoiceLine>) -> Self {
-        Self {
-            from: Some(from.clone()),
-            currency: from.charges.first().map(|c| c.currency),
-            lines,
-        }
-    }
-
     /// The prorations `from` keeps for its next invoice, taken off it: billed when it ends
     /// or is replaced.
     fn pending(from: &mut Subscription) -> Self {
+        if from.pending_lines.is_empty() {
+            return Self::default();
+        }
         Self {
             currency: from.charges.first().map(|c| c.currency),
             lines: std::mem::take(&mut from.pending_lines),
@@ -413,17 +408,7 @@ impl Clock<'_> {
             .pending_cancel_reason
             .unwrap_or(CancelReason::ScheduledCancellation);
         let mut carried = if sub.credit_on_cancel {
-            let mut credits = Vec::new();
-            provision::credit_lines(
-                &mut credits,
-                self.catalog,
-                &sub.charges,
-                self.at,
-                ProrationEvent::Cancellation,
-                self.settings,
-                self.state,
-            )?;
-            Carried::credits(&sub, credits)
+            self.unused_time(&sub, ProrationEvent::Cancellation)?
         } else {
             Carried::default()
         };
@@ -610,22 +595,31 @@ impl Clock<'_> {
             return Ok(Carried::default());
         };
         let old = self.sub(r)?.clone();
-        let mut credits = Vec::new();
-        provision::credit_lines(
-            &mut credits,
-            self.catalog,
-            &old.charges,
-            self.at,
-            ProrationEvent::Change,
-            self.settings,
-            self.state,
-        )?;
-        let mut carried = Carried::credits(&old, credits);
+        let mut carried = self.unused_time(&old, ProrationEvent::Change)?;
         carried.add(self.close_usage(r)?);
         carried.add(Carried::pending(self.sub_mut(r)?));
         self.end(r, CancelReason::UpgradeOrDowngrade)?;
         self.reset_usage(&old.config, sub);
         Ok(carried)
+    }
+
+    /// The credit for the unused time of what `sub` was charged, at this instant.
+    fn unused_time(&self, sub: &Subscription, event: ProrationEvent) -> Result<Carried, Error> {
+        let mut credits = Vec::new();
+        provision::credit_lines(
+            &mut credits,
+            self.catalog,
+            &sub.charges,
+            self.at,
+            event,
+            self.settings,
+            self.state,
+        )?;
+        Ok(Carried {
+            from: Some(sub.clone()),
+            currency: sub.charges.first().map(|c| c.currency),
+            lines: credits,
+        })
     }
 
     /// The live subscription of the given kind (trial or not) in `sub`'s scope, other than
@@ -700,17 +694,7 @@ impl Clock<'_> {
         let mut carried = if at_period_end {
             Carried::default()
         } else {
-            let mut credits = Vec::new();
-            provision::credit_lines(
-                &mut credits,
-                self.catalog,
-                &sub.charges,
-                self.at,
-                ProrationEvent::Change,
-                self.settings,
-                self.state,
-            )?;
-            Carried::credits(&sub, credits)
+            self.unused_time(&sub, ProrationEvent::Change)?
         };
         // The closing period is billed at the configuration it ran under.
         carried.add(self.close_usage(index)?);
