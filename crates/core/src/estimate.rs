@@ -203,7 +203,7 @@ fn estimate_decision(
             let now_lines: Vec<_> = charge
                 .lines
                 .iter()
-                .filter(|l| !(charge.prorations_wait && l.kind.is_proration()))
+                .filter(|l| !charge.waits(l))
                 .cloned()
                 .collect();
             let settlement = invoice::settle(catalog, state, &subject, &now_lines, billing)?;

@@ -33,6 +33,7 @@ use crate::trial::{self, TrialOutcome, TrialOverride};
 use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
+use std::borrow::Cow;
 use std::collections::{BTreeMap, HashSet};
 
 /// A feature quantity in a request.
@@ -214,6 +215,15 @@ pub struct Charge {
     /// the replaced subscription: billed with this charge, they are no part of its own
     /// proration.
     pub earlier_prorations: usize,
+}
+
+impl Charge {
+    /// Whether `line` waits on the subscription for its next invoice instead of being
+    /// billed now: a proration of a charge whose prorations wait.
+    #[must_use]
+    pub fn waits(&self, line: &InvoiceLine) -> bool {
+        self.prorations_wait && line.kind.is_proration()
+    }
 }
 
 /// Everything a decision changes.
@@ -1863,28 +1873,28 @@ impl<'a, 'c> Decider<'a, 'c> {
         // With `CREATE_PRORATIONS` a change's prorations wait on the subscription for its
         // next invoice (after any it already has); full-period charges and usage are billed
         // now.
-        let now_lines;
-        let lines = if charge.prorations_wait {
-            let (prorations, rest): (Vec<_>, Vec<_>) = charge
+        let lines: Cow<'_, [InvoiceLine]> = if charge.prorations_wait {
+            sub.pending_lines.extend(
+                charge
+                    .lines
+                    .iter()
+                    .filter(|l| charge.waits(l) && !l.amount.is_zero())
+                    .cloned(),
+            );
+            charge
                 .lines
                 .iter()
-                .filter(|l| !l.amount.is_zero())
+                .filter(|l| !charge.waits(l))
                 .cloned()
-                .partition(|l| l.kind.is_proration());
-            sub.pending_lines.extend(prorations);
-            now_lines = rest;
-            if now_lines.is_empty() {
-                return Ok(());
-            }
-            now_lines.as_slice()
+                .collect()
         } else {
-            charge.lines.as_slice()
+            Cow::Borrowed(&charge.lines)
         };
         let settlement = invoice::settle(
             self.catalog,
             self.state,
             sub,
-            lines,
+            &lines,
             invoice::Billing {
                 currency: charge.currency,
                 period_start: charge.period.start,
