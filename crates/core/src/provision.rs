@@ -1103,7 +1103,7 @@ impl<'a, 'c> Decider<'a, 'c> {
             if let Some(current) = scope.live_paid {
                 d.change_type = self.classify(current)?;
             } else if let Some(trial) = scope.live_trial {
-                self.trial_gives_way(d, trial, start);
+                self.foretell_trial_end(d, trial, start);
             }
         }
         let sub = self.new_subscription(self.new_id()?, start, &d.trial, None)?;
@@ -1115,11 +1115,11 @@ impl<'a, 'c> Decider<'a, 'c> {
         Ok(())
     }
 
-    /// A live trial with no paid subscription beside it ends when the paid subscription
-    /// requested for `start` starts (SPEC.md §3.S: a trial of another plan is canceled then;
-    /// one of the same plan converts). The clock ends it, when and if the paid subscription
-    /// starts; this says it will, unless the trial ends or is canceled first.
-    fn trial_gives_way(
+    /// Says that a live trial with no paid subscription beside it ends when the paid
+    /// subscription requested for `start` starts (SPEC.md §3.S: a trial of another plan is
+    /// canceled then; one of the same plan converts), unless it ends or is canceled first.
+    /// The clock ends it, when and if the paid subscription starts.
+    fn foretell_trial_end(
         &self,
         d: &mut ProvisionDecision,
         trial: &Subscription,
@@ -1560,9 +1560,10 @@ impl<'a, 'c> Decider<'a, 'c> {
         let quote = &self.valid.quote;
         // The lines: a credit per charge, a debit or charge per component.
         let room = current.charges.len().saturating_add(quote.components.len());
-        let currency = quote
+        let mut currency = quote
             .currency
             .or_else(|| current.charges.first().map(|c| c.currency));
+        let behavior = self.request.proration_behavior.unwrap_or_default();
         if keep_period {
             let Some((anchor, period)) = kept else {
                 return Err(Error::new(
@@ -1572,7 +1573,6 @@ impl<'a, 'c> Decider<'a, 'c> {
             };
             sub.billing_anchor = Some(anchor);
             sub.current_period = Some(period);
-            let behavior = self.request.proration_behavior.unwrap_or_default();
             // Components of two different plans always differ; an add-on kept with the same
             // price and quantity is the same component: it keeps its charge and gets no lines.
             let kept =
@@ -1665,8 +1665,7 @@ impl<'a, 'c> Decider<'a, 'c> {
                         period,
                         ledger_from: 0,
                         prorations_wait: reason == InvoiceReason::SubscriptionUpdate
-                            && self.request.proration_behavior
-                                == Some(ProrationBehavior::CreateProrations),
+                            && behavior == ProrationBehavior::CreateProrations,
                         earlier_prorations: 0,
                         proration_date: (reason == InvoiceReason::SubscriptionUpdate)
                             .then_some(now),
@@ -1674,7 +1673,6 @@ impl<'a, 'c> Decider<'a, 'c> {
                 }
             }
         }
-        let mut currency = currency;
         if self.in_place.is_none() {
             let usage = self.replaced_usage(d, current)?;
             if let (Some(new), Some(used)) = (currency, usage.currency) {
