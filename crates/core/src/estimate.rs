@@ -164,10 +164,7 @@ fn estimate_decision(
     let mut subject: Subscription = match (&scheduled, decision.effects.create.last()) {
         (Some((current, update)), _) => {
             let mut sub = stored(current)?;
-            sub.config = update.target.clone();
-            if let Some(coupon) = &update.coupon {
-                sub.coupon = Some(coupon.clone());
-            }
+            update.apply_to(&mut sub);
             sub
         }
         (None, Some(sub)) => sub.clone(),

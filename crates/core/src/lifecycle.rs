@@ -707,10 +707,7 @@ impl Clock<'_> {
                     Some(id) if self.state.subscription(id.as_str()).is_none() => id,
                     _ => generate_id(self.state),
                 };
-                next.config = update.target.clone();
-                if let Some(coupon) = update.coupon.clone() {
-                    next.coupon = Some(coupon);
-                }
+                update.apply_to(&mut next);
                 next.start_date = self.at;
                 next.scheduled_updates.clear();
                 next.clear_pending_cancellation();
@@ -734,7 +731,7 @@ impl Clock<'_> {
                 let new_period = update.target.billing_period != sub.config.billing_period;
                 let updated = {
                     let stored = self.sub_mut(index)?;
-                    stored.config = update.target.clone();
+                    update.apply_to(stored);
                     stored.scheduled_updates.clear();
                     stored.clone()
                 };

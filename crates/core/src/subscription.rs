@@ -127,6 +127,17 @@ pub struct ScheduledUpdate {
     pub coupon: Option<AppliedCoupon>,
 }
 
+impl ScheduledUpdate {
+    /// Moves `sub` to what this change leads to: its configuration and, when the request
+    /// brought one, its coupon.
+    pub fn apply_to(&self, sub: &mut Subscription) {
+        sub.config = self.target.clone();
+        if let Some(coupon) = &self.coupon {
+            sub.coupon = Some(coupon.clone());
+        }
+    }
+}
+
 /// A charge made for one price component over the span it covered: the ledger that
 /// credits for unused time are computed from.
 #[derive(Debug, Clone, PartialEq, Eq)]
