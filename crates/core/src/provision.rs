@@ -1701,11 +1701,19 @@ impl<'a, 'c> Decider<'a, 'c> {
                 }
                 None => leftover.extend(owed),
             }
+            if !current.pending_lines.is_empty() {
+                // Billed with the change: the ended record keeps none waiting.
+                let mut billed = current.clone();
+                billed.pending_lines.clear();
+                d.effects.replace.push(billed);
+            }
         }
         if let (false, Some(currency)) = (leftover.is_empty(), currency) {
             // The new subscription charges nothing now: what is owed on the replaced one,
             // its unused time and its usage, is settled on its own closing invoice.
-            d.effects.replace.push(current.clone());
+            if !d.effects.replace.iter().any(|s| s.id == current.id) {
+                d.effects.replace.push(current.clone());
+            }
             d.charge = Some(Charge {
                 subscription: current.id.clone(),
                 reason: InvoiceReason::Cancellation,

@@ -824,3 +824,35 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn a_plan_change_bills_the_replaced_subscriptions_waiting_prorations_and_clears_them() {
+    let mut w = World::new(flat_plans(&["10", "20", "30"]), Settings::default());
+    w.provision(
+        "2025-04-01T00:00:00Z",
+        json!({"planId": "p10", "billingPeriod": "MONTHLY", "subscriptionId": "a"}),
+    );
+    w.provision("2025-04-16T00:00:00Z", json!({"planId": "p20", "billingPeriod": "MONTHLY", "subscriptionId": "b", "prorationBehavior": "CREATE_PRORATIONS"}));
+    assert_eq!(w.state.subscription("b").unwrap().pending_lines.len(), 2);
+    let d = w.provision(
+        "2025-04-16T00:00:00Z",
+        json!({"planId": "p30", "billingPeriod": "MONTHLY", "subscriptionId": "c"}),
+    );
+    let billed: Vec<String> = d
+        .effects
+        .invoice
+        .unwrap()
+        .lines
+        .iter()
+        .map(|l| l.amount.to_string())
+        .collect();
+    // b's credit for its unused time and the credit b kept waiting, then c's debit and the
+    // debit b kept waiting (FORMAT.md §6 order).
+    assert_eq!(billed, ["-10.00", "-5.00", "15.00", "10.00"]);
+    let b = w.state.subscription("b").unwrap();
+    assert!(b.status.is_ended());
+    assert!(
+        b.pending_lines.is_empty(),
+        "the ended record keeps no lines the change billed"
+    );
+}
