@@ -216,11 +216,14 @@ fn ineligibility(catalog: &Catalog, state: &CustomerState, plan: &Plan) -> Optio
     if had_trial {
         return Some(TrialReason::HadTrial(product.clone()));
     }
+    // "Had" means it ran: the history records each paid subscription when it starts, and a
+    // running one counts even in a state whose history was not kept. One that never started
+    // (waiting for its start or for payment, then canceled or replaced) does not count.
     let paid = state.paid_history.contains(product)
         || state.subscriptions.iter().any(|s| {
             &s.product == product
                 && !s.is_trial
-                && s.status != crate::subscription::SubscriptionStatus::NotStarted
+                && s.status == crate::subscription::SubscriptionStatus::Active
                 && s.plan(catalog)
                     .is_ok_and(|p| p.pricing_type == PricingType::Paid)
         });
