@@ -17,7 +17,7 @@ use crate::invoice::Invoice;
 use crate::lifecycle;
 use crate::provision::{Effects, Ending};
 use crate::settings::Settings;
-use crate::subscription::CancelReason;
+use crate::subscription::{CancelReason, SubscriptionStatus};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
@@ -133,6 +133,12 @@ pub fn cancel_subscription(
         }
     };
     let mut pending = state.clone();
+    if sub.status == SubscriptionStatus::NotStarted && at <= sub.start_date {
+        // It never starts: a trial that was to convert into it ends by its own rule.
+        if let Some(trial) = pending.converting_into_mut(sub) {
+            trial.clear_pending_cancellation();
+        }
+    }
     let target = pending.subscription_mut(id)?;
     target.cancellation_date = Some(at);
     target.pending_cancel_reason = Some(reason);

@@ -8,7 +8,7 @@ use crate::id::{CountryCode, CustomerId, FeatureId, ProductId, ResourceId, Subsc
 use crate::invoice::Invoice;
 use crate::money::Currency;
 use crate::provision::ProvisionRequest;
-use crate::subscription::Subscription;
+use crate::subscription::{CancelReason, Subscription, SubscriptionStatus};
 use crate::usage::UsageLedger;
 use chrono_tz::Tz;
 use rust_decimal::Decimal;
@@ -153,11 +153,44 @@ impl CustomerState {
         }
     }
 
+    /// The waiting paid subscription that `trial` converts into at its end (SPEC.md §3.S,
+    /// `AT_TRIAL_END`): not started, in the trial's scope, starting when the trial's pending
+    /// `TrialConverted` end takes effect.
+    #[must_use]
+    pub fn conversion_of(&self, trial: &Subscription) -> Option<&Subscription> {
+        let at = converts_at(trial)?;
+        self.subscriptions.iter().find(|s| {
+            s.status == SubscriptionStatus::NotStarted
+                && !s.is_trial
+                && s.start_date == at
+                && s.in_scope(&trial.product, trial.resource.as_ref())
+        })
+    }
+
+    /// The live trial that converts into the waiting subscription `waiting` when it starts.
+    pub(crate) fn converting_into_mut(
+        &mut self,
+        waiting: &Subscription,
+    ) -> Option<&mut Subscription> {
+        self.subscriptions.iter_mut().find(|s| {
+            s.status == SubscriptionStatus::InTrial
+                && converts_at(s) == Some(waiting.start_date)
+                && s.in_scope(&waiting.product, waiting.resource.as_ref())
+        })
+    }
+
     /// Whether any invoice of the customer's charged more than zero.
     #[must_use]
     pub fn has_paid_invoice(&self) -> bool {
         self.invoices.iter().any(|i| i.total > Decimal::ZERO)
     }
+}
+
+/// When `trial` ends converted into a waiting subscription, if it does.
+fn converts_at(trial: &Subscription) -> Option<chrono::DateTime<chrono::Utc>> {
+    (trial.is_trial && trial.pending_cancel_reason == Some(CancelReason::TrialConverted))
+        .then_some(trial.cancellation_date)
+        .flatten()
 }
 
 pub(crate) fn not_found(id: &str) -> Error {

@@ -374,8 +374,9 @@ impl Clock<'_> {
     fn end(&mut self, index: usize, reason: CancelReason) -> Result<(), Error> {
         let at = self.at;
         let sub = self.sub_mut(index)?;
-        // A cancellation with REVOKE_ENTITLEMENTS skips the end setup.
-        let revoked = sub.revoke_on_cancel;
+        // A cancellation with REVOKE_ENTITLEMENTS skips the end setup, and so does the end of
+        // a subscription that never started: the customer loses nothing it had.
+        let revoked = sub.revoke_on_cancel || sub.status == SubscriptionStatus::NotStarted;
         sub.end(at, reason);
         let id = sub.id.clone();
         self.event(

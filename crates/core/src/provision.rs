@@ -1441,8 +1441,34 @@ impl<'a, 'c> Decider<'a, 'c> {
                 start: current.start_date,
                 end,
             });
+            if self.state.conversion_of(current).is_some() {
+                // Its conversion moves with its end.
+                next.cancellation_date = Some(end);
+            }
         }
         Ok(next)
+    }
+
+    /// The waiting subscription `trial` converts into, moved to start at the trial's new
+    /// end `end`, in its first period from there.
+    fn moved_conversion(
+        &self,
+        trial: &Subscription,
+        end: DateTime<Utc>,
+    ) -> Result<Option<Subscription>, Error> {
+        let Some(waiting) = self.state.conversion_of(trial) else {
+            return Ok(None);
+        };
+        let mut moved = waiting.clone();
+        moved.start_date = end;
+        if moved.billing_anchor.is_some() {
+            moved.billing_anchor = Some(end);
+        }
+        moved.current_period = match moved.config.billing_period {
+            Some(period) => Some(PeriodSeries::new(end, period).nth(0)?),
+            None => None,
+        };
+        Ok(Some(moved))
     }
 
     /// An existing subscription changed in place: a trial, a waiting subscription or one
@@ -1469,9 +1495,16 @@ impl<'a, 'c> Decider<'a, 'c> {
                     status: current.status,
                 });
             }
+            let moved = match change.trial_end {
+                Some(end) if next.trial_end != current.trial_end => {
+                    self.moved_conversion(current, end)?
+                }
+                _ => None,
+            };
             if next != *current {
                 d.effects.replace.push(next);
             }
+            d.effects.replace.extend(moved);
             return Ok(());
         }
         if current.config == next.config {
