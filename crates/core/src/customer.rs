@@ -168,15 +168,21 @@ impl CustomerState {
     }
 
     /// The live trial that converts into the waiting subscription `waiting` when it starts.
+    #[must_use]
+    pub fn converting_into(&self, waiting: &Subscription) -> Option<&Subscription> {
+        self.subscriptions
+            .iter()
+            .find(|s| converts_into(s, waiting))
+    }
+
+    /// [`Self::converting_into`], to change.
     pub(crate) fn converting_into_mut(
         &mut self,
         waiting: &Subscription,
     ) -> Option<&mut Subscription> {
-        self.subscriptions.iter_mut().find(|s| {
-            s.status == SubscriptionStatus::InTrial
-                && converts_at(s) == Some(waiting.start_date)
-                && s.in_scope(&waiting.product, waiting.resource.as_ref())
-        })
+        self.subscriptions
+            .iter_mut()
+            .find(|s| converts_into(s, waiting))
     }
 
     /// Whether any invoice of the customer's charged more than zero.
@@ -184,6 +190,14 @@ impl CustomerState {
     pub fn has_paid_invoice(&self) -> bool {
         self.invoices.iter().any(|i| i.total > Decimal::ZERO)
     }
+}
+
+/// Whether `trial` is live and converts into `waiting` when it starts.
+fn converts_into(trial: &Subscription, waiting: &Subscription) -> bool {
+    trial.status == SubscriptionStatus::InTrial
+        && !waiting.is_trial
+        && converts_at(trial) == Some(waiting.start_date)
+        && trial.in_scope(&waiting.product, waiting.resource.as_ref())
 }
 
 /// When `trial` ends converted into a waiting subscription, if it does.

@@ -1077,6 +1077,13 @@ impl<'a, 'c> Decider<'a, 'c> {
     /// A newer waiting request replaces the waiting one of its kind.
     fn replace_waiting(&self, d: &mut ProvisionDecision, waiting: Option<&Subscription>) {
         if let Some(w) = waiting {
+            if let Some(trial) = self.state.converting_into(w) {
+                // The trial no longer converts into it: it ends by its own rule, unless this
+                // decision ends it too.
+                let mut kept = trial.clone();
+                kept.clear_pending_cancellation();
+                d.effects.replace.push(kept);
+            }
             d.end(&w.id, self.now, CancelReason::UpgradeOrDowngrade);
             d.explanation.push(Step::WaitingReplaced {
                 subscription: w.id.clone(),
