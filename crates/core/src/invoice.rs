@@ -5,7 +5,7 @@
 //! customer credit, a positive one consumes the customer's credit first; tax is computed
 //! once, on what remains (FORMAT.md §6).
 
-use crate::error::Error;
+use crate::error::{Error, ErrorCode};
 use crate::id::{CustomerId, SubscriptionId};
 use crate::money::{self, Currency, RoundingMode};
 use crate::period::Period;
@@ -109,6 +109,20 @@ pub struct Invoice {
     pub tax: Decimal,
     /// What is charged.
     pub total: Decimal,
+}
+
+/// Checks that `pct` is a tax percentage: from 0 to 100.
+///
+/// # Errors
+/// `InvalidArgumentError` otherwise.
+pub fn check_tax_percentage(pct: Decimal) -> Result<(), Error> {
+    if pct < Decimal::ZERO || pct > Decimal::ONE_HUNDRED {
+        return Err(Error::new(
+            ErrorCode::InvalidArgumentError,
+            format!("tax percentage {pct} is not between 0 and 100"),
+        ));
+    }
+    Ok(())
 }
 
 /// A tax rate.

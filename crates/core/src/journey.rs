@@ -124,12 +124,7 @@ pub fn update_customer(customer: &Customer, fields: &CustomerFields) -> Result<C
         })?);
     }
     if let Some(pct) = fields.tax_percentage {
-        if pct < Decimal::ZERO || pct > Decimal::ONE_HUNDRED {
-            return Err(Error::new(
-                ErrorCode::InvalidArgumentError,
-                format!("tax percentage {pct} is not between 0 and 100"),
-            ));
-        }
+        crate::invoice::check_tax_percentage(pct)?;
         updated.tax_percentage = Some(pct);
     }
     if let Some(inclusive) = fields.tax_inclusive {

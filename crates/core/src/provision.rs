@@ -20,7 +20,7 @@ use crate::id::{
     AddonId, CountryCode, CouponId, FeatureId, PlanId, ProductId, ResourceId, SubscriptionId,
 };
 use crate::invoice::{self, Invoice, InvoiceLine, InvoiceReason, LineKind};
-use crate::money::{self, Currency};
+use crate::money::{self, Currency, RoundingMode};
 use crate::period::{BillingPeriod, Period, PeriodSeries};
 use crate::pricing::{AddonQuantity, Component, Configuration, RecurringAmount, plan_amount};
 use crate::proration::{ProrationEvent, share};
@@ -472,6 +472,7 @@ pub(crate) fn decide(
         redemptions,
         now,
         in_place.map(|c| (&c.current.config, c.kind == ScheduledUpdateType::Update)),
+        settings.rounding,
     )?;
     let mut explanation = Vec::with_capacity(6);
     explanation.push(Step::Validated {
@@ -541,6 +542,7 @@ fn validate<'c>(
     redemptions: &Redemptions,
     now: DateTime<Utc>,
     current: Option<(&Configuration, bool)>,
+    rounding: RoundingMode,
 ) -> Result<Validated<'c>, Error> {
     if state.customer.id != request.customer_id {
         return Err(Error::new(
@@ -645,9 +647,19 @@ fn validate<'c>(
             ));
         }
         (Some(code), None) => {
+            // The subtotal of a full period's invoice: its lines, each rounded.
+            let subtotal = match quote.currency {
+                Some(currency) => money::sum(
+                    quote
+                        .components
+                        .iter()
+                        .map(|c| currency.round(c.amount, rounding)),
+                )?,
+                None => quote.total,
+            };
             let purchase = crate::coupon::Purchase {
                 plan,
-                subtotal: quote.total,
+                subtotal,
                 currency: quote.currency,
             };
             let coupon =
@@ -671,6 +683,9 @@ fn validate<'c>(
             ErrorCode::InvalidArgumentError,
             format!("`{text}` is not an ISO 3166-1 alpha-2 country code"),
         ));
+    }
+    if let Some(pct) = request.tax_percentage {
+        crate::invoice::check_tax_percentage(pct)?;
     }
     Ok(Validated {
         plan,

@@ -751,6 +751,15 @@ fn every_provisioning_error_code() {
             json!({"planId": "starter", "billingPeriod": "MONTHLY", "billingCountryCode": "germany"}),
             ErrorCode::InvalidArgumentError,
         ),
+        // A tax percentage outside 0–100, as `updateCustomer` refuses it.
+        (
+            json!({"planId": "starter", "billingPeriod": "MONTHLY", "skipTrial": true, "taxPercentage": -50}),
+            ErrorCode::InvalidArgumentError,
+        ),
+        (
+            json!({"planId": "starter", "billingPeriod": "MONTHLY", "skipTrial": true, "taxPercentage": 100.5}),
+            ErrorCode::InvalidArgumentError,
+        ),
         (
             json!({"planId": "free", "trialOverride": {"isTrial": true}}),
             ErrorCode::TrialNotApplicable,
