@@ -1987,13 +1987,19 @@ impl<'a, 'c> Decider<'a, 'c> {
     }
 }
 
-/// A subscription id no subscription of the customer has: `<customer>-sub-<n>`.
+/// A subscription id no subscription or pending checkout of the customer has:
+/// `<customer>-sub-<n>`.
 pub(crate) fn generate_id(state: &CustomerState) -> SubscriptionId {
     let mut n = state.subscriptions.len();
     loop {
         n = n.saturating_add(1);
         let id = SubscriptionId::new(crate::id::numbered(state.customer.id.as_str(), "sub", n));
-        if state.subscription(id.as_str()).is_none() || n == usize::MAX {
+        let taken = state.subscription(id.as_str()).is_some()
+            || state
+                .pending_checkouts
+                .iter()
+                .any(|p| p.subscription_id == id);
+        if !taken || n == usize::MAX {
             return id;
         }
     }
