@@ -1517,6 +1517,13 @@ impl<'a, 'c> Decider<'a, 'c> {
                     status: current.status,
                 });
             }
+            // Any upgrade clears a scheduled cancellation (FORMAT.md §6); a trial's
+            // conversion into a waiting subscription is no cancellation.
+            if direction == ChangeType::Upgrade
+                && next.pending_cancel_reason != Some(CancelReason::TrialConverted)
+            {
+                next.clear_pending_cancellation();
+            }
             let moved = match change.trial_end {
                 Some(end) if next.trial_end != current.trial_end => {
                     self.moved_conversion(current, end)?
