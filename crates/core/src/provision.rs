@@ -1440,6 +1440,20 @@ impl<'a, 'c> Decider<'a, 'c> {
         if let Some(metadata) = change.metadata {
             next.metadata = metadata.clone();
         }
+        let unbilled = matches!(
+            current.status,
+            SubscriptionStatus::NotStarted | SubscriptionStatus::PaymentPending
+        );
+        if unbilled && !current.is_trial && next.config.billing_period != current.billing_period() {
+            // Nothing billed yet: its first period takes the new length from the same start.
+            let start = current
+                .current_period
+                .map_or(current.start_date, |p| p.start);
+            next.current_period = match next.config.billing_period {
+                Some(period) => Some(PeriodSeries::new(start, period).nth(0)?),
+                None => None,
+            };
+        }
         if let Some(end) = change.trial_end {
             let waiting = current.status == SubscriptionStatus::NotStarted;
             if !current.is_trial || !(waiting || current.status == SubscriptionStatus::InTrial) {
