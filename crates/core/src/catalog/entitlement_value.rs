@@ -4,6 +4,7 @@
 //! and promotional grants report the first.
 
 use super::{EntitlementValue, Meter, Reset, ResetAnchor, ResetPeriod, UsageLimit};
+use rustc_hash::FxHashSet;
 
 /// The kind of the entitled feature, as the rule needs it.
 #[derive(Debug, Clone, Copy)]
@@ -114,10 +115,12 @@ pub(crate) fn entitlement_value(
                     "an ENUM entitlement needs at least one value",
                 )]);
             }
+            // Sets keep the check linear in the two lists.
+            let known: FxHashSet<&str> = declared.iter().map(String::as_str).collect();
             let undeclared: Vec<FieldProblem> = granted
                 .iter()
                 .enumerate()
-                .filter(|(_, v)| !declared.contains(v))
+                .filter(|(_, v)| !known.contains(v.as_str()))
                 .map(|(j, v)| FieldProblem {
                     index: Some(j),
                     ..problem(
@@ -129,9 +132,10 @@ pub(crate) fn entitlement_value(
             if !undeclared.is_empty() {
                 return Err(undeclared);
             }
+            let granted: FxHashSet<&str> = granted.iter().map(String::as_str).collect();
             let values = declared
                 .iter()
-                .filter(|v| granted.contains(v))
+                .filter(|v| granted.contains(v.as_str()))
                 .cloned()
                 .collect();
             Ok(EntitlementValue::Enum { values })

@@ -19,7 +19,7 @@ use super::{
 use crate::error::ErrorCode;
 use crate::id::{AddonId, CountryCode, CouponId, CustomerId, FeatureId, PlanId, ProductId};
 use crate::money::{AmountParseError, Currency, parse_amount};
-use crate::period::TrialDuration;
+use crate::period::{BillingPeriod, TrialDuration};
 use rust_decimal::Decimal;
 use rustc_hash::{FxHashMap, FxHashSet};
 use std::collections::BTreeMap;
@@ -735,6 +735,8 @@ impl<'r> Loader<'r> {
             })
         });
         let mut compatible_addons = Vec::with_capacity(raw.compatible_addon_ids.len());
+        // Repeats are found by a set: validation stays linear in the list's length.
+        let mut listed: FxHashSet<&str> = FxHashSet::default();
         for (j, addon_id) in raw.compatible_addon_ids.iter().enumerate() {
             let addon_at = at.index("compatibleAddonIds", j);
             match self.latest_addon(addon_id) {
@@ -752,15 +754,14 @@ impl<'r> Loader<'r> {
                     ),
                 ),
                 Some(_) => {
-                    let id = AddonId::new(addon_id.as_str());
-                    if compatible_addons.contains(&id) {
+                    if listed.insert(addon_id.as_str()) {
+                        compatible_addons.push(AddonId::new(addon_id.as_str()));
+                    } else {
                         self.report(
                             ErrorCode::InvalidAddon,
                             &addon_at,
                             format!("add-on `{addon_id}` is listed more than once"),
                         );
-                    } else {
-                        compatible_addons.push(id);
                     }
                 }
             }
@@ -857,6 +858,9 @@ impl<'r> Loader<'r> {
     ) -> PriceSet {
         let flat: Arc<str> = Arc::from(label);
         let mut prices: Vec<Price> = Vec::with_capacity(raw.len());
+        // The per-unit prices seen, by billing period and feature: a set keeps the check for
+        // a second one linear.
+        let mut per_unit: FxHashSet<(BillingPeriod, FeatureId)> = FxHashSet::default();
         let mut set_currency: Option<Currency> = None;
         for (j, raw_price) in raw.iter().enumerate() {
             let at = At {
@@ -903,10 +907,7 @@ impl<'r> Loader<'r> {
                 description,
             };
             if let PriceModel::PerUnit { feature, .. } = &price.model {
-                let twice = prices.iter().any(|p| {
-                    p.billing_period == price.billing_period
-                        && matches!(&p.model, PriceModel::PerUnit { feature: f, .. } if f == feature)
-                });
+                let twice = !per_unit.insert((price.billing_period, feature.clone()));
                 if twice {
                     self.report(
                         ErrorCode::InvalidPrice,
