@@ -1368,6 +1368,22 @@ impl<'a, 'c> Decider<'a, 'c> {
                 }
                 ScheduledUpdateType::Update | ScheduledUpdateType::Migration => None,
             },
+            // A change in place keeps the subscription's own terms (its request carries
+            // them over) and applies new metadata now, whatever the timing.
+            tax_percentage: match kind {
+                ScheduledUpdateType::PlanChange => self.request.tax_percentage,
+                ScheduledUpdateType::Update | ScheduledUpdateType::Migration => None,
+            },
+            payment_collection_method: match kind {
+                ScheduledUpdateType::PlanChange => self.request.payment_collection_method,
+                ScheduledUpdateType::Update | ScheduledUpdateType::Migration => None,
+            },
+            metadata: match kind {
+                ScheduledUpdateType::PlanChange if !self.request.metadata.is_empty() => {
+                    Some(self.request.metadata.clone())
+                }
+                _ => None,
+            },
         })
     }
 
@@ -1555,9 +1571,12 @@ impl<'a, 'c> Decider<'a, 'c> {
             None => {
                 let mut sub = self.new_subscription(self.new_id()?, now, &d.trial, kept)?;
                 // What the request leaves out carries over from the replaced subscription:
-                // its coupon, its tax rate and how it is collected.
+                // its coupon, its tax rate, how it is collected and its metadata.
                 if sub.coupon.is_none() {
                     sub.coupon = current.coupon.clone();
+                }
+                if self.request.metadata.is_empty() {
+                    sub.metadata = current.metadata.clone();
                 }
                 if self.request.tax_percentage.is_none() {
                     sub.tax_percentage = current.tax_percentage;
