@@ -544,6 +544,15 @@ impl Clock<'_> {
         let (Some(period), Some(currency)) = (period, currency) else {
             return self.issue_carried(carried);
         };
+        // One invoice holds one currency: lines carried in another one (a waiting
+        // subscription replacing one billed in another currency) are settled on their own.
+        let carried = match carried.currency {
+            Some(other) if other != currency => {
+                self.issue_carried(carried)?;
+                Carried::default()
+            }
+            _ => carried,
+        };
         let charges = provision::charge_lines(&quote, period, self.settings);
         let stored = self.sub_mut(index)?;
         stored.charges = provision::ledger(&quote.components, &charges, currency, period).collect();

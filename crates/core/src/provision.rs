@@ -1270,6 +1270,7 @@ impl<'a, 'c> Decider<'a, 'c> {
         }
         let strategy = self.strategy(direction, None);
         if let Some(at) = self.scheduled_at(strategy, current)? {
+            self.scheduled_in_one_currency(current, at)?;
             let update = self.scheduled_update(ScheduledUpdateType::PlanChange, at, strategy)?;
             self.schedule(d, current, update);
             d.explanation.push(Step::PlanChangeScheduled {
@@ -1390,7 +1391,65 @@ impl<'a, 'c> Decider<'a, 'c> {
                 }
                 ScheduledUpdateType::Update | ScheduledUpdateType::Migration => None,
             },
+            // A change in place keeps the subscription's own terms (its request carries
+            // them over) and applies new metadata now, whatever the timing.
+            tax_percentage: match kind {
+                ScheduledUpdateType::PlanChange => self.request.tax_percentage,
+                ScheduledUpdateType::Update | ScheduledUpdateType::Migration => None,
+            },
+            payment_collection_method: match kind {
+                ScheduledUpdateType::PlanChange => self.request.payment_collection_method,
+                ScheduledUpdateType::Update | ScheduledUpdateType::Migration => None,
+            },
+            metadata: match kind {
+                ScheduledUpdateType::PlanChange if !self.request.metadata.is_empty() => {
+                    Some(self.request.metadata.clone())
+                }
+                _ => None,
+            },
         })
+    }
+
+    /// Refuses a plan change scheduled for `at` into another currency when the clock would
+    /// carry something of `current` onto the new subscription's first invoice: the credit
+    /// for its unused time (a change before its period end), its waiting prorations, or the
+    /// usage of its closing period. At the period end nothing is credited, so a change
+    /// without prorations or usage waiting may move to another currency.
+    fn scheduled_in_one_currency(
+        &self,
+        current: &Subscription,
+        at: DateTime<Utc>,
+    ) -> Result<(), Error> {
+        let new = self.valid.quote.currency.or_else(|| {
+            crate::usage::usage_prices(self.catalog, &self.valid.config)
+                .first()
+                .map(|p| p.currency)
+        });
+        let Some(new) = new else {
+            return Ok(());
+        };
+        let charged = current.charges.first().map(|c| c.currency);
+        let early = current.current_period.is_some_and(|p| at < p.end);
+        let carried = [
+            (charged.filter(|_| early), "the credit for its unused time"),
+            (
+                charged.filter(|_| !current.pending_lines.is_empty()),
+                "its waiting prorations",
+            ),
+            (
+                crate::usage::usage_prices(self.catalog, &current.config)
+                    .first()
+                    .map(|p| p.currency),
+                "the usage of its closing period",
+            ),
+        ];
+        match carried
+            .into_iter()
+            .find_map(|(old, what)| old.filter(|&old| old != new).map(|old| (old, what)))
+        {
+            Some((old, what)) => Err(other_currency(current, old, new, what)),
+            None => Ok(()),
+        }
     }
 
     /// Stores `update` on `current`, replacing any scheduled one.
@@ -1598,9 +1657,12 @@ impl<'a, 'c> Decider<'a, 'c> {
             None => {
                 let mut sub = self.new_subscription(self.new_id()?, now, &d.trial, kept)?;
                 // What the request leaves out carries over from the replaced subscription:
-                // its coupon, its tax rate and how it is collected.
+                // its coupon, its tax rate, how it is collected and its metadata.
                 if sub.coupon.is_none() {
                     sub.coupon = current.coupon.clone();
+                }
+                if self.request.metadata.is_empty() {
+                    sub.metadata = current.metadata.clone();
                 }
                 if self.request.tax_percentage.is_none() {
                     sub.tax_percentage = current.tax_percentage;
@@ -1634,6 +1696,16 @@ impl<'a, 'c> Decider<'a, 'c> {
             };
         }
         let quote = &self.valid.quote;
+        // What `current` was charged in, when the new configuration is priced in another
+        // currency: its credits cannot go on the new configuration's invoice.
+        let crossing = match (current.charges.first().map(|c| c.currency), quote.currency) {
+            (Some(old), Some(new)) if old != new => Some((old, new)),
+            _ => None,
+        };
+        let refuse_crossing = |what: &str| match crossing {
+            Some((old, new)) => Err(other_currency(current, old, new, what)),
+            None => Ok(()),
+        };
         // The lines: a credit per charge, a debit or charge per component.
         let room = current.charges.len().saturating_add(quote.components.len());
         let mut currency = quote
@@ -1663,6 +1735,9 @@ impl<'a, 'c> Decider<'a, 'c> {
                 self.settings,
                 self.state,
             )?;
+            if behavior != ProrationBehavior::None && !lines.is_empty() {
+                refuse_crossing("the credit for its unused time")?;
+            }
             let debits = debit_lines(
                 quote,
                 period,
@@ -1717,6 +1792,9 @@ impl<'a, 'c> Decider<'a, 'c> {
                 self.settings,
                 self.state,
             )?;
+            if !lines.is_empty() {
+                refuse_crossing("the credit for its unused time")?;
+            }
             let reason = if lines.is_empty() || current.billing_period().is_none() {
                 InvoiceReason::SubscriptionCreation
             } else {
@@ -1750,6 +1828,9 @@ impl<'a, 'c> Decider<'a, 'c> {
             }
         }
         if self.in_place.is_none() {
+            if !current.pending_lines.is_empty() {
+                refuse_crossing("its waiting prorations")?;
+            }
             let usage = self.replaced_usage(d, current)?;
             if let (Some(new), Some(used)) = (currency, usage.currency) {
                 if new != used {
@@ -2006,6 +2087,17 @@ impl<'a, 'c> Decider<'a, 'c> {
         d.effects.invoice = Some(invoice);
         Ok(())
     }
+}
+
+/// `CurrencyMismatch`: `what` of `current`, in `old`, cannot go on an invoice in `new`.
+fn other_currency(current: &Subscription, old: Currency, new: Currency, what: &str) -> Error {
+    Error::new(
+        ErrorCode::CurrencyMismatch,
+        format!(
+            "`{}` is billed in `{old}` and the new subscription in `{new}`: {what} cannot go on the new subscription's invoice, one invoice holds one currency",
+            current.id
+        ),
+    )
 }
 
 /// A subscription id no subscription or pending checkout of the customer has:

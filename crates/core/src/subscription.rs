@@ -125,15 +125,32 @@ pub struct ScheduledUpdate {
     /// The coupon the request brought (plan changes): the replacing subscription gets it
     /// instead of the current one's, from when it applies.
     pub coupon: Option<AppliedCoupon>,
+    /// The tax percentage the request gave (plan changes): the replacing subscription
+    /// keeps it for its renewals.
+    pub tax_percentage: Option<Decimal>,
+    /// The collection method the request gave (plan changes).
+    pub payment_collection_method: Option<PaymentCollectionMethod>,
+    /// The metadata the request gave (plan changes), replacing the current one's.
+    pub metadata: Option<BTreeMap<String, String>>,
 }
 
 impl ScheduledUpdate {
-    /// Moves `sub` to what this change leads to: its configuration and, when the request
-    /// brought one, its coupon.
+    /// Moves `sub` to what this change leads to: its configuration and whatever terms the
+    /// request brought (coupon, tax percentage, collection method, metadata); terms it
+    /// left out stay as they are.
     pub fn apply_to(&self, sub: &mut Subscription) {
         sub.config = self.target.clone();
         if let Some(coupon) = &self.coupon {
             sub.coupon = Some(coupon.clone());
+        }
+        if let Some(pct) = self.tax_percentage {
+            sub.tax_percentage = Some(pct);
+        }
+        if let Some(method) = self.payment_collection_method {
+            sub.payment_collection_method = method;
+        }
+        if let Some(metadata) = &self.metadata {
+            sub.metadata = metadata.clone();
         }
     }
 }

@@ -361,6 +361,9 @@ fn a_scheduled_billing_period_update_at_the_period_end_starts_a_new_series_there
             new_subscription_id: None,
             strategy: ScheduleStrategy::EndOfBillingPeriod,
             coupon: None,
+            tax_percentage: None,
+            payment_collection_method: None,
+            metadata: None,
         });
     let events = w.events_at("2025-02-28T00:00:00Z");
     assert_eq!(
@@ -414,6 +417,9 @@ fn a_scheduled_update_that_keeps_the_billing_period_renews_without_a_usage_reset
             new_subscription_id: None,
             strategy: ScheduleStrategy::EndOfBillingPeriod,
             coupon: None,
+            tax_percentage: None,
+            payment_collection_method: None,
+            metadata: None,
         });
     let events = w.events_at("2025-02-01T00:00:00Z");
     assert_eq!(
