@@ -565,7 +565,8 @@ impl<S: Storage, B: Billing> Engine<S, B> {
     }
 
     /// `completeCheckout`: the customer gave a payment method; the pending subscription
-    /// starts now.
+    /// starts now, and any `PAYMENT_PENDING` subscription is collected first, as
+    /// [`Engine::update_customer`] collects it.
     ///
     /// # Errors
     /// `CustomerNotFound`, every error of [`tollgate_core::provision::complete_checkout`],
@@ -593,11 +594,18 @@ impl<S: Storage, B: Billing> Engine<S, B> {
                     &self.settings,
                 )?;
                 let CheckoutCompletion {
-                    state, decision, ..
+                    state,
+                    decision,
+                    collected,
+                    ..
                 } = completion;
-                Ok(Attempt::provisioning(state, decision, now, |_, p| {
-                    Outcome::Provisioned(p)
-                }))
+                let mut attempt =
+                    Attempt::provisioning(state, decision, now, |_, p| Outcome::Provisioned(p));
+                // Pending payments the new payment method collected are billed first.
+                let mut billed = invoices_of(&collected);
+                billed.append(&mut attempt.billed);
+                attempt.billed = billed;
+                Ok(attempt)
             })
             .await?;
         provisioned(outcome)

@@ -2311,6 +2311,10 @@ pub struct CheckoutCompletion {
     /// The provisioning of the pending subscription, decided at completion; its trial is the
     /// one decided when the checkout was requested.
     pub decision: ProvisionDecision,
+    /// What the clock did to reach the completion, and the `PAYMENT_PENDING` subscriptions
+    /// the new payment method activated ([`crate::lifecycle::collect_pending_payments`]),
+    /// with the invoices they issued; already in `state`.
+    pub collected: Vec<crate::lifecycle::Event>,
 }
 
 impl CheckoutCompletion {
@@ -2354,6 +2358,18 @@ pub fn complete_checkout(
     after
         .pending_checkouts
         .retain(|p| p.subscription_id.as_str() != subscription_id);
+    // The payment method also pays for what waits for one (SPEC.md §5).
+    let waiting_for_payment = after
+        .subscriptions
+        .iter()
+        .any(|s| s.status == SubscriptionStatus::PaymentPending);
+    let mut collected = Vec::new();
+    if waiting_for_payment {
+        let (state, events) =
+            crate::lifecycle::collect_pending_payments(catalog, &after, now, settings)?;
+        after = state;
+        collected = events;
+    }
     let mut request = pending.request.clone();
     request.start_date = None;
     request.subscription_id = Some(pending.subscription_id.clone());
@@ -2365,5 +2381,6 @@ pub fn complete_checkout(
     Ok(CheckoutCompletion {
         state: after,
         decision,
+        collected,
     })
 }
