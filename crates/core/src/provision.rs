@@ -2033,6 +2033,8 @@ pub(crate) fn ledger<'a>(
         components.get(*i).map(|c| ChargedComponent {
             source: c.source.clone(),
             full_amount: c.amount,
+            quantity: c.quantity,
+            unit_price: c.unit_price,
             currency,
             amount: l.amount,
             covered,
@@ -2041,8 +2043,8 @@ pub(crate) fn ledger<'a>(
 }
 
 /// Pushes onto `lines` a `PRORATION_CREDIT` line for the unused part of each of `charges` at
-/// `t`: `charged × f(t; covered)`, negative, over `[t, covered.end)`. Zero lines are left
-/// out.
+/// `t`: `charged × f(t; covered)`, negative, over `[t, covered.end)`, with the quantity and
+/// unit price of the component charged. Zero lines are left out.
 pub(crate) fn credit_lines<'s>(
     lines: &mut Vec<InvoiceLine>,
     catalog: &Catalog,
@@ -2075,8 +2077,8 @@ pub(crate) fn credit_lines<'s>(
                 start: t,
                 end: charge.covered.end,
             },
-            quantity: 1,
-            unit_price: charge.amount,
+            quantity: charge.quantity,
+            unit_price: charge.unit_price,
             amount: money::sub(Decimal::ZERO, amount)?,
         });
     }
