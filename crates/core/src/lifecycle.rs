@@ -495,7 +495,7 @@ impl Clock<'_> {
             return Ok(());
         }
         if let Ok(stored) = self.state.subscription_mut(sub.id.as_str()) {
-            provision::record_discount(stored, &settlement, 0)?;
+            provision::record_discount(stored, &settlement, |_| true)?;
         }
         let invoice = Invoice::from_settlement(
             invoice::next_invoice_id(self.state),
