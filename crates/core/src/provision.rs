@@ -1915,6 +1915,9 @@ impl<'a, 'c> Decider<'a, 'c> {
             return Ok(());
         };
         if !self.settings.writes_invoices(sub.payment_collection_method) {
+            // Nothing is charged: the components stay held but paid nothing, so a later
+            // change credits nothing for them (SPEC.md §4).
+            record_unpaid(sub, |i| charge.paid_entries.contains(&i));
             return Ok(());
         }
         // With `CREATE_PRORATIONS` a change's prorations wait on the subscription for its
@@ -2147,6 +2150,15 @@ pub(crate) fn debit_lines(
 
 pub(crate) fn same_component(charge: &ChargedComponent, component: &Component) -> bool {
     charge.source == component.source && charge.full_amount == component.amount
+}
+
+/// Records on `sub` that the ledger entries at the positions `unpaid` accepts were charged
+/// without an invoice, so were never paid: they keep their component (an unchanged one
+/// still gets no proration lines) with nothing charged, so nothing to credit.
+pub(crate) fn record_unpaid(sub: &mut Subscription, unpaid: impl Fn(usize) -> bool) {
+    for (_, charge) in sub.charges.iter_mut().enumerate().filter(|(i, _)| unpaid(*i)) {
+        charge.amount = Decimal::ZERO;
+    }
 }
 
 /// Records on `sub` what its coupon did to an invoice: a used `ONCE` coupon is spent, and the
