@@ -2040,11 +2040,9 @@ pub(crate) fn ledger<'a>(
     currency: Currency,
     covered: Period,
 ) -> impl Iterator<Item = ChargedComponent> + 'a {
-    lines.iter().filter_map(move |(i, l)| {
-        components
-            .get(*i)
-            .map(|c| charged(c, l, currency, covered))
-    })
+    lines
+        .iter()
+        .filter_map(move |(i, l)| components.get(*i).map(|c| charged(c, l, currency, covered)))
 }
 
 /// The ledger entry of `line`, charged for `component` over `covered`.
@@ -2156,7 +2154,12 @@ pub(crate) fn same_component(charge: &ChargedComponent, component: &Component) -
 /// without an invoice, so were never paid: they keep their component (an unchanged one
 /// still gets no proration lines) with nothing charged, so nothing to credit.
 pub(crate) fn record_unpaid(sub: &mut Subscription, unpaid: impl Fn(usize) -> bool) {
-    for (_, charge) in sub.charges.iter_mut().enumerate().filter(|(i, _)| unpaid(*i)) {
+    for (_, charge) in sub
+        .charges
+        .iter_mut()
+        .enumerate()
+        .filter(|(i, _)| unpaid(*i))
+    {
         charge.amount = Decimal::ZERO;
     }
 }
