@@ -204,7 +204,9 @@ fn estimate_decision(
                 .cloned()
                 .collect();
             let settlement = invoice::settle(catalog, state, &subject, &now_lines, billing)?;
-            provision::record_discount(&mut subject, &settlement, charge.ledger_from)?;
+            provision::record_discount(&mut subject, &settlement, |i| {
+                charge.paid_entries.contains(&i)
+            })?;
             (Some(settlement), Some(charge.period), proration)
         }
         None => {

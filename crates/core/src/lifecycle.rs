@@ -495,7 +495,7 @@ impl Clock<'_> {
             return Ok(());
         }
         if let Ok(stored) = self.state.subscription_mut(sub.id.as_str()) {
-            provision::record_discount(stored, &settlement, 0)?;
+            provision::record_discount(stored, &settlement, |_| true)?;
         }
         let invoice = Invoice::from_settlement(
             invoice::next_invoice_id(self.state),
@@ -554,8 +554,13 @@ impl Clock<'_> {
             _ => carried,
         };
         let charges = provision::charge_lines(&quote, period, self.settings);
+        let invoiced = self.settings.writes_invoices(sub.payment_collection_method);
         let stored = self.sub_mut(index)?;
         stored.charges = provision::ledger(&quote.components, &charges, currency, period).collect();
+        if !invoiced {
+            // Charged without an invoice: never paid, so never credited.
+            provision::record_unpaid(stored, |_| true);
+        }
         let updated = stored.clone();
         let mut lines = pending;
         lines.extend(provision::lines_only(charges));
@@ -783,12 +788,17 @@ impl Clock<'_> {
             .currency
             .or(closing.currency)
             .or_else(|| sub.charges.first().map(|c| c.currency));
+        let invoiced = self.settings.writes_invoices(sub.payment_collection_method);
         let stored = self.sub_mut(index)?;
         stored.current_period = Some(next);
         let pending = std::mem::take(&mut stored.pending_lines);
         if let Some(currency) = currency {
             stored.charges =
                 provision::ledger(&quote.components, &charges, currency, next).collect();
+            if !invoiced {
+                // Charged without an invoice: never paid, so never credited.
+                provision::record_unpaid(stored, |_| true);
+            }
         }
         let updated = stored.clone();
         self.event(EventKind::SubscriptionRenewed, &sub.id, None);

@@ -206,8 +206,10 @@ pub struct Charge {
     pub period: Period,
     /// The instant of a prorated change.
     pub proration_date: Option<DateTime<Utc>>,
-    /// Where the ledger entries this charge pays for begin in the subscription's ledger.
-    pub ledger_from: usize,
+    /// The positions in the subscription's ledger of the entries this charge pays for (the
+    /// ledger follows the components' invoice order, so entries kept from earlier charges
+    /// may sit between them).
+    pub paid_entries: Vec<usize>,
     /// Whether its proration lines wait on the subscription for its next invoice
     /// (`CREATE_PRORATIONS`); the other lines are billed now.
     pub prorations_wait: bool,
@@ -1238,7 +1240,7 @@ impl<'a, 'c> Decider<'a, 'c> {
                     lines: lines_only(lines).collect(),
                     period,
                     proration_date: None,
-                    ledger_from: 0,
+                    paid_entries: (0..sub.charges.len()).collect(),
                     prorations_wait: false,
                     earlier_prorations: 0,
                 });
@@ -1759,11 +1761,17 @@ impl<'a, 'c> Decider<'a, 'c> {
                     start: now,
                     end: period.end,
                 };
-                let mut charges =
-                    Vec::with_capacity(current.charges.len().saturating_add(debits.len()));
-                charges.extend(current.charges.iter().filter(|ch| kept(ch)).cloned());
-                let ledger_from = charges.len();
-                charges.extend(ledger(&quote.components, &debits, currency, remaining));
+                // The ledger follows the components' order, each entry kept or new.
+                let mut charges = Vec::with_capacity(quote.components.len());
+                let mut paid_entries = Vec::with_capacity(debits.len());
+                for (i, c) in quote.components.iter().enumerate() {
+                    if let Some(ch) = current.charges.iter().find(|ch| same_component(ch, c)) {
+                        charges.push(ch.clone());
+                    } else if let Some((_, l)) = debits.iter().find(|(j, _)| *j == i) {
+                        paid_entries.push(charges.len());
+                        charges.push(charged(c, l, currency, remaining));
+                    }
+                }
                 sub.charges = charges;
                 lines.extend(lines_only(debits));
                 d.charge = Some(Charge {
@@ -1773,7 +1781,7 @@ impl<'a, 'c> Decider<'a, 'c> {
                     lines,
                     period: remaining,
                     proration_date: Some(now),
-                    ledger_from,
+                    paid_entries,
                     prorations_wait: behavior == ProrationBehavior::CreateProrations,
                     earlier_prorations: 0,
                 });
@@ -1817,7 +1825,7 @@ impl<'a, 'c> Decider<'a, 'c> {
                         currency,
                         lines,
                         period,
-                        ledger_from: 0,
+                        paid_entries: (0..sub.charges.len()).collect(),
                         prorations_wait: reason == InvoiceReason::SubscriptionUpdate
                             && behavior == ProrationBehavior::CreateProrations,
                         earlier_prorations: 0,
@@ -1881,7 +1889,7 @@ impl<'a, 'c> Decider<'a, 'c> {
                     end: current.current_period.map_or(now, |p| p.end.max(now)),
                 },
                 proration_date: None,
-                ledger_from: current.charges.len(),
+                paid_entries: Vec::new(),
                 prorations_wait: false,
                 earlier_prorations: 0,
             });
@@ -2031,6 +2039,9 @@ impl<'a, 'c> Decider<'a, 'c> {
             return Ok(());
         };
         if !self.settings.writes_invoices(sub.payment_collection_method) {
+            // Nothing is charged: the components stay held but paid nothing, so a later
+            // change credits nothing for them (SPEC.md §4).
+            record_unpaid(sub, |i| charge.paid_entries.contains(&i));
             return Ok(());
         }
         // With `CREATE_PRORATIONS` a change's prorations wait on the subscription for its
@@ -2068,7 +2079,7 @@ impl<'a, 'c> Decider<'a, 'c> {
         if settlement.lines.is_empty() {
             return Ok(());
         }
-        record_discount(sub, &settlement, charge.ledger_from)?;
+        record_discount(sub, &settlement, |i| charge.paid_entries.contains(&i))?;
         let invoice = Invoice::from_settlement(
             invoice::next_invoice_id(self.state),
             self.state,
@@ -2170,20 +2181,32 @@ pub(crate) fn ledger<'a>(
     currency: Currency,
     covered: Period,
 ) -> impl Iterator<Item = ChargedComponent> + 'a {
-    lines.iter().filter_map(move |(i, l)| {
-        components.get(*i).map(|c| ChargedComponent {
-            source: c.source.clone(),
-            full_amount: c.amount,
-            currency,
-            amount: l.amount,
-            covered,
-        })
-    })
+    lines
+        .iter()
+        .filter_map(move |(i, l)| components.get(*i).map(|c| charged(c, l, currency, covered)))
+}
+
+/// The ledger entry of `line`, charged for `component` over `covered`.
+fn charged(
+    component: &Component,
+    line: &InvoiceLine,
+    currency: Currency,
+    covered: Period,
+) -> ChargedComponent {
+    ChargedComponent {
+        source: component.source.clone(),
+        full_amount: component.amount,
+        quantity: component.quantity,
+        unit_price: component.unit_price,
+        currency,
+        amount: line.amount,
+        covered,
+    }
 }
 
 /// Pushes onto `lines` a `PRORATION_CREDIT` line for the unused part of each of `charges` at
-/// `t`: `charged × f(t; covered)`, negative, over `[t, covered.end)`. Zero lines are left
-/// out.
+/// `t`: `charged × f(t; covered)`, negative, over `[t, covered.end)`, with the quantity and
+/// unit price of the component charged. Zero lines are left out.
 pub(crate) fn credit_lines<'s>(
     lines: &mut Vec<InvoiceLine>,
     catalog: &Catalog,
@@ -2216,8 +2239,8 @@ pub(crate) fn credit_lines<'s>(
                 start: t,
                 end: charge.covered.end,
             },
-            quantity: 1,
-            unit_price: charge.amount,
+            quantity: charge.quantity,
+            unit_price: charge.unit_price,
             amount: money::sub(Decimal::ZERO, amount)?,
         });
     }
@@ -2268,13 +2291,27 @@ pub(crate) fn same_component(charge: &ChargedComponent, component: &Component) -
     charge.source == component.source && charge.full_amount == component.amount
 }
 
+/// Records on `sub` that the ledger entries at the positions `unpaid` accepts were charged
+/// without an invoice, so were never paid: they keep their component (an unchanged one
+/// still gets no proration lines) with nothing charged, so nothing to credit.
+pub(crate) fn record_unpaid(sub: &mut Subscription, unpaid: impl Fn(usize) -> bool) {
+    for (_, charge) in sub
+        .charges
+        .iter_mut()
+        .enumerate()
+        .filter(|(i, _)| unpaid(*i))
+    {
+        charge.amount = Decimal::ZERO;
+    }
+}
+
 /// Records on `sub` what its coupon did to an invoice: a used `ONCE` coupon is spent, and the
-/// ledger entries the invoice paid for (from `ledger_from` on) keep what was actually
+/// ledger entries the invoice paid for (the positions `paid` accepts) keep what was actually
 /// charged after the discount, so a later credit never returns more than was paid.
 pub(crate) fn record_discount(
     sub: &mut Subscription,
     settlement: &invoice::Settlement,
-    ledger_from: usize,
+    paid: impl Fn(usize) -> bool,
 ) -> Result<(), Error> {
     if !settlement.coupon_used {
         return Ok(());
@@ -2294,7 +2331,7 @@ pub(crate) fn record_discount(
         return Ok(());
     }
     let kept = money::div(money::sub(covered, discount)?, covered)?;
-    for charge in sub.charges.iter_mut().skip(ledger_from) {
+    for (_, charge) in sub.charges.iter_mut().enumerate().filter(|(i, _)| paid(*i)) {
         charge.amount = money::mul(charge.amount, kept)?;
     }
     Ok(())

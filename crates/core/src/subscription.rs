@@ -164,6 +164,11 @@ pub struct ChargedComponent {
     /// Its exact full-period amount when it was charged: a component with the same source
     /// and full-period amount is the same component.
     pub full_amount: Decimal,
+    /// The component's quantity when it was charged (1 for a flat fee).
+    pub quantity: u64,
+    /// The component's unit price when it was charged; a discount recorded on the amount
+    /// leaves it as it is.
+    pub unit_price: Decimal,
     /// The currency charged.
     pub currency: Currency,
     /// The amount charged (a rounded invoice line).
