@@ -455,6 +455,10 @@ pub(crate) struct InPlace<'a> {
     pub(crate) trial_end: Option<DateTime<Utc>>,
     /// New metadata, replacing the old.
     pub(crate) metadata: Option<&'a BTreeMap<String, String>>,
+    /// Whether the request names any part of the configuration. One that names none (only
+    /// metadata, a promotion code or a trial end) leaves a scheduled change alone; one equal
+    /// to the live configuration cancels it (FORMAT.md §6).
+    pub(crate) names_configuration: bool,
 }
 
 pub(crate) fn decide(
@@ -1612,7 +1616,15 @@ impl<'a, 'c> Decider<'a, 'c> {
             return Ok(());
         }
         if current.config == next.config {
-            self.keep_configuration(d, current, "nothing is prorated");
+            if change.names_configuration {
+                self.keep_configuration(d, current, "nothing is prorated");
+            } else {
+                d.subscription = Some(current.id.clone());
+                d.explanation.push(Step::SameConfiguration {
+                    subscription: current.id.clone(),
+                    consequence: "nothing is prorated",
+                });
+            }
             if next != *current {
                 d.effects.replace.push(next);
             }

@@ -277,6 +277,10 @@ pub(crate) fn decide_update(
         timing: None,
         trial_end: request.trial_end_date,
         metadata: request.metadata.as_ref(),
+        names_configuration: request.unit_quantity.is_some()
+            || request.billable_features.is_some()
+            || request.addons.is_some()
+            || request.billing_period.is_some(),
     };
     provision::decide(
         catalog,
@@ -369,6 +373,7 @@ pub fn migrate_subscription_to_latest(
         timing: Some(timing),
         trial_end: None,
         metadata: None,
+        names_configuration: true,
     };
     provision::decide(
         catalog,
