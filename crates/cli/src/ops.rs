@@ -134,6 +134,14 @@ fn provisioned(answer: &Provisioned) -> Value {
 
 fn provision_customer(context: &Context<'_>, input: Option<&Value>) -> Result<Value, Error> {
     let request: ProvisionCustomerRequest = parse(input)?;
+    let named = request
+        .subscription_params
+        .as_ref()
+        .and_then(|params| params.get("subscriptionId"))
+        .and_then(Value::as_str);
+    if let Some(id) = named {
+        unused_elsewhere(context, &request.customer_id, id)?;
+    }
     let answer = block_on(
         context
             .engine
@@ -177,6 +185,9 @@ fn update_customer(context: &Context<'_>, input: Option<&Value>) -> Result<Value
 
 fn provision_subscription(context: &Context<'_>, input: Option<&Value>) -> Result<Value, Error> {
     let request: ProvisionRequest = parse(input)?;
+    if let Some(id) = &request.subscription_id {
+        unused_elsewhere(context, &request.customer_id, id.as_str())?;
+    }
     let answer = block_on(
         context
             .engine
@@ -194,6 +205,32 @@ fn complete_checkout(context: &Context<'_>, input: Option<&Value>) -> Result<Val
         None,
     ))?;
     Ok(provisioned(&answer))
+}
+
+/// Fails with `InvalidArgumentError` when a customer other than `customer` holds subscription
+/// `id`: scenario inputs that name a subscription do not name its customer, so an id names
+/// one subscription across the scenario.
+fn unused_elsewhere(context: &Context<'_>, customer: &CustomerId, id: &str) -> Result<(), Error> {
+    for other in context.engine.storage().customer_ids() {
+        if &other == customer {
+            continue;
+        }
+        let state = block_on(context.engine.customer_state(&other))?;
+        let held = state.subscription(id).is_some()
+            || state
+                .pending_checkouts
+                .iter()
+                .any(|p| p.subscription_id.as_str() == id);
+        if held {
+            return Err(Error::new(
+                ErrorCode::InvalidArgumentError,
+                format!(
+                    "subscription `{id}` belongs to customer `{other}`: a scenario names each subscription by its id alone"
+                ),
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// The customer holding subscription `id`: scenario inputs that name a subscription do not
