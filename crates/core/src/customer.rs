@@ -138,6 +138,24 @@ impl CustomerState {
         Ok(sub)
     }
 
+    /// The subscription `id`, which must not have ended, for a change other than a
+    /// cancellation: an ended subscription's status allows none (FORMAT.md §5).
+    ///
+    /// # Errors
+    /// `CustomerIsArchived`, `SubscriptionNotFound`, `InvalidSubscriptionStatus`.
+    pub fn changeable_subscription(&self, id: &str) -> Result<&Subscription, Error> {
+        self.open_subscription(id).map_err(|e| {
+            if e.code() == ErrorCode::SubscriptionAlreadyCanceledOrExpired {
+                Error::new(
+                    ErrorCode::InvalidSubscriptionStatus,
+                    format!("subscription `{id}` has ended: it can no longer be changed"),
+                )
+            } else {
+                e
+            }
+        })
+    }
+
     /// Fails with `CustomerIsArchived` for an archived customer: every change needs this.
     ///
     /// # Errors

@@ -216,7 +216,7 @@ fn kept_units(
 /// Decides an `updateSubscription` request for the customer in `state` at `now`.
 ///
 /// # Errors
-/// `CustomerIsArchived`, `SubscriptionNotFound`, `SubscriptionAlreadyCanceledOrExpired`,
+/// `CustomerIsArchived`, `SubscriptionNotFound`, `InvalidSubscriptionStatus` (an ended subscription),
 /// the validation errors of provisioning (`BillingPeriodMissingError`, the add-on and
 /// quantity errors, `FeatureNotFound`, the promotion code errors, `InvalidArgumentError`),
 /// `PaymentMethodNotFound`, `AmountTooLarge`.
@@ -248,7 +248,7 @@ pub(crate) fn decide_update(
     settings: &Settings,
     stages: Stages,
 ) -> Result<ProvisionDecision, Error> {
-    let sub = state.open_subscription(request.subscription_id.as_str())?;
+    let sub = state.changeable_subscription(request.subscription_id.as_str())?;
     let version = Some(sub.config.plan_version);
     let mut provision_request = as_provision_request(state, sub, version);
     let period = request.billing_period.or(sub.config.billing_period);
@@ -300,12 +300,12 @@ pub(crate) fn decide_update(
 /// dropped (a pending cancellation is not a scheduled update and stays).
 ///
 /// # Errors
-/// `CustomerIsArchived`, `SubscriptionNotFound`, `SubscriptionAlreadyCanceledOrExpired`.
+/// `CustomerIsArchived`, `SubscriptionNotFound`, `InvalidSubscriptionStatus` (an ended subscription).
 pub fn cancel_scheduled_updates(
     state: &CustomerState,
     request: &CancelScheduledRequest,
 ) -> Result<ProvisionDecision, Error> {
-    let sub = state.open_subscription(request.subscription_id.as_str())?;
+    let sub = state.changeable_subscription(request.subscription_id.as_str())?;
     let mut effects = Effects::default();
     let explanation = if sub.scheduled_updates.is_empty() {
         Step::NoScheduledUpdate {
@@ -326,7 +326,7 @@ pub fn cancel_scheduled_updates(
 /// Decides a `migrateSubscriptionToLatest` request.
 ///
 /// # Errors
-/// `CustomerIsArchived`, `SubscriptionNotFound`, `SubscriptionAlreadyCanceledOrExpired`,
+/// `CustomerIsArchived`, `SubscriptionNotFound`, `InvalidSubscriptionStatus` (an ended subscription),
 /// `PlanNotFound`, and the validation errors of the subscription's configuration at the
 /// latest versions (`BillingPeriodMissingError`, `IncompatibleSubscriptionAddon`, …),
 /// `PaymentMethodNotFound`, `AmountTooLarge`.
@@ -338,7 +338,7 @@ pub fn migrate_subscription_to_latest(
     now: DateTime<Utc>,
     settings: &Settings,
 ) -> Result<ProvisionDecision, Error> {
-    let sub = state.open_subscription(request.subscription_id.as_str())?;
+    let sub = state.changeable_subscription(request.subscription_id.as_str())?;
     let latest = |plan: Option<u32>, current: u32| plan.is_none_or(|v| v <= current);
     let on_latest = latest(
         catalog
@@ -392,7 +392,7 @@ pub fn migrate_subscription_to_latest(
 /// Decides a `transferSubscription` request.
 ///
 /// # Errors
-/// `CustomerIsArchived`, `SubscriptionNotFound`, `SubscriptionAlreadyCanceledOrExpired`,
+/// `CustomerIsArchived`, `SubscriptionNotFound`, `InvalidSubscriptionStatus` (an ended subscription),
 /// `ResourceIdMismatch` for a product with one subscription per customer,
 /// `InvalidArgumentError` when the destination already holds a subscription of the same
 /// kind.
@@ -401,7 +401,7 @@ pub fn transfer_subscription(
     state: &CustomerState,
     request: &TransferRequest,
 ) -> Result<ProvisionDecision, Error> {
-    let sub = state.open_subscription(request.subscription_id.as_str())?;
+    let sub = state.changeable_subscription(request.subscription_id.as_str())?;
     let multiple = catalog
         .product(sub.product.as_str())
         .is_some_and(|p| p.multiple_subscriptions);

@@ -510,7 +510,7 @@ fn update_errors_have_their_codes_and_change_nothing() {
         .unwrap()
         .state;
     let err = update(&catalog, &canceled, HALF, json!({"subscriptionId": "s"})).unwrap_err();
-    assert_eq!(err.code(), ErrorCode::SubscriptionAlreadyCanceledOrExpired);
+    assert_eq!(err.code(), ErrorCode::InvalidSubscriptionStatus);
 }
 
 #[test]
