@@ -5,8 +5,10 @@
 //! this order: pending cancellations (so a cancellation at or before a trial's end wins
 //! over its conversion), trial ends, scheduled changes (which apply instead of the renewal
 //! due at the same instant), starts of waiting subscriptions, renewals, and the expiry of
-//! pending payments. Advancing to `a` and then to `b` gives exactly what advancing to `b`
-//! gives.
+//! pending payments. The end setup of a subscription ending at an instant looks ahead
+//! within it: a trial of the scope converting then, or a waiting subscription starting
+//! then, keeps the scope covered, so no free subscription is created only to be replaced
+//! at once. Advancing to `a` and then to `b` gives exactly what advancing to `b` gives.
 //!
 //! # Rules decided here (the documents are silent)
 //!
@@ -486,7 +488,9 @@ impl Clock<'_> {
     }
 
     /// The product's end setup: a scope left without a live non-trial subscription moves
-    /// to the product's free plan, if it has one.
+    /// to the product's free plan, if it has one. A subscription that starts or a trial
+    /// that converts at this same instant is the scope's live non-trial subscription
+    /// already: the end setup then does nothing.
     fn end_setup(&mut self, index: usize) -> Result<(), Error> {
         let ended = self.sub(index)?.clone();
         let Some(product) = self.catalog.product(ended.product.as_str()) else {
@@ -497,9 +501,11 @@ impl Clock<'_> {
         };
         let covered = self.state.subscriptions.iter().any(|s| {
             s.in_scope(&ended.product, ended.resource.as_ref())
-                && !s.is_trial
-                && (s.status.is_live()
-                    || (s.status == SubscriptionStatus::NotStarted && s.start_date <= self.at))
+                && ((!s.is_trial
+                    && (s.status.is_live()
+                        || (s.status == SubscriptionStatus::NotStarted
+                            && s.start_date <= self.at)))
+                    || self.converts_now(s))
         });
         if covered {
             return Ok(());
@@ -652,11 +658,27 @@ impl Clock<'_> {
         self.bill_first_period(index, carried, InvoiceReason::SubscriptionCreation)
     }
 
+    /// Whether the trial `sub` becomes a paid subscription when it ends now.
+    fn converts(&self, sub: &Subscription) -> bool {
+        sub.trial_end_behavior.unwrap_or_default() == TrialEndBehavior::ConvertToPaid
+            && self.can_collect(sub)
+    }
+
+    /// Whether the trial `sub` converts at this instant: it ends now, converting, and no
+    /// cancellation of its own due now wins over the conversion.
+    fn converts_now(&self, sub: &Subscription) -> bool {
+        let canceled_now = sub.pending_cancel_reason.is_some()
+            && sub.cancellation_date.is_some_and(|at| at <= self.at);
+        sub.is_trial
+            && sub.status == SubscriptionStatus::InTrial
+            && sub.trial_end == Some(self.at)
+            && !canceled_now
+            && self.converts(sub)
+    }
+
     fn trial_end(&mut self, index: usize) -> Result<(), Error> {
         let sub = self.sub(index)?.clone();
-        let converts =
-            sub.trial_end_behavior.unwrap_or_default() == TrialEndBehavior::ConvertToPaid;
-        if !converts || !self.can_collect(&sub) {
+        if !self.converts(&sub) {
             return self.end(index, CancelReason::TrialEnded);
         }
         // A parallel trial replaces the paid subscription of its scope, whatever the
