@@ -5,8 +5,10 @@
 //! this order: pending cancellations (so a cancellation at or before a trial's end wins
 //! over its conversion), trial ends, scheduled changes (which apply instead of the renewal
 //! due at the same instant), starts of waiting subscriptions, renewals, and the expiry of
-//! pending payments. Advancing to `a` and then to `b` gives exactly what advancing to `b`
-//! gives.
+//! pending payments. The end setup of a subscription ending at an instant looks ahead
+//! within it: a trial of the scope converting then, or a waiting subscription starting
+//! then, keeps the scope covered, so no free subscription is created only to be replaced
+//! at once. Advancing to `a` and then to `b` gives exactly what advancing to `b` gives.
 //!
 //! # Rules decided here (the documents are silent)
 //!
@@ -40,6 +42,14 @@
 //!   reported as `SUBSCRIPTION_STARTED` (the event marks every moment a subscription
 //!   starts: at its start date, even when it then waits for payment, and again when it
 //!   becomes active), followed by the `INVOICE_ISSUED` of its charge.
+//! - A waiting trial whose plan's trial requires a payment method follows the rule of a
+//!   paid start (SPEC.md §3.P): reaching its start when payment cannot be collected, it
+//!   becomes `PAYMENT_PENDING` (no access), its pending window being the trial period as
+//!   decided; not paid by the trial's end, it ends `CANCELED` with `PendingPaymentExpired`.
+//!   Once the customer has a payment method, [`collect_pending_payments`] makes it
+//!   `IN_TRIAL` at that instant without charging anything, and the trial keeps its length:
+//!   its end (and a conversion into a waiting subscription at that end) moves by the time
+//!   it waited. It is reported as `SUBSCRIPTION_STARTED`, as a paid one is.
 
 use crate::catalog::{Catalog, EndSetup, PricingType, TrialEndBehavior};
 use crate::customer::CustomerState;
@@ -47,7 +57,7 @@ use crate::error::{Error, ErrorCode};
 use crate::id::{FeatureId, SubscriptionId};
 use crate::invoice::{self, Billing, Invoice, InvoiceLine, InvoiceReason};
 use crate::money::Currency;
-use crate::period::PeriodSeries;
+use crate::period::{Period, PeriodSeries};
 use crate::pricing::{Configuration, recurring_amount};
 use crate::proration::ProrationEvent;
 use crate::provision::{self, generate_id, record_invoice};
@@ -199,7 +209,8 @@ fn due_of(sub: &Subscription) -> Vec<(DateTime<Utc>, Due)> {
 /// Makes every `PAYMENT_PENDING` subscription of a customer who now has a payment method
 /// `ACTIVE` at `now`: the clock first moves to `now`, then each is charged a full period
 /// from `now` (`SUBSCRIPTION_CREATION`) and anchored there, its `startDate` unchanged
-/// (FORMAT.md §6 "Payment and checkout"). Without a payment method only the clock moves.
+/// (FORMAT.md §6 "Payment and checkout"); a trial waiting for a payment method becomes
+/// `IN_TRIAL` instead, charged nothing. Without a payment method only the clock moves.
 ///
 /// # Errors
 /// Those of [`advance`].
@@ -226,7 +237,11 @@ pub fn collect_pending_payments(
             at: now,
         };
         let sub = clock.sub(index)?.clone();
-        if clock.can_collect(&sub) {
+        if sub.is_trial {
+            if clock.can_start_trial(&sub) {
+                clock.start_waiting_trial(index)?;
+            }
+        } else if clock.can_collect(&sub) {
             clock.activate(index, Carried::default(), EventKind::SubscriptionStarted)?;
         }
     }
@@ -307,6 +322,59 @@ impl Clock<'_> {
         !(paid
             && self.settings.charges(sub.payment_collection_method)
             && !self.state.customer.has_payment_method)
+    }
+
+    /// Whether the trial `sub` can start now: a trial whose plan requires a payment method
+    /// follows the rule of a paid start (SPEC.md §3.P), others need nothing.
+    fn can_start_trial(&self, sub: &Subscription) -> bool {
+        let required = sub.plan(self.catalog).is_ok_and(|p| {
+            p.default_trial
+                .is_some_and(|trial| trial.requires_payment_method)
+        });
+        !(required
+            && self.settings.charges(sub.payment_collection_method)
+            && !self.state.customer.has_payment_method)
+    }
+
+    /// A trial that waited for a payment method starts now, keeping its length: its end
+    /// (and a conversion into a waiting subscription at that end) moves by the time it
+    /// waited. It charges nothing.
+    fn start_waiting_trial(&mut self, index: usize) -> Result<(), Error> {
+        let at = self.at;
+        let sub = self.sub(index)?.clone();
+        let waited =
+            at.signed_duration_since(sub.current_period.map_or(sub.start_date, |p| p.start));
+        let end = sub
+            .trial_end
+            .map(|end| {
+                end.checked_add_signed(waited)
+                    .ok_or_else(|| Error::new(ErrorCode::InvalidArgumentError, "date out of range"))
+            })
+            .transpose()?;
+        let conversion = self.state.conversion_of(&sub).map(|s| s.id.clone());
+        let stored = self.sub_mut(index)?;
+        stored.status = SubscriptionStatus::InTrial;
+        stored.trial_end = end;
+        if stored.billing_anchor.is_some() {
+            stored.billing_anchor = end;
+        }
+        stored.current_period = end.map(|end| Period { start: at, end });
+        if stored.pending_cancel_reason == Some(CancelReason::TrialConverted) {
+            stored.cancellation_date = end;
+        }
+        if let (Some(id), Some(end)) = (conversion, end) {
+            let waiting = self.state.subscription_mut(id.as_str())?;
+            waiting.start_date = end;
+            if waiting.billing_anchor.is_some() {
+                waiting.billing_anchor = Some(end);
+            }
+            waiting.current_period = match waiting.config.billing_period {
+                Some(bp) => Some(PeriodSeries::new(end, bp).nth(0)?),
+                None => None,
+            };
+        }
+        self.event(EventKind::SubscriptionStarted, &sub.id, None);
+        Ok(())
     }
 
     /// The usage of `index`'s billing period up to now, which closes now; nothing for a
@@ -420,7 +488,9 @@ impl Clock<'_> {
     }
 
     /// The product's end setup: a scope left without a live non-trial subscription moves
-    /// to the product's free plan, if it has one.
+    /// to the product's free plan, if it has one. A subscription that starts or a trial
+    /// that converts at this same instant is the scope's live non-trial subscription
+    /// already: the end setup then does nothing.
     fn end_setup(&mut self, index: usize) -> Result<(), Error> {
         let ended = self.sub(index)?.clone();
         let Some(product) = self.catalog.product(ended.product.as_str()) else {
@@ -431,9 +501,11 @@ impl Clock<'_> {
         };
         let covered = self.state.subscriptions.iter().any(|s| {
             s.in_scope(&ended.product, ended.resource.as_ref())
-                && !s.is_trial
-                && (s.status.is_live()
-                    || (s.status == SubscriptionStatus::NotStarted && s.start_date <= self.at))
+                && ((!s.is_trial
+                    && (s.status.is_live()
+                        || (s.status == SubscriptionStatus::NotStarted
+                            && s.start_date <= self.at)))
+                    || self.converts_now(s))
         });
         if covered {
             return Ok(());
@@ -586,11 +658,27 @@ impl Clock<'_> {
         self.bill_first_period(index, carried, InvoiceReason::SubscriptionCreation)
     }
 
+    /// Whether the trial `sub` becomes a paid subscription when it ends now.
+    fn converts(&self, sub: &Subscription) -> bool {
+        sub.trial_end_behavior.unwrap_or_default() == TrialEndBehavior::ConvertToPaid
+            && self.can_collect(sub)
+    }
+
+    /// Whether the trial `sub` converts at this instant: it ends now, converting, and no
+    /// cancellation of its own due now wins over the conversion.
+    fn converts_now(&self, sub: &Subscription) -> bool {
+        let canceled_now = sub.pending_cancel_reason.is_some()
+            && sub.cancellation_date.is_some_and(|at| at <= self.at);
+        sub.is_trial
+            && sub.status == SubscriptionStatus::InTrial
+            && sub.trial_end == Some(self.at)
+            && !canceled_now
+            && self.converts(sub)
+    }
+
     fn trial_end(&mut self, index: usize) -> Result<(), Error> {
         let sub = self.sub(index)?.clone();
-        let converts =
-            sub.trial_end_behavior.unwrap_or_default() == TrialEndBehavior::ConvertToPaid;
-        if !converts || !self.can_collect(&sub) {
+        if !self.converts(&sub) {
             return self.end(index, CancelReason::TrialEnded);
         }
         // A parallel trial replaces the paid subscription of its scope, whatever the
@@ -669,15 +757,18 @@ impl Clock<'_> {
         Ok(())
     }
 
-    /// Marks `index` as waiting for payment, with its first period running from now.
+    /// Marks `index` as waiting for payment, with its first period running from now (a
+    /// trial's is its trial period, kept as decided).
     fn await_payment(&mut self, index: usize) -> Result<(), Error> {
         let at = self.at;
         let stored = self.sub_mut(index)?;
         stored.status = SubscriptionStatus::PaymentPending;
-        stored.current_period = match stored.config.billing_period {
-            Some(bp) => Some(PeriodSeries::new(at, bp).nth(0)?),
-            None => None,
-        };
+        if !stored.is_trial {
+            stored.current_period = match stored.config.billing_period {
+                Some(bp) => Some(PeriodSeries::new(at, bp).nth(0)?),
+                None => None,
+            };
+        }
         let id = stored.id.clone();
         self.event(EventKind::SubscriptionStarted, &id, None);
         Ok(())
@@ -688,6 +779,10 @@ impl Clock<'_> {
         self.end_lone_trial(&sub)?;
         // A waiting subscription replaces the live one of its kind.
         let carried = self.replace_live(&sub, sub.is_trial)?;
+        if sub.is_trial && !self.can_start_trial(&sub) {
+            self.issue_carried(carried)?;
+            return self.await_payment(index);
+        }
         if sub.is_trial {
             self.sub_mut(index)?.status = SubscriptionStatus::InTrial;
             self.event(EventKind::SubscriptionStarted, &sub.id, None);
