@@ -363,15 +363,7 @@ impl Clock<'_> {
             stored.cancellation_date = end;
         }
         if let (Some(id), Some(end)) = (conversion, end) {
-            let waiting = self.state.subscription_mut(id.as_str())?;
-            waiting.start_date = end;
-            if waiting.billing_anchor.is_some() {
-                waiting.billing_anchor = Some(end);
-            }
-            waiting.current_period = match waiting.config.billing_period {
-                Some(bp) => Some(PeriodSeries::new(end, bp).nth(0)?),
-                None => None,
-            };
+            self.state.subscription_mut(id.as_str())?.start_at(end)?;
         }
         self.event(EventKind::SubscriptionStarted, &sub.id, None);
         Ok(())

@@ -1561,14 +1561,7 @@ impl<'a, 'c> Decider<'a, 'c> {
             return Ok(None);
         };
         let mut moved = waiting.clone();
-        moved.start_date = end;
-        if moved.billing_anchor.is_some() {
-            moved.billing_anchor = Some(end);
-        }
-        moved.current_period = match moved.config.billing_period {
-            Some(period) => Some(PeriodSeries::new(end, period).nth(0)?),
-            None => None,
-        };
+        moved.start_at(end)?;
         Ok(Some(moved))
     }
 

@@ -301,6 +301,23 @@ impl Subscription {
         &self.product == product && self.resource.as_ref() == resource
     }
 
+    /// Moves a subscription that has not started to start at `start`, in its first period
+    /// from there (anchored there when it has an anchor).
+    ///
+    /// # Errors
+    /// `InvalidArgumentError` for a period past the last representable date.
+    pub fn start_at(&mut self, start: DateTime<Utc>) -> Result<(), Error> {
+        self.start_date = start;
+        if self.billing_anchor.is_some() {
+            self.billing_anchor = Some(start);
+        }
+        self.current_period = match self.config.billing_period {
+            Some(period) => Some(crate::period::PeriodSeries::new(start, period).nth(0)?),
+            None => None,
+        };
+        Ok(())
+    }
+
     /// Drops a pending cancellation: it runs on.
     pub fn clear_pending_cancellation(&mut self) {
         self.cancellation_date = None;
