@@ -57,7 +57,7 @@ use crate::error::{Error, ErrorCode};
 use crate::id::{FeatureId, SubscriptionId};
 use crate::invoice::{self, Billing, Invoice, InvoiceLine, InvoiceReason};
 use crate::money::Currency;
-use crate::period::{Period, PeriodSeries};
+use crate::period::{Period, PeriodSeries, first_period};
 use crate::pricing::{Configuration, recurring_amount};
 use crate::proration::ProrationEvent;
 use crate::provision::{self, generate_id, record_invoice};
@@ -588,10 +588,7 @@ impl Clock<'_> {
         let at = self.at;
         let sub = self.sub(index)?.clone();
         let quote = recurring_amount(self.catalog, &sub.config)?;
-        let period = match sub.config.billing_period {
-            Some(bp) => Some(PeriodSeries::new(at, bp).nth(0)?),
-            None => None,
-        };
+        let period = first_period(at, sub.config.billing_period)?;
         let stored = self.sub_mut(index)?;
         stored.billing_anchor = period.map(|p| p.start);
         stored.current_period = period;
@@ -756,10 +753,7 @@ impl Clock<'_> {
         let stored = self.sub_mut(index)?;
         stored.status = SubscriptionStatus::PaymentPending;
         if !stored.is_trial {
-            stored.current_period = match stored.config.billing_period {
-                Some(bp) => Some(PeriodSeries::new(at, bp).nth(0)?),
-                None => None,
-            };
+            stored.current_period = first_period(at, stored.config.billing_period)?;
         }
         let id = stored.id.clone();
         self.event(EventKind::SubscriptionStarted, &id, None);

@@ -84,6 +84,20 @@ pub fn sub_months(t: DateTime<Utc>, months: u32) -> Result<DateTime<Utc>, Error>
         .ok_or_else(out_of_range)
 }
 
+/// The first billing period from `start`, for a subscription billed every `billing_period`
+/// (none for one without a billing period).
+///
+/// # Errors
+/// `InvalidArgumentError` for a period past the last representable date.
+pub fn first_period(
+    start: DateTime<Utc>,
+    billing_period: Option<BillingPeriod>,
+) -> Result<Option<Period>, Error> {
+    billing_period
+        .map(|bp| PeriodSeries::new(start, bp).nth(0))
+        .transpose()
+}
+
 /// A series of consecutive periods of `months` months anchored at `anchor`: period `n` is
 /// `[anchor + n × months, anchor + (n + 1) × months)`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

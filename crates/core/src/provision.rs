@@ -21,7 +21,7 @@ use crate::id::{
 };
 use crate::invoice::{self, Invoice, InvoiceLine, InvoiceReason, LineKind};
 use crate::money::{self, Currency, RoundingMode};
-use crate::period::{BillingPeriod, Period, PeriodSeries};
+use crate::period::{BillingPeriod, Period, PeriodSeries, first_period};
 use crate::pricing::{AddonQuantity, Component, Configuration, RecurringAmount, plan_amount};
 use crate::proration::{ProrationEvent, share};
 use crate::settings::Settings;
@@ -1514,10 +1514,7 @@ impl<'a, 'c> Decider<'a, 'c> {
             let start = current
                 .current_period
                 .map_or(current.start_date, |p| p.start);
-            next.current_period = match next.config.billing_period {
-                Some(period) => Some(PeriodSeries::new(start, period).nth(0)?),
-                None => None,
-            };
+            next.current_period = first_period(start, next.config.billing_period)?;
         }
         if let Some(end) = change.trial_end {
             let waiting = current.status == SubscriptionStatus::NotStarted;
@@ -1697,10 +1694,7 @@ impl<'a, 'c> Decider<'a, 'c> {
         if self.in_place.is_some() && !keep_period {
             // In place, a new billing period starts now; the start date stays.
             sub.billing_anchor = self.valid.config.billing_period.map(|_| now);
-            sub.current_period = match self.valid.config.billing_period {
-                Some(period) => Some(PeriodSeries::new(now, period).nth(0)?),
-                None => None,
-            };
+            sub.current_period = first_period(now, self.valid.config.billing_period)?;
         }
         let quote = &self.valid.quote;
         // What `current` was charged in, when the new configuration is priced in another

@@ -311,10 +311,7 @@ impl Subscription {
         if self.billing_anchor.is_some() {
             self.billing_anchor = Some(start);
         }
-        self.current_period = match self.config.billing_period {
-            Some(period) => Some(crate::period::PeriodSeries::new(start, period).nth(0)?),
-            None => None,
-        };
+        self.current_period = crate::period::first_period(start, self.config.billing_period)?;
         Ok(())
     }
 
