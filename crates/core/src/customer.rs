@@ -127,15 +127,7 @@ impl CustomerState {
     /// # Errors
     /// `CustomerIsArchived`, `SubscriptionNotFound`, `SubscriptionAlreadyCanceledOrExpired`.
     pub fn open_subscription(&self, id: &str) -> Result<&Subscription, Error> {
-        self.ensure_active()?;
-        let sub = self.subscription(id).ok_or_else(|| not_found(id))?;
-        if sub.status.is_ended() {
-            return Err(Error::new(
-                ErrorCode::SubscriptionAlreadyCanceledOrExpired,
-                format!("subscription `{id}` has already ended"),
-            ));
-        }
-        Ok(sub)
+        self.unended(id, ErrorCode::SubscriptionAlreadyCanceledOrExpired)
     }
 
     /// The subscription `id`, which must not have ended, for a change other than a
@@ -144,16 +136,21 @@ impl CustomerState {
     /// # Errors
     /// `CustomerIsArchived`, `SubscriptionNotFound`, `InvalidSubscriptionStatus`.
     pub fn changeable_subscription(&self, id: &str) -> Result<&Subscription, Error> {
-        self.open_subscription(id).map_err(|e| {
-            if e.code() == ErrorCode::SubscriptionAlreadyCanceledOrExpired {
-                Error::new(
-                    ErrorCode::InvalidSubscriptionStatus,
-                    format!("subscription `{id}` has ended: it can no longer be changed"),
-                )
-            } else {
-                e
-            }
-        })
+        self.unended(id, ErrorCode::InvalidSubscriptionStatus)
+    }
+
+    /// The subscription `id` of an active customer; `ended` is the error for one that has
+    /// ended.
+    fn unended(&self, id: &str, ended: ErrorCode) -> Result<&Subscription, Error> {
+        self.ensure_active()?;
+        let sub = self.subscription(id).ok_or_else(|| not_found(id))?;
+        if sub.status.is_ended() {
+            return Err(Error::new(
+                ended,
+                format!("subscription `{id}` has already ended"),
+            ));
+        }
+        Ok(sub)
     }
 
     /// Fails with `CustomerIsArchived` for an archived customer: every change needs this.
@@ -176,13 +173,9 @@ impl CustomerState {
     /// `TrialConverted` end takes effect.
     #[must_use]
     pub fn conversion_of(&self, trial: &Subscription) -> Option<&Subscription> {
-        let at = converts_at(trial)?;
-        self.subscriptions.iter().find(|s| {
-            s.status == SubscriptionStatus::NotStarted
-                && !s.is_trial
-                && s.start_date == at
-                && s.in_scope(&trial.product, trial.resource.as_ref())
-        })
+        self.subscriptions
+            .iter()
+            .find(|s| s.status == SubscriptionStatus::NotStarted && converts_into(trial, s))
     }
 
     /// The live trial that converts into the waiting subscription `waiting` when it starts.
@@ -190,7 +183,7 @@ impl CustomerState {
     pub fn converting_into(&self, waiting: &Subscription) -> Option<&Subscription> {
         self.subscriptions
             .iter()
-            .find(|s| converts_into(s, waiting))
+            .find(|s| s.status == SubscriptionStatus::InTrial && converts_into(s, waiting))
     }
 
     /// [`Self::converting_into`], to change.
@@ -200,7 +193,7 @@ impl CustomerState {
     ) -> Option<&mut Subscription> {
         self.subscriptions
             .iter_mut()
-            .find(|s| converts_into(s, waiting))
+            .find(|s| s.status == SubscriptionStatus::InTrial && converts_into(s, waiting))
     }
 
     /// Whether any invoice of the customer's charged more than zero.
@@ -210,19 +203,14 @@ impl CustomerState {
     }
 }
 
-/// Whether `trial` is live and converts into `waiting` when it starts.
+/// Whether `trial` ends converted into `waiting`: a paid subscription of its scope that
+/// starts when the trial's pending `TrialConverted` end takes effect.
 fn converts_into(trial: &Subscription, waiting: &Subscription) -> bool {
-    trial.status == SubscriptionStatus::InTrial
+    trial.is_trial
         && !waiting.is_trial
-        && converts_at(trial) == Some(waiting.start_date)
-        && trial.in_scope(&waiting.product, waiting.resource.as_ref())
-}
-
-/// When `trial` ends converted into a waiting subscription, if it does.
-fn converts_at(trial: &Subscription) -> Option<chrono::DateTime<chrono::Utc>> {
-    (trial.is_trial && trial.pending_cancel_reason == Some(CancelReason::TrialConverted))
-        .then_some(trial.cancellation_date)
-        .flatten()
+        && trial.pending_cancel_reason == Some(CancelReason::TrialConverted)
+        && trial.cancellation_date == Some(waiting.start_date)
+        && waiting.in_scope(&trial.product, trial.resource.as_ref())
 }
 
 pub(crate) fn not_found(id: &str) -> Error {

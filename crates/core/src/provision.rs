@@ -1373,47 +1373,38 @@ impl<'a, 'c> Decider<'a, 'c> {
         at: DateTime<Utc>,
         strategy: ScheduleStrategy,
     ) -> Result<ScheduledUpdate, Error> {
-        Ok(ScheduledUpdate {
+        let mut update = ScheduledUpdate {
             kind,
             scheduled_at: at,
             target: self.valid.config.clone(),
-            new_subscription_id: match kind {
-                ScheduledUpdateType::PlanChange => Some(self.new_id()?),
-                ScheduledUpdateType::Update | ScheduledUpdateType::Migration => None,
-            },
+            new_subscription_id: None,
             strategy,
-            // An update's code replaces the coupon now, whatever the timing.
-            coupon: match kind {
-                ScheduledUpdateType::PlanChange => {
-                    self.valid
-                        .coupon
-                        .as_ref()
-                        .map(|(coupon, code)| AppliedCoupon {
-                            coupon: coupon.clone(),
-                            promotion_code: code.clone(),
-                            redeemed_at: at,
-                            invoices_discounted: 0,
-                        })
-                }
-                ScheduledUpdateType::Update | ScheduledUpdateType::Migration => None,
-            },
-            // A change in place keeps the subscription's own terms (its request carries
-            // them over) and applies new metadata now, whatever the timing.
-            tax_percentage: match kind {
-                ScheduledUpdateType::PlanChange => self.request.tax_percentage,
-                ScheduledUpdateType::Update | ScheduledUpdateType::Migration => None,
-            },
-            payment_collection_method: match kind {
-                ScheduledUpdateType::PlanChange => self.request.payment_collection_method,
-                ScheduledUpdateType::Update | ScheduledUpdateType::Migration => None,
-            },
-            metadata: match kind {
-                ScheduledUpdateType::PlanChange if !self.request.metadata.is_empty() => {
-                    Some(self.request.metadata.clone())
-                }
-                _ => None,
-            },
-        })
+            coupon: None,
+            tax_percentage: None,
+            payment_collection_method: None,
+            metadata: None,
+        };
+        // A plan change gives the new subscription what its request brought. A change in
+        // place keeps the subscription's own terms (its request carries them over) and
+        // applies a new code and new metadata now, whatever the timing.
+        if kind == ScheduledUpdateType::PlanChange {
+            update.new_subscription_id = Some(self.new_id()?);
+            update.coupon = self
+                .valid
+                .coupon
+                .as_ref()
+                .map(|(coupon, code)| AppliedCoupon {
+                    coupon: coupon.clone(),
+                    promotion_code: code.clone(),
+                    redeemed_at: at,
+                    invoices_discounted: 0,
+                });
+            update.tax_percentage = self.request.tax_percentage;
+            update.payment_collection_method = self.request.payment_collection_method;
+            update.metadata =
+                (!self.request.metadata.is_empty()).then(|| self.request.metadata.clone());
+        }
+        Ok(update)
     }
 
     /// Refuses a plan change scheduled for `at` into another currency when the clock would
@@ -1841,12 +1832,11 @@ impl<'a, 'c> Decider<'a, 'c> {
             let usage = self.replaced_usage(d, current)?;
             if let (Some(new), Some(used)) = (currency, usage.currency) {
                 if new != used {
-                    return Err(Error::new(
-                        ErrorCode::CurrencyMismatch,
-                        format!(
-                            "`{}` owes usage in `{used}`, the new subscription is in `{new}`: one invoice cannot hold both",
-                            current.id
-                        ),
+                    return Err(other_currency(
+                        current,
+                        used,
+                        new,
+                        "the usage of its closing period",
                     ));
                 }
             }
