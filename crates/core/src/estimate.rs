@@ -183,12 +183,6 @@ fn estimate_decision(
 
     let (now_settlement, range, proration) = match &decision.charge {
         Some(charge) => {
-            let billing = Billing {
-                currency: charge.currency,
-                period_start: charge.period.start,
-                apply_credit: true,
-                rounding: settings.rounding,
-            };
             // The proration of this change alone, without earlier ones billed with it.
             let own = charge.lines.len().saturating_sub(charge.earlier_prorations);
             let own_lines = charge.lines.get(..own).unwrap_or(&charge.lines);
@@ -197,16 +191,7 @@ fn estimate_decision(
                 None => None,
             };
             // Prorations that wait for the next invoice are not charged now.
-            let now_lines: Vec<_> = charge
-                .lines
-                .iter()
-                .filter(|l| !charge.waits(l))
-                .cloned()
-                .collect();
-            let settlement = invoice::settle(catalog, state, &subject, &now_lines, billing)?;
-            provision::record_discount(&mut subject, &settlement, |i| {
-                charge.paid_entries.contains(&i)
-            })?;
+            let settlement = charge.settle_now(catalog, state, &mut subject, settings.rounding)?;
             (Some(settlement), Some(charge.period), proration)
         }
         None => {

@@ -226,6 +226,44 @@ impl Charge {
     pub fn waits(&self, line: &InvoiceLine) -> bool {
         self.prorations_wait && line.kind.is_proration()
     }
+
+    /// Settles what this charge bills now (its lines but those that wait) on `sub`'s
+    /// invoice, consuming credit, and records on `sub` what its coupon did. Provisioning and
+    /// its estimate both settle through here.
+    ///
+    /// # Errors
+    /// Those of [`invoice::settle`] and [`record_discount`].
+    pub(crate) fn settle_now(
+        &self,
+        catalog: &Catalog,
+        state: &CustomerState,
+        sub: &mut Subscription,
+        rounding: RoundingMode,
+    ) -> Result<invoice::Settlement, Error> {
+        let lines: Cow<'_, [InvoiceLine]> = if self.prorations_wait {
+            self.lines
+                .iter()
+                .filter(|l| !self.waits(l))
+                .cloned()
+                .collect()
+        } else {
+            Cow::Borrowed(&self.lines)
+        };
+        let settlement = invoice::settle(
+            catalog,
+            state,
+            sub,
+            &lines,
+            invoice::Billing {
+                currency: self.currency,
+                period_start: self.period.start,
+                apply_credit: true,
+                rounding,
+            },
+        )?;
+        record_discount(sub, &settlement, |i| self.paid_entries.contains(&i))?;
+        Ok(settlement)
+    }
 }
 
 /// Everything a decision changes.
@@ -2036,7 +2074,7 @@ impl<'a, 'c> Decider<'a, 'c> {
         // With `CREATE_PRORATIONS` a change's prorations wait on the subscription for its
         // next invoice (after any it already has); full-period charges and usage are billed
         // now.
-        let lines: Cow<'_, [InvoiceLine]> = if charge.prorations_wait {
+        if charge.prorations_wait {
             sub.pending_lines.extend(
                 charge
                     .lines
@@ -2044,31 +2082,12 @@ impl<'a, 'c> Decider<'a, 'c> {
                     .filter(|l| charge.waits(l) && !l.amount.is_zero())
                     .cloned(),
             );
-            charge
-                .lines
-                .iter()
-                .filter(|l| !charge.waits(l))
-                .cloned()
-                .collect()
-        } else {
-            Cow::Borrowed(&charge.lines)
-        };
-        let settlement = invoice::settle(
-            self.catalog,
-            self.state,
-            sub,
-            &lines,
-            invoice::Billing {
-                currency: charge.currency,
-                period_start: charge.period.start,
-                apply_credit: true,
-                rounding: self.settings.rounding,
-            },
-        )?;
+        }
+        let settlement =
+            charge.settle_now(self.catalog, self.state, sub, self.settings.rounding)?;
         if settlement.lines.is_empty() {
             return Ok(());
         }
-        record_discount(sub, &settlement, |i| charge.paid_entries.contains(&i))?;
         let invoice = Invoice::from_settlement(
             invoice::next_invoice_id(self.state),
             self.state,
