@@ -196,6 +196,17 @@ impl CustomerState {
             .find(|s| s.status == SubscriptionStatus::InTrial && converts_into(s, waiting))
     }
 
+    /// Whether a payment for a subscription collected by `method` cannot be taken now: the
+    /// provider charges it and the customer has no payment method (SPEC.md §3.P).
+    #[must_use]
+    pub fn lacks_payment_method(
+        &self,
+        settings: &crate::settings::Settings,
+        method: crate::subscription::PaymentCollectionMethod,
+    ) -> bool {
+        settings.charges(method) && !self.customer.has_payment_method
+    }
+
     /// Whether any invoice of the customer's charged more than zero.
     #[must_use]
     pub fn has_paid_invoice(&self) -> bool {

@@ -237,11 +237,12 @@ pub fn collect_pending_payments(
             at: now,
         };
         let sub = clock.sub(index)?.clone();
+        if !clock.can_start(&sub) {
+            continue;
+        }
         if sub.is_trial {
-            if clock.can_start_trial(&sub) {
-                clock.start_waiting_trial(index)?;
-            }
-        } else if clock.can_collect(&sub) {
+            clock.start_waiting_trial(index)?;
+        } else {
             clock.activate(index, Carried::default(), EventKind::SubscriptionStarted)?;
         }
     }
@@ -320,20 +321,25 @@ impl Clock<'_> {
             .plan(self.catalog)
             .is_ok_and(|p| p.pricing_type == PricingType::Paid);
         !(paid
-            && self.settings.charges(sub.payment_collection_method)
-            && !self.state.customer.has_payment_method)
+            && self
+                .state
+                .lacks_payment_method(self.settings, sub.payment_collection_method))
     }
 
-    /// Whether the trial `sub` can start now: a trial whose plan requires a payment method
-    /// follows the rule of a paid start (SPEC.md §3.P), others need nothing.
-    fn can_start_trial(&self, sub: &Subscription) -> bool {
+    /// Whether the waiting `sub` can start now: a trial whose plan requires a payment method
+    /// follows the rule of a paid start (SPEC.md §3.P), other trials need nothing.
+    fn can_start(&self, sub: &Subscription) -> bool {
+        if !sub.is_trial {
+            return self.can_collect(sub);
+        }
         let required = sub.plan(self.catalog).is_ok_and(|p| {
             p.default_trial
                 .is_some_and(|trial| trial.requires_payment_method)
         });
         !(required
-            && self.settings.charges(sub.payment_collection_method)
-            && !self.state.customer.has_payment_method)
+            && self
+                .state
+                .lacks_payment_method(self.settings, sub.payment_collection_method))
     }
 
     /// A trial that waited for a payment method starts now, keeping its length: its end
@@ -436,7 +442,7 @@ impl Clock<'_> {
         let sub = self.sub_mut(index)?;
         // A cancellation with REVOKE_ENTITLEMENTS skips the end setup, and so does the end of
         // a subscription that never started: the customer loses nothing it had.
-        let revoked = sub.revoke_on_cancel || sub.status == SubscriptionStatus::NotStarted;
+        let skip_end_setup = sub.revoke_on_cancel || sub.status == SubscriptionStatus::NotStarted;
         sub.end(at, reason);
         let id = sub.id.clone();
         self.event(
@@ -448,7 +454,7 @@ impl Clock<'_> {
             &id,
             None,
         );
-        if !revoked
+        if !skip_end_setup
             && !matches!(
                 reason,
                 CancelReason::TrialConverted
@@ -765,7 +771,7 @@ impl Clock<'_> {
         self.end_lone_trial(&sub)?;
         // A waiting subscription replaces the live one of its kind.
         let carried = self.replace_live(&sub, sub.is_trial)?;
-        if sub.is_trial && !self.can_start_trial(&sub) {
+        if !self.can_start(&sub) {
             self.issue_carried(carried)?;
             return self.await_payment(index);
         }
@@ -773,10 +779,6 @@ impl Clock<'_> {
             self.sub_mut(index)?.status = SubscriptionStatus::InTrial;
             self.event(EventKind::SubscriptionStarted, &sub.id, None);
             return self.issue_carried(carried);
-        }
-        if !self.can_collect(&sub) {
-            self.issue_carried(carried)?;
-            return self.await_payment(index);
         }
         self.activate(index, carried, EventKind::SubscriptionStarted)
     }

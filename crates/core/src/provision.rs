@@ -1980,7 +1980,10 @@ impl<'a, 'c> Decider<'a, 'c> {
             None => self.valid.plan.pricing_type == PricingType::Paid,
         };
         let collects = self.settings.charges(new.payment_collection_method);
-        if !(starts_now && needs_method && collects) || self.state.customer.has_payment_method {
+        let lacking = self
+            .state
+            .lacks_payment_method(self.settings, new.payment_collection_method);
+        if !(starts_now && needs_method && lacking) {
             d.explanation
                 .push(if starts_now && needs_method && collects {
                     Step::PaymentMethodPresent
@@ -2035,8 +2038,9 @@ impl<'a, 'c> Decider<'a, 'c> {
             .as_ref()
             .is_some_and(|invoice| invoice.total > Decimal::ZERO);
         if charged
-            && self.settings.charges(current.payment_collection_method)
-            && !self.state.customer.has_payment_method
+            && self
+                .state
+                .lacks_payment_method(self.settings, current.payment_collection_method)
         {
             return Err(Error::new(
                 ErrorCode::PaymentMethodNotFound,
