@@ -354,7 +354,7 @@ impl Clock<'_> {
             .trial_end
             .map(|end| {
                 end.checked_add_signed(waited)
-                    .ok_or_else(|| Error::new(ErrorCode::InvalidArgumentError, "date out of range"))
+                    .ok_or_else(crate::period::out_of_range)
             })
             .transpose()?;
         let conversion = self.state.conversion_of(&sub).map(|s| s.id.clone());
@@ -623,11 +623,14 @@ impl Clock<'_> {
         let charges = provision::charge_lines(&quote, period, self.settings);
         let invoiced = self.settings.writes_invoices(sub.payment_collection_method);
         let stored = self.sub_mut(index)?;
-        stored.charges = provision::ledger(&quote.components, &charges, currency, period).collect();
-        if !invoiced {
-            // Charged without an invoice: never paid, so never credited.
-            provision::record_unpaid(stored, |_| true);
-        }
+        provision::set_ledger(
+            stored,
+            &quote.components,
+            &charges,
+            currency,
+            period,
+            invoiced,
+        );
         let updated = stored.clone();
         let mut lines = pending;
         lines.extend(provision::lines_only(charges));
@@ -876,12 +879,14 @@ impl Clock<'_> {
         stored.current_period = Some(next);
         let pending = std::mem::take(&mut stored.pending_lines);
         if let Some(currency) = currency {
-            stored.charges =
-                provision::ledger(&quote.components, &charges, currency, next).collect();
-            if !invoiced {
-                // Charged without an invoice: never paid, so never credited.
-                provision::record_unpaid(stored, |_| true);
-            }
+            provision::set_ledger(
+                stored,
+                &quote.components,
+                &charges,
+                currency,
+                next,
+                invoiced,
+            );
         }
         let updated = stored.clone();
         self.event(EventKind::SubscriptionRenewed, &sub.id, None);

@@ -61,7 +61,7 @@ impl Period {
     }
 }
 
-fn out_of_range() -> Error {
+pub(crate) fn out_of_range() -> Error {
     Error::new(ErrorCode::InvalidArgumentError, "date out of range")
 }
 

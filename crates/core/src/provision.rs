@@ -2186,6 +2186,22 @@ fn line(component: &Component, kind: LineKind, period: Period, amount: Decimal) 
     }
 }
 
+/// Sets `sub`'s ledger to `lines` charged for `components` over `covered` by the clock; a
+/// charge that writes no invoice (`invoiced` false) was never paid, so is never credited.
+pub(crate) fn set_ledger(
+    sub: &mut Subscription,
+    components: &[Component],
+    lines: &[(usize, InvoiceLine)],
+    currency: Currency,
+    covered: Period,
+    invoiced: bool,
+) {
+    sub.charges = ledger(components, lines, currency, covered).collect();
+    if !invoiced {
+        record_unpaid(sub, |_| true);
+    }
+}
+
 /// The ledger of `lines` charged for `components` over `covered`.
 pub(crate) fn ledger<'a>(
     components: &'a [Component],
