@@ -261,17 +261,23 @@ struct Carried {
 }
 
 impl Carried {
+    /// `lines` that bill `from`, in the currency it was charged in.
+    fn of(from: &Subscription, lines: Vec<InvoiceLine>) -> Self {
+        Self {
+            currency: from.charges.first().map(|c| c.currency),
+            lines,
+            from: Some(from.clone()),
+        }
+    }
+
     /// The prorations `from` keeps for its next invoice, taken off it: billed when it ends
     /// or is replaced.
     fn pending(from: &mut Subscription) -> Self {
         if from.pending_lines.is_empty() {
             return Self::default();
         }
-        Self {
-            currency: from.charges.first().map(|c| c.currency),
-            lines: std::mem::take(&mut from.pending_lines),
-            from: Some(from.clone()),
-        }
+        let lines = std::mem::take(&mut from.pending_lines);
+        Self::of(from, lines)
     }
 
     fn add(&mut self, other: Self) {
@@ -498,12 +504,7 @@ impl Clock<'_> {
             return Ok(());
         };
         let covered = self.state.subscriptions.iter().any(|s| {
-            s.in_scope(&ended.product, ended.resource.as_ref())
-                && ((!s.is_trial
-                    && (s.status.is_live()
-                        || (s.status == SubscriptionStatus::NotStarted
-                            && s.start_date <= self.at)))
-                    || self.converts_now(s))
+            s.in_scope(&ended.product, ended.resource.as_ref()) && self.holds_scope_now(s)
         });
         if covered {
             return Ok(());
@@ -662,6 +663,16 @@ impl Clock<'_> {
             && self.can_collect(sub)
     }
 
+    /// Whether `sub` is, at this instant, a live non-trial subscription of its scope: one
+    /// that is, one starting now, or a trial converting now.
+    fn holds_scope_now(&self, sub: &Subscription) -> bool {
+        if sub.is_trial {
+            return self.converts_now(sub);
+        }
+        sub.status.is_live()
+            || (sub.status == SubscriptionStatus::NotStarted && sub.start_date <= self.at)
+    }
+
     /// Whether the trial `sub` converts at this instant: it ends now, converting, and no
     /// cancellation of its own due now wins over the conversion.
     fn converts_now(&self, sub: &Subscription) -> bool {
@@ -716,11 +727,7 @@ impl Clock<'_> {
             self.settings,
             self.state,
         )?;
-        Ok(Carried {
-            from: Some(sub.clone()),
-            currency: sub.charges.first().map(|c| c.currency),
-            lines: credits,
-        })
+        Ok(Carried::of(sub, credits))
     }
 
     /// The live subscription of the given kind (trial or not) in `sub`'s scope, other than
