@@ -272,9 +272,11 @@ pub fn settle(
         apply_credit,
         rounding,
     } = billing;
-    let mut kept: Vec<InvoiceLine> = Vec::with_capacity(lines.len());
-    kept.extend(lines.iter().filter(|l| !l.amount.is_zero()).cloned());
-    let mut lines = kept;
+    let mut lines: Vec<InvoiceLine> = lines
+        .iter()
+        .filter(|l| !l.amount.is_zero())
+        .cloned()
+        .collect();
     lines.sort_by_key(|l| l.kind);
     let coupon = sub.coupon.as_ref().and_then(|applied| {
         catalog

@@ -297,19 +297,14 @@ pub fn mul_div(
         .checked_add(i64::from(denominator.scale()))
         .and_then(|e| e.checked_sub(i64::from(amount.scale())))
         .and_then(|e| e.checked_sub(i64::from(numerator.scale())));
-    let product = product(amount.mantissa(), numerator.mantissa());
+    let mantissas = product(amount.mantissa(), numerator.mantissa());
     let divisor = denominator.mantissa();
     let (top, bottom) = match exponent.map(|e| (e, u32::try_from(e.unsigned_abs()))) {
         Some((e, Ok(shift))) if e >= 0 => (
-            product
-                .zip(pow10(shift))
-                .and_then(|(p, f)| self::product(p, f)),
+            mantissas.zip(pow10(shift)).and_then(|(p, f)| product(p, f)),
             Some(divisor),
         ),
-        Some((_, Ok(shift))) => (
-            product,
-            pow10(shift).and_then(|f| self::product(f, divisor)),
-        ),
+        Some((_, Ok(shift))) => (mantissas, pow10(shift).and_then(|f| product(f, divisor))),
         _ => (None, None),
     };
     let exact = top
@@ -377,11 +372,10 @@ pub(crate) fn divide_rounded(
     // One division: in 64 bits when both fit (the usual case), else in 128.
     let (quotient, remainder) = match (i64::try_from(numerator), i64::try_from(denominator)) {
         (Ok(n), Ok(d)) => (i128::from(n.checked_div(d)?), i128::from(n.checked_rem(d)?)),
-        _ => {
-            let quotient = numerator.checked_div(denominator)?;
-            let remainder = numerator.checked_sub(quotient.checked_mul(denominator)?)?;
-            (quotient, remainder)
-        }
+        _ => (
+            numerator.checked_div(denominator)?,
+            numerator.checked_rem(denominator)?,
+        ),
     };
     let remainder = remainder.checked_abs()?;
     // Compared with half the denominator without doubling the remainder past it.
