@@ -272,11 +272,10 @@ pub fn settle(
         apply_credit,
         rounding,
     } = billing;
-    let mut lines: Vec<InvoiceLine> = lines
-        .iter()
-        .filter(|l| !l.amount.is_zero())
-        .cloned()
-        .collect();
+    // Sized for every line: collecting a filter would grow the vector line by line.
+    let mut kept: Vec<InvoiceLine> = Vec::with_capacity(lines.len());
+    kept.extend(lines.iter().filter(|l| !l.amount.is_zero()).cloned());
+    let mut lines = kept;
     lines.sort_by_key(|l| l.kind);
     let coupon = sub.coupon.as_ref().and_then(|applied| {
         catalog
