@@ -989,6 +989,19 @@ impl<'a, 'c> Decider<'a, 'c> {
         scope
     }
 
+    /// The coupon the request applies, first redeemed at `at`.
+    fn applied_coupon(&self, at: DateTime<Utc>) -> Option<AppliedCoupon> {
+        self.valid
+            .coupon
+            .as_ref()
+            .map(|(coupon, code)| AppliedCoupon {
+                coupon: coupon.clone(),
+                promotion_code: code.clone(),
+                redeemed_at: at,
+                invoices_discounted: 0,
+            })
+    }
+
     fn new_id(&self) -> Result<SubscriptionId, Error> {
         if let Some(id) = &self.request.subscription_id {
             if self.state.subscription(id.as_str()).is_some() {
@@ -1081,16 +1094,7 @@ impl<'a, 'c> Decider<'a, 'c> {
             scheduled_updates: Vec::new(),
             payment_collection_method: self.request.payment_collection_method.unwrap_or_default(),
             tax_percentage: self.request.tax_percentage,
-            coupon: self
-                .valid
-                .coupon
-                .as_ref()
-                .map(|(coupon, code)| AppliedCoupon {
-                    coupon: coupon.clone(),
-                    promotion_code: code.clone(),
-                    redeemed_at: self.now,
-                    invoices_discounted: 0,
-                }),
+            coupon: self.applied_coupon(self.now),
             charges: Vec::new(),
             pending_lines: Vec::new(),
             metadata: self.request.metadata.clone(),
@@ -1427,16 +1431,7 @@ impl<'a, 'c> Decider<'a, 'c> {
         // applies a new code and new metadata now, whatever the timing.
         if kind == ScheduledUpdateType::PlanChange {
             update.new_subscription_id = Some(self.new_id()?);
-            update.coupon = self
-                .valid
-                .coupon
-                .as_ref()
-                .map(|(coupon, code)| AppliedCoupon {
-                    coupon: coupon.clone(),
-                    promotion_code: code.clone(),
-                    redeemed_at: at,
-                    invoices_discounted: 0,
-                });
+            update.coupon = self.applied_coupon(at);
             update.tax_percentage = self.request.tax_percentage;
             update.payment_collection_method = self.request.payment_collection_method;
             update.metadata =
@@ -1523,13 +1518,8 @@ impl<'a, 'c> Decider<'a, 'c> {
         let current = change.current;
         let mut next = current.clone();
         next.config = self.valid.config.clone();
-        if let Some((coupon, code)) = &self.valid.coupon {
-            next.coupon = Some(AppliedCoupon {
-                coupon: coupon.clone(),
-                promotion_code: code.clone(),
-                redeemed_at: self.now,
-                invoices_discounted: 0,
-            });
+        if let Some(coupon) = self.applied_coupon(self.now) {
+            next.coupon = Some(coupon);
         }
         if let Some(metadata) = change.metadata {
             next.metadata = metadata.clone();
