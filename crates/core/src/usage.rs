@@ -36,9 +36,11 @@
 //!
 //! [`bill_usage`] prices the usage of a closing billing period; the clock calls it at each
 //! renewal and whenever a subscription's period closes early (a cancellation, a
-//! replacement, a scheduled change). Reset windows and billing periods need not agree (a
-//! daily window under a monthly price, a yearly window under a monthly price, usage that
-//! never resets), so a record's value cannot say what a period used. Rules decided here:
+//! replacement, a scheduled change). A change in place applied now calls it when it starts
+//! a new period, so the usage reported so far is billed at the prices it was reported
+//! under. Reset windows and billing periods need not agree (a daily window under a monthly
+//! price, a yearly window under a monthly price, usage that never resets), so a record's
+//! value cannot say what a period used. Rules decided here:
 //!
 //! - A report is attributed, when it is made, to the billing period containing it of the
 //!   scope's active non-trial subscription that has a usage-based price on the feature
