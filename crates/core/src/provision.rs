@@ -1863,9 +1863,12 @@ impl<'a, 'c> Decider<'a, 'c> {
             refuse_crossing("its waiting prorations")?;
         }
         // The usage reported so far in the closing period is billed now at the prices it
-        // ran under when the change ends the period: a replacement, or a new period in
-        // place. An update in place that keeps the period leaves it to the renewal.
-        let bills_usage = self.in_place.is_none() || !keep_period;
+        // ran under when the change ends the period or its usage prices: a replacement, a
+        // new period in place, or other usage prices in place (a migration). An update in
+        // place that keeps both leaves it to the renewal, which bills it at the same prices.
+        let bills_usage = self.in_place.is_none()
+            || !keep_period
+            || !crate::usage::same_usage_prices(self.catalog, &current.config, &sub.config);
         let usage = if bills_usage {
             self.closing_usage(d, current)?
         } else {
