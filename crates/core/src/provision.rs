@@ -1853,42 +1853,73 @@ impl<'a, 'c> Decider<'a, 'c> {
                 }
             }
         }
-        if self.in_place.is_none() {
-            if !current.pending_lines.is_empty() {
-                refuse_crossing("its waiting prorations")?;
+        // Prorations the replaced subscription keeps for its next invoice are billed with
+        // the change; a subscription changed in place keeps them for its own next invoice.
+        let waiting: &[InvoiceLine] = match self.in_place {
+            Some(_) => &[],
+            None => &current.pending_lines,
+        };
+        if !waiting.is_empty() {
+            refuse_crossing("its waiting prorations")?;
+        }
+        // The usage reported so far in the closing period is billed now at the prices it
+        // ran under when the change ends the period or its usage prices: a replacement, a
+        // new period in place, or other usage prices in place (a migration). An update in
+        // place that keeps both leaves it to the renewal, which bills it at the same prices.
+        let bills_usage = self.in_place.is_none()
+            || !keep_period
+            || !crate::usage::same_usage_prices(self.catalog, &current.config, &sub.config);
+        let usage = if bills_usage {
+            self.closing_usage(d, current)?
+        } else {
+            crate::usage::UsageBill::default()
+        };
+        if let (Some(new), Some(used)) = (currency, usage.currency) {
+            if new != used {
+                return Err(other_currency(
+                    current,
+                    used,
+                    new,
+                    "the usage of its closing period",
+                ));
             }
-            let usage = self.replaced_usage(d, current)?;
-            if let (Some(new), Some(used)) = (currency, usage.currency) {
-                if new != used {
-                    return Err(other_currency(
-                        current,
-                        used,
-                        new,
-                        "the usage of its closing period",
-                    ));
+        }
+        // A plan priced only by usage has no recurring charge to name the currency.
+        currency = currency.or(usage.currency);
+        let owed = usage.lines.into_iter().chain(waiting.iter().cloned());
+        match (d.charge.as_mut(), currency) {
+            (Some(charge), _) => {
+                charge.lines.extend(owed);
+                charge.earlier_prorations = waiting.len();
+            }
+            (None, Some(currency)) if self.in_place.is_some() => {
+                // Nothing else is charged now (a plan priced only by usage): its usage goes
+                // on an update invoice of its own.
+                let lines: Vec<InvoiceLine> = owed.collect();
+                if !lines.is_empty() {
+                    d.charge = Some(Charge {
+                        subscription: sub.id.clone(),
+                        reason: InvoiceReason::SubscriptionUpdate,
+                        currency,
+                        lines,
+                        period: Period {
+                            start: now,
+                            end: sub.current_period.map_or(now, |p| p.end.max(now)),
+                        },
+                        proration_date: None,
+                        paid_entries: Vec::new(),
+                        prorations_wait: false,
+                        earlier_prorations: 0,
+                    });
                 }
             }
-            // A plan priced only by usage has no recurring charge to name the currency.
-            currency = currency.or(usage.currency);
-            // Prorations the replaced subscription keeps for its next invoice are billed
-            // with the change.
-            let owed = usage
-                .lines
-                .into_iter()
-                .chain(current.pending_lines.iter().cloned());
-            match d.charge.as_mut() {
-                Some(charge) => {
-                    charge.lines.extend(owed);
-                    charge.earlier_prorations = current.pending_lines.len();
-                }
-                None => leftover.extend(owed),
-            }
-            if !current.pending_lines.is_empty() {
-                // Billed with the change: the ended record keeps none waiting.
-                let mut billed = current.clone();
-                billed.pending_lines.clear();
-                d.effects.replace.push(billed);
-            }
+            (None, _) => leftover.extend(owed),
+        }
+        if !waiting.is_empty() {
+            // Billed with the change: the ended record keeps none waiting.
+            let mut billed = current.clone();
+            billed.pending_lines.clear();
+            d.effects.replace.push(billed);
         }
         if let (false, Some(currency)) = (leftover.is_empty(), currency) {
             // The new subscription charges nothing now: what is owed on the replaced one,
@@ -1920,23 +1951,20 @@ impl<'a, 'c> Decider<'a, 'c> {
         Ok(())
     }
 
-    /// The `USAGE` lines (and their currency) for what `current`, replaced now, owes for
-    /// usage in its current period; the usage they bill is recorded in the effects.
-    fn replaced_usage(
+    /// The `USAGE` lines (and their currency) for what `current`, replaced or changed in
+    /// place now, owes for usage in its current period, at its own prices; the usage they
+    /// bill is recorded in the effects.
+    fn closing_usage(
         &self,
         d: &mut ProvisionDecision,
         current: &Subscription,
     ) -> Result<crate::usage::UsageBill, Error> {
-        let nothing = crate::usage::UsageBill {
-            currency: None,
-            lines: Vec::new(),
-        };
         let Some(span) = crate::usage::closing_span(current, self.now) else {
-            return Ok(nothing);
+            return Ok(crate::usage::UsageBill::default());
         };
         let prices = crate::usage::usage_prices(self.catalog, &current.config);
         if prices.is_empty() {
-            return Ok(nothing);
+            return Ok(crate::usage::UsageBill::default());
         }
         let mut usage = self.state.usage.clone();
         let bill = crate::usage::bill_usage(

@@ -36,9 +36,12 @@
 //!
 //! [`bill_usage`] prices the usage of a closing billing period; the clock calls it at each
 //! renewal and whenever a subscription's period closes early (a cancellation, a
-//! replacement, a scheduled change). Reset windows and billing periods need not agree (a
-//! daily window under a monthly price, a yearly window under a monthly price, usage that
-//! never resets), so a record's value cannot say what a period used. Rules decided here:
+//! replacement, a scheduled change). A change in place applied now calls it when it starts
+//! a new period or moves the usage to other prices (`same_usage_prices`), so the usage
+//! reported so far is billed at the prices it was reported under. Reset windows and
+//! billing periods need not agree (a daily window under a monthly price, a yearly window
+//! under a monthly price, usage that never resets), so a record's value cannot say what a
+//! period used. Rules decided here:
 //!
 //! - A report is attributed, when it is made, to the billing period containing it of the
 //!   scope's active non-trial subscription that has a usage-based price on the feature
@@ -480,6 +483,23 @@ pub fn usage_prices<'c>(catalog: &'c Catalog, config: &Configuration) -> Vec<Usa
             PriceModel::FlatFee { .. } | PriceModel::PerUnit { .. } => None,
         })
         .collect()
+}
+
+/// Whether `from` and `to` price usage alike: the same usage-based prices (feature, scheme
+/// and currency) in the same order, whichever plan version they come from. A change in
+/// place between them that keeps the billing period leaves the period's usage to its
+/// renewal; any other change bills it first at `from`'s prices.
+#[must_use]
+pub(crate) fn same_usage_prices(
+    catalog: &Catalog,
+    from: &Configuration,
+    to: &Configuration,
+) -> bool {
+    let (from, to) = (usage_prices(catalog, from), usage_prices(catalog, to));
+    from.len() == to.len()
+        && from.iter().zip(&to).all(|(a, b)| {
+            a.feature == b.feature && a.scheme == b.scheme && a.currency == b.currency
+        })
 }
 
 /// The billing period containing `now` of the subscription that bills the usage of
