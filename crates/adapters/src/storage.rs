@@ -119,6 +119,10 @@ pub enum Saved {
 /// transaction). The engine relies on nothing else for correctness under concurrency:
 /// its own per-customer lock covers only writes through one engine.
 /// [`crate::conformance::storage`] checks an implementation against this contract.
+///
+/// [`CustomerState`] and [`Redemptions`] implement serde's `Serialize` and `Deserialize`,
+/// so a storage keeps each as JSON text (README, "Storing a customer's state";
+/// `examples/json_storage.rs` is such a storage).
 pub trait Storage: Send + Sync {
     /// The customer's state and version, or `None` for a customer never saved.
     ///

@@ -1,12 +1,16 @@
 //! Coupons and promotion codes: which discount a subscription gets, and for how long.
 
+use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
 /// How many times each promotion code has been redeemed, across all customers. A promotion
 /// code's `maxRedemptions` is global, so the host keeps these counts and hands them to
 /// every decision that may redeem a code.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Redemptions(BTreeMap<String, u64>);
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Redemptions(
+    #[serde(deserialize_with = "crate::stored::unique_map")] BTreeMap<String, u64>,
+);
 
 impl Redemptions {
     /// No code redeemed yet.

@@ -12,10 +12,12 @@ use crate::subscription::{CancelReason, Subscription, SubscriptionStatus};
 use crate::usage::UsageLedger;
 use chrono_tz::Tz;
 use rust_decimal::Decimal;
+use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
 
 /// A customer.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
 #[non_exhaustive]
 pub struct Customer {
     /// Its id.
@@ -23,6 +25,7 @@ pub struct Customer {
     /// Whether a payment method is on file with the billing provider.
     pub has_payment_method: bool,
     /// Its time zone (day-based proration counts days here).
+    #[serde(with = "crate::stored::timezone")]
     pub timezone: Tz,
     /// Its billing country.
     pub country: Option<CountryCode>,
@@ -33,6 +36,7 @@ pub struct Customer {
     /// Whether it is archived: reads answer, changes fail.
     pub archived: bool,
     /// Credit owed to it, by currency; consumed by later invoices.
+    #[serde(deserialize_with = "crate::stored::unique_map")]
     pub credit_balance: BTreeMap<Currency, Decimal>,
 }
 
@@ -54,7 +58,8 @@ impl Customer {
 }
 
 /// A checkout the customer has been sent to; nothing changes until the host confirms it.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct PendingCheckout {
     /// The subscription the checkout is for.
     pub subscription_id: SubscriptionId,
@@ -65,7 +70,14 @@ pub struct PendingCheckout {
 }
 
 /// Everything known about one customer.
-#[derive(Debug, Clone, PartialEq)]
+///
+/// It serializes to the JSON a host stores (README, "Storing a customer's state"): keys in
+/// camelCase, enum values and instants as in FORMAT.md, amounts as strings. Deserializing
+/// refuses unknown keys, a key or set element written twice, and a state that contradicts
+/// itself: a subscription or invoice of another customer, two subscriptions or pending
+/// checkouts with one id, a promotional grant filed under another feature.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", try_from = "StoredState")]
 #[non_exhaustive]
 pub struct CustomerState {
     /// The customer.
@@ -86,6 +98,92 @@ pub struct CustomerState {
     pub usage: UsageLedger,
     /// Its promotional entitlements, by feature: a new grant replaces the earlier one.
     pub promotional_entitlements: BTreeMap<FeatureId, PromotionalGrant>,
+}
+
+/// A customer's state as stored, before it is checked to be one state.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct StoredState {
+    customer: Customer,
+    subscriptions: Vec<Subscription>,
+    #[serde(deserialize_with = "crate::stored::unique_set")]
+    trial_history: BTreeSet<ProductId>,
+    #[serde(deserialize_with = "crate::stored::unique_set")]
+    paid_history: BTreeSet<ProductId>,
+    #[serde(deserialize_with = "crate::stored::unique_set")]
+    resources: BTreeSet<ResourceId>,
+    invoices: Vec<Invoice>,
+    pending_checkouts: Vec<PendingCheckout>,
+    usage: UsageLedger,
+    #[serde(deserialize_with = "crate::stored::unique_map")]
+    promotional_entitlements: BTreeMap<FeatureId, PromotionalGrant>,
+}
+
+impl TryFrom<StoredState> for CustomerState {
+    type Error = String;
+
+    fn try_from(stored: StoredState) -> Result<Self, String> {
+        let customer = &stored.customer.id;
+        let mut ids = BTreeSet::new();
+        for sub in &stored.subscriptions {
+            if &sub.customer != customer {
+                return Err(format!(
+                    "subscription `{}` belongs to customer `{}`, not `{customer}`",
+                    sub.id, sub.customer
+                ));
+            }
+            if !ids.insert(&sub.id) {
+                return Err(format!("two subscriptions have the id `{}`", sub.id));
+            }
+        }
+        if let Some(invoice) = stored.invoices.iter().find(|i| &i.customer != customer) {
+            return Err(format!(
+                "invoice `{}` belongs to customer `{}`, not `{customer}`",
+                invoice.id, invoice.customer
+            ));
+        }
+        let mut checkouts = BTreeSet::new();
+        for checkout in &stored.pending_checkouts {
+            if !checkouts.insert(&checkout.subscription_id) {
+                return Err(format!(
+                    "two pending checkouts are for subscription `{}`",
+                    checkout.subscription_id
+                ));
+            }
+        }
+        if let Some((feature, grant)) = stored
+            .promotional_entitlements
+            .iter()
+            .find(|(feature, grant)| **feature != grant.feature)
+        {
+            return Err(format!(
+                "the promotional grant filed under `{feature}` is for `{}`",
+                grant.feature
+            ));
+        }
+        let StoredState {
+            customer,
+            subscriptions,
+            trial_history,
+            paid_history,
+            resources,
+            invoices,
+            pending_checkouts,
+            usage,
+            promotional_entitlements,
+        } = stored;
+        Ok(Self {
+            customer,
+            subscriptions,
+            trial_history,
+            paid_history,
+            resources,
+            invoices,
+            pending_checkouts,
+            usage,
+            promotional_entitlements,
+        })
+    }
 }
 
 impl CustomerState {

@@ -1089,7 +1089,8 @@ fn write_value_fields(map: &mut Map<String, Value>, value: &EntitlementValue) {
 
 /// A promotional entitlement granted to a customer: it applies to every scope of the
 /// customer while active, `[start, end)`.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct PromotionalGrant {
     /// The feature.
     pub feature: FeatureId,

@@ -63,9 +63,11 @@ impl LineKind {
 }
 
 /// One line of an invoice.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct InvoiceLine {
     /// What it is for, in words.
+    #[serde(with = "crate::stored::text")]
     pub description: Arc<str>,
     /// What kind of line.
     pub kind: LineKind,
@@ -80,7 +82,8 @@ pub struct InvoiceLine {
 }
 
 /// An invoice.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
 #[non_exhaustive]
 pub struct Invoice {
     /// Its id.

@@ -44,6 +44,7 @@ pub mod pricing;
 pub mod proration;
 pub mod provision;
 pub mod settings;
+mod stored;
 pub mod subscription;
 pub mod trial;
 pub mod update;

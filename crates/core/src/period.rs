@@ -44,8 +44,10 @@ impl BillingPeriod {
     }
 }
 
-/// A half-open interval of time `[start, end)`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+/// A half-open interval of time `[start, end)`. Stored as `{start, end}`; one that ends
+/// before it starts is refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(try_from = "StoredPeriod")]
 pub struct Period {
     /// The first instant in the period.
     pub start: DateTime<Utc>,
@@ -58,6 +60,28 @@ impl Period {
     #[must_use]
     pub fn contains(&self, t: DateTime<Utc>) -> bool {
         self.start <= t && t < self.end
+    }
+}
+
+/// A period as stored, before its ends are checked.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StoredPeriod {
+    start: DateTime<Utc>,
+    end: DateTime<Utc>,
+}
+
+impl TryFrom<StoredPeriod> for Period {
+    type Error = String;
+
+    fn try_from(stored: StoredPeriod) -> Result<Self, String> {
+        let StoredPeriod { start, end } = stored;
+        if end < start {
+            return Err(format!(
+                "period ends at `{end}` before it starts at `{start}`"
+            ));
+        }
+        Ok(Self { start, end })
     }
 }
 

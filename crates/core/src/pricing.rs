@@ -14,11 +14,13 @@ use crate::id::{AddonId, CountryCode, FeatureId, PlanId};
 use crate::money::{self, Currency};
 use crate::period::BillingPeriod;
 use rust_decimal::Decimal;
+use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
 /// An add-on on a configuration, pinned to a version.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct AddonQuantity {
     /// The add-on.
     pub addon: AddonId,
@@ -29,7 +31,8 @@ pub struct AddonQuantity {
 }
 
 /// What a subscription is made of, for pricing.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct Configuration {
     /// The plan.
     pub plan: PlanId,
@@ -41,6 +44,7 @@ pub struct Configuration {
     pub country: Option<CountryCode>,
     /// Quantities bought of per-unit priced features. A feature left out gets its price's
     /// `minUnitQuantity`.
+    #[serde(deserialize_with = "crate::stored::unique_map")]
     pub units: BTreeMap<FeatureId, u64>,
     /// Add-ons, in the order they were bought.
     pub addons: Vec<AddonQuantity>,
@@ -48,7 +52,12 @@ pub struct Configuration {
 
 /// Where a component of a recurring amount comes from. Two components are the same
 /// component only if they come from the same place (FORMAT.md §6).
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(
+    deny_unknown_fields,
+    rename_all = "SCREAMING_SNAKE_CASE",
+    rename_all_fields = "camelCase"
+)]
 pub enum ComponentSource {
     /// A plan's price.
     PlanPrice {

@@ -96,7 +96,7 @@ pub enum ProrationBehavior {
 }
 
 /// A `provisionSubscription` request (FORMAT.md §2, §6).
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct ProvisionRequest {
     /// The customer.

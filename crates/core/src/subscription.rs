@@ -110,7 +110,8 @@ pub enum ScheduledUpdateType {
 }
 
 /// A change stored on a subscription, applied at `scheduled_at`.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct ScheduledUpdate {
     /// The kind of change.
     pub kind: ScheduledUpdateType,
@@ -131,6 +132,7 @@ pub struct ScheduledUpdate {
     /// The collection method the request gave (plan changes).
     pub payment_collection_method: Option<PaymentCollectionMethod>,
     /// The metadata the request gave (plan changes), replacing the current one's.
+    #[serde(deserialize_with = "crate::stored::unique_map_option")]
     pub metadata: Option<BTreeMap<String, String>>,
 }
 
@@ -157,7 +159,8 @@ impl ScheduledUpdate {
 
 /// A charge made for one price component over the span it covered: the ledger that
 /// credits for unused time are computed from.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct ChargedComponent {
     /// The component.
     pub source: ComponentSource,
@@ -178,7 +181,8 @@ pub struct ChargedComponent {
 }
 
 /// A subscription.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
 #[non_exhaustive]
 pub struct Subscription {
     /// Its id.
@@ -230,11 +234,13 @@ pub struct Subscription {
     /// Proration lines kept for the next invoice (`CREATE_PRORATIONS`).
     pub pending_lines: Vec<crate::invoice::InvoiceLine>,
     /// Free-form data from the host.
+    #[serde(deserialize_with = "crate::stored::unique_map")]
     pub metadata: BTreeMap<String, String>,
 }
 
 /// A coupon applied to a subscription.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct AppliedCoupon {
     /// The coupon.
     pub coupon: CouponId,

@@ -45,7 +45,8 @@ pub struct TrialOverride {
 }
 
 /// The terms of a trial that starts.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct TrialTerms {
     /// When it ends.
     pub end: DateTime<Utc>,
@@ -56,11 +57,13 @@ pub struct TrialTerms {
 }
 
 /// The trial decision, why it was taken, and the trial's terms if one starts.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct TrialOutcome {
     /// The decision.
     pub decision: TrialDecision,
-    /// Why.
+    /// Why (stored by its kind and id: its serialized form elsewhere is the sentence).
+    #[serde(with = "stored_reason")]
     pub reason: TrialReason,
     /// The trial, if one starts.
     pub terms: Option<TrialTerms>,
@@ -117,6 +120,55 @@ impl fmt::Display for TrialReason {
 impl Serialize for TrialReason {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         serializer.collect_str(self)
+    }
+}
+
+/// A [`TrialReason`] as stored: its kind and the id it names.
+mod stored_reason {
+    use super::TrialReason;
+    use crate::id::{PlanId, ProductId};
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    #[derive(Serialize, Deserialize)]
+    #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+    enum Stored {
+        Overridden,
+        NoTrial(PlanId),
+        Skipped,
+        HadTrial(ProductId),
+        Paid(ProductId),
+        FirstTrial(ProductId),
+        Unchanged,
+    }
+
+    pub(super) fn serialize<S: Serializer>(
+        reason: &TrialReason,
+        serializer: S,
+    ) -> Result<S::Ok, S::Error> {
+        let stored = match reason.clone() {
+            TrialReason::Overridden => Stored::Overridden,
+            TrialReason::NoTrial(plan) => Stored::NoTrial(plan),
+            TrialReason::Skipped => Stored::Skipped,
+            TrialReason::HadTrial(product) => Stored::HadTrial(product),
+            TrialReason::Paid(product) => Stored::Paid(product),
+            TrialReason::FirstTrial(product) => Stored::FirstTrial(product),
+            TrialReason::Unchanged => Stored::Unchanged,
+        };
+        stored.serialize(serializer)
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<TrialReason, D::Error> {
+        Ok(match Stored::deserialize(deserializer)? {
+            Stored::Overridden => TrialReason::Overridden,
+            Stored::NoTrial(plan) => TrialReason::NoTrial(plan),
+            Stored::Skipped => TrialReason::Skipped,
+            Stored::HadTrial(product) => TrialReason::HadTrial(product),
+            Stored::Paid(product) => TrialReason::Paid(product),
+            Stored::FirstTrial(product) => TrialReason::FirstTrial(product),
+            Stored::Unchanged => TrialReason::Unchanged,
+        })
     }
 }
 

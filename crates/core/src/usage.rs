@@ -81,7 +81,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 /// Usage of one feature in one scope.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct UsageRecord {
     /// The usage counted.
     pub value: u64,
@@ -103,15 +104,99 @@ impl UsageRecord {
 }
 
 /// A customer's usage, by resource (none for the product-wide scope) and feature.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+///
+/// Stored as `{productWide: {feature: record}, byResource: {resource: {feature: record}},
+/// unbilled: [{resource, feature, period, net, peak}]}`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct UsageLedger {
+    #[serde(deserialize_with = "crate::stored::unique_map")]
     product_wide: BTreeMap<FeatureId, UsageRecord>,
+    #[serde(deserialize_with = "unique_by_resource")]
     by_resource: BTreeMap<ResourceId, BTreeMap<FeatureId, UsageRecord>>,
     /// Usage not billed yet, by scope, feature and the billing period it was reported in.
     /// Kept apart from the records: a reset window or a usage reset must not lose what a
     /// customer owes.
-    unbilled: BTreeMap<(Option<ResourceId>, FeatureId), BTreeMap<Period, PeriodUsage>>,
+    #[serde(with = "stored_unbilled")]
+    unbilled: Unbilled,
 }
+
+/// The records of every resource, refusing a resource or a feature written twice.
+fn unique_by_resource<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<BTreeMap<ResourceId, BTreeMap<FeatureId, UsageRecord>>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(transparent)]
+    struct Records(
+        #[serde(deserialize_with = "crate::stored::unique_map")] BTreeMap<FeatureId, UsageRecord>,
+    );
+    let by_resource: BTreeMap<ResourceId, Records> = crate::stored::unique_map(deserializer)?;
+    Ok(by_resource
+        .into_iter()
+        .map(|(resource, records)| (resource, records.0))
+        .collect())
+}
+
+/// The unbilled usage as a list: its keys are not JSON object keys.
+mod stored_unbilled {
+    use super::{PeriodUsage, Unbilled};
+    use crate::id::{FeatureId, ResourceId};
+    use crate::period::Period;
+    use serde::{Deserialize, Deserializer, Serialize, Serializer, de};
+
+    #[derive(Serialize, Deserialize)]
+    #[serde(deny_unknown_fields, rename_all = "camelCase")]
+    struct Entry {
+        resource: Option<ResourceId>,
+        feature: FeatureId,
+        period: Period,
+        net: i128,
+        peak: u64,
+    }
+
+    pub(super) fn serialize<S: Serializer>(
+        unbilled: &Unbilled,
+        serializer: S,
+    ) -> Result<S::Ok, S::Error> {
+        serializer.collect_seq(unbilled.iter().flat_map(|((resource, feature), periods)| {
+            periods.iter().map(|(period, usage)| Entry {
+                resource: resource.clone(),
+                feature: feature.clone(),
+                period: *period,
+                net: usage.net,
+                peak: usage.peak,
+            })
+        }))
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<Unbilled, D::Error> {
+        let mut unbilled = Unbilled::new();
+        for entry in Vec::<Entry>::deserialize(deserializer)? {
+            let periods = unbilled
+                .entry((entry.resource, entry.feature.clone()))
+                .or_default();
+            if periods.contains_key(&entry.period) {
+                return Err(de::Error::custom(format!(
+                    "unbilled usage of `{}` is listed twice for one period",
+                    entry.feature
+                )));
+            }
+            periods.insert(
+                entry.period,
+                PeriodUsage {
+                    net: entry.net,
+                    peak: entry.peak,
+                },
+            );
+        }
+        Ok(unbilled)
+    }
+}
+
+/// Unbilled usage by scope, feature and billing period.
+type Unbilled = BTreeMap<(Option<ResourceId>, FeatureId), BTreeMap<Period, PeriodUsage>>;
 
 /// What was reported during one billing period of a subscription with a usage-based price
 /// on the feature.

@@ -578,7 +578,12 @@ pub struct Entitlement {
 }
 
 /// What an entitlement grants, by feature kind.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(
+    deny_unknown_fields,
+    rename_all = "SCREAMING_SNAKE_CASE",
+    rename_all_fields = "camelCase"
+)]
 pub enum EntitlementValue {
     /// Access to a boolean feature.
     Boolean {
@@ -607,7 +612,8 @@ pub enum EntitlementValue {
 }
 
 /// A usage limit.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum UsageLimit {
     /// No limit.
     Unlimited,
@@ -616,7 +622,8 @@ pub enum UsageLimit {
 }
 
 /// When metered usage resets.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
 #[non_exhaustive]
 pub struct Reset {
     /// How often.
