@@ -223,6 +223,14 @@ pub enum Step {
         /// The destination.
         resource: ResourceId,
     },
+    /// A transfer moves the subscription a trial was to convert into out of the trial's
+    /// scope: the trial ends by its own end behaviour.
+    TrialConversionDropped {
+        /// The trial.
+        trial: SubscriptionId,
+        /// The subscription moved.
+        subscription: SubscriptionId,
+    },
 }
 
 /// The word of a change direction.
@@ -422,6 +430,13 @@ impl fmt::Display for Step {
                 subscription,
                 resource,
             } => write!(f, "`{subscription}` moves to resource `{resource}`"),
+            Self::TrialConversionDropped {
+                trial,
+                subscription,
+            } => write!(
+                f,
+                "trial `{trial}` no longer converts into `{subscription}`: it ends by its own end behaviour"
+            ),
         }
     }
 }

@@ -38,7 +38,9 @@
 //! - A transfer moves a live or waiting subscription of a multi-subscription product to
 //!   another resource; the destination must not hold a live or waiting subscription of
 //!   the same kind (trial or not) of the product (`InvalidArgumentError`). Usage stays with
-//!   the resource it was reported for.
+//!   the resource it was reported for. A trial waiting to convert into the moved
+//!   subscription (`AT_TRIAL_END`) no longer does: it ends by its own end behaviour, as
+//!   when that subscription is canceled before it starts.
 
 use crate::catalog::{Catalog, ScheduleStrategy};
 use crate::change::ChangeType;
@@ -444,12 +446,25 @@ pub fn transfer_subscription(
     let mut effects = Effects::default();
     effects.replace.push(moved);
     effects.resource = Some(destination.clone());
-    Ok(quiet_decision(
+    let mut decision = quiet_decision(
         sub,
         effects,
         Step::MovesToResource {
             subscription: sub.id.clone(),
             resource: destination.clone(),
         },
-    ))
+    );
+    // A trial converts only into a subscription of its own scope: moved away, the waiting
+    // subscription no longer replaces it, so the trial ends by its own rule, as when the
+    // waiting subscription is canceled.
+    if let Some(trial) = state.converting_into(sub) {
+        let mut kept = trial.clone();
+        kept.clear_pending_cancellation();
+        decision.effects.replace.push(kept);
+        decision.explanation.push(Step::TrialConversionDropped {
+            trial: trial.id.clone(),
+            subscription: sub.id.clone(),
+        });
+    }
+    Ok(decision)
 }
