@@ -38,9 +38,11 @@
 //! - A transfer moves a live or waiting subscription of a multi-subscription product to
 //!   another resource; the destination must not hold a live or waiting subscription of
 //!   the same kind (trial or not) of the product (`InvalidArgumentError`). Usage stays with
-//!   the resource it was reported for. A trial waiting to convert into the moved
-//!   subscription (`AT_TRIAL_END`) no longer does: it ends by its own end behaviour, as
-//!   when that subscription is canceled before it starts.
+//!   the resource it was reported for, and entitlement checks count it there (FORMAT.md
+//!   §6); the usage the subscription has not been billed for moves with it, so its period
+//!   close bills what was reported before the transfer too. A trial waiting to convert
+//!   into the moved subscription (`AT_TRIAL_END`) no longer does: it ends by its own end
+//!   behaviour, as when that subscription is canceled before it starts.
 
 use crate::catalog::{Catalog, ScheduleStrategy};
 use crate::change::ChangeType;
@@ -57,6 +59,7 @@ use crate::provision::{
 use crate::settings::Settings;
 use crate::subscription::{ScheduledUpdateType, Subscription, SubscriptionStatus};
 use crate::trial::TrialOutcome;
+use crate::usage;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -391,17 +394,18 @@ pub fn migrate_subscription_to_latest(
     )
 }
 
-/// Decides a `transferSubscription` request.
+/// Decides a `transferSubscription` request for the customer in `state` at `now`.
 ///
 /// # Errors
 /// `CustomerIsArchived`, `SubscriptionNotFound`, `InvalidSubscriptionStatus` (an ended subscription),
 /// `ResourceIdMismatch` for a product with one subscription per customer,
 /// `InvalidArgumentError` when the destination already holds a subscription of the same
-/// kind.
+/// kind, or for a billing period past the last representable date.
 pub fn transfer_subscription(
     catalog: &Catalog,
     state: &CustomerState,
     request: &TransferRequest,
+    now: DateTime<Utc>,
 ) -> Result<ProvisionDecision, Error> {
     let sub = state.changeable_subscription(request.subscription_id.as_str())?;
     let multiple = catalog
@@ -446,6 +450,15 @@ pub fn transfer_subscription(
     let mut effects = Effects::default();
     effects.replace.push(moved);
     effects.resource = Some(destination.clone());
+    effects.usage_moved = usage::unbilled_moves(catalog, sub, destination, now)?;
+    let moved_usage = effects
+        .usage_moved
+        .iter()
+        .map(|m| Step::UnbilledUsageMoves {
+            subscription: sub.id.clone(),
+            feature: m.feature.clone(),
+        })
+        .collect::<Vec<_>>();
     let mut decision = quiet_decision(
         sub,
         effects,
@@ -466,5 +479,6 @@ pub fn transfer_subscription(
             subscription: sub.id.clone(),
         });
     }
+    decision.explanation.extend(moved_usage);
     Ok(decision)
 }
