@@ -230,12 +230,12 @@ pub enum Step {
         /// The metered feature.
         feature: FeatureId,
     },
-    /// A transfer moves the subscription a trial was to convert into out of the trial's
-    /// scope: the trial ends by its own end behaviour.
+    /// A transfer parts a trial from the waiting subscription it was to convert into
+    /// (either moves): the trial ends by its own end behaviour.
     TrialConversionDropped {
         /// The trial.
         trial: SubscriptionId,
-        /// The subscription moved.
+        /// The waiting subscription.
         subscription: SubscriptionId,
     },
 }

@@ -40,9 +40,10 @@
 //!   the same kind (trial or not) of the product (`InvalidArgumentError`). Usage stays with
 //!   the resource it was reported for, and entitlement checks count it there (FORMAT.md
 //!   §6); the usage the subscription has not been billed for moves with it, so its period
-//!   close bills what was reported before the transfer too. A trial waiting to convert
-//!   into the moved subscription (`AT_TRIAL_END`) no longer does: it ends by its own end
-//!   behaviour, as when that subscription is canceled before it starts.
+//!   close bills what was reported before the transfer too. A trial and the waiting
+//!   subscription it was to convert into (`AT_TRIAL_END`) part when either moves: the
+//!   trial ends by its own end behaviour, as when that subscription is canceled before it
+//!   starts, and the waiting subscription still starts when it was to.
 
 use crate::catalog::{Catalog, ScheduleStrategy};
 use crate::change::ChangeType;
@@ -448,17 +449,39 @@ pub fn transfer_subscription(
     let mut moved = sub.clone();
     moved.resource = Some(destination.clone());
     let mut effects = Effects::default();
+    let mut steps = Vec::new();
+    // A trial converts only into a subscription of its own scope (`AT_TRIAL_END`): when
+    // either of them moves, the waiting subscription no longer replaces the trial. The
+    // trial ends by its own rule, as when the waiting subscription is canceled, and the
+    // waiting subscription still starts when it was to.
+    if let Some(waiting) = state.conversion_of(sub) {
+        moved.clear_pending_cancellation();
+        steps.push(Step::TrialConversionDropped {
+            trial: sub.id.clone(),
+            subscription: waiting.id.clone(),
+        });
+    }
+    if let Some(trial) = state.converting_into(sub) {
+        let mut kept = trial.clone();
+        kept.clear_pending_cancellation();
+        effects.replace.push(kept);
+        steps.push(Step::TrialConversionDropped {
+            trial: trial.id.clone(),
+            subscription: sub.id.clone(),
+        });
+    }
     effects.replace.push(moved);
     effects.resource = Some(destination.clone());
     effects.usage_moved = usage::unbilled_moves(catalog, sub, destination, now)?;
-    let moved_usage = effects
-        .usage_moved
-        .iter()
-        .map(|m| Step::UnbilledUsageMoves {
-            subscription: sub.id.clone(),
-            feature: m.feature.clone(),
-        })
-        .collect::<Vec<_>>();
+    steps.extend(
+        effects
+            .usage_moved
+            .iter()
+            .map(|m| Step::UnbilledUsageMoves {
+                subscription: sub.id.clone(),
+                feature: m.feature.clone(),
+            }),
+    );
     let mut decision = quiet_decision(
         sub,
         effects,
@@ -467,18 +490,6 @@ pub fn transfer_subscription(
             resource: destination.clone(),
         },
     );
-    // A trial converts only into a subscription of its own scope: moved away, the waiting
-    // subscription no longer replaces it, so the trial ends by its own rule, as when the
-    // waiting subscription is canceled.
-    if let Some(trial) = state.converting_into(sub) {
-        let mut kept = trial.clone();
-        kept.clear_pending_cancellation();
-        decision.effects.replace.push(kept);
-        decision.explanation.push(Step::TrialConversionDropped {
-            trial: trial.id.clone(),
-            subscription: sub.id.clone(),
-        });
-    }
-    decision.explanation.extend(moved_usage);
+    decision.explanation.extend(steps);
     Ok(decision)
 }
