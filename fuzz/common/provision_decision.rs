@@ -250,7 +250,7 @@ pub fn exercise(input: &Input) {
             Action::Transfer(target, resource) => {
                 let request = transfer(s, *target, *resource);
                 let decided = twice(catalogs, &context, |c| {
-                    transfer_subscription(c, s, &request)
+                    transfer_subscription(c, s, &request, now)
                 });
                 if let Some(d) = decided {
                     applied(&d, &mut state, &mut redemptions, now, &context);

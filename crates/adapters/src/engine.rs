@@ -784,7 +784,7 @@ impl<S: Storage, B: Billing> Engine<S, B> {
             request: request.clone(),
         };
         self.change(operation, key, now, |state, _| {
-            tollgate_core::update::transfer_subscription(&self.catalog, state, request)
+            tollgate_core::update::transfer_subscription(&self.catalog, state, request, now)
         })
         .await
     }

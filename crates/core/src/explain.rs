@@ -7,7 +7,7 @@
 //! provisioning (`cancelScheduledUpdates`, `transferSubscription`) have no prefix.
 
 use crate::change::ChangeType;
-use crate::id::{PlanId, ProductId, ResourceId, SubscriptionId};
+use crate::id::{FeatureId, PlanId, ProductId, ResourceId, SubscriptionId};
 use crate::invoice::InvoiceReason;
 use crate::money::Currency;
 use crate::period::Period;
@@ -223,6 +223,21 @@ pub enum Step {
         /// The destination.
         resource: ResourceId,
     },
+    /// A transfer takes the usage of a usage-based price not billed yet along.
+    UnbilledUsageMoves {
+        /// The subscription moved.
+        subscription: SubscriptionId,
+        /// The metered feature.
+        feature: FeatureId,
+    },
+    /// A transfer parts a trial from the waiting subscription it was to convert into
+    /// (either moves): the trial ends by its own end behaviour.
+    TrialConversionDropped {
+        /// The trial.
+        trial: SubscriptionId,
+        /// The waiting subscription.
+        subscription: SubscriptionId,
+    },
 }
 
 /// The word of a change direction.
@@ -422,6 +437,20 @@ impl fmt::Display for Step {
                 subscription,
                 resource,
             } => write!(f, "`{subscription}` moves to resource `{resource}`"),
+            Self::UnbilledUsageMoves {
+                subscription,
+                feature,
+            } => write!(
+                f,
+                "the usage of `{feature}` not billed yet moves with `{subscription}`: its period close bills it"
+            ),
+            Self::TrialConversionDropped {
+                trial,
+                subscription,
+            } => write!(
+                f,
+                "trial `{trial}` no longer converts into `{subscription}`: it ends by its own end behaviour"
+            ),
         }
     }
 }

@@ -294,6 +294,8 @@ pub struct Effects {
     pub usage_reset: Vec<(Option<ResourceId>, FeatureId)>,
     /// Usage the decision's invoice bills (scope, feature, span): it leaves the ledger.
     pub usage_billed: Vec<(Option<ResourceId>, FeatureId, Period)>,
+    /// Usage not billed yet that moves with a transferred subscription.
+    pub usage_moved: Vec<crate::usage::UnbilledMove>,
 }
 
 /// The decision of a `provisionSubscription` request.
@@ -387,6 +389,9 @@ impl Effects {
         }
         for (resource, feature, span) in &self.usage_billed {
             state.usage.take_unbilled(resource.as_ref(), feature, *span);
+        }
+        for moved in &self.usage_moved {
+            state.usage.move_unbilled(moved, now);
         }
         for (resource, feature) in &self.usage_reset {
             state

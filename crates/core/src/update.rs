@@ -38,7 +38,12 @@
 //! - A transfer moves a live or waiting subscription of a multi-subscription product to
 //!   another resource; the destination must not hold a live or waiting subscription of
 //!   the same kind (trial or not) of the product (`InvalidArgumentError`). Usage stays with
-//!   the resource it was reported for.
+//!   the resource it was reported for, and entitlement checks count it there (FORMAT.md
+//!   §6); the usage the subscription has not been billed for moves with it, so its period
+//!   close bills what was reported before the transfer too. A trial and the waiting
+//!   subscription it was to convert into (`AT_TRIAL_END`) part when either moves: the
+//!   trial ends by its own end behaviour, as when that subscription is canceled before it
+//!   starts, and the waiting subscription still starts when it was to.
 
 use crate::catalog::{Catalog, ScheduleStrategy};
 use crate::change::ChangeType;
@@ -55,6 +60,7 @@ use crate::provision::{
 use crate::settings::Settings;
 use crate::subscription::{ScheduledUpdateType, Subscription, SubscriptionStatus};
 use crate::trial::TrialOutcome;
+use crate::usage;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -389,17 +395,18 @@ pub fn migrate_subscription_to_latest(
     )
 }
 
-/// Decides a `transferSubscription` request.
+/// Decides a `transferSubscription` request for the customer in `state` at `now`.
 ///
 /// # Errors
 /// `CustomerIsArchived`, `SubscriptionNotFound`, `InvalidSubscriptionStatus` (an ended subscription),
 /// `ResourceIdMismatch` for a product with one subscription per customer,
 /// `InvalidArgumentError` when the destination already holds a subscription of the same
-/// kind.
+/// kind, or for a billing period past the last representable date.
 pub fn transfer_subscription(
     catalog: &Catalog,
     state: &CustomerState,
     request: &TransferRequest,
+    now: DateTime<Utc>,
 ) -> Result<ProvisionDecision, Error> {
     let sub = state.changeable_subscription(request.subscription_id.as_str())?;
     let multiple = catalog
@@ -442,14 +449,47 @@ pub fn transfer_subscription(
     let mut moved = sub.clone();
     moved.resource = Some(destination.clone());
     let mut effects = Effects::default();
+    let mut steps = Vec::new();
+    // A trial converts only into a subscription of its own scope (`AT_TRIAL_END`): when
+    // either of them moves, the waiting subscription no longer replaces the trial. The
+    // trial ends by its own rule, as when the waiting subscription is canceled, and the
+    // waiting subscription still starts when it was to.
+    if let Some(waiting) = state.conversion_of(sub) {
+        moved.clear_pending_cancellation();
+        steps.push(Step::TrialConversionDropped {
+            trial: sub.id.clone(),
+            subscription: waiting.id.clone(),
+        });
+    }
+    if let Some(trial) = state.converting_into(sub) {
+        let mut kept = trial.clone();
+        kept.clear_pending_cancellation();
+        effects.replace.push(kept);
+        steps.push(Step::TrialConversionDropped {
+            trial: trial.id.clone(),
+            subscription: sub.id.clone(),
+        });
+    }
     effects.replace.push(moved);
     effects.resource = Some(destination.clone());
-    Ok(quiet_decision(
+    effects.usage_moved = usage::unbilled_moves(catalog, sub, destination, now)?;
+    steps.extend(
+        effects
+            .usage_moved
+            .iter()
+            .map(|m| Step::UnbilledUsageMoves {
+                subscription: sub.id.clone(),
+                feature: m.feature.clone(),
+            }),
+    );
+    let mut decision = quiet_decision(
         sub,
         effects,
         Step::MovesToResource {
             subscription: sub.id.clone(),
             resource: destination.clone(),
         },
-    ))
+    );
+    decision.explanation.extend(steps);
+    Ok(decision)
 }

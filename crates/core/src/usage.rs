@@ -3,8 +3,9 @@
 //!
 //! Usage belongs to (customer, resource, feature): it is stored in the customer's
 //! [`UsageLedger`] under the resource it was reported for (none for the product-wide scope)
-//! and stays there when a subscription moves to another resource. Each record remembers the
-//! reset window it was counted in; once that window has ended the record reads 0.
+//! and stays there when a subscription moves to another resource (FORMAT.md §6), so
+//! entitlement checks count the resource's usage. Each record remembers the reset window
+//! it was counted in; once that window has ended the record reads 0.
 //!
 //! # Rules decided here (the documents are silent)
 //!
@@ -54,6 +55,11 @@
 //!   the period's usage, never below 0.
 //! - Fluctuating meters (a level, like storage) bill the highest level held during the
 //!   closing period, which is the level at the close when nothing was reported during it.
+//! - A transfer moves the usage owed with the subscription ([`unbilled_moves`]): what was
+//!   reported under the resource it leaves since its period start is billed at its close,
+//!   with what it reports under the new resource; a fluctuating meter's levels held under
+//!   both resources at the transfer count towards the period's highest level. Usage
+//!   reported under the old resource afterwards belongs to whatever holds it then.
 //! - Billed usage leaves the unbilled ledger; a usage reset on a plan change removes
 //!   records but not usage still owed. Usage attributed to a period that closed without
 //!   billing it (its subscription had no usage price any more) is dropped at the next
@@ -209,6 +215,24 @@ pub(crate) struct PeriodUsage {
     peak: u64,
 }
 
+/// Usage a subscription has not been billed for yet, moving with it to another resource
+/// (a transfer): it is billed at the subscription's period close, wherever it was reported.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnbilledMove {
+    /// The metered feature of a usage-based price of the subscription.
+    pub feature: FeatureId,
+    /// The resource the subscription leaves.
+    pub from: Option<ResourceId>,
+    /// The resource it moves to.
+    pub to: Option<ResourceId>,
+    /// From the start of the subscription's billing period to the transfer: the usage
+    /// reported in billing periods overlapping it moves.
+    pub span: Period,
+    /// For a fluctuating meter, the billing period containing the transfer: the levels
+    /// held at the transfer, under either resource, were held during it.
+    pub level_period: Option<Period>,
+}
+
 impl UsageLedger {
     /// No usage.
     #[must_use]
@@ -312,6 +336,55 @@ impl UsageLedger {
             self.unbilled.remove(&key);
         }
         taken
+    }
+
+    /// Moves the usage of `moved.feature` under `moved.from` not billed yet, reported in
+    /// billing periods overlapping `moved.span`, to `moved.to`, each under its billing
+    /// period (added to what `moved.to` already holds for that period). For a fluctuating
+    /// meter the levels held under both resources at `now` count towards the highest
+    /// level of `moved.level_period`.
+    pub(crate) fn move_unbilled(&mut self, moved: &UnbilledMove, now: DateTime<Utc>) {
+        let from = (moved.from.clone(), moved.feature.clone());
+        let mut taken = Vec::new();
+        if let Some(periods) = self.unbilled.get_mut(&from) {
+            periods.retain(|period, usage| {
+                let overlaps = period.start < moved.span.end && moved.span.start < period.end;
+                if overlaps {
+                    taken.push((*period, *usage));
+                }
+                !overlaps
+            });
+            if periods.is_empty() {
+                self.unbilled.remove(&from);
+            }
+        }
+        let level = moved.level_period.map(|period| {
+            let held = |resource: Option<&ResourceId>| {
+                self.current(
+                    resource.map(ResourceId::as_str),
+                    moved.feature.as_str(),
+                    now,
+                )
+            };
+            let usage = PeriodUsage {
+                net: 0,
+                peak: held(moved.from.as_ref()).max(held(moved.to.as_ref())),
+            };
+            (period, usage)
+        });
+        let to = self
+            .unbilled
+            .entry((moved.to.clone(), moved.feature.clone()))
+            .or_default();
+        for (period, usage) in taken.into_iter().chain(level) {
+            let entry = to.entry(period).or_insert(PeriodUsage { net: 0, peak: 0 });
+            entry.net = entry.net.saturating_add(usage.net);
+            entry.peak = entry.peak.max(usage.peak);
+        }
+        if to.is_empty() {
+            self.unbilled
+                .remove(&(moved.to.clone(), moved.feature.clone()));
+        }
     }
 
     /// Every resource with recorded usage.
@@ -607,17 +680,74 @@ fn billing_period_of_usage(
         {
             continue;
         }
-        if let Some(period) = sub.current_period.filter(|p| p.contains(now)) {
-            return Ok(Some(period));
-        }
-        // The clock has not reached `now` yet: the period the anchor gives.
-        if let (Some(anchor), Some(bp)) = (sub.billing_anchor, sub.config.billing_period)
-            && let Some(period) = PeriodSeries::new(anchor, bp).containing(now)?
-        {
+        if let Some(period) = billing_period_at(sub, now)? {
             return Ok(Some(period));
         }
     }
     Ok(None)
+}
+
+/// The billing period of `sub` containing `now`: its current one, or, when the clock has
+/// not reached `now` yet, the one its anchor gives.
+fn billing_period_at(sub: &Subscription, now: DateTime<Utc>) -> Result<Option<Period>, Error> {
+    if let Some(period) = sub.current_period.filter(|p| p.contains(now)) {
+        return Ok(Some(period));
+    }
+    match (sub.billing_anchor, sub.config.billing_period) {
+        (Some(anchor), Some(bp)) => Ok(PeriodSeries::new(anchor, bp).containing(now)?),
+        _ => Ok(None),
+    }
+}
+
+/// The usage `sub` has not been billed for that moves with it to `to` at `now` (a
+/// transfer): for each feature of its usage-based prices, what was reported under its
+/// resource since the start of its billing period. Nothing for a subscription that is not
+/// billed (a trial, one waiting for its start or for payment, a free one): no usage is
+/// attributed to it.
+///
+/// # Errors
+/// `InvalidArgumentError` for a billing period past the last representable date.
+pub fn unbilled_moves(
+    catalog: &Catalog,
+    sub: &Subscription,
+    to: &ResourceId,
+    now: DateTime<Utc>,
+) -> Result<Vec<UnbilledMove>, Error> {
+    let Some(current) = sub.current_period else {
+        return Ok(Vec::new());
+    };
+    if sub.status != SubscriptionStatus::Active || sub.is_trial || now <= current.start {
+        return Ok(Vec::new());
+    }
+    let span = Period {
+        start: current.start,
+        end: now,
+    };
+    let mut moves: Vec<UnbilledMove> = Vec::new();
+    for price in usage_prices(catalog, &sub.config) {
+        if moves.iter().any(|m| &m.feature == price.feature) {
+            continue;
+        }
+        let fluctuating = catalog.feature(price.feature.as_str()).is_some_and(|f| {
+            f.kind
+                == FeatureKind::Number {
+                    meter: Some(Meter::Fluctuating),
+                }
+        });
+        let level_period = if fluctuating {
+            billing_period_at(sub, now)?
+        } else {
+            None
+        };
+        moves.push(UnbilledMove {
+            feature: price.feature.clone(),
+            from: sub.resource.clone(),
+            to: Some(to.clone()),
+            span,
+            level_period,
+        });
+    }
+    Ok(moves)
 }
 
 /// Usage lines of a subscription for a span of time, with their currency.

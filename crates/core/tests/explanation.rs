@@ -210,7 +210,7 @@ fn explanations_name_the_rule_that_fired_at_each_stage() {
         let request: TransferRequest =
             serde_json::from_value(json!({"subscriptionId": "w1", "destinationResourceId": to}))
                 .unwrap();
-        transfer_subscription(&tl.catalog, &tl.state, &request).unwrap()
+        transfer_subscription(&tl.catalog, &tl.state, &request, t("2025-01-27T00:00:00Z")).unwrap()
     };
     let moved = transfer(&tl, "w3");
     tl.record("a transfer", "2025-01-27T00:00:00Z", &moved);

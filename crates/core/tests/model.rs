@@ -263,7 +263,7 @@ fn step(
                 subscription_id: id,
                 destination_resource_id: ResourceId::new(format!("r{resource}")),
             };
-            transfer_subscription(catalog, state, &request)
+            transfer_subscription(catalog, state, &request, now)
                 .map(|d| d.apply(&mut next, now))
                 .is_ok()
         }

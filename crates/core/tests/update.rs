@@ -693,9 +693,9 @@ fn a_transfer_moves_the_subscription_to_a_free_resource_only() {
         subscription_id: SubscriptionId::new(sub),
         destination_resource_id: ResourceId::new(resource),
     };
-    let err = transfer_subscription(&catalog, &state, &to("w1", "r2")).unwrap_err();
+    let err = transfer_subscription(&catalog, &state, &to("w1", "r2"), t(HALF)).unwrap_err();
     assert_eq!(err.code(), ErrorCode::InvalidArgumentError);
-    let decision = transfer_subscription(&catalog, &state, &to("w1", "r3")).unwrap();
+    let decision = transfer_subscription(&catalog, &state, &to("w1", "r3"), t(HALF)).unwrap();
     assert!(decision.effects.invoice.is_none());
     decision.apply(&mut state, t(HALF));
     let sub = state.subscription("w1").unwrap();
@@ -703,7 +703,7 @@ fn a_transfer_moves_the_subscription_to_a_free_resource_only() {
     assert!(state.resources.iter().any(|r| r.as_str() == "r3"));
     // A single-subscription product has no resource to move.
     let (catalog, state) = world(pro(5));
-    let err = transfer_subscription(&catalog, &state, &to("s", "r1")).unwrap_err();
+    let err = transfer_subscription(&catalog, &state, &to("s", "r1"), t(HALF)).unwrap_err();
     assert_eq!(err.code(), ErrorCode::ResourceIdMismatch);
 }
 

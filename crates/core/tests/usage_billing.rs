@@ -20,6 +20,7 @@ use tollgate_core::lifecycle::{Event, EventKind, advance};
 use tollgate_core::provision::{ProvisionRequest, provision};
 use tollgate_core::settings::Settings;
 use tollgate_core::subscription::{CancelReason, SubscriptionStatus};
+use tollgate_core::update::{TransferRequest, transfer_subscription};
 use tollgate_core::usage::{
     PlanChange, ReportUsageRequest, report_usage, reset_usage_on_change, usage_resets,
 };
@@ -30,7 +31,8 @@ fn t(text: &str) -> DateTime<Utc> {
 
 /// `metered`: 10 USD a month plus API calls at 0.002 each and storage at 5 USD per started
 /// 100 GB; `daily` and `yearly` price API calls whose window is a day or a year; `basic`
-/// and `free` have no usage price.
+/// and `free` have no usage price; `site` (API calls) and `site-storage` (storage, as
+/// `metered`) are per resource.
 fn catalog() -> Catalog {
     Catalog::from_json_value(&json!({
         "features": [
@@ -82,7 +84,13 @@ fn catalog() -> Catalog {
                  {"billingPeriod": "MONTHLY", "model": "USAGE_BASED", "featureId": "api-calls",
                   "unitPrice": "0.01", "currency": "USD"}
              ],
-             "entitlements": [{"featureId": "api-calls", "hasUnlimitedUsage": true, "resetPeriod": "MONTH"}]}
+             "entitlements": [{"featureId": "api-calls", "hasUnlimitedUsage": true, "resetPeriod": "MONTH"}]},
+            {"id": "site-storage", "productId": "sites", "version": 1, "pricingType": "PAID",
+             "prices": [
+                 {"billingPeriod": "MONTHLY", "model": "USAGE_BASED", "featureId": "storage-gb",
+                  "blockSize": 100, "unitPrice": 5, "currency": "USD"}
+             ],
+             "entitlements": [{"featureId": "storage-gb", "hasUnlimitedUsage": true}]}
         ]
     }))
     .unwrap()
@@ -141,6 +149,17 @@ impl World {
         report_usage(&self.catalog, &mut self.state, &request, self.now)
             .unwrap()
             .current_usage
+    }
+
+    fn transfer(&mut self, when: &str, subscription: &str, to: &str) {
+        self.at(when);
+        let request: TransferRequest = serde_json::from_value(
+            json!({"subscriptionId": subscription, "destinationResourceId": to}),
+        )
+        .unwrap();
+        transfer_subscription(&self.catalog, &self.state, &request, self.now)
+            .unwrap()
+            .apply(&mut self.state, self.now);
     }
 
     fn invoices_at(&self, when: &str) -> Vec<&Invoice> {
@@ -557,6 +576,54 @@ fn a_resource_s_subscription_bills_only_that_resource_s_usage() {
     assert_eq!(
         billed,
         [("site-a".to_owned(), 100), ("site-b".to_owned(), 300)]
+    );
+}
+
+#[test]
+fn a_transferred_subscription_bills_the_level_it_held_on_either_resource() {
+    let mut w = World::new();
+    w.provision(
+        "2025-01-01T00:00:00Z",
+        json!({"planId": "site-storage", "billingPeriod": "MONTHLY", "resourceId": "a",
+               "subscriptionId": "s"}),
+    );
+    let set = |w: &mut World, when: &str, site: &str, gb: u64| {
+        w.report(
+            when,
+            json!({"featureId": "storage-gb", "value": gb, "updateBehavior": "SET",
+                   "resourceId": site}),
+        )
+    };
+    set(&mut w, "2025-01-05T00:00:00Z", "a", 350);
+    set(&mut w, "2025-01-08T00:00:00Z", "a", 120);
+    w.transfer("2025-01-10T00:00:00Z", "s", "b");
+    // The level stays with its resource: `b` starts from its own.
+    assert_eq!(set(&mut w, "2025-01-15T00:00:00Z", "b", 80), 80);
+    assert_eq!(
+        w.state.usage.current(Some("a"), "storage-gb", w.now),
+        120,
+        "`a` keeps its level"
+    );
+    set(&mut w, "2025-01-25T00:00:00Z", "b", 230);
+    // January's highest level was 350 GB, held on `a` before the transfer.
+    w.at("2025-02-01T00:00:00Z");
+    assert_eq!(
+        lines(w.only_invoice_at("2025-02-01T00:00:00Z")),
+        [line(LineKind::Usage, 4, "5", "20.00", "01-01", "02-01")]
+    );
+    // Nothing reported in February: 230 GB held on `b` until the move back, then 120 GB
+    // on `a`.
+    w.transfer("2025-02-10T00:00:00Z", "s", "a");
+    w.at("2025-03-01T00:00:00Z");
+    assert_eq!(
+        lines(w.only_invoice_at("2025-03-01T00:00:00Z")),
+        [line(LineKind::Usage, 3, "5", "15.00", "02-01", "03-01")]
+    );
+    // March holds 120 GB on `a` all month.
+    w.at("2025-04-01T00:00:00Z");
+    assert_eq!(
+        lines(w.only_invoice_at("2025-04-01T00:00:00Z")),
+        [line(LineKind::Usage, 2, "5", "10.00", "03-01", "04-01")]
     );
 }
 
