@@ -176,6 +176,7 @@ fn settings(input: &SettingsInput) -> Settings {
 fn check_steps(steps: &[Step]) -> Result<(), Error> {
     let mut previous: Option<DateTime<Utc>> = None;
     for (i, step) in steps.iter().enumerate() {
+        tollgate_core::period::check_instants(&[(&format!("steps[{i}].at"), Some(step.at))])?;
         if let Some(before) = previous.filter(|before| step.at < *before) {
             return Err(bad_input(format!(
                 "steps[{i}].at: `{}` is before the previous step's `{}`",

@@ -291,6 +291,11 @@ fn malformed_scenarios_exit_1_with_bad_user_input() {
             "BadUserInput: steps[1].at: `2025-01-01T00:00:00Z` is before the previous step's `2025-02-01T00:00:00Z`",
         ),
         (
+            "at-past-9999",
+            br#"{"catalog": {}, "steps": [{"at": "+10000-01-01T00:00:00Z", "op": "advance"}]}"#,
+            "InvalidArgumentError: `steps[0].at` `+10000-01-01T00:00:00Z` is out of range",
+        ),
+        (
             "unknown-op",
             br#"{"catalog": {}, "steps": [{"at": "2025-01-01T00:00:00Z", "op": "cancelEverything"}]}"#,
             "BadUserInput: steps[0].op: unknown operation `cancelEverything`",

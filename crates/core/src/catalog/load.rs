@@ -1615,6 +1615,14 @@ impl<'r> Loader<'r> {
                     "a promotion code cannot be empty",
                 );
             }
+            for (field, instant) in [
+                ("activeFrom", code.active_from),
+                ("expiresAt", code.expires_at),
+            ] {
+                if let Err(e) = crate::period::check_instants(&[(field, instant)]) {
+                    self.report(ErrorCode::InvalidCoupon, &code_at.field(field), e.message());
+                }
+            }
             if let (Some(from), Some(to)) = (code.active_from, code.expires_at) {
                 if from >= to {
                     self.report(
