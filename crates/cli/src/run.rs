@@ -15,6 +15,7 @@ use crate::table;
 use chrono::{DateTime, Utc};
 use pollster::block_on;
 use serde::Deserialize;
+use serde_json::value::RawValue;
 use serde_json::{Map, Value, json};
 use std::io::Write;
 use std::path::Path;
@@ -48,8 +49,11 @@ pub struct Options {
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct Scenario {
-    catalog: Value,
+struct Scenario<'a> {
+    /// Kept as written, so that an inline catalog is read by the same parser as a catalog
+    /// file (a parsed `Value` would already have dropped a duplicate key).
+    #[serde(borrow)]
+    catalog: &'a RawValue,
     #[serde(default)]
     settings: SettingsInput,
     #[serde(default)]
@@ -97,7 +101,7 @@ fn load(path: &str) -> Result<Loaded, Error> {
         .end()
         .map_err(|e| bad_input(format!("scenario `{path}`: {e}")))?;
     let base = Path::new(path).parent().unwrap_or(Path::new(""));
-    let catalog = load_catalog(&scenario.catalog, base)?;
+    let catalog = load_catalog(scenario.catalog, &bytes, base)?;
     let settings = settings(&scenario.settings);
     let fallback = FallbackEntitlements::new(
         &catalog,
@@ -134,10 +138,15 @@ fn load(path: &str) -> Result<Loaded, Error> {
     })
 }
 
-fn load_catalog(catalog: &Value, base: &Path) -> Result<Catalog, Error> {
-    let (loaded, name) = match catalog {
-        Value::String(relative) => {
-            let file = base.join(relative);
+/// The scenario's catalog: a file named relative to the scenario, or the inline object,
+/// both read by [`Catalog::from_json`] (same codes, duplicate keys refused alike).
+fn load_catalog(catalog: &RawValue, scenario: &[u8], base: &Path) -> Result<Catalog, Error> {
+    let text = catalog.get();
+    let (loaded, name) = match text.as_bytes().first() {
+        Some(b'"') => {
+            let relative: String =
+                serde_json::from_str(text).map_err(|e| bad_input(format!("catalog: {e}")))?;
+            let file = base.join(&relative);
             let bytes = std::fs::read(&file).map_err(|e| {
                 Error::new(
                     ErrorCode::CatalogInvalid,
@@ -146,8 +155,8 @@ fn load_catalog(catalog: &Value, base: &Path) -> Result<Catalog, Error> {
             })?;
             (Catalog::from_json(&bytes), format!("catalog `{relative}`"))
         }
-        Value::Object(_) => (
-            Catalog::from_json_value(catalog),
+        Some(b'{') => (
+            Catalog::from_json(&in_place(scenario, text)),
             "the inline catalog".to_owned(),
         ),
         _ => {
@@ -165,6 +174,23 @@ fn load_catalog(catalog: &Value, base: &Path) -> Result<Catalog, Error> {
     })
 }
 
+/// `inline` (a part of `scenario`) preceded by the scenario's text before it blanked out,
+/// newlines kept: JSON whose problems have the line and column they have in the scenario.
+fn in_place(scenario: &[u8], inline: &str) -> Vec<u8> {
+    let before = inline
+        .as_ptr()
+        .addr()
+        .checked_sub(scenario.as_ptr().addr())
+        .and_then(|offset| scenario.get(..offset))
+        .unwrap_or_default();
+    let mut text: Vec<u8> = before
+        .iter()
+        .map(|b| if *b == b'\n' { b'\n' } else { b' ' })
+        .collect();
+    text.extend_from_slice(inline.as_bytes());
+    text
+}
+
 fn settings(input: &SettingsInput) -> Settings {
     Settings::new(
         input.billing_integration.unwrap_or(true),
@@ -176,6 +202,7 @@ fn settings(input: &SettingsInput) -> Settings {
 fn check_steps(steps: &[Step]) -> Result<(), Error> {
     let mut previous: Option<DateTime<Utc>> = None;
     for (i, step) in steps.iter().enumerate() {
+        tollgate_core::period::check_instants(&[(&format!("steps[{i}].at"), Some(step.at))])?;
         if let Some(before) = previous.filter(|before| step.at < *before) {
             return Err(bad_input(format!(
                 "steps[{i}].at: `{}` is before the previous step's `{}`",

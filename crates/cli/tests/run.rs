@@ -263,6 +263,37 @@ fn a_catalog_that_does_not_load_is_catalog_invalid_with_its_problems() {
 }
 
 #[test]
+fn an_inline_catalog_refuses_a_duplicate_key_as_a_catalog_file_does() {
+    let catalog = r#"{"products": [{"id": "app"}],
+  "plans": [{"id": "free", "productId": "app", "pricingType": "FREE", "pricingType": "PAID"}]}"#;
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join("run-scenarios")
+        .join("duplicate-key-file");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("duplicate.json"), catalog).unwrap();
+    let from_file = run_bytes(
+        "duplicate-key-file",
+        br#"{"catalog": "duplicate.json", "steps": []}"#,
+        &[],
+    );
+    let scenario = format!("{{\n  \"catalog\": {catalog},\n  \"steps\": []\n}}");
+    let inline = run_bytes("duplicate-key-inline", scenario.as_bytes(), &[]);
+    for (run, name, line) in [
+        (&from_file, "catalog `duplicate.json`", 2),
+        // Lines and columns are the scenario file's.
+        (&inline, "the inline catalog", 3),
+    ] {
+        assert_eq!(run.code, 1, "{}", run.stderr);
+        assert_eq!(
+            run.stderr,
+            format!(
+                "CatalogInvalid: {name} does not load: BadUserInput at plans[0]: duplicate field `pricingType` at line {line} column 83\n"
+            )
+        );
+    }
+}
+
+#[test]
 fn malformed_scenarios_exit_1_with_bad_user_input() {
     let cases: &[(&str, &[u8], &str)] = &[
         ("not-json", b"{\"catalog\": ", "BadUserInput: scenario `not-json.json`"),
@@ -289,6 +320,11 @@ fn malformed_scenarios_exit_1_with_bad_user_input() {
             br#"{"catalog": {}, "steps": [{"at": "2025-02-01T00:00:00Z", "op": "advance"},
                                           {"at": "2025-01-01T00:00:00Z", "op": "advance"}]}"#,
             "BadUserInput: steps[1].at: `2025-01-01T00:00:00Z` is before the previous step's `2025-02-01T00:00:00Z`",
+        ),
+        (
+            "at-past-9999",
+            br#"{"catalog": {}, "steps": [{"at": "+10000-01-01T00:00:00Z", "op": "advance"}]}"#,
+            "InvalidArgumentError: `steps[0].at` `+10000-01-01T00:00:00Z` is out of range",
         ),
         (
             "unknown-op",

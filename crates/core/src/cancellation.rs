@@ -83,7 +83,8 @@ fn invalid_date(message: String) -> Error {
 /// # Errors
 /// `CustomerIsArchived`, `SubscriptionNotFound`, `SubscriptionAlreadyCanceledOrExpired`,
 /// `InvalidCancellationDate` (a `SPECIFIC_DATE` without a future `endDate`, or after a
-/// trial's end), and the clock's errors.
+/// trial's end), `InvalidArgumentError` for an instant past 9999-12-31, and the clock's
+/// errors.
 pub fn cancel_subscription(
     catalog: &Catalog,
     state: &CustomerState,
@@ -91,6 +92,7 @@ pub fn cancel_subscription(
     now: DateTime<Utc>,
     settings: &Settings,
 ) -> Result<CancelDecision, Error> {
+    crate::period::check_instants(&[("now", Some(now)), ("endDate", request.end_date)])?;
     let id = request.subscription_id.as_str();
     let sub = state.open_subscription(id)?;
     let default = catalog
@@ -182,11 +184,13 @@ pub struct ArchiveDecision {
 /// answer afterwards; every change fails with `CustomerIsArchived`.
 ///
 /// # Errors
-/// `CustomerIsArchived` when it already is.
+/// `CustomerIsArchived` when it already is, `InvalidArgumentError` for a `now` past
+/// 9999-12-31.
 pub fn archive_customer(
     state: &CustomerState,
     now: DateTime<Utc>,
 ) -> Result<ArchiveDecision, Error> {
+    crate::period::check_instants(&[("now", Some(now))])?;
     state.ensure_active()?;
     let mut effects = Effects::default();
     for sub in state.subscriptions.iter().filter(|s| !s.status.is_ended()) {

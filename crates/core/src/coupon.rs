@@ -162,21 +162,16 @@ pub fn check_currency(coupon: &Coupon, currency: Option<Currency>) -> Result<(),
 /// Whether `applied` still covers an invoice whose billed span starts at `period_start`:
 /// `ONCE` covers the first invoice after its redemption; `REPEATING` (n) the invoices whose
 /// span starts before redemption + n months; `FOREVER` every one.
-///
-/// # Errors
-/// `InvalidArgumentError` when the window's end is out of range.
-pub fn covers(
-    coupon: &Coupon,
-    applied: &AppliedCoupon,
-    period_start: DateTime<Utc>,
-) -> Result<bool, Error> {
-    Ok(match coupon.duration {
-        CouponDuration::Once => applied.invoices_discounted == 0,
+#[must_use]
+pub fn covers(coupon: &Coupon, applied: &AppliedCoupon, period_start: DateTime<Utc>) -> bool {
+    match coupon.duration {
+        // A window ending past the last instant (9999-12-31) covers every period there is.
         CouponDuration::Repeating(months) => {
-            period_start < add_months(applied.redeemed_at, months)?
+            add_months(applied.redeemed_at, months).map_or(true, |end| period_start < end)
         }
+        CouponDuration::Once => applied.invoices_discounted == 0,
         CouponDuration::Forever => true,
-    })
+    }
 }
 
 /// Whether a coupon covers lines of `kind`: charges and proration debits (FORMAT.md §6),

@@ -1197,13 +1197,19 @@ fn ensure_customer(state: &CustomerState, id: &CustomerId) -> Result<(), Error> 
 /// # Errors
 /// `CustomerNotFound` when `state` is another customer's, `CustomerIsArchived`,
 /// `FeatureNotFound`, `InvalidEntitlement` for fields that do not fit the feature,
-/// `InvalidArgumentError` when the end is not after the start.
+/// `InvalidArgumentError` when the end is not after the start or an instant is past
+/// 9999-12-31.
 pub fn grant_promotional_entitlement(
     catalog: &Catalog,
     state: &mut CustomerState,
     request: &GrantPromotionalEntitlementRequest,
     now: DateTime<Utc>,
 ) -> Result<PromotionalGrant, Error> {
+    crate::period::check_instants(&[
+        ("now", Some(now)),
+        ("startDate", request.start_date),
+        ("endDate", request.end_date),
+    ])?;
     ensure_customer(state, &request.customer_id)?;
     state.ensure_active()?;
     let (feature, value) = request.fields().resolve(catalog)?;

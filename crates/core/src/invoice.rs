@@ -260,8 +260,7 @@ pub struct Billing {
 /// `apply_credit`) and the tax come last. Provisioning, estimates and renewals all settle through here.
 ///
 /// # Errors
-/// `CouponCurrencyMismatch`, `AmountTooLarge`, `InvalidArgumentError` (a coupon window out
-/// of range).
+/// `CouponCurrencyMismatch`, `AmountTooLarge`.
 pub fn settle(
     catalog: &crate::catalog::Catalog,
     state: &crate::customer::CustomerState,
@@ -287,7 +286,7 @@ pub fn settle(
     });
     let (discount, coupon_used) = match coupon {
         Some((coupon, applied))
-            if !lines.is_empty() && crate::coupon::covers(coupon, applied, period_start)? =>
+            if !lines.is_empty() && crate::coupon::covers(coupon, applied, period_start) =>
         {
             (
                 crate::coupon::discount(coupon, &lines, currency, rounding)?,

@@ -8,7 +8,10 @@
 //! The request's `subscriptionId`, `resourceId`, `startDate`, `metadata` and collection
 //! method carry over to a predefined plan; its plan choices (version, quantities, add-ons,
 //! trial settings, codes) do not. A trial of the start plan keeps the requested billing
-//! period, which the trial converts into.
+//! period, which the trial converts into; a request without one gets the start plan's only
+//! billing period, and one whose start plan has several must name it
+//! (`BillingPeriodMissingError`). `subscriptionParams` name no customer, or the request's
+//! own: another is `InvalidArgumentError`.
 
 use crate::catalog::{Catalog, StartSetup};
 use crate::coupon::Redemptions;
@@ -138,7 +141,8 @@ pub fn update_customer(customer: &Customer, fields: &CustomerFields) -> Result<C
 ///
 /// # Errors
 /// `CustomerIsArchived` for an archived customer, `BadUserInput` for
-/// `subscriptionParams` that are not a provision input, the customer field errors of
+/// `subscriptionParams` that are not a provision input, `InvalidArgumentError` for
+/// `subscriptionParams` naming another customer, the customer field errors of
 /// [`update_customer`], and every error of [`provision`].
 pub fn provision_customer(
     catalog: &Catalog,
@@ -178,10 +182,8 @@ pub fn provision_customer(
     let mut params = params.clone();
     match params.as_object_mut() {
         Some(map) => {
-            map.insert(
-                "customerId".to_owned(),
-                serde_json::Value::String(request.customer_id.to_string()),
-            );
+            map.entry("customerId")
+                .or_insert_with(|| serde_json::Value::String(request.customer_id.to_string()));
         }
         None => {
             return Err(Error::new(
@@ -192,6 +194,16 @@ pub fn provision_customer(
     }
     let requested: ProvisionRequest = serde_json::from_value(params)
         .map_err(|e| Error::new(ErrorCode::BadUserInput, format!("subscriptionParams: {e}")))?;
+    // A request naming two customers is a mistake of its caller, not a choice to make here.
+    if requested.customer_id != request.customer_id {
+        return Err(Error::new(
+            ErrorCode::InvalidArgumentError,
+            format!(
+                "`subscriptionParams.customerId` `{}` is not the customer `{}`",
+                requested.customer_id, request.customer_id
+            ),
+        ));
+    }
     let plan = match requested.plan_version {
         Some(v) => catalog.plan(requested.plan_id.as_str(), v),
         None => catalog.latest_plan(requested.plan_id.as_str()),
@@ -217,7 +229,18 @@ pub fn provision_customer(
         StartSetup::TrialPeriod(start) => {
             // The start plan's own trial (catalog validation makes sure it has one), under
             // the usual eligibility: a customer who had one gets the paid flow (SPEC.md §3.T).
-            let period = requested.billing_period;
+            // The caller chose no plan, so it need not know the start plan's billing
+            // periods: its only one is taken; with several the choice stays the caller's.
+            let period = requested.billing_period.or_else(|| {
+                let country = requested
+                    .billing_country_code
+                    .as_deref()
+                    .and_then(CountryCode::parse)
+                    .or(state.customer.country);
+                catalog
+                    .latest_plan(start.as_str())
+                    .and_then(|plan| plan.only_billing_period(country))
+            });
             (
                 SubscriptionDecisionStrategy::PredefinedTrialPlan,
                 predefined(requested, start.clone(), period),

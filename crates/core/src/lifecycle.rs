@@ -129,6 +129,7 @@ pub fn advance(
     to: DateTime<Utc>,
     settings: &Settings,
 ) -> Result<(CustomerState, Vec<Event>), Error> {
+    crate::period::check_instants(&[("to", Some(to))])?;
     let mut state = state.clone();
     let mut events = Vec::new();
     for _ in 0..MAX_TRANSITIONS {
@@ -358,10 +359,7 @@ impl Clock<'_> {
             at.signed_duration_since(sub.current_period.map_or(sub.start_date, |p| p.start));
         let end = sub
             .trial_end
-            .map(|end| {
-                end.checked_add_signed(waited)
-                    .ok_or_else(crate::period::out_of_range)
-            })
+            .map(|end| crate::period::within_range(end.checked_add_signed(waited)))
             .transpose()?;
         let conversion = self.state.conversion_of(&sub).map(|s| s.id.clone());
         let stored = self.sub_mut(index)?;

@@ -8,7 +8,6 @@ use crate::error::{Error, ErrorCode};
 use rust_decimal::{Decimal, RoundingStrategy};
 use serde::{Deserialize, Serialize};
 use std::fmt;
-use std::str::FromStr;
 
 /// An ISO 4217 currency with its minor-unit exponent (USD 2, JPY 0, KWD 3).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -408,63 +407,108 @@ pub fn sum<I: IntoIterator<Item = Decimal>>(amounts: I) -> Result<Decimal, Error
 pub enum AmountParseError {
     /// Not a decimal number.
     Malformed,
-    /// A number beyond what a decimal holds (about 7.9 × 10²⁸, or more than 28 decimals).
+    /// A value beyond what a decimal holds (about 7.9 × 10²⁸, or finer than 28 decimal
+    /// places), however it is written.
     TooLarge,
 }
 
 /// Parses an amount written as JSON number text or a string (`"12.50"`, `49`, `1e3`),
-/// exactly: no digit is lost or rounded.
+/// exactly: no digit is lost or rounded. The value decides, not the spelling: `0e99999` is
+/// zero and `10.000…0` ten, however many zeros they are written with.
 ///
 /// # Errors
 /// [`AmountParseError::Malformed`] for text that is not a number,
-/// [`AmountParseError::TooLarge`] for one a decimal cannot hold exactly.
+/// [`AmountParseError::TooLarge`] for a value a decimal cannot hold exactly (beyond about
+/// 7.9 × 10²⁸, or finer than 28 decimal places).
 pub fn parse_amount(text: &str) -> Result<Decimal, AmountParseError> {
-    let trimmed = text.trim();
-    let well_formed = !trimmed.is_empty()
-        && trimmed.len() == text.len()
-        && trimmed
-            .bytes()
-            .all(|b| b.is_ascii_digit() || matches!(b, b'.' | b'-' | b'+' | b'e' | b'E'))
-        && trimmed.bytes().any(|b| b.is_ascii_digit());
-    if !well_formed {
-        return Err(AmountParseError::Malformed);
-    }
-    let parsed = if trimmed.contains(['e', 'E']) {
-        Decimal::from_scientific(trimmed)
-    } else {
-        Decimal::from_str_exact(trimmed)
+    let (negative, body) = match text.strip_prefix('-') {
+        Some(rest) => (true, rest),
+        None => (false, text.strip_prefix('+').unwrap_or(text)),
     };
-    match parsed {
-        Ok(d) => Ok(d.normalize()),
-        Err(_) => {
-            if Decimal::from_str(trimmed).is_ok() || looks_numeric(trimmed) {
-                Err(AmountParseError::TooLarge)
-            } else {
-                Err(AmountParseError::Malformed)
-            }
-        }
-    }
-}
-
-/// Whether `text` is a syntactically valid JSON-style number (so that a parse failure means
-/// it is out of range rather than malformed).
-fn looks_numeric(text: &str) -> bool {
-    let body = text.strip_prefix(['-', '+']).unwrap_or(text);
     let (mantissa, exponent) = match body.split_once(['e', 'E']) {
-        Some((m, e)) => (m, Some(e)),
+        Some((m, e)) => (
+            m,
+            Some(parse_exponent(e).ok_or(AmountParseError::Malformed)?),
+        ),
         None => (body, None),
     };
+    let is_digits = |s: &str| s.bytes().all(|b| b.is_ascii_digit());
     let (int, frac) = match mantissa.split_once('.') {
-        Some((i, f)) => (i, Some(f)),
-        None => (mantissa, None),
+        // `1.`, `.5` and `1.5`, not a lone `.`
+        Some((i, f)) if is_digits(i) && is_digits(f) && !(i.is_empty() && f.is_empty()) => (i, f),
+        None if !mantissa.is_empty() && is_digits(mantissa) => (mantissa, ""),
+        _ => return Err(AmountParseError::Malformed),
     };
-    let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
-    let mantissa_ok = match frac {
-        Some(f) => (digits(int) || int.is_empty()) && (digits(f) || (f.is_empty() && digits(int))),
-        None => digits(int),
+    // value = digits × 10^(exponent − fraction length); zeros at either end of the digits
+    // change only where the decimal point goes.
+    let digits = || int.bytes().chain(frac.bytes());
+    let total = int.len().saturating_add(frac.len());
+    let trailing = digits().rev().take_while(|b| *b == b'0').count();
+    if trailing == total {
+        return Ok(Decimal::ZERO);
+    }
+    let leading = digits().take_while(|b| *b == b'0').count();
+    let significant = total.saturating_sub(trailing).saturating_sub(leading);
+    // A decimal holds at most 29 significant digits.
+    if significant > 29 {
+        return Err(AmountParseError::TooLarge);
+    }
+    let mut coefficient: u128 = 0;
+    for digit in digits().skip(leading).take(significant) {
+        coefficient = coefficient
+            .checked_mul(10)
+            .and_then(|c| c.checked_add(u128::from(digit.saturating_sub(b'0'))))
+            .ok_or(AmountParseError::TooLarge)?;
+    }
+    let places = i64::try_from(frac.len())
+        .unwrap_or(i64::MAX)
+        .saturating_sub(i64::try_from(trailing).unwrap_or(i64::MAX))
+        .saturating_sub(exponent.unwrap_or(0));
+    let scale = match u32::try_from(places) {
+        Ok(scale) => scale,
+        // Negative places: whole zeros to append.
+        Err(_) => {
+            let zeros =
+                u32::try_from(places.unsigned_abs()).map_err(|_| AmountParseError::TooLarge)?;
+            coefficient = 10u128
+                .checked_pow(zeros)
+                .and_then(|power| coefficient.checked_mul(power))
+                .ok_or(AmountParseError::TooLarge)?;
+            0
+        }
     };
-    let exponent_ok = exponent.is_none_or(|e| digits(e.strip_prefix(['-', '+']).unwrap_or(e)));
-    mantissa_ok && exponent_ok
+    let signed = i128::try_from(coefficient).map_err(|_| AmountParseError::TooLarge)?;
+    let signed = if negative {
+        signed.checked_neg()
+    } else {
+        Some(signed)
+    }
+    .ok_or(AmountParseError::TooLarge)?;
+    Decimal::try_from_i128_with_scale(signed, scale)
+        .map(|d| d.normalize())
+        .map_err(|_| AmountParseError::TooLarge)
+}
+
+/// An exponent's value (`+5`, `-3`, `07`); one beyond `i64` is taken as ±`i64::MAX`, which
+/// no amount reaches either way.
+fn parse_exponent(text: &str) -> Option<i64> {
+    let (negative, digits) = match text.strip_prefix('-') {
+        Some(rest) => (true, rest),
+        None => (false, text.strip_prefix('+').unwrap_or(text)),
+    };
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let magnitude = digits.bytes().try_fold(0i64, |n, b| {
+        n.checked_mul(10)
+            .and_then(|n| n.checked_add(i64::from(b.saturating_sub(b'0'))))
+    });
+    let magnitude = magnitude.unwrap_or(i64::MAX);
+    Some(if negative {
+        magnitude.saturating_neg()
+    } else {
+        magnitude
+    })
 }
 
 /// Writes `amount` rounded half up to `places` decimal places, with exactly that many.
@@ -588,6 +632,70 @@ mod tests {
     }
 
     #[test]
+    fn the_value_decides_not_the_spelling() {
+        let zeros = "0".repeat(60);
+        for zero in [
+            "0e99999999999",
+            "0e+99999999999",
+            "-0E-99999999999999999999999",
+            "0.0",
+            "-0",
+            &format!("0.{zeros}"),
+            &format!("{zeros}.{zeros}e7"),
+        ] {
+            assert_eq!(parse_amount(zero), Ok(Decimal::ZERO), "{zero}");
+        }
+        assert_eq!(parse_amount(&format!("10.{zeros}")), Ok(d("10")));
+        assert_eq!(parse_amount(&format!("{zeros}12.5")), Ok(d("12.5")));
+        assert_eq!(parse_amount("1200e-2"), Ok(d("12")));
+        assert_eq!(parse_amount("0.000125e4"), Ok(d("1.25")));
+        assert_eq!(parse_amount("+5"), Ok(d("5")));
+        assert_eq!(parse_amount("1."), Ok(d("1")));
+        assert_eq!(parse_amount(".5"), Ok(d("0.5")));
+        // The largest and the finest values a decimal holds, however written.
+        assert_eq!(
+            parse_amount("79228162514264337593543950335"),
+            Ok(Decimal::MAX)
+        );
+        assert_eq!(
+            parse_amount("7922816251426433759354395033.5e1"),
+            Ok(Decimal::MAX)
+        );
+        assert_eq!(
+            parse_amount(&format!("0.0000000000000000000000000001{zeros}")),
+            Ok(d("0.0000000000000000000000000001"))
+        );
+        assert_eq!(
+            parse_amount("1e-28"),
+            Ok(d("0.0000000000000000000000000001"))
+        );
+        // Really too large or too precise stays refused.
+        for refused in [
+            "79228162514264337593543950336",
+            "1e29",
+            "1e99999999999",
+            "1e-29",
+            "0.00000000000000000000000000001",
+            "1.00000000000000000000000000001",
+        ] {
+            assert_eq!(
+                parse_amount(refused),
+                Err(AmountParseError::TooLarge),
+                "{refused}"
+            );
+        }
+        for malformed in [
+            ".", "-", "+", "1e", "e5", "1e+", "1.2.3", "--1", "1 ", "0x10", "1e5.5",
+        ] {
+            assert_eq!(
+                parse_amount(malformed),
+                Err(AmountParseError::Malformed),
+                "{malformed}"
+            );
+        }
+    }
+
+    #[test]
     fn money_refuses_mixed_currencies_and_overflow() {
         let usd = Currency::parse("USD").unwrap();
         let eur = Currency::parse("EUR").unwrap();
@@ -626,9 +734,9 @@ pub mod serde_amount {
         };
         match parse_amount(&text) {
             Ok(d) => Ok(Some(d)),
-            Err(AmountParseError::TooLarge) => {
-                Err(de::Error::custom(format!("amount `{text}` is too large")))
-            }
+            Err(AmountParseError::TooLarge) => Err(de::Error::custom(format!(
+                "amount `{text}` is beyond what a decimal holds"
+            ))),
             Err(AmountParseError::Malformed) => {
                 Err(de::Error::custom(format!("`{text}` is not a number")))
             }

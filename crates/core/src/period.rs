@@ -5,9 +5,13 @@
 //! Feb 28 (29), Mar 31, Apr 30 and never drifts off the month end. Adding months clamps to
 //! the last day of the month. Periods are half-open: `[start, end)`. Calendar arithmetic is
 //! done in UTC.
+//!
+//! Instants run from 0000-01-01 to 9999-12-31, the years RFC 3339 can write: an instant
+//! given outside them is refused ([`check_instants`]), and so is a decision whose computed
+//! dates (a period end, a trial end, a renewal) would leave them.
 
 use crate::error::{Error, ErrorCode};
-use chrono::{DateTime, Datelike, Months, TimeDelta, Utc};
+use chrono::{DateTime, Datelike, Months, SecondsFormat, TimeDelta, Utc};
 use serde::{Deserialize, Serialize};
 
 /// How often a subscription is billed.
@@ -85,8 +89,42 @@ impl TryFrom<StoredPeriod> for Period {
     }
 }
 
+/// Whether RFC 3339 can write `t`: its year has four digits (0000 to 9999).
+pub(crate) fn in_range(t: DateTime<Utc>) -> bool {
+    (0..=9999).contains(&t.year())
+}
+
 pub(crate) fn out_of_range() -> Error {
-    Error::new(ErrorCode::InvalidArgumentError, "date out of range")
+    Error::new(
+        ErrorCode::InvalidArgumentError,
+        "date out of range: a date this decision computes (a period end, a trial end, a renewal) would pass 9999-12-31",
+    )
+}
+
+/// A computed instant, or `InvalidArgumentError` when it leaves years 0000 to 9999.
+pub(crate) fn within_range(t: Option<DateTime<Utc>>) -> Result<DateTime<Utc>, Error> {
+    t.filter(|t| in_range(*t)).ok_or_else(out_of_range)
+}
+
+/// Refuses the first of the instants given as input (each named by its field) that RFC 3339
+/// cannot write; absent ones pass.
+///
+/// # Errors
+/// `InvalidArgumentError` for an instant before 0000-01-01 or after 9999-12-31.
+pub fn check_instants(instants: &[(&str, Option<DateTime<Utc>>)]) -> Result<(), Error> {
+    match instants
+        .iter()
+        .find_map(|(name, t)| t.filter(|t| !in_range(*t)).map(|t| (name, t)))
+    {
+        None => Ok(()),
+        Some((name, t)) => Err(Error::new(
+            ErrorCode::InvalidArgumentError,
+            format!(
+                "`{name}` `{}` is out of range: instants run from 0000-01-01 to 9999-12-31",
+                t.to_rfc3339_opts(SecondsFormat::AutoSi, true)
+            ),
+        )),
+    }
 }
 
 /// `t` plus `months` calendar months, clamped to the end of the target month
@@ -95,8 +133,7 @@ pub(crate) fn out_of_range() -> Error {
 /// # Errors
 /// `InvalidArgumentError` when the result is out of range.
 pub fn add_months(t: DateTime<Utc>, months: u32) -> Result<DateTime<Utc>, Error> {
-    t.checked_add_months(Months::new(months))
-        .ok_or_else(out_of_range)
+    within_range(t.checked_add_months(Months::new(months)))
 }
 
 /// `t` minus `months` calendar months, clamped like [`add_months`].
@@ -104,8 +141,7 @@ pub fn add_months(t: DateTime<Utc>, months: u32) -> Result<DateTime<Utc>, Error>
 /// # Errors
 /// `InvalidArgumentError` when the result is out of range.
 pub fn sub_months(t: DateTime<Utc>, months: u32) -> Result<DateTime<Utc>, Error> {
-    t.checked_sub_months(Months::new(months))
-        .ok_or_else(out_of_range)
+    within_range(t.checked_sub_months(Months::new(months)))
 }
 
 /// The first billing period from `start`, for a subscription billed every `billing_period`
@@ -251,9 +287,10 @@ impl TrialDuration {
     /// `InvalidArgumentError` when the date is out of range.
     pub fn end_from(&self, start: DateTime<Utc>) -> Result<DateTime<Utc>, Error> {
         match self.unit {
-            TrialUnit::Day => TimeDelta::try_days(i64::from(self.count))
-                .and_then(|d| start.checked_add_signed(d))
-                .ok_or_else(out_of_range),
+            TrialUnit::Day => within_range(
+                TimeDelta::try_days(i64::from(self.count))
+                    .and_then(|d| start.checked_add_signed(d)),
+            ),
             TrialUnit::Month => add_months(start, self.count),
         }
     }
@@ -311,6 +348,43 @@ mod tests {
             .unwrap();
         assert_eq!(p.start, t("2026-02-28T00:00:00Z"));
         assert_eq!(p.end, t("2027-02-28T00:00:00Z"));
+    }
+
+    #[test]
+    fn dates_stay_in_the_years_rfc_3339_writes() {
+        let code = |r: Result<DateTime<Utc>, Error>| r.map_err(|e| e.code());
+        assert_eq!(
+            code(add_months(t("9999-11-30T00:00:00Z"), 1)),
+            Ok(t("9999-12-30T00:00:00Z"))
+        );
+        assert_eq!(
+            code(add_months(t("9999-12-01T00:00:00Z"), 1)),
+            Err(ErrorCode::InvalidArgumentError)
+        );
+        let day = TrialDuration {
+            count: 1,
+            unit: TrialUnit::Day,
+        };
+        assert_eq!(
+            code(day.end_from(t("9999-12-31T00:00:01Z"))),
+            Err(ErrorCode::InvalidArgumentError)
+        );
+        let last = t("9999-12-31T23:59:59.999999999Z");
+        assert!(check_instants(&[("at", Some(last)), ("endDate", None)]).is_ok());
+        assert!(check_instants(&[("at", Some(t("0000-01-01T00:00:00Z")))]).is_ok());
+        let err = check_instants(&[
+            ("at", Some(last)),
+            ("endDate", Some(t("+10000-01-01T00:00:00Z"))),
+        ])
+        .unwrap_err();
+        assert_eq!(err.code(), ErrorCode::InvalidArgumentError);
+        assert!(
+            err.message()
+                .starts_with("`endDate` `+10000-01-01T00:00:00Z`"),
+            "{}",
+            err.message()
+        );
+        assert!(check_instants(&[("at", Some(t("-0001-12-31T23:59:59Z")))]).is_err());
     }
 
     #[test]

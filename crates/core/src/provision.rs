@@ -514,6 +514,18 @@ pub(crate) fn decide(
     mode: Mode<'_>,
 ) -> Result<ProvisionDecision, Error> {
     let Mode { stages, in_place } = mode;
+    crate::period::check_instants(&[
+        ("now", Some(now)),
+        ("startDate", request.start_date),
+        (
+            "trialOverride.trialEndDate",
+            request
+                .trial_override
+                .as_ref()
+                .and_then(|o| o.trial_end_date),
+        ),
+        ("trialEndDate", in_place.and_then(|c| c.trial_end)),
+    ])?;
     let valid = validate(
         catalog,
         state,

@@ -471,6 +471,7 @@ pub fn report_usage(
     request: &ReportUsageRequest,
     now: DateTime<Utc>,
 ) -> Result<UsageReport, Error> {
+    crate::period::check_instants(&[("now", Some(now))])?;
     if state.customer.id != request.customer_id {
         return Err(Error::new(
             ErrorCode::CustomerNotFound,
@@ -536,7 +537,7 @@ pub fn report_usage(
 }
 
 /// The reset window containing `now` of usage that resets by `reset`, for a source that
-/// started at `anchored_at`. `None` only when a date is out of range.
+/// started at `anchored_at`. `None` only when a date is out of range (years 0000 to 9999).
 #[must_use]
 pub fn reset_window(
     reset: Reset,
@@ -544,13 +545,14 @@ pub fn reset_window(
     now: DateTime<Utc>,
 ) -> Option<Period> {
     let anchor = aligned_anchor(reset.anchor, anchored_at)?;
-    match reset.period {
+    let window = match reset.period {
         ResetPeriod::Hour => fixed_window(anchor, TimeDelta::try_hours(1)?, now),
         ResetPeriod::Day => fixed_window(anchor, TimeDelta::try_days(1)?, now),
         ResetPeriod::Week => fixed_window(anchor, TimeDelta::try_weeks(1)?, now),
         ResetPeriod::Month => month_window(anchor, 1, now),
         ResetPeriod::Year => month_window(anchor, 12, now),
-    }
+    }?;
+    (crate::period::in_range(window.start) && crate::period::in_range(window.end)).then_some(window)
 }
 
 fn aligned_anchor(anchor: ResetAnchor, start: DateTime<Utc>) -> Option<DateTime<Utc>> {

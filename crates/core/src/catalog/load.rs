@@ -117,10 +117,12 @@ impl Catalog {
         Self::from_raw(&raw)
     }
 
-    /// Validates a catalog already parsed as a JSON value (an inline scenario catalog).
+    /// Validates a catalog already parsed as a JSON value (one built in code). Parsing text
+    /// into a `Value` keeps the last of duplicate keys, so text is better read by
+    /// [`Catalog::from_json`], which refuses them.
     ///
     /// # Errors
-    /// As [`Catalog::from_json`].
+    /// As [`Catalog::from_json`], but for duplicate keys, which a `Value` cannot hold.
     pub fn from_json_value(value: &serde_json::Value) -> Result<Self, CatalogError> {
         let raw: RawCatalog = serde_path_to_error::deserialize(value)
             .map_err(|e| parse_problem(e.path(), e.inner()))?;
@@ -1614,6 +1616,14 @@ impl<'r> Loader<'r> {
                     &code_at.field("code"),
                     "a promotion code cannot be empty",
                 );
+            }
+            for (field, instant) in [
+                ("activeFrom", code.active_from),
+                ("expiresAt", code.expires_at),
+            ] {
+                if let Err(e) = crate::period::check_instants(&[(field, instant)]) {
+                    self.report(ErrorCode::InvalidCoupon, &code_at.field(field), e.message());
+                }
             }
             if let (Some(from), Some(to)) = (code.active_from, code.expires_at) {
                 if from >= to {

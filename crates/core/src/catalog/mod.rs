@@ -401,6 +401,23 @@ impl Plan {
             .unwrap_or(&self.prices)
     }
 
+    /// The plan's billing period for a billing country when it prices exactly one (the
+    /// default and the country's localized set together); `None` with none or several.
+    #[must_use]
+    pub fn only_billing_period(&self, country: Option<CountryCode>) -> Option<BillingPeriod> {
+        let mut priced = [
+            BillingPeriod::Monthly,
+            BillingPeriod::Quarterly,
+            BillingPeriod::Annually,
+        ]
+        .into_iter()
+        .filter(|p| self.price_set(country, *p).has_period(*p));
+        match (priced.next(), priced.next()) {
+            (Some(period), None) => Some(period),
+            _ => None,
+        }
+    }
+
     /// Whether `addon` may be bought with this plan.
     #[must_use]
     pub fn is_compatible(&self, addon: &AddonId) -> bool {
