@@ -1327,6 +1327,12 @@ impl<'a, 'c> Decider<'a, 'c> {
                 subscription: current.id.clone(),
                 at,
             });
+            // The new subscription runs on (SPEC.md §3), so the request withdraws a pending
+            // cancellation now: one due at or before the change would otherwise win over it.
+            let mut staying = current.clone();
+            if withdraw_cancellation(d, &mut staying) {
+                d.effects.replace.push(staying);
+            }
             return Ok(());
         }
         self.replace_waiting(d, scope.waiting_paid);
@@ -1643,6 +1649,13 @@ impl<'a, 'c> Decider<'a, 'c> {
         if let Some(at) = self.scheduled_at(strategy, current)? {
             let update = self.scheduled_update(change.kind, at, strategy)?;
             next.config = current.config.clone();
+            // The customer asks how the subscription goes on after a pending cancellation
+            // would have ended it: the cancellation is withdrawn. A migration is the
+            // vendor's move, not the customer's, and leaves it.
+            let ended_first = next.cancellation_date.is_some_and(|end| end <= at);
+            if ended_first && change.kind != ScheduledUpdateType::Migration {
+                withdraw_cancellation(d, &mut next);
+            }
             if next != *current {
                 d.effects.replace.push(next);
             }
@@ -2100,6 +2113,20 @@ impl<'a, 'c> Decider<'a, 'c> {
         d.effects.invoice = Some(invoice);
         Ok(())
     }
+}
+
+/// Withdraws `sub`'s pending cancellation, if it has one, saying so in the explanation;
+/// whether there was one.
+fn withdraw_cancellation(d: &mut ProvisionDecision, sub: &mut Subscription) -> bool {
+    let (Some(at), Some(_)) = (sub.cancellation_date, sub.pending_cancel_reason) else {
+        return false;
+    };
+    sub.clear_pending_cancellation();
+    d.explanation.push(Step::CancellationWithdrawn {
+        subscription: sub.id.clone(),
+        at,
+    });
+    true
 }
 
 /// `CurrencyMismatch`: `what` of `current`, in `old`, cannot go on an invoice in `new`.

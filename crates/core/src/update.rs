@@ -11,7 +11,9 @@
 //!   amount); an upgrade clears a pending cancellation;
 //! - a `DOWNGRADE` follows `scheduleStrategy` (default: the product's downgrade strategy);
 //!   scheduled, it is stored as an `UPDATE` and the current configuration (and so its
-//!   entitlement limits) stays until it applies;
+//!   entitlement limits) stays until it applies; stored for when a pending cancellation
+//!   would have ended the subscription, it withdraws that cancellation (a scheduled
+//!   migration does not);
 //! - a request equal to the current configuration changes nothing and cancels a scheduled
 //!   change; any later request replaces the scheduled one;
 //! - a billing-period change starts a new billing period now, crediting the unused rest.
