@@ -818,7 +818,9 @@ impl Clock<'_> {
                 update.apply_to(&mut next);
                 next.start_date = self.at;
                 next.scheduled_updates.clear();
-                next.clear_pending_cancellation();
+                // A cancellation still pending was asked for after this change (asking for
+                // the change withdraws an earlier one) and is due later: it ends the
+                // subscription that replaces this one.
                 next.charges.clear();
                 next.pending_lines.clear();
                 next.status = SubscriptionStatus::NotStarted;
