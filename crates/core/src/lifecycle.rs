@@ -220,12 +220,24 @@ pub fn collect_pending_payments(
     now: DateTime<Utc>,
     settings: &Settings,
 ) -> Result<(CustomerState, Vec<Event>), Error> {
+    collect_pending_payments_except(catalog, state, now, settings, None)
+}
+
+/// [`collect_pending_payments`], leaving `replaced` waiting: a completed checkout's own
+/// subscription replaces it at once, so it is never charged.
+pub(crate) fn collect_pending_payments_except(
+    catalog: &Catalog,
+    state: &CustomerState,
+    now: DateTime<Utc>,
+    settings: &Settings,
+    replaced: Option<&SubscriptionId>,
+) -> Result<(CustomerState, Vec<Event>), Error> {
     let (mut state, mut events) = advance(catalog, state, now, settings)?;
     let pending: Vec<usize> = state
         .subscriptions
         .iter()
         .enumerate()
-        .filter(|(_, s)| s.status == SubscriptionStatus::PaymentPending)
+        .filter(|(_, s)| s.status == SubscriptionStatus::PaymentPending && Some(&s.id) != replaced)
         .map(|(index, _)| index)
         .collect();
     for index in pending {

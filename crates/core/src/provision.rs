@@ -1316,7 +1316,18 @@ impl<'a, 'c> Decider<'a, 'c> {
             self.keep_configuration(d, current, "nothing changes");
             return Ok(());
         }
-        let strategy = self.strategy(direction, None);
+        // A subscription waiting for payment has been charged nothing and has no billing
+        // period of its own yet: a change replaces it now, whatever its direction, and
+        // the new subscription is paid for as any start now is (SPEC.md §3.P).
+        let strategy = if current.status == SubscriptionStatus::PaymentPending {
+            d.explanation.push(Step::ChangedUncharged {
+                subscription: current.id.clone(),
+                status: current.status,
+            });
+            ScheduleStrategy::Immediate
+        } else {
+            self.strategy(direction, None)
+        };
         if let Some(at) = self.scheduled_at(strategy, current)? {
             self.scheduled_in_one_currency(current, at)?;
             let update = self.scheduled_update(ScheduledUpdateType::PlanChange, at, strategy)?;
@@ -1681,6 +1692,7 @@ impl<'a, 'c> Decider<'a, 'c> {
         let now = self.now;
         let anchor_choice = self.request.billing_cycle_anchor.unwrap_or_default();
         let keep_period = anchor_choice == BillingCycleAnchor::Unchanged
+            && current.status == SubscriptionStatus::Active
             && current.billing_period().is_some()
             && current.billing_period() == self.valid.config.billing_period
             && current.current_period.is_some_and(|p| p.contains(now));
@@ -2411,7 +2423,9 @@ impl CheckoutCompletion {
 
 /// Completes the pending checkout of `subscription_id`: the customer now has a payment
 /// method, and the request that needed it is decided again at `now`, so the subscription
-/// starts (and its billing is anchored) at the completion (FORMAT.md §6).
+/// starts (and its billing is anchored) at the completion (FORMAT.md §6). The payment
+/// method activates the customer's other `PAYMENT_PENDING` subscriptions first, but not
+/// the one the checkout's subscription replaces: that one ends uncharged.
 ///
 /// # Errors
 /// `SubscriptionNotFound` when no checkout is pending for the id; every error of
@@ -2440,15 +2454,37 @@ pub fn complete_checkout(
     after
         .pending_checkouts
         .retain(|p| p.subscription_id.as_str() != subscription_id);
-    // The payment method also pays for what waits for one (SPEC.md §5).
+    // The payment method also pays for what waits for one (SPEC.md §5), except the
+    // subscription the checkout's own (non-trial) subscription replaces: it was charged
+    // nothing, and charging it only to credit it back at once would bill a plan the
+    // customer has left.
+    let plan = match pending.request.plan_version {
+        Some(version) => catalog.plan(pending.request.plan_id.as_str(), version),
+        None => catalog.latest_plan(pending.request.plan_id.as_str()),
+    };
+    let replaced = plan
+        .filter(|_| pending.trial.terms.is_none())
+        .and_then(|plan| {
+            after.subscriptions.iter().find(|s| {
+                s.status == SubscriptionStatus::PaymentPending
+                    && !s.is_trial
+                    && s.in_scope(&plan.product, pending.request.resource_id.as_ref())
+            })
+        })
+        .map(|s| s.id.clone());
     let waiting_for_payment = after
         .subscriptions
         .iter()
         .any(|s| s.status == SubscriptionStatus::PaymentPending);
     let mut collected = Vec::new();
     if waiting_for_payment {
-        let (state, events) =
-            crate::lifecycle::collect_pending_payments(catalog, &after, now, settings)?;
+        let (state, events) = crate::lifecycle::collect_pending_payments_except(
+            catalog,
+            &after,
+            now,
+            settings,
+            replaced.as_ref(),
+        )?;
         after = state;
         collected = events;
     }
