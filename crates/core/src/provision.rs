@@ -595,19 +595,17 @@ fn validate<'c>(
         ));
     }
     state.ensure_active()?;
-    let plan = match request.plan_version {
-        Some(version) => catalog.plan(request.plan_id.as_str(), version),
-        None => catalog.latest_plan(request.plan_id.as_str()),
-    }
-    .ok_or_else(|| {
-        Error::new(
-            ErrorCode::PlanNotFound,
-            match request.plan_version {
-                Some(v) => format!("plan `{}` version {v} does not exist", request.plan_id),
-                None => format!("plan `{}` does not exist", request.plan_id),
-            },
-        )
-    })?;
+    let plan = catalog
+        .plan_or_latest(request.plan_id.as_str(), request.plan_version)
+        .ok_or_else(|| {
+            Error::new(
+                ErrorCode::PlanNotFound,
+                match request.plan_version {
+                    Some(v) => format!("plan `{}` version {v} does not exist", request.plan_id),
+                    None => format!("plan `{}` does not exist", request.plan_id),
+                },
+            )
+        })?;
     let product = catalog.product(plan.product.as_str()).ok_or_else(|| {
         Error::new(
             ErrorCode::PlanNotFound,
@@ -2458,11 +2456,11 @@ pub fn complete_checkout(
     // subscription the checkout's own (non-trial) subscription replaces: it was charged
     // nothing, and charging it only to credit it back at once would bill a plan the
     // customer has left.
-    let plan = match pending.request.plan_version {
-        Some(version) => catalog.plan(pending.request.plan_id.as_str(), version),
-        None => catalog.latest_plan(pending.request.plan_id.as_str()),
-    };
-    let replaced = plan
+    let replaced = catalog
+        .plan_or_latest(
+            pending.request.plan_id.as_str(),
+            pending.request.plan_version,
+        )
         .filter(|_| pending.trial.terms.is_none())
         .and_then(|plan| {
             after.subscriptions.iter().find(|s| {

@@ -193,11 +193,7 @@ fn kept_units(
     period: Option<BillingPeriod>,
     changed: &[FeatureQuantity],
 ) -> Vec<FeatureQuantity> {
-    let plan = match plan_version {
-        Some(version) => catalog.plan(sub.config.plan.as_str(), version),
-        None => catalog.latest_plan(sub.config.plan.as_str()),
-    };
-    let Some(plan) = plan else {
+    let Some(plan) = catalog.plan_or_latest(sub.config.plan.as_str(), plan_version) else {
         return Vec::new();
     };
     let sold = provision::per_unit_prices(plan, sub.config.country, period);
