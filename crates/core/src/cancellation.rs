@@ -8,6 +8,13 @@
 //! end), crediting the rest of the period containing that date unless `prorate: false`.
 //! With action `DEFAULT` the product's end setup then applies; `REVOKE_ENTITLEMENTS`
 //! skips it. Without `cancellationTime`, the product's default cancellation time decides.
+//!
+//! A change scheduled on the subscription is dropped when the cancellation comes at or
+//! before it (the subscription would be gone when it is due). One due before the
+//! cancellation stays: it applies as scheduled, and a plan change hands the pending
+//! cancellation to the subscription that replaces this one, which then ends at the same
+//! instant, crediting what it was charged beyond it unless `prorate: false` (so a downgrade
+//! at the period end followed by a later cancellation bills the cheaper plan until the end).
 
 use crate::catalog::{CancellationTime, Catalog};
 use crate::customer::CustomerState;
@@ -113,8 +120,14 @@ pub fn cancel_subscription(
             CancelReason::Immediate,
             request.prorate.unwrap_or(true),
         ),
+        // At the period end nothing is left to credit; the subscription that replaces this
+        // one by a change scheduled before then may still have some (see below).
         CancellationTiming::EndOfBillingPeriod => match period_end {
-            Some(end) if end > now => (end, CancelReason::ScheduledCancellation, false),
+            Some(end) if end > now => (
+                end,
+                CancelReason::ScheduledCancellation,
+                request.prorate.unwrap_or(true),
+            ),
             _ => (now, CancelReason::Immediate, false),
         },
         CancellationTiming::SpecificDate => {
@@ -147,7 +160,9 @@ pub fn cancel_subscription(
     target.credit_on_cancel = credit;
     target.revoke_on_cancel =
         request.action.unwrap_or_default() == CancellationAction::RevokeEntitlements;
-    target.scheduled_updates.clear();
+    // A change scheduled before the end still happens, and the subscription it leads to
+    // ends at `at` in its place; one due at or after the end would never apply.
+    target.scheduled_updates.retain(|u| u.scheduled_at < at);
     let before = pending.subscriptions.len();
     let invoices_before = pending.invoices.len();
     let (after, _events) = lifecycle::advance(catalog, &pending, now, settings)?;

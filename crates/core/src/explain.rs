@@ -124,6 +124,14 @@ pub enum Step {
         /// When it applies.
         at: DateTime<Utc>,
     },
+    /// A change stored for when a pending cancellation would have ended the subscription
+    /// withdraws that cancellation: the subscription goes on.
+    CancellationWithdrawn {
+        /// The subscription.
+        subscription: SubscriptionId,
+        /// When it was to end.
+        at: DateTime<Utc>,
+    },
     /// The usage of some features resets (the product's usage-reset rule).
     UsageResets {
         /// How many features.
@@ -341,6 +349,10 @@ impl fmt::Display for Step {
                 f,
                 "start: {} to plan `{plan}` scheduled on `{subscription}` for {at}",
                 change_word(*direction)
+            ),
+            Self::CancellationWithdrawn { subscription, at } => write!(
+                f,
+                "start: the cancellation of `{subscription}` pending for {at} is withdrawn: the scheduled change keeps it going"
             ),
             Self::UsageResets { features } => write!(
                 f,

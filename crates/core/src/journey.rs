@@ -204,16 +204,14 @@ pub fn provision_customer(
             ),
         ));
     }
-    let plan = match requested.plan_version {
-        Some(v) => catalog.plan(requested.plan_id.as_str(), v),
-        None => catalog.latest_plan(requested.plan_id.as_str()),
-    }
-    .ok_or_else(|| {
-        Error::new(
-            ErrorCode::PlanNotFound,
-            format!("plan `{}` does not exist", requested.plan_id),
-        )
-    })?;
+    let plan = catalog
+        .plan_or_latest(requested.plan_id.as_str(), requested.plan_version)
+        .ok_or_else(|| {
+            Error::new(
+                ErrorCode::PlanNotFound,
+                format!("plan `{}` does not exist", requested.plan_id),
+            )
+        })?;
     let product = catalog.product(plan.product.as_str()).ok_or_else(|| {
         Error::new(
             ErrorCode::PlanNotFound,

@@ -221,12 +221,24 @@ pub fn collect_pending_payments(
     now: DateTime<Utc>,
     settings: &Settings,
 ) -> Result<(CustomerState, Vec<Event>), Error> {
+    collect_pending_payments_except(catalog, state, now, settings, None)
+}
+
+/// [`collect_pending_payments`], leaving `replaced` waiting: a completed checkout's own
+/// subscription replaces it at once, so it is never charged.
+pub(crate) fn collect_pending_payments_except(
+    catalog: &Catalog,
+    state: &CustomerState,
+    now: DateTime<Utc>,
+    settings: &Settings,
+    replaced: Option<&SubscriptionId>,
+) -> Result<(CustomerState, Vec<Event>), Error> {
     let (mut state, mut events) = advance(catalog, state, now, settings)?;
     let pending: Vec<usize> = state
         .subscriptions
         .iter()
         .enumerate()
-        .filter(|(_, s)| s.status == SubscriptionStatus::PaymentPending)
+        .filter(|(_, s)| s.status == SubscriptionStatus::PaymentPending && Some(&s.id) != replaced)
         .map(|(index, _)| index)
         .collect();
     for index in pending {
@@ -816,7 +828,9 @@ impl Clock<'_> {
                 update.apply_to(&mut next);
                 next.start_date = self.at;
                 next.scheduled_updates.clear();
-                next.clear_pending_cancellation();
+                // A cancellation still pending was asked for after this change (asking for
+                // the change withdraws an earlier one) and is due later: it ends the
+                // subscription that replaces this one.
                 next.charges.clear();
                 next.pending_lines.clear();
                 next.status = SubscriptionStatus::NotStarted;

@@ -612,19 +612,17 @@ fn validate<'c>(
         ));
     }
     state.ensure_active()?;
-    let plan = match request.plan_version {
-        Some(version) => catalog.plan(request.plan_id.as_str(), version),
-        None => catalog.latest_plan(request.plan_id.as_str()),
-    }
-    .ok_or_else(|| {
-        Error::new(
-            ErrorCode::PlanNotFound,
-            match request.plan_version {
-                Some(v) => format!("plan `{}` version {v} does not exist", request.plan_id),
-                None => format!("plan `{}` does not exist", request.plan_id),
-            },
-        )
-    })?;
+    let plan = catalog
+        .plan_or_latest(request.plan_id.as_str(), request.plan_version)
+        .ok_or_else(|| {
+            Error::new(
+                ErrorCode::PlanNotFound,
+                match request.plan_version {
+                    Some(v) => format!("plan `{}` version {v} does not exist", request.plan_id),
+                    None => format!("plan `{}` does not exist", request.plan_id),
+                },
+            )
+        })?;
     let product = catalog.product(plan.product.as_str()).ok_or_else(|| {
         Error::new(
             ErrorCode::PlanNotFound,
@@ -1333,7 +1331,18 @@ impl<'a, 'c> Decider<'a, 'c> {
             self.keep_configuration(d, current, "nothing changes");
             return Ok(());
         }
-        let strategy = self.strategy(direction, None);
+        // A subscription waiting for payment has been charged nothing and has no billing
+        // period of its own yet: a change replaces it now, whatever its direction, and
+        // the new subscription is paid for as any start now is (SPEC.md §3.P).
+        let strategy = if current.status == SubscriptionStatus::PaymentPending {
+            d.explanation.push(Step::ChangedUncharged {
+                subscription: current.id.clone(),
+                status: current.status,
+            });
+            ScheduleStrategy::Immediate
+        } else {
+            self.strategy(direction, None)
+        };
         if let Some(at) = self.scheduled_at(strategy, current)? {
             self.scheduled_in_one_currency(current, at)?;
             let update = self.scheduled_update(ScheduledUpdateType::PlanChange, at, strategy)?;
@@ -1344,6 +1353,12 @@ impl<'a, 'c> Decider<'a, 'c> {
                 subscription: current.id.clone(),
                 at,
             });
+            // The new subscription runs on (SPEC.md §3), so the request withdraws a pending
+            // cancellation now: one due at or before the change would otherwise win over it.
+            let mut staying = current.clone();
+            if withdraw_cancellation(d, &mut staying) {
+                d.effects.replace.push(staying);
+            }
             return Ok(());
         }
         self.replace_waiting(d, scope.waiting_paid);
@@ -1660,6 +1675,13 @@ impl<'a, 'c> Decider<'a, 'c> {
         if let Some(at) = self.scheduled_at(strategy, current)? {
             let update = self.scheduled_update(change.kind, at, strategy)?;
             next.config = current.config.clone();
+            // The customer asks how the subscription goes on after a pending cancellation
+            // would have ended it: the cancellation is withdrawn. A migration is the
+            // vendor's move, not the customer's, and leaves it.
+            let ended_first = next.cancellation_date.is_some_and(|end| end <= at);
+            if ended_first && change.kind != ScheduledUpdateType::Migration {
+                withdraw_cancellation(d, &mut next);
+            }
             if next != *current {
                 d.effects.replace.push(next);
             }
@@ -1685,6 +1707,7 @@ impl<'a, 'c> Decider<'a, 'c> {
         let now = self.now;
         let anchor_choice = self.request.billing_cycle_anchor.unwrap_or_default();
         let keep_period = anchor_choice == BillingCycleAnchor::Unchanged
+            && current.status == SubscriptionStatus::Active
             && current.billing_period().is_some()
             && current.billing_period() == self.valid.config.billing_period
             && current.current_period.is_some_and(|p| p.contains(now));
@@ -2147,6 +2170,20 @@ impl<'a, 'c> Decider<'a, 'c> {
     }
 }
 
+/// Withdraws `sub`'s pending cancellation, if it has one, saying so in the explanation;
+/// whether there was one.
+fn withdraw_cancellation(d: &mut ProvisionDecision, sub: &mut Subscription) -> bool {
+    let (Some(at), Some(_)) = (sub.cancellation_date, sub.pending_cancel_reason) else {
+        return false;
+    };
+    sub.clear_pending_cancellation();
+    d.explanation.push(Step::CancellationWithdrawn {
+        subscription: sub.id.clone(),
+        at,
+    });
+    true
+}
+
 /// `CurrencyMismatch`: `what` of `current`, in `old`, cannot go on an invoice in `new`.
 fn other_currency(current: &Subscription, old: Currency, new: Currency, what: &str) -> Error {
     Error::new(
@@ -2429,7 +2466,9 @@ impl CheckoutCompletion {
 
 /// Completes the pending checkout of `subscription_id`: the customer now has a payment
 /// method, and the request that needed it is decided again at `now`, so the subscription
-/// starts (and its billing is anchored) at the completion (FORMAT.md §6).
+/// starts (and its billing is anchored) at the completion (FORMAT.md §6). The payment
+/// method activates the customer's other `PAYMENT_PENDING` subscriptions first, but not
+/// the one the checkout's subscription replaces: that one ends uncharged.
 ///
 /// # Errors
 /// `SubscriptionNotFound` when no checkout is pending for the id; every error of
@@ -2458,15 +2497,37 @@ pub fn complete_checkout(
     after
         .pending_checkouts
         .retain(|p| p.subscription_id.as_str() != subscription_id);
-    // The payment method also pays for what waits for one (SPEC.md §5).
+    // The payment method also pays for what waits for one (SPEC.md §5), except the
+    // subscription the checkout's own (non-trial) subscription replaces: it was charged
+    // nothing, and charging it only to credit it back at once would bill a plan the
+    // customer has left.
+    let replaced = catalog
+        .plan_or_latest(
+            pending.request.plan_id.as_str(),
+            pending.request.plan_version,
+        )
+        .filter(|_| pending.trial.terms.is_none())
+        .and_then(|plan| {
+            after.subscriptions.iter().find(|s| {
+                s.status == SubscriptionStatus::PaymentPending
+                    && !s.is_trial
+                    && s.in_scope(&plan.product, pending.request.resource_id.as_ref())
+            })
+        })
+        .map(|s| s.id.clone());
     let waiting_for_payment = after
         .subscriptions
         .iter()
         .any(|s| s.status == SubscriptionStatus::PaymentPending);
     let mut collected = Vec::new();
     if waiting_for_payment {
-        let (state, events) =
-            crate::lifecycle::collect_pending_payments(catalog, &after, now, settings)?;
+        let (state, events) = crate::lifecycle::collect_pending_payments_except(
+            catalog,
+            &after,
+            now,
+            settings,
+            replaced.as_ref(),
+        )?;
         after = state;
         collected = events;
     }

@@ -11,7 +11,9 @@
 //!   amount); an upgrade clears a pending cancellation;
 //! - a `DOWNGRADE` follows `scheduleStrategy` (default: the product's downgrade strategy);
 //!   scheduled, it is stored as an `UPDATE` and the current configuration (and so its
-//!   entitlement limits) stays until it applies;
+//!   entitlement limits) stays until it applies; stored for when a pending cancellation
+//!   would have ended the subscription, it withdraws that cancellation (a scheduled
+//!   migration does not);
 //! - a request equal to the current configuration changes nothing and cancels a scheduled
 //!   change; any later request replaces the scheduled one;
 //! - a billing-period change starts a new billing period now, crediting the unused rest.
@@ -197,11 +199,7 @@ fn kept_units(
     period: Option<BillingPeriod>,
     changed: &[FeatureQuantity],
 ) -> Vec<FeatureQuantity> {
-    let plan = match plan_version {
-        Some(version) => catalog.plan(sub.config.plan.as_str(), version),
-        None => catalog.latest_plan(sub.config.plan.as_str()),
-    };
-    let Some(plan) = plan else {
+    let Some(plan) = catalog.plan_or_latest(sub.config.plan.as_str(), plan_version) else {
         return Vec::new();
     };
     let sold = provision::per_unit_prices(plan, sub.config.country, period);

@@ -111,6 +111,16 @@ impl Catalog {
             .and_then(|&i| self.plans.get(i))
     }
 
+    /// Version `version` of plan `id`, or its latest version when none is named (a
+    /// request's `planVersion`).
+    #[must_use]
+    pub fn plan_or_latest(&self, id: &str, version: Option<u32>) -> Option<&Plan> {
+        match version {
+            Some(version) => self.plan(id, version),
+            None => self.latest_plan(id),
+        }
+    }
+
     /// Version `version` of add-on `id`.
     #[must_use]
     pub fn addon(&self, id: &str, version: u32) -> Option<&Addon> {
