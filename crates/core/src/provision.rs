@@ -30,7 +30,7 @@ use crate::subscription::{
     ScheduledUpdateType, Subscription, SubscriptionStatus,
 };
 use crate::trial::{self, TrialOutcome, TrialOverride};
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, TimeDelta, Utc};
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 use std::borrow::Cow;
@@ -464,6 +464,7 @@ pub fn provision(
         Mode {
             stages: Stages::WithPayment,
             in_place: None,
+            completing: None,
         },
     )
 }
@@ -476,11 +477,14 @@ pub(crate) enum Stages {
 }
 
 /// How a request is decided: with or without the payment stage, as a new subscription or
-/// as a change in place.
+/// as a change in place, and whether it completes a checkout.
 #[derive(Clone, Copy)]
 pub(crate) struct Mode<'a> {
     pub(crate) stages: Stages,
     pub(crate) in_place: Option<&'a InPlace<'a>>,
+    /// The checkout the request completes: its trial decision was made when the checkout
+    /// was requested (FORMAT.md §6), and is carried.
+    pub(crate) completing: Option<&'a PendingCheckout>,
 }
 
 /// An existing subscription changed in place (`updateSubscription`,
@@ -513,7 +517,11 @@ pub(crate) fn decide(
     settings: &Settings,
     mode: Mode<'_>,
 ) -> Result<ProvisionDecision, Error> {
-    let Mode { stages, in_place } = mode;
+    let Mode {
+        stages,
+        in_place,
+        completing,
+    } = mode;
     crate::period::check_instants(&[
         ("now", Some(now)),
         ("startDate", request.start_date),
@@ -554,14 +562,21 @@ pub(crate) fn decide(
         Some(_) => (TrialOutcome::unchanged(), now),
         None => {
             let start = request.start_date.unwrap_or(now);
-            let trial = trial::decide(
-                catalog,
-                state,
-                valid.plan,
-                request.skip_trial,
-                request.trial_override.as_ref(),
-                start,
-            )?;
+            let trial = match completing {
+                Some(checkout) => checkout.trial.moved_by(
+                    checkout
+                        .start
+                        .map_or(TimeDelta::zero(), |from| start.signed_duration_since(from)),
+                )?,
+                None => trial::decide(
+                    catalog,
+                    state,
+                    valid.plan,
+                    request.skip_trial,
+                    request.trial_override.as_ref(),
+                    start,
+                )?,
+            };
             // A backdated trial that is over already would bill its conversion in the past.
             if let Some(terms) = trial.terms.filter(|terms| terms.end <= now) {
                 return Err(Error::new(
@@ -2072,6 +2087,7 @@ impl<'a, 'c> Decider<'a, 'c> {
                 subscription_id,
                 request: self.request.clone(),
                 trial: d.trial.clone(),
+                start: Some(new.start_date),
             })),
             ..Effects::default()
         };
@@ -2446,7 +2462,7 @@ pub struct CheckoutCompletion {
     /// decision's effects.
     pub state: CustomerState,
     /// The provisioning of the pending subscription, decided at completion; its trial is the
-    /// one decided when the checkout was requested.
+    /// one decided when the checkout was requested, moved to the completion.
     pub decision: ProvisionDecision,
     /// What the clock did to reach the completion, and the `PAYMENT_PENDING` subscriptions
     /// the new payment method activated ([`crate::lifecycle::collect_pending_payments`]),
@@ -2468,7 +2484,10 @@ impl CheckoutCompletion {
 /// method, and the request that needed it is decided again at `now`, so the subscription
 /// starts (and its billing is anchored) at the completion (FORMAT.md §6). The payment
 /// method activates the customer's other `PAYMENT_PENDING` subscriptions first, but not
-/// the one the checkout's subscription replaces: that one ends uncharged.
+/// the one the checkout's subscription replaces: that one ends uncharged. The trial
+/// decided when the checkout was requested is carried, a trial keeping its length from
+/// the completion; the rest (what it replaces, its change type, its charge) is decided at
+/// the completion, against the state then.
 ///
 /// # Errors
 /// `SubscriptionNotFound` when no checkout is pending for the id; every error of
@@ -2534,8 +2553,19 @@ pub fn complete_checkout(
     let mut request = pending.request.clone();
     request.start_date = None;
     request.subscription_id = Some(pending.subscription_id.clone());
-    let mut decision = provision(catalog, &after, &request, redemptions, now, settings)?;
-    decision.trial = pending.trial.clone();
+    let mut decision = decide(
+        catalog,
+        &after,
+        &request,
+        redemptions,
+        now,
+        settings,
+        Mode {
+            stages: Stages::WithPayment,
+            in_place: None,
+            completing: Some(pending),
+        },
+    )?;
     decision.explanation.push(Step::CheckoutCompleted {
         subscription: pending.subscription_id.clone(),
     });
