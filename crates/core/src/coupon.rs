@@ -51,6 +51,11 @@ pub struct Purchase<'a> {
     pub subtotal: Decimal,
     /// Its currency, if it is priced.
     pub currency: Option<Currency>,
+    /// Whether the code was checked when the request was made, before a checkout: its
+    /// completion redeems the code its request was checked for, so the checks that depend
+    /// on when and by whom it is redeemed (the active window, first purchase only) are
+    /// those of the request. The redemption itself is counted at the completion.
+    pub checked_at_request: bool,
 }
 
 fn error(code: ErrorCode, message: String) -> Error {
@@ -59,7 +64,8 @@ fn error(code: ErrorCode, message: String) -> Error {
 
 /// Checks that promotion code `code` may be redeemed by the customer of `state` for
 /// `purchase` at `now`, and returns the coupon it redeems. The checks run in FORMAT.md §5's order:
-/// unknown, inactive, customer, plan, first purchase, exhausted, minimum amount, currency.
+/// unknown, inactive, customer, plan, first purchase, exhausted, minimum amount, currency;
+/// a purchase `checked_at_request` skips the active window and first purchase.
 ///
 /// # Errors
 /// `PromotionCodeNotFound`, `PromotionCodeNotActive`, `PromotionCodeNotForCustomer`,
@@ -78,6 +84,7 @@ pub fn redeem_code<'c>(
         plan,
         subtotal,
         currency,
+        checked_at_request,
     } = *purchase;
     let (coupon, promo) = catalog.promotion_code(code).ok_or_else(|| {
         error(
@@ -85,8 +92,9 @@ pub fn redeem_code<'c>(
             format!("promotion code `{code}` does not exist"),
         )
     })?;
-    if promo.active_from.is_some_and(|from| now < from)
-        || promo.expires_at.is_some_and(|to| now >= to)
+    if !checked_at_request
+        && (promo.active_from.is_some_and(|from| now < from)
+            || promo.expires_at.is_some_and(|to| now >= to))
     {
         return Err(error(
             ErrorCode::PromotionCodeNotActive,
@@ -116,7 +124,7 @@ pub fn redeem_code<'c>(
             format!("promotion code `{code}` is not for plan `{}`", plan.id),
         ));
     }
-    if promo.first_purchase_only && state.has_paid_invoice() {
+    if !checked_at_request && promo.first_purchase_only && state.has_paid_invoice() {
         return Err(error(
             ErrorCode::PromotionCodeCustomerNotFirstPurchase,
             format!("promotion code `{code}` is for a first purchase only"),

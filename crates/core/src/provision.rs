@@ -482,8 +482,8 @@ pub(crate) enum Stages {
 pub(crate) struct Mode<'a> {
     pub(crate) stages: Stages,
     pub(crate) in_place: Option<&'a InPlace<'a>>,
-    /// The checkout the request completes: its trial decision was made when the checkout
-    /// was requested (FORMAT.md §6), and is carried.
+    /// The checkout the request completes: its trial decision and its promotion code's
+    /// checks were made when the checkout was requested (FORMAT.md §6), and are carried.
     pub(crate) completing: Option<&'a PendingCheckout>,
 }
 
@@ -541,6 +541,7 @@ pub(crate) fn decide(
         redemptions,
         now,
         in_place.map(|c| (&c.current.config, c.kind == ScheduledUpdateType::Update)),
+        completing.is_some(),
         settings.rounding,
     )?;
     let mut explanation = Vec::with_capacity(6);
@@ -610,7 +611,12 @@ fn invalid_quantity(message: String) -> Error {
     Error::new(ErrorCode::InvalidQuantity, message)
 }
 
-/// Stage V, in FORMAT.md §6's order.
+/// Stage V, in FORMAT.md §6's order. `code_checked`: the promotion code was checked when
+/// the request was made (a checkout's completion).
+#[expect(
+    clippy::too_many_arguments,
+    reason = "the inputs of one stage, each used once"
+)]
 fn validate<'c>(
     catalog: &'c Catalog,
     state: &CustomerState,
@@ -618,6 +624,7 @@ fn validate<'c>(
     redemptions: &Redemptions,
     now: DateTime<Utc>,
     current: Option<(&Configuration, bool)>,
+    code_checked: bool,
     rounding: RoundingMode,
 ) -> Result<Validated<'c>, Error> {
     if state.customer.id != request.customer_id {
@@ -735,6 +742,7 @@ fn validate<'c>(
                 plan,
                 subtotal,
                 currency: quote.currency,
+                checked_at_request: code_checked,
             };
             let coupon =
                 crate::coupon::redeem_code(catalog, state, code, &purchase, redemptions, now)?;
@@ -2484,10 +2492,11 @@ impl CheckoutCompletion {
 /// method, and the request that needed it is decided again at `now`, so the subscription
 /// starts (and its billing is anchored) at the completion (FORMAT.md §6). The payment
 /// method activates the customer's other `PAYMENT_PENDING` subscriptions first, but not
-/// the one the checkout's subscription replaces: that one ends uncharged. The trial
-/// decided when the checkout was requested is carried, a trial keeping its length from
-/// the completion; the rest (what it replaces, its change type, its charge) is decided at
-/// the completion, against the state then.
+/// the one the checkout's subscription replaces: that one ends uncharged. What was decided
+/// when the checkout was requested is carried: the trial decision, a trial keeping its
+/// length from the completion, and the promotion code's active window and first-purchase
+/// checks. The rest (what it replaces, its change type, its charge, the code's redemption
+/// limit) is decided at the completion, against the state then.
 ///
 /// # Errors
 /// `SubscriptionNotFound` when no checkout is pending for the id; every error of
