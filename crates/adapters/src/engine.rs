@@ -789,10 +789,12 @@ impl<S: Storage, B: Billing> Engine<S, B> {
         .await
     }
 
-    /// `archiveCustomer`: cancels every subscription now and archives the customer.
+    /// `archiveCustomer`: cancels every subscription now, settling what each owes or is
+    /// owed ([`tollgate_core::cancellation::archive_customer`]), and archives the customer.
     ///
     /// # Errors
-    /// `CustomerNotFound`, `CustomerIsArchived`, billing and storage failures,
+    /// `CustomerNotFound`, every error of
+    /// [`tollgate_core::cancellation::archive_customer`], billing and storage failures,
     /// `ConcurrentModification`, `IdempotencyKeyReused`.
     pub async fn archive_customer(
         &self,
@@ -806,9 +808,17 @@ impl<S: Storage, B: Billing> Engine<S, B> {
         let outcome = self
             .write(operation, key, |state, _| {
                 let state = existing(state, customer)?;
-                let decision = tollgate_core::cancellation::archive_customer(&state, now)?;
+                let decision = tollgate_core::cancellation::archive_customer(
+                    &self.catalog,
+                    &state,
+                    now,
+                    &self.settings,
+                )?;
+                // The ends, then each invoice that settled them.
+                let mut billed = vec![decision.effects];
+                billed.extend(invoices_of(&decision.events));
                 Ok(Attempt {
-                    billed: vec![decision.effects],
+                    billed,
                     ..Attempt::stored(decision.state, |state| {
                         Outcome::UpdateCustomer(state.customer.clone())
                     })

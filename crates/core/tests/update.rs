@@ -711,7 +711,7 @@ fn a_transfer_moves_the_subscription_to_a_free_resource_only() {
 fn archiving_cancels_everything_without_credit_and_refuses_later_changes() {
     let (catalog, state) = workspaces();
     let invoices = state.invoices.len();
-    let decision = archive_customer(&state, t(HALF)).unwrap();
+    let decision = archive_customer(&catalog, &state, t(HALF), &Settings::default()).unwrap();
     let after = decision.state;
     assert!(after.customer.archived);
     assert_eq!(after.invoices.len(), invoices, "no credit");
@@ -722,7 +722,9 @@ fn archiving_cancels_everything_without_credit_and_refuses_later_changes() {
     }
     assert_eq!(after.subscriptions.len(), 2, "no end setup");
     assert_eq!(
-        archive_customer(&after, t(HALF)).unwrap_err().code(),
+        archive_customer(&catalog, &after, t(HALF), &Settings::default())
+            .unwrap_err()
+            .code(),
         ErrorCode::CustomerIsArchived
     );
     let err = update(&catalog, &after, HALF, json!({"subscriptionId": "w1"})).unwrap_err();
