@@ -11,7 +11,11 @@
 //!   returned as the provider gave it.
 //! - A promotion code's redemption is counted by the save itself, conditionally: when
 //!   another customer's operation took the code's last redemption since the decision,
-//!   nothing is saved and the answer is `PromotionCodeMaxRedemptionsReached`.
+//!   nothing is saved and the answer is `PromotionCodeMaxRedemptionsReached`. A plan
+//!   change scheduled for later counts its code when it is scheduled; when it is dropped
+//!   before it applies (canceled, replaced, or its subscription ended first), the save
+//!   that drops it gives the redemption back
+//!   ([`tollgate_core::coupon::scheduled_redemptions`]).
 //!
 //! Billing before saving means the provider may have applied a decision that is then not
 //! saved. Two guarantees close that window:
@@ -37,7 +41,7 @@ use crate::locks::CustomerLocks;
 use crate::storage::{Commit, IdempotencyKey, Recorded, Redemption, Saved, Storage};
 use chrono::{DateTime, Utc};
 use tollgate_core::cancellation::CancelRequest;
-use tollgate_core::coupon::Redemptions;
+use tollgate_core::coupon::{Redemptions, held_codes, scheduled_redemptions};
 use tollgate_core::customer::{Customer, CustomerState};
 use tollgate_core::entitlement::{GrantPromotionalEntitlementRequest, PromotionalGrant};
 use tollgate_core::estimate::Estimate;
@@ -1002,6 +1006,7 @@ impl<S: Storage, B: Billing> Engine<S, B> {
             let loaded = self.storage.load(&customer).await?;
             let expected = loaded.as_ref().map(|s| s.version);
             let mut state = loaded.map(|s| s.state);
+            let held = state.as_ref().map(held_codes).unwrap_or_default();
             if let Some(state) = state.as_mut().filter(|_| operation.may_charge()) {
                 self.refresh_payment_method(state).await?;
             }
@@ -1010,9 +1015,11 @@ impl<S: Storage, B: Billing> Engine<S, B> {
                 state,
                 billed,
                 checkout,
-                redeemed,
+                mut redeemed,
                 finish,
             } = decide(state, &redemptions)?;
+            let scheduled = scheduled_redemptions(&held, &state);
+            redeemed.extend(scheduled.redeemed);
             let mut applied = Vec::new();
             let checkout_id = match self
                 .bill(
@@ -1044,6 +1051,7 @@ impl<S: Storage, B: Billing> Engine<S, B> {
                     )
                 }),
                 redeemed: redeemed.iter().map(|code| self.redemption(code)).collect(),
+                released: scheduled.released,
             };
             let saved = self.storage.save(commit).await;
             if !matches!(saved, Ok(Saved::Committed(_))) {

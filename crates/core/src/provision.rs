@@ -288,7 +288,9 @@ pub struct Effects {
     pub paid_product: Option<ProductId>,
     /// A resource the customer now has a subscription for.
     pub resource: Option<ResourceId>,
-    /// A promotion code redeemed by the decision (the host counts redemptions).
+    /// A promotion code redeemed by the decision (the host counts redemptions). A plan
+    /// change scheduled for later redeems its code now, and gives it back if it is dropped
+    /// before it applies: [`crate::coupon::scheduled_redemptions`] finds both.
     pub redeemed_code: Option<String>,
     /// Recorded usage the change resets (scope, feature): the product's usage-reset rule.
     pub usage_reset: Vec<(Option<ResourceId>, FeatureId)>,
