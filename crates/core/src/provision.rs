@@ -746,8 +746,21 @@ fn validate<'c>(
                 currency: quote.currency,
                 checked_at_request: code_checked,
             };
+            // A change scheduled in the scope that holds this code is replaced by the
+            // request: its redemption is the request's to take (the host's count settles
+            // exactly what the decision gives back).
+            let held = held_in_scope(state, &plan.product, request.resource_id.as_ref(), code);
+            let redemptions = if held == 0 {
+                Cow::Borrowed(redemptions)
+            } else {
+                let mut counts = redemptions.clone();
+                for _ in 0..held {
+                    counts.release(code);
+                }
+                Cow::Owned(counts)
+            };
             let coupon =
-                crate::coupon::redeem_code(catalog, state, code, &purchase, redemptions, now)?;
+                crate::coupon::redeem_code(catalog, state, code, &purchase, &redemptions, now)?;
             Some((coupon.id.clone(), Some(code.clone())))
         }
         (None, Some(id)) => {
@@ -778,6 +791,24 @@ fn validate<'c>(
         quote,
         coupon,
     })
+}
+
+/// How many plan changes scheduled in the scope `(product, resource)` hold promotion code
+/// `code`.
+fn held_in_scope(
+    state: &CustomerState,
+    product: &ProductId,
+    resource: Option<&ResourceId>,
+    code: &str,
+) -> usize {
+    state
+        .subscriptions
+        .iter()
+        .filter(|s| s.in_scope(product, resource))
+        .flat_map(|s| &s.scheduled_updates)
+        .filter_map(|u| u.coupon.as_ref())
+        .filter(|c| c.promotion_code.as_deref() == Some(code))
+        .count()
 }
 
 /// Up to this many add-ons in a request are checked for repeats without a set.
