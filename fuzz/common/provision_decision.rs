@@ -289,7 +289,9 @@ pub fn exercise(input: &Input) {
                 }
             }
             Action::Archive => {
-                if let Some(d) = twice(catalogs, &context, |_| archive_customer(s, now)) {
+                if let Some(d) = twice(catalogs, &context, |c| {
+                    archive_customer(c, s, now, &settings)
+                }) {
                     state = d.state;
                 }
             }

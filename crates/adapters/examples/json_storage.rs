@@ -78,6 +78,10 @@ fn save(tables: &mut Tables, commit: Commit) -> Result<Saved, Error> {
         return Ok(Saved::Conflict);
     }
     let mut counts = redemptions_of(tables)?;
+    // Codes given back are released before the commit's redemptions are counted.
+    for code in &commit.released {
+        counts.release(code);
+    }
     for redemption in &commit.redeemed {
         counts.record(&redemption.code);
         if redemption

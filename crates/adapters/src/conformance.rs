@@ -109,7 +109,7 @@ fn recorded(customer: &CustomerId) -> Recorded {
 }
 
 /// Checks a storage: loading, conditional saves, atomic commits, idempotency records and
-/// redemption counts that stop at a code's maximum. Customer ids, keys and promotion codes start with `namespace`, so the
+/// redemption counts that stop at a code's maximum and go down for a released code. Customer ids, keys and promotion codes start with `namespace`, so the
 /// checks run on a store that holds other data, once per namespace.
 ///
 /// # Errors
@@ -134,6 +134,7 @@ pub async fn storage<S: Storage>(storage: &S, namespace: &str) -> Result<(), Fai
         state: state.clone(),
         idempotency: None,
         redeemed: Vec::new(),
+        released: Vec::new(),
     };
     let first = match storage
         .save(commit(None, &fresh))
@@ -167,6 +168,7 @@ pub async fn storage<S: Storage>(storage: &S, namespace: &str) -> Result<(), Fai
         state: changed.clone(),
         idempotency: Some((key.clone(), recorded(&id))),
         redeemed: vec![unlimited(&code), unlimited(&code)],
+        released: Vec::new(),
     };
     let second = match storage.save(update).await.map_err(failed("update"))? {
         Saved::Committed(version) => version,
@@ -186,6 +188,7 @@ pub async fn storage<S: Storage>(storage: &S, namespace: &str) -> Result<(), Fai
         state: fresh.clone(),
         idempotency: Some((other_key.clone(), recorded(&id))),
         redeemed: vec![unlimited(&code)],
+        released: Vec::new(),
     };
     let answer = storage.save(stale).await.map_err(failed("stale save"))?;
     ensure(answer == Saved::Conflict, "stale save", || {
@@ -217,6 +220,7 @@ pub async fn storage<S: Storage>(storage: &S, namespace: &str) -> Result<(), Fai
         state: changed.clone(),
         idempotency: Some((key.clone(), recorded(&id))),
         redeemed: Vec::new(),
+        released: Vec::new(),
     };
     let answer = storage.save(reuse).await.map_err(failed("idempotency"))?;
     ensure(answer == Saved::Conflict, "idempotency", || {
@@ -276,6 +280,7 @@ async fn redemption_limits<S: Storage>(
         state: changed.clone(),
         idempotency: Some((key.clone(), recorded(id))),
         redeemed: vec![redemption(), redemption()],
+        released: Vec::new(),
     };
     let answer = storage.save(over).await.map_err(failed(check))?;
     ensure(answer == Saved::Exhausted(limited.clone()), check, || {
@@ -298,9 +303,10 @@ async fn redemption_limits<S: Storage>(
     )?;
     let within = Commit {
         expected: Some(version),
-        state: changed,
+        state: changed.clone(),
         idempotency: None,
         redeemed: vec![redemption()],
+        released: Vec::new(),
     };
     let answer = storage.save(within).await.map_err(failed(check))?;
     let counts = storage.redemptions().await.map_err(failed(check))?;
@@ -311,6 +317,68 @@ async fn redemption_limits<S: Storage>(
             format!(
                 "redeeming `{limited}` up to its maximum {max} answered {answer:?} and counted {}",
                 counts.count(&limited)
+            )
+        },
+    )?;
+    let Saved::Committed(version) = answer else {
+        return Ok(());
+    };
+    redemption_release(storage, &limited, max, &changed, version).await
+}
+
+/// A released code is counted once less, before the commit's redemptions are counted
+/// against the maximum: at its maximum, a code given back and redeemed again in one
+/// commit (a scheduled change replaced by one holding the same code) goes through.
+async fn redemption_release<S: Storage>(
+    storage: &S,
+    limited: &str,
+    max: u64,
+    state: &CustomerState,
+    version: crate::storage::Version,
+) -> Result<(), Failure> {
+    let check = "redemption release";
+    let moved = Commit {
+        expected: Some(version),
+        state: state.clone(),
+        idempotency: None,
+        redeemed: vec![Redemption {
+            code: limited.to_owned(),
+            max: Some(max),
+        }],
+        released: vec![limited.to_owned()],
+    };
+    let answer = storage.save(moved).await.map_err(failed(check))?;
+    let counts = storage.redemptions().await.map_err(failed(check))?;
+    ensure(
+        matches!(answer, Saved::Committed(_)) && counts.count(limited) == max,
+        check,
+        || {
+            format!(
+                "giving `{limited}` back and redeeming it again at its maximum {max} answered \
+                 {answer:?} and counted {}",
+                counts.count(limited)
+            )
+        },
+    )?;
+    let Saved::Committed(version) = answer else {
+        return Ok(());
+    };
+    let given_back = Commit {
+        expected: Some(version),
+        state: state.clone(),
+        idempotency: None,
+        redeemed: Vec::new(),
+        released: vec![limited.to_owned()],
+    };
+    let answer = storage.save(given_back).await.map_err(failed(check))?;
+    let counts = storage.redemptions().await.map_err(failed(check))?;
+    ensure(
+        matches!(answer, Saved::Committed(_)) && counts.count(limited) == max.saturating_sub(1),
+        check,
+        || {
+            format!(
+                "giving `{limited}` back from {max} answered {answer:?} and counted {}",
+                counts.count(limited)
             )
         },
     )
@@ -457,6 +525,7 @@ impl<S: Storage> Storage for Interfering<S> {
                     state,
                     idempotency: None,
                     redeemed: Vec::new(),
+                    released: Vec::new(),
                 };
                 self.inner.save(other).await?;
             }

@@ -11,7 +11,11 @@
 //!   returned as the provider gave it.
 //! - A promotion code's redemption is counted by the save itself, conditionally: when
 //!   another customer's operation took the code's last redemption since the decision,
-//!   nothing is saved and the answer is `PromotionCodeMaxRedemptionsReached`.
+//!   nothing is saved and the answer is `PromotionCodeMaxRedemptionsReached`. A plan
+//!   change scheduled for later counts its code when it is scheduled; when it is dropped
+//!   before it applies (canceled, replaced, or its subscription ended first), the save
+//!   that drops it gives the redemption back
+//!   ([`tollgate_core::coupon::scheduled_redemptions`]).
 //!
 //! Billing before saving means the provider may have applied a decision that is then not
 //! saved. Two guarantees close that window:
@@ -37,7 +41,7 @@ use crate::locks::CustomerLocks;
 use crate::storage::{Commit, IdempotencyKey, Recorded, Redemption, Saved, Storage};
 use chrono::{DateTime, Utc};
 use tollgate_core::cancellation::CancelRequest;
-use tollgate_core::coupon::Redemptions;
+use tollgate_core::coupon::{Redemptions, held_codes, scheduled_redemptions};
 use tollgate_core::customer::{Customer, CustomerState};
 use tollgate_core::entitlement::{GrantPromotionalEntitlementRequest, PromotionalGrant};
 use tollgate_core::estimate::Estimate;
@@ -789,10 +793,12 @@ impl<S: Storage, B: Billing> Engine<S, B> {
         .await
     }
 
-    /// `archiveCustomer`: cancels every subscription now and archives the customer.
+    /// `archiveCustomer`: cancels every subscription now, settling what each owes or is
+    /// owed ([`tollgate_core::cancellation::archive_customer`]), and archives the customer.
     ///
     /// # Errors
-    /// `CustomerNotFound`, `CustomerIsArchived`, billing and storage failures,
+    /// `CustomerNotFound`, every error of
+    /// [`tollgate_core::cancellation::archive_customer`], billing and storage failures,
     /// `ConcurrentModification`, `IdempotencyKeyReused`.
     pub async fn archive_customer(
         &self,
@@ -806,9 +812,17 @@ impl<S: Storage, B: Billing> Engine<S, B> {
         let outcome = self
             .write(operation, key, |state, _| {
                 let state = existing(state, customer)?;
-                let decision = tollgate_core::cancellation::archive_customer(&state, now)?;
+                let decision = tollgate_core::cancellation::archive_customer(
+                    &self.catalog,
+                    &state,
+                    now,
+                    &self.settings,
+                )?;
+                // The ends, then each invoice that settled them.
+                let mut billed = vec![decision.effects];
+                billed.extend(invoices_of(&decision.events));
                 Ok(Attempt {
-                    billed: vec![decision.effects],
+                    billed,
                     ..Attempt::stored(decision.state, |state| {
                         Outcome::UpdateCustomer(state.customer.clone())
                     })
@@ -992,6 +1006,7 @@ impl<S: Storage, B: Billing> Engine<S, B> {
             let loaded = self.storage.load(&customer).await?;
             let expected = loaded.as_ref().map(|s| s.version);
             let mut state = loaded.map(|s| s.state);
+            let held = state.as_ref().map(held_codes).unwrap_or_default();
             if let Some(state) = state.as_mut().filter(|_| operation.may_charge()) {
                 self.refresh_payment_method(state).await?;
             }
@@ -1000,9 +1015,11 @@ impl<S: Storage, B: Billing> Engine<S, B> {
                 state,
                 billed,
                 checkout,
-                redeemed,
+                mut redeemed,
                 finish,
             } = decide(state, &redemptions)?;
+            let scheduled = scheduled_redemptions(&held, &state);
+            redeemed.extend(scheduled.redeemed);
             let mut applied = Vec::new();
             let checkout_id = match self
                 .bill(
@@ -1034,6 +1051,7 @@ impl<S: Storage, B: Billing> Engine<S, B> {
                     )
                 }),
                 redeemed: redeemed.iter().map(|code| self.redemption(code)).collect(),
+                released: scheduled.released,
             };
             let saved = self.storage.save(commit).await;
             if !matches!(saved, Ok(Saved::Committed(_))) {

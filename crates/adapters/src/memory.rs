@@ -67,13 +67,22 @@ impl Storage for MemoryStorage {
             .idempotency
             .as_ref()
             .is_some_and(|(key, _)| tables.recorded.contains_key(key));
+        // The counts with the commit's released codes given back, when it has any.
+        let given_back =
+            (!commit.released.is_empty()).then(|| released(&tables.redemptions, &commit.released));
         let saved = if current != commit.expected || key_taken {
             Saved::Conflict
-        } else if let Some(code) = past_max(&tables.redemptions, &commit.redeemed) {
+        } else if let Some(code) = past_max(
+            given_back.as_ref().unwrap_or(&tables.redemptions),
+            &commit.redeemed,
+        ) {
             Saved::Exhausted(code)
         } else {
             tables.last_version = tables.last_version.saturating_add(1);
             let version = Version::new(tables.last_version);
+            if let Some(counts) = given_back {
+                tables.redemptions = counts;
+            }
             for redemption in &commit.redeemed {
                 tables.redemptions.record(&redemption.code);
             }
@@ -102,6 +111,15 @@ impl Storage for MemoryStorage {
     fn redemptions(&self) -> impl Future<Output = Result<Redemptions, Error>> + Send {
         ready(Ok(lock(&self.tables).redemptions.clone()))
     }
+}
+
+/// `counts` with one redemption of each `released` code given back.
+fn released(counts: &Redemptions, released: &[String]) -> Redemptions {
+    let mut counts = counts.clone();
+    for code in released {
+        counts.release(code);
+    }
+    counts
 }
 
 /// The first code that counting `redeemed` onto `counts` would take past its maximum.

@@ -94,6 +94,10 @@ pub struct Commit {
     /// Promotion codes redeemed by the operation, each counted once more (a code listed
     /// twice is counted twice).
     pub redeemed: Vec<Redemption>,
+    /// Promotion codes the operation gives back (a scheduled change that held one was
+    /// dropped before it applied), each counted once less, never below zero. They are
+    /// given back before `redeemed` is counted against the maximums.
+    pub released: Vec<String>,
 }
 
 /// Whether a commit landed.
@@ -116,7 +120,7 @@ pub enum Saved {
 /// version, on the idempotency key being unused, and on each redeemed code's count staying
 /// within its maximum (a conditional increment, such as
 /// `UPDATE … SET count = count + 1 WHERE code = ? AND count < max`, in the commit's
-/// transaction). The engine relies on nothing else for correctness under concurrency:
+/// transaction, after the decrements of its released codes). The engine relies on nothing else for correctness under concurrency:
 /// its own per-customer lock covers only writes through one engine.
 /// [`crate::conformance::storage`] checks an implementation against this contract.
 ///

@@ -524,6 +524,7 @@ fn copy_of(engine: &MemoryEngine) -> MemoryEngine {
             state,
             idempotency: None,
             redeemed: Vec::new(),
+            released: Vec::new(),
         };
         assert!(matches!(
             block_on(copy.storage().save(commit)).unwrap(),
@@ -571,6 +572,7 @@ impl Storage for Interfering {
                     state,
                     idempotency: None,
                     redeemed: Vec::new(),
+                    released: Vec::new(),
                 };
                 assert!(matches!(self.inner.save(other).await?, Saved::Committed(_)));
             }
@@ -599,6 +601,7 @@ fn seeded(storage: &Interfering) {
         state,
         idempotency: None,
         redeemed: Vec::new(),
+        released: Vec::new(),
     };
     assert!(matches!(
         block_on(storage.inner.save(commit)).unwrap(),

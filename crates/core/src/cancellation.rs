@@ -191,36 +191,55 @@ pub struct ArchiveDecision {
     pub state: CustomerState,
     /// What changed, for the billing provider.
     pub effects: Effects,
+    /// What the clock did on the way: the subscriptions it ended and the invoices that
+    /// settled them.
+    pub events: Vec<lifecycle::Event>,
 }
 
-/// Archives the customer in `state` at `now` (FORMAT.md §6 "Ends"): every subscription that
-/// has not ended (waiting ones included) is canceled now with `CustomerArchived`, without
-/// credit and without the product's end setup; pending checkouts are dropped. Reads still
+/// Archives the customer in `state` at `now` (FORMAT.md §6 "Ends"): the clock first moves
+/// to `now`, then every subscription that has not ended (waiting ones included) is
+/// canceled now with `CustomerArchived`, without credit for unused time and without the
+/// product's end setup; pending checkouts are dropped. What is owed or owed back is still
+/// settled, as any cancellation settles it: prorations waiting for the next invoice
+/// (`CREATE_PRORATIONS`) and the usage of the period that closes go on each subscription's
+/// `CANCELLATION` invoice (a credit left over goes to the customer's balance). Reads still
 /// answer afterwards; every change fails with `CustomerIsArchived`.
 ///
 /// # Errors
 /// `CustomerIsArchived` when it already is, `InvalidArgumentError` for a `now` past
-/// 9999-12-31.
+/// 9999-12-31, and the clock's errors.
 pub fn archive_customer(
+    catalog: &Catalog,
     state: &CustomerState,
     now: DateTime<Utc>,
+    settings: &Settings,
 ) -> Result<ArchiveDecision, Error> {
     crate::period::check_instants(&[("now", Some(now))])?;
     state.ensure_active()?;
+    let (mut pending, mut events) = lifecycle::advance(catalog, state, now, settings)?;
     let mut effects = Effects::default();
-    for sub in state.subscriptions.iter().filter(|s| !s.status.is_ended()) {
+    for sub in pending
+        .subscriptions
+        .iter_mut()
+        .filter(|s| !s.status.is_ended())
+    {
+        sub.cancellation_date = Some(now);
+        sub.pending_cancel_reason = Some(CancelReason::CustomerArchived);
+        sub.credit_on_cancel = false;
+        sub.revoke_on_cancel = true;
         effects.end.push(Ending {
             subscription: sub.id.clone(),
             at: now,
             reason: CancelReason::CustomerArchived,
         });
     }
-    let mut after = state.clone();
-    effects.apply(&mut after, now);
+    let (mut after, ended) = lifecycle::advance(catalog, &pending, now, settings)?;
+    events.extend(ended);
     after.customer.archived = true;
     after.pending_checkouts.clear();
     Ok(ArchiveDecision {
         state: after,
         effects,
+        events,
     })
 }

@@ -30,11 +30,96 @@ impl Redemptions {
         let count = self.0.entry(code.to_owned()).or_insert(0);
         *count = count.saturating_add(1);
     }
+
+    /// Gives one redemption of `code` back (see [`scheduled_redemptions`]).
+    pub fn release(&mut self, code: &str) {
+        if let Some(count) = self.0.get_mut(code) {
+            *count = count.saturating_sub(1);
+        }
+    }
+}
+
+/// A promotion code a plan change scheduled on a subscription holds: it is counted as
+/// redeemed when the change is scheduled, so that the code's `maxRedemptions` still holds
+/// when the change applies, and given back when the change is dropped before it applies.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HeldCode {
+    /// The subscription the change is scheduled on.
+    pub subscription: SubscriptionId,
+    /// The coupon the change gives the replacing subscription.
+    pub coupon: AppliedCoupon,
+}
+
+impl HeldCode {
+    fn code(&self) -> Option<&str> {
+        self.coupon.promotion_code.as_deref()
+    }
+}
+
+/// The promotion codes the scheduled changes of `state` hold.
+#[must_use]
+pub fn held_codes(state: &CustomerState) -> Vec<HeldCode> {
+    state
+        .subscriptions
+        .iter()
+        .flat_map(|sub| {
+            sub.scheduled_updates
+                .iter()
+                .filter_map(|update| update.coupon.as_ref())
+                .filter(|coupon| coupon.promotion_code.is_some())
+                .map(|coupon| HeldCode {
+                    subscription: sub.id.clone(),
+                    coupon: coupon.clone(),
+                })
+        })
+        .collect()
+}
+
+/// How the codes held by scheduled changes moved from `before` (see [`held_codes`]) to
+/// the state `after` a decision or the clock: each code now held that was not is redeemed,
+/// each code no longer held is given back, unless its change applied (its coupon is then on
+/// the subscription that replaced the one it was scheduled on, and stays redeemed).
+#[must_use]
+pub fn scheduled_redemptions(before: &[HeldCode], after: &CustomerState) -> ScheduledRedemptions {
+    let now_held = held_codes(after);
+    let redeemed = now_held
+        .iter()
+        .filter(|held| !before.contains(held))
+        .filter_map(HeldCode::code)
+        .map(str::to_owned)
+        .collect();
+    let applied = |held: &HeldCode| {
+        after.subscriptions.iter().any(|sub| {
+            sub.id != held.subscription
+                && sub.coupon.as_ref().is_some_and(|c| {
+                    c.coupon == held.coupon.coupon
+                        && c.promotion_code == held.coupon.promotion_code
+                        && c.redeemed_at == held.coupon.redeemed_at
+                })
+        })
+    };
+    let released = before
+        .iter()
+        .filter(|held| !now_held.contains(held) && !applied(held))
+        .filter_map(HeldCode::code)
+        .map(str::to_owned)
+        .collect();
+    ScheduledRedemptions { redeemed, released }
+}
+
+/// The redemptions scheduled changes took and gave back (see [`scheduled_redemptions`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ScheduledRedemptions {
+    /// Codes held by changes scheduled since: one more redemption each.
+    pub redeemed: Vec<String>,
+    /// Codes whose change was dropped before it applied: one redemption fewer each.
+    pub released: Vec<String>,
 }
 
 use crate::catalog::{Catalog, Coupon, CouponDuration, Discount, Plan};
 use crate::customer::CustomerState;
 use crate::error::{Error, ErrorCode};
+use crate::id::SubscriptionId;
 use crate::invoice::{InvoiceLine, LineKind};
 use crate::money::{self, Currency, RoundingMode};
 use crate::period::add_months;
@@ -51,6 +136,11 @@ pub struct Purchase<'a> {
     pub subtotal: Decimal,
     /// Its currency, if it is priced.
     pub currency: Option<Currency>,
+    /// Whether the code was checked when the request was made, before a checkout: its
+    /// completion redeems the code its request was checked for, so the checks that depend
+    /// on when and by whom it is redeemed (the active window, first purchase only) are
+    /// those of the request. The redemption itself is counted at the completion.
+    pub checked_at_request: bool,
 }
 
 fn error(code: ErrorCode, message: String) -> Error {
@@ -59,7 +149,8 @@ fn error(code: ErrorCode, message: String) -> Error {
 
 /// Checks that promotion code `code` may be redeemed by the customer of `state` for
 /// `purchase` at `now`, and returns the coupon it redeems. The checks run in FORMAT.md §5's order:
-/// unknown, inactive, customer, plan, first purchase, exhausted, minimum amount, currency.
+/// unknown, inactive, customer, plan, first purchase, exhausted, minimum amount, currency;
+/// a purchase `checked_at_request` skips the active window and first purchase.
 ///
 /// # Errors
 /// `PromotionCodeNotFound`, `PromotionCodeNotActive`, `PromotionCodeNotForCustomer`,
@@ -78,6 +169,7 @@ pub fn redeem_code<'c>(
         plan,
         subtotal,
         currency,
+        checked_at_request,
     } = *purchase;
     let (coupon, promo) = catalog.promotion_code(code).ok_or_else(|| {
         error(
@@ -85,8 +177,9 @@ pub fn redeem_code<'c>(
             format!("promotion code `{code}` does not exist"),
         )
     })?;
-    if promo.active_from.is_some_and(|from| now < from)
-        || promo.expires_at.is_some_and(|to| now >= to)
+    if !checked_at_request
+        && (promo.active_from.is_some_and(|from| now < from)
+            || promo.expires_at.is_some_and(|to| now >= to))
     {
         return Err(error(
             ErrorCode::PromotionCodeNotActive,
@@ -116,7 +209,7 @@ pub fn redeem_code<'c>(
             format!("promotion code `{code}` is not for plan `{}`", plan.id),
         ));
     }
-    if promo.first_purchase_only && state.has_paid_invoice() {
+    if !checked_at_request && promo.first_purchase_only && state.has_paid_invoice() {
         return Err(error(
             ErrorCode::PromotionCodeCustomerNotFirstPurchase,
             format!("promotion code `{code}` is for a first purchase only"),

@@ -10,6 +10,7 @@ use crate::money::Currency;
 use crate::provision::ProvisionRequest;
 use crate::subscription::{CancelReason, Subscription, SubscriptionStatus};
 use crate::usage::UsageLedger;
+use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
@@ -65,8 +66,11 @@ pub struct PendingCheckout {
     pub subscription_id: SubscriptionId,
     /// The request that needs it, replayed when the checkout completes.
     pub request: ProvisionRequest,
-    /// The trial decision made when it was requested.
+    /// The trial decision made when it was requested; the completion carries it.
     pub trial: crate::trial::TrialOutcome,
+    /// The start that decision was made for: a trial keeps its length from the completion.
+    /// `None` for a checkout stored before it was kept: its trial keeps the end decided.
+    pub start: Option<DateTime<Utc>>,
 }
 
 /// Everything known about one customer.

@@ -106,6 +106,7 @@ pub fn estimate_subscription(
         Mode {
             stages: Stages::WithoutPayment,
             in_place: None,
+            completing: None,
         },
     )?;
     estimate_decision(catalog, state, &decision, now, settings)

@@ -30,7 +30,7 @@ use crate::subscription::{
     ScheduledUpdateType, Subscription, SubscriptionStatus,
 };
 use crate::trial::{self, TrialOutcome, TrialOverride};
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, TimeDelta, Utc};
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 use std::borrow::Cow;
@@ -288,7 +288,9 @@ pub struct Effects {
     pub paid_product: Option<ProductId>,
     /// A resource the customer now has a subscription for.
     pub resource: Option<ResourceId>,
-    /// A promotion code redeemed by the decision (the host counts redemptions).
+    /// A promotion code redeemed by the decision (the host counts redemptions). A plan
+    /// change scheduled for later redeems its code now, and gives it back if it is dropped
+    /// before it applies: [`crate::coupon::scheduled_redemptions`] finds both.
     pub redeemed_code: Option<String>,
     /// Recorded usage the change resets (scope, feature): the product's usage-reset rule.
     pub usage_reset: Vec<(Option<ResourceId>, FeatureId)>,
@@ -464,6 +466,7 @@ pub fn provision(
         Mode {
             stages: Stages::WithPayment,
             in_place: None,
+            completing: None,
         },
     )
 }
@@ -476,11 +479,14 @@ pub(crate) enum Stages {
 }
 
 /// How a request is decided: with or without the payment stage, as a new subscription or
-/// as a change in place.
+/// as a change in place, and whether it completes a checkout.
 #[derive(Clone, Copy)]
 pub(crate) struct Mode<'a> {
     pub(crate) stages: Stages,
     pub(crate) in_place: Option<&'a InPlace<'a>>,
+    /// The checkout the request completes: its trial decision and its promotion code's
+    /// checks were made when the checkout was requested (FORMAT.md §6), and are carried.
+    pub(crate) completing: Option<&'a PendingCheckout>,
 }
 
 /// An existing subscription changed in place (`updateSubscription`,
@@ -513,7 +519,11 @@ pub(crate) fn decide(
     settings: &Settings,
     mode: Mode<'_>,
 ) -> Result<ProvisionDecision, Error> {
-    let Mode { stages, in_place } = mode;
+    let Mode {
+        stages,
+        in_place,
+        completing,
+    } = mode;
     crate::period::check_instants(&[
         ("now", Some(now)),
         ("startDate", request.start_date),
@@ -533,6 +543,7 @@ pub(crate) fn decide(
         redemptions,
         now,
         in_place.map(|c| (&c.current.config, c.kind == ScheduledUpdateType::Update)),
+        completing.is_some(),
         settings.rounding,
     )?;
     let mut explanation = Vec::with_capacity(6);
@@ -554,14 +565,21 @@ pub(crate) fn decide(
         Some(_) => (TrialOutcome::unchanged(), now),
         None => {
             let start = request.start_date.unwrap_or(now);
-            let trial = trial::decide(
-                catalog,
-                state,
-                valid.plan,
-                request.skip_trial,
-                request.trial_override.as_ref(),
-                start,
-            )?;
+            let trial = match completing {
+                Some(checkout) => checkout.trial.moved_by(
+                    checkout
+                        .start
+                        .map_or(TimeDelta::zero(), |from| start.signed_duration_since(from)),
+                )?,
+                None => trial::decide(
+                    catalog,
+                    state,
+                    valid.plan,
+                    request.skip_trial,
+                    request.trial_override.as_ref(),
+                    start,
+                )?,
+            };
             // A backdated trial that is over already would bill its conversion in the past.
             if let Some(terms) = trial.terms.filter(|terms| terms.end <= now) {
                 return Err(Error::new(
@@ -595,7 +613,12 @@ fn invalid_quantity(message: String) -> Error {
     Error::new(ErrorCode::InvalidQuantity, message)
 }
 
-/// Stage V, in FORMAT.md §6's order.
+/// Stage V, in FORMAT.md §6's order. `code_checked`: the promotion code was checked when
+/// the request was made (a checkout's completion).
+#[expect(
+    clippy::too_many_arguments,
+    reason = "the inputs of one stage, each used once"
+)]
 fn validate<'c>(
     catalog: &'c Catalog,
     state: &CustomerState,
@@ -603,6 +626,7 @@ fn validate<'c>(
     redemptions: &Redemptions,
     now: DateTime<Utc>,
     current: Option<(&Configuration, bool)>,
+    code_checked: bool,
     rounding: RoundingMode,
 ) -> Result<Validated<'c>, Error> {
     if state.customer.id != request.customer_id {
@@ -720,9 +744,23 @@ fn validate<'c>(
                 plan,
                 subtotal,
                 currency: quote.currency,
+                checked_at_request: code_checked,
+            };
+            // A change scheduled in the scope that holds this code is replaced by the
+            // request: its redemption is the request's to take (the host's count settles
+            // exactly what the decision gives back).
+            let held = held_in_scope(state, &plan.product, request.resource_id.as_ref(), code);
+            let redemptions = if held == 0 {
+                Cow::Borrowed(redemptions)
+            } else {
+                let mut counts = redemptions.clone();
+                for _ in 0..held {
+                    counts.release(code);
+                }
+                Cow::Owned(counts)
             };
             let coupon =
-                crate::coupon::redeem_code(catalog, state, code, &purchase, redemptions, now)?;
+                crate::coupon::redeem_code(catalog, state, code, &purchase, &redemptions, now)?;
             Some((coupon.id.clone(), Some(code.clone())))
         }
         (None, Some(id)) => {
@@ -753,6 +791,24 @@ fn validate<'c>(
         quote,
         coupon,
     })
+}
+
+/// How many plan changes scheduled in the scope `(product, resource)` hold promotion code
+/// `code`.
+fn held_in_scope(
+    state: &CustomerState,
+    product: &ProductId,
+    resource: Option<&ResourceId>,
+    code: &str,
+) -> usize {
+    state
+        .subscriptions
+        .iter()
+        .filter(|s| s.in_scope(product, resource))
+        .flat_map(|s| &s.scheduled_updates)
+        .filter_map(|u| u.coupon.as_ref())
+        .filter(|c| c.promotion_code.as_deref() == Some(code))
+        .count()
 }
 
 /// Up to this many add-ons in a request are checked for repeats without a set.
@@ -2072,6 +2128,7 @@ impl<'a, 'c> Decider<'a, 'c> {
                 subscription_id,
                 request: self.request.clone(),
                 trial: d.trial.clone(),
+                start: Some(new.start_date),
             })),
             ..Effects::default()
         };
@@ -2446,7 +2503,7 @@ pub struct CheckoutCompletion {
     /// decision's effects.
     pub state: CustomerState,
     /// The provisioning of the pending subscription, decided at completion; its trial is the
-    /// one decided when the checkout was requested.
+    /// one decided when the checkout was requested, moved to the completion.
     pub decision: ProvisionDecision,
     /// What the clock did to reach the completion, and the `PAYMENT_PENDING` subscriptions
     /// the new payment method activated ([`crate::lifecycle::collect_pending_payments`]),
@@ -2468,7 +2525,11 @@ impl CheckoutCompletion {
 /// method, and the request that needed it is decided again at `now`, so the subscription
 /// starts (and its billing is anchored) at the completion (FORMAT.md §6). The payment
 /// method activates the customer's other `PAYMENT_PENDING` subscriptions first, but not
-/// the one the checkout's subscription replaces: that one ends uncharged.
+/// the one the checkout's subscription replaces: that one ends uncharged. What was decided
+/// when the checkout was requested is carried: the trial decision, a trial keeping its
+/// length from the completion, and the promotion code's active window and first-purchase
+/// checks. The rest (what it replaces, its change type, its charge, the code's redemption
+/// limit) is decided at the completion, against the state then.
 ///
 /// # Errors
 /// `SubscriptionNotFound` when no checkout is pending for the id; every error of
@@ -2534,8 +2595,19 @@ pub fn complete_checkout(
     let mut request = pending.request.clone();
     request.start_date = None;
     request.subscription_id = Some(pending.subscription_id.clone());
-    let mut decision = provision(catalog, &after, &request, redemptions, now, settings)?;
-    decision.trial = pending.trial.clone();
+    let mut decision = decide(
+        catalog,
+        &after,
+        &request,
+        redemptions,
+        now,
+        settings,
+        Mode {
+            stages: Stages::WithPayment,
+            in_place: None,
+            completing: Some(pending),
+        },
+    )?;
     decision.explanation.push(Step::CheckoutCompleted {
         subscription: pending.subscription_id.clone(),
     });

@@ -12,7 +12,7 @@ use crate::catalog::{Catalog, Plan, PricingType, TrialEndBehavior};
 use crate::customer::CustomerState;
 use crate::error::{Error, ErrorCode};
 use crate::id::{PlanId, ProductId};
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, TimeDelta, Utc};
 use serde::{Deserialize, Serialize, Serializer};
 use std::fmt;
 
@@ -75,6 +75,29 @@ impl TrialOutcome {
     #[must_use]
     pub fn unchanged() -> Self {
         outcome(TrialDecision::NotOffered, TrialReason::Unchanged)
+    }
+
+    /// The same decision for a subscription that starts `waited` later than the one it was
+    /// decided for (a checkout completed after the request): a trial keeps its length, its
+    /// end moving by the wait, as a waiting trial that gets its payment method late does.
+    ///
+    /// # Errors
+    /// `InvalidArgumentError` when the moved end is out of range.
+    pub fn moved_by(&self, waited: TimeDelta) -> Result<Self, Error> {
+        let terms = self
+            .terms
+            .map(|terms| {
+                terms
+                    .end
+                    .checked_add_signed(waited)
+                    .map(|end| TrialTerms { end, ..terms })
+                    .ok_or_else(crate::period::out_of_range)
+            })
+            .transpose()?;
+        Ok(Self {
+            terms,
+            ..self.clone()
+        })
     }
 }
 

@@ -296,6 +296,7 @@ pub(crate) fn decide_update(
         Mode {
             stages,
             in_place: Some(&change),
+            completing: None,
         },
     )
 }
@@ -389,6 +390,7 @@ pub fn migrate_subscription_to_latest(
         Mode {
             stages: Stages::WithPayment,
             in_place: Some(&change),
+            completing: None,
         },
     )
 }

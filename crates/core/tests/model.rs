@@ -284,7 +284,7 @@ fn step(
                 Err(_) => false,
             }
         }
-        Op::Archive => match archive_customer(state, now) {
+        Op::Archive => match archive_customer(catalog, state, now, &settings) {
             Ok(d) => {
                 next = d.state;
                 true

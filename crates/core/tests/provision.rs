@@ -997,6 +997,53 @@ fn completing_a_checkout_starts_the_pending_subscription_at_completion() {
     );
 }
 
+/// A checkout's completion redeems the code its request was checked for: a code that
+/// expired while the customer was at the checkout still applies; its redemption limit is
+/// counted at the completion, when the redemption happens.
+#[test]
+fn a_completed_checkout_redeems_the_code_its_request_was_checked_for() {
+    let catalog = catalog_with(|c| {
+        c["coupons"][0]["promotionCodes"][0]["expiresAt"] = json!("2025-01-02T00:00:00Z");
+        c["coupons"][0]["promotionCodes"][0]["maxRedemptions"] = json!(1);
+    });
+    let mut w = World::with_catalog(catalog, false);
+    let mut input = paid_starter("s");
+    input["promotionCode"] = json!("LAUNCH20");
+    input["checkoutOptions"] = json!({"successUrl": "https://ok", "cancelUrl": "https://cancel"});
+    let d = w.provision(JAN1, input);
+    assert_eq!(d.status, ProvisionStatus::PaymentRequired);
+
+    let at = t("2025-01-03T00:00:00Z");
+    let complete = |redemptions: &Redemptions| {
+        tollgate_core::provision::complete_checkout(
+            &w.catalog,
+            &w.state,
+            "s",
+            redemptions,
+            at,
+            &w.settings,
+        )
+    };
+    let done = complete(&Redemptions::new()).unwrap();
+    let invoice = done.decision.effects.invoice.clone().unwrap();
+    assert_eq!(
+        (
+            invoice.discount_amount.to_string(),
+            invoice.total.to_string()
+        ),
+        ("5.80".to_owned(), "23.20".to_owned())
+    );
+    let coupon = done.decision.effects.create[0].coupon.clone().unwrap();
+    assert_eq!(coupon.redeemed_at, at);
+
+    let mut exhausted = Redemptions::new();
+    exhausted.record("LAUNCH20");
+    assert_eq!(
+        complete(&exhausted).unwrap_err().code(),
+        ErrorCode::PromotionCodeMaxRedemptionsReached
+    );
+}
+
 /// Long add-on lists are checked with a set, short ones by scanning: both find a repeat
 /// and a missing dependency, whatever the list's length.
 #[test]

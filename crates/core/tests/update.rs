@@ -15,7 +15,7 @@ use rust_decimal::Decimal;
 use serde_json::{Value, json};
 use tollgate_core::cancellation::{CancelRequest, archive_customer, cancel_subscription};
 use tollgate_core::change::ChangeType;
-use tollgate_core::coupon::Redemptions;
+use tollgate_core::coupon::{Redemptions, held_codes, scheduled_redemptions};
 use tollgate_core::customer::{Customer, CustomerState};
 use tollgate_core::estimate::estimate_subscription_update;
 use tollgate_core::id::{CustomerId, ResourceId, SubscriptionId};
@@ -707,11 +707,64 @@ fn a_transfer_moves_the_subscription_to_a_free_resource_only() {
     assert_eq!(err.code(), ErrorCode::ResourceIdMismatch);
 }
 
+/// A plan change scheduled with a promotion code redeems it when it is scheduled; dropping
+/// the change before it applies gives the redemption back, and applying it keeps it.
+#[test]
+fn a_scheduled_plan_change_holds_its_code_until_it_applies_or_is_dropped() {
+    let (catalog, mut state) = world(pro(5));
+    let none = held_codes(&state);
+    assert!(none.is_empty());
+    provision_into(
+        &catalog,
+        &mut state,
+        "2025-01-10T00:00:00Z",
+        json!({"planId": "starter", "billingPeriod": "MONTHLY", "skipTrial": true,
+               "subscriptionId": "t", "promotionCode": "WELCOME10",
+               "scheduleStrategy": "END_OF_BILLING_PERIOD"}),
+    );
+    let scheduled = scheduled_redemptions(&none, &state);
+    assert_eq!(scheduled.redeemed, ["WELCOME10"]);
+    assert!(scheduled.released.is_empty());
+    let held = held_codes(&state);
+    assert_eq!(held.len(), 1);
+
+    // A cancellation drops the scheduled change: the code is given back.
+    let request: CancelRequest = serde_json::from_value(
+        json!({"subscriptionId": "s", "cancellationTime": "END_OF_BILLING_PERIOD"}),
+    )
+    .unwrap();
+    let canceled = cancel_subscription(
+        &catalog,
+        &state,
+        &request,
+        t("2025-01-20T00:00:00Z"),
+        &Settings::default(),
+    )
+    .unwrap();
+    let dropped = scheduled_redemptions(&held, &canceled.state);
+    assert!(dropped.redeemed.is_empty());
+    assert_eq!(dropped.released, ["WELCOME10"]);
+
+    // The change applies at the period end: the code stays redeemed, now on `t`.
+    let (applied, _) = advance(
+        &catalog,
+        &state,
+        t("2025-02-01T00:00:00Z"),
+        &Settings::default(),
+    )
+    .unwrap();
+    assert!(applied.subscription("t").unwrap().coupon.is_some());
+    assert_eq!(
+        scheduled_redemptions(&held, &applied),
+        tollgate_core::coupon::ScheduledRedemptions::default()
+    );
+}
+
 #[test]
 fn archiving_cancels_everything_without_credit_and_refuses_later_changes() {
     let (catalog, state) = workspaces();
     let invoices = state.invoices.len();
-    let decision = archive_customer(&state, t(HALF)).unwrap();
+    let decision = archive_customer(&catalog, &state, t(HALF), &Settings::default()).unwrap();
     let after = decision.state;
     assert!(after.customer.archived);
     assert_eq!(after.invoices.len(), invoices, "no credit");
@@ -722,7 +775,9 @@ fn archiving_cancels_everything_without_credit_and_refuses_later_changes() {
     }
     assert_eq!(after.subscriptions.len(), 2, "no end setup");
     assert_eq!(
-        archive_customer(&after, t(HALF)).unwrap_err().code(),
+        archive_customer(&catalog, &after, t(HALF), &Settings::default())
+            .unwrap_err()
+            .code(),
         ErrorCode::CustomerIsArchived
     );
     let err = update(&catalog, &after, HALF, json!({"subscriptionId": "w1"})).unwrap_err();
