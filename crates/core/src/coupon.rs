@@ -181,9 +181,25 @@ pub fn discountable(kind: LineKind) -> bool {
     matches!(kind, LineKind::Charge | LineKind::ProrationDebit)
 }
 
-/// The discount a coupon gives on `lines` in `currency`: it covers the
-/// [`discountable`] lines; a percentage is applied once to their sum and rounded once; a
-/// fixed amount is capped at that sum.
+/// What a coupon covers on `lines`: the [`discountable`] lines, net of the credits that
+/// take back part of a debit never invoiced before (it waited, and is billed with them:
+/// the coupon covers only the part of it that stays charged), never below 0.
+///
+/// # Errors
+/// `AmountTooLarge` on overflow.
+pub fn covered(lines: &[InvoiceLine]) -> Result<Decimal, Error> {
+    Ok(money::sum(
+        lines
+            .iter()
+            .filter(|l| discountable(l.kind) || l.credits_waiting_debit)
+            .map(|l| l.amount),
+    )?
+    .max(Decimal::ZERO))
+}
+
+/// The discount a coupon gives on `lines` in `currency`, on what it [`covered`]: a
+/// percentage is applied once to that sum and rounded once; a fixed amount is capped at
+/// it.
 ///
 /// # Errors
 /// `CouponCurrencyMismatch` for a fixed coupon without the currency; `AmountTooLarge` on
@@ -194,13 +210,7 @@ pub fn discount(
     currency: Currency,
     rounding: RoundingMode,
 ) -> Result<Decimal, Error> {
-    let covered = money::sum(
-        lines
-            .iter()
-            .filter(|l| discountable(l.kind))
-            .map(|l| l.amount),
-    )?
-    .max(Decimal::ZERO);
+    let covered = covered(lines)?;
     match &coupon.discount {
         Discount::Percentage(p) => {
             money::mul_div(covered, *p, Decimal::ONE_HUNDRED, currency, rounding)

@@ -79,6 +79,11 @@ pub struct InvoiceLine {
     pub unit_price: Decimal,
     /// The amount, rounded to the currency's minor unit.
     pub amount: Decimal,
+    /// Whether this `PRORATION_CREDIT` takes back part of a proration debit that was never
+    /// invoiced (a `CREATE_PRORATIONS` debit that a later change credits while it waits):
+    /// both go on one invoice, and the coupon covers that debit net of this credit.
+    #[serde(default)]
+    pub credits_waiting_debit: bool,
 }
 
 /// An invoice.

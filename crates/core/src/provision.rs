@@ -213,6 +213,10 @@ pub struct Charge {
     /// Whether its proration lines wait on the subscription for its next invoice
     /// (`CREATE_PRORATIONS`); the other lines are billed now.
     pub prorations_wait: bool,
+    /// Whether the subscription's own waiting prorations stay waiting (a change in place
+    /// does not bill them): a credit for one of its waiting debits then waits with it, so
+    /// that the two are always billed on one invoice.
+    pub pending_stays: bool,
     /// How many of the last `lines` are prorations of earlier changes that were waiting on
     /// the replaced subscription: billed with this charge, they are no part of its own
     /// proration.
@@ -221,10 +225,12 @@ pub struct Charge {
 
 impl Charge {
     /// Whether `line` waits on the subscription for its next invoice instead of being
-    /// billed now: a proration of a charge whose prorations wait.
+    /// billed now: a proration of a charge whose prorations wait, or a credit for a debit
+    /// that stays waiting.
     #[must_use]
     pub fn waits(&self, line: &InvoiceLine) -> bool {
-        self.prorations_wait && line.kind.is_proration()
+        line.kind.is_proration()
+            && (self.prorations_wait || (self.pending_stays && line.credits_waiting_debit))
     }
 
     /// Settles what this charge bills now (its lines but those that wait) on `sub`'s
@@ -240,7 +246,7 @@ impl Charge {
         sub: &mut Subscription,
         rounding: RoundingMode,
     ) -> Result<invoice::Settlement, Error> {
-        let lines: Cow<'_, [InvoiceLine]> = if self.prorations_wait {
+        let lines: Cow<'_, [InvoiceLine]> = if self.lines.iter().any(|l| self.waits(l)) {
             self.lines
                 .iter()
                 .filter(|l| !self.waits(l))
@@ -261,7 +267,14 @@ impl Charge {
                 rounding,
             },
         )?;
-        record_discount(sub, &settlement, |i| self.paid_entries.contains(&i))?;
+        // Waiting debits that came with the charge are billed now, unless they wait again.
+        let bills_waiting = !self.prorations_wait && !self.pending_stays;
+        record_discount(
+            sub,
+            &settlement,
+            |i| self.paid_entries.contains(&i),
+            bills_waiting,
+        )?;
         Ok(settlement)
     }
 }
@@ -1303,6 +1316,7 @@ impl<'a, 'c> Decider<'a, 'c> {
                     proration_date: None,
                     paid_entries: (0..sub.charges.len()).collect(),
                     prorations_wait: false,
+                    pending_stays: false,
                     earlier_prorations: 0,
                 });
             }
@@ -1827,7 +1841,10 @@ impl<'a, 'c> Decider<'a, 'c> {
                         charges.push(ch.clone());
                     } else if let Some((_, l)) = debits.iter().find(|(j, _)| *j == i) {
                         paid_entries.push(charges.len());
-                        charges.push(charged(c, l, currency, remaining));
+                        let mut entry = charged(c, l, currency, remaining);
+                        // Its debit waits: it is paid when an invoice bills it.
+                        entry.waiting = behavior == ProrationBehavior::CreateProrations;
+                        charges.push(entry);
                     }
                 }
                 sub.charges = charges;
@@ -1841,6 +1858,7 @@ impl<'a, 'c> Decider<'a, 'c> {
                     proration_date: Some(now),
                     paid_entries,
                     prorations_wait: behavior == ProrationBehavior::CreateProrations,
+                    pending_stays: self.in_place.is_some(),
                     earlier_prorations: 0,
                 });
                 if behavior == ProrationBehavior::CreateProrations {
@@ -1886,6 +1904,7 @@ impl<'a, 'c> Decider<'a, 'c> {
                         paid_entries: (0..sub.charges.len()).collect(),
                         prorations_wait: reason == InvoiceReason::SubscriptionUpdate
                             && behavior == ProrationBehavior::CreateProrations,
+                        pending_stays: self.in_place.is_some(),
                         earlier_prorations: 0,
                         proration_date: (reason == InvoiceReason::SubscriptionUpdate)
                             .then_some(now),
@@ -1949,6 +1968,7 @@ impl<'a, 'c> Decider<'a, 'c> {
                         proration_date: None,
                         paid_entries: Vec::new(),
                         prorations_wait: false,
+                        pending_stays: true,
                         earlier_prorations: 0,
                     });
                 }
@@ -1979,6 +1999,7 @@ impl<'a, 'c> Decider<'a, 'c> {
                 proration_date: None,
                 paid_entries: Vec::new(),
                 prorations_wait: false,
+                pending_stays: false,
                 earlier_prorations: 0,
             });
         }
@@ -2134,17 +2155,15 @@ impl<'a, 'c> Decider<'a, 'c> {
             return Ok(());
         }
         // With `CREATE_PRORATIONS` a change's prorations wait on the subscription for its
-        // next invoice (after any it already has); full-period charges and usage are billed
-        // now.
-        if charge.prorations_wait {
-            sub.pending_lines.extend(
-                charge
-                    .lines
-                    .iter()
-                    .filter(|l| charge.waits(l) && !l.amount.is_zero())
-                    .cloned(),
-            );
-        }
+        // next invoice (after any it already has), and so does a credit for a debit that
+        // stays waiting; full-period charges and usage are billed now.
+        sub.pending_lines.extend(
+            charge
+                .lines
+                .iter()
+                .filter(|l| charge.waits(l) && !l.amount.is_zero())
+                .cloned(),
+        );
         let settlement =
             charge.settle_now(self.catalog, self.state, sub, self.settings.rounding)?;
         if settlement.lines.is_empty() {
@@ -2255,6 +2274,7 @@ fn line(component: &Component, kind: LineKind, period: Period, amount: Decimal) 
         quantity: component.quantity,
         unit_price: component.unit_price,
         amount,
+        credits_waiting_debit: false,
     }
 }
 
@@ -2301,6 +2321,7 @@ fn charged(
         currency,
         amount: line.amount,
         covered,
+        waiting: false,
     }
 }
 
@@ -2342,6 +2363,7 @@ pub(crate) fn credit_lines<'s>(
             quantity: charge.quantity,
             unit_price: charge.unit_price,
             amount: money::sub(Decimal::ZERO, amount)?,
+            credits_waiting_debit: charge.waiting,
         });
     }
     Ok(())
@@ -2402,37 +2424,50 @@ pub(crate) fn record_unpaid(sub: &mut Subscription, unpaid: impl Fn(usize) -> bo
         .filter(|(i, _)| unpaid(*i))
     {
         charge.amount = Decimal::ZERO;
+        charge.waiting = false;
     }
 }
 
 /// Records on `sub` what its coupon did to an invoice: a used `ONCE` coupon is spent, and the
-/// ledger entries the invoice paid for (the positions `paid` accepts) keep what was actually
-/// charged after the discount, so a later credit never returns more than was paid.
+/// ledger entries the invoice paid for keep what was actually charged after the discount,
+/// so a later credit never returns more than was paid. The invoice paid for the entries at
+/// the positions `paid` accepts and, when it `bills_waiting`, for the entries whose debits
+/// waited on the subscription (they are no longer waiting); an entry still waiting keeps
+/// its amount until an invoice bills its debit.
+///
+/// # Errors
+/// `AmountTooLarge` on overflow.
 pub(crate) fn record_discount(
     sub: &mut Subscription,
     settlement: &invoice::Settlement,
     paid: impl Fn(usize) -> bool,
+    bills_waiting: bool,
 ) -> Result<(), Error> {
-    if !settlement.coupon_used {
-        return Ok(());
-    }
-    if let Some(applied) = sub.coupon.as_mut() {
-        applied.invoices_discounted = applied.invoices_discounted.saturating_add(1);
-    }
-    let covered = money::sum(
-        settlement
-            .lines
-            .iter()
-            .filter(|l| crate::coupon::discountable(l.kind))
-            .map(|l| l.amount),
-    )?;
+    let covered = crate::coupon::covered(&settlement.lines)?;
     let discount = settlement.totals.discount_amount;
-    if covered <= Decimal::ZERO || discount.is_zero() {
-        return Ok(());
+    let kept = if settlement.coupon_used && covered > Decimal::ZERO && !discount.is_zero() {
+        Some(money::div(money::sub(covered, discount)?, covered)?)
+    } else {
+        None
+    };
+    if settlement.coupon_used {
+        if let Some(applied) = sub.coupon.as_mut() {
+            applied.invoices_discounted = applied.invoices_discounted.saturating_add(1);
+        }
     }
-    let kept = money::div(money::sub(covered, discount)?, covered)?;
-    for (_, charge) in sub.charges.iter_mut().enumerate().filter(|(i, _)| paid(*i)) {
-        charge.amount = money::mul(charge.amount, kept)?;
+    for (i, charge) in sub.charges.iter_mut().enumerate() {
+        let billed = if charge.waiting {
+            bills_waiting
+        } else {
+            paid(i)
+        };
+        if !billed {
+            continue;
+        }
+        charge.waiting = false;
+        if let Some(kept) = kept {
+            charge.amount = money::mul(charge.amount, kept)?;
+        }
     }
     Ok(())
 }

@@ -846,6 +846,7 @@ pub fn bill_usage(
             quantity: priced.charged_quantity,
             unit_price,
             amount,
+            credits_waiting_debit: false,
         });
     }
     Ok(bill)
