@@ -160,8 +160,8 @@ pub fn check_currency(coupon: &Coupon, currency: Option<Currency>) -> Result<(),
 }
 
 /// Whether `applied` still covers an invoice whose billed span starts at `period_start`:
-/// `ONCE` covers the first invoice after its redemption; `REPEATING` (n) the invoices whose
-/// span starts before redemption + n months; `FOREVER` every one.
+/// `ONCE` covers the first invoice after its redemption that it discounts; `REPEATING` (n)
+/// the invoices whose span starts before redemption + n months; `FOREVER` every one.
 #[must_use]
 pub fn covers(coupon: &Coupon, applied: &AppliedCoupon, period_start: DateTime<Utc>) -> bool {
     match coupon.duration {
@@ -199,7 +199,7 @@ pub fn covered(lines: &[InvoiceLine]) -> Result<Decimal, Error> {
 
 /// The discount a coupon gives on `lines` in `currency`, on what it [`covered`]: a
 /// percentage is applied once to that sum and rounded once; a fixed amount is capped at
-/// it.
+/// it. `None` when nothing is covered: the coupon does not apply to these lines.
 ///
 /// # Errors
 /// `CouponCurrencyMismatch` for a fixed coupon without the currency; `AmountTooLarge` on
@@ -209,11 +209,14 @@ pub fn discount(
     lines: &[InvoiceLine],
     currency: Currency,
     rounding: RoundingMode,
-) -> Result<Decimal, Error> {
+) -> Result<Option<Decimal>, Error> {
     let covered = covered(lines)?;
+    if covered.is_zero() {
+        return Ok(None);
+    }
     match &coupon.discount {
         Discount::Percentage(p) => {
-            money::mul_div(covered, *p, Decimal::ONE_HUNDRED, currency, rounding)
+            money::mul_div(covered, *p, Decimal::ONE_HUNDRED, currency, rounding).map(Some)
         }
         Discount::Fixed(amounts) => amounts
             .get(&currency)
@@ -224,6 +227,6 @@ pub fn discount(
                     format!("coupon `{}` has no amount in `{currency}`", coupon.id),
                 )
             })
-            .map(|fixed| currency.round(fixed.min(covered), rounding)),
+            .map(|fixed| Some(currency.round(fixed.min(covered), rounding))),
     }
 }

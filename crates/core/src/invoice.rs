@@ -227,7 +227,8 @@ pub struct Settlement {
     pub lines: Vec<InvoiceLine>,
     /// Their totals.
     pub totals: Totals,
-    /// Whether the subscription's coupon covered them (a `ONCE` coupon is then used up).
+    /// Whether the subscription's coupon discounted them: it covered their span and they
+    /// had something it discounts (a `ONCE` coupon is then used up).
     pub coupon_used: bool,
 }
 
@@ -289,16 +290,13 @@ pub fn settle(
             .coupon(applied.coupon.as_str())
             .map(|c| (c, applied))
     });
-    let (discount, coupon_used) = match coupon {
-        Some((coupon, applied))
-            if !lines.is_empty() && crate::coupon::covers(coupon, applied, period_start) =>
-        {
-            (
-                crate::coupon::discount(coupon, &lines, currency, rounding)?,
-                true,
-            )
+    // A coupon is used by the first invoice it discounts: one with nothing it covers
+    // (usage alone, credits alone) leaves a `ONCE` coupon for the next.
+    let discount = match coupon {
+        Some((coupon, applied)) if crate::coupon::covers(coupon, applied, period_start) => {
+            crate::coupon::discount(coupon, &lines, currency, rounding)?
         }
-        _ => (Decimal::ZERO, false),
+        _ => None,
     };
     let credit = if apply_credit {
         state
@@ -313,7 +311,7 @@ pub fn settle(
     let totals = totals(
         &lines,
         currency,
-        discount,
+        discount.unwrap_or(Decimal::ZERO),
         credit,
         tax_rate(state, sub),
         rounding,
@@ -321,7 +319,7 @@ pub fn settle(
     Ok(Settlement {
         lines,
         totals,
-        coupon_used,
+        coupon_used: discount.is_some(),
     })
 }
 
