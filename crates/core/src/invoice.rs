@@ -262,11 +262,13 @@ pub struct Billing {
 
 /// Settles `lines` billed to `sub` for a span starting at `billing.period_start`: zero lines are
 /// dropped, the rest ordered (credits, debits, charges, usage; stable within a kind); the
-/// subscription's coupon applies if it covers the span; the customer's credit (when
-/// `apply_credit`) and the tax come last. Provisioning, estimates and renewals all settle through here.
+/// subscription's coupon applies if it covers the span and can discount the lines (a
+/// coupon never makes settling fail: one without an amount in the currency gives no
+/// discount); the customer's credit (when `apply_credit`) and the tax come last.
+/// Provisioning, estimates and renewals all settle through here.
 ///
 /// # Errors
-/// `CouponCurrencyMismatch`, `AmountTooLarge`.
+/// `AmountTooLarge`.
 pub fn settle(
     catalog: &crate::catalog::Catalog,
     state: &crate::customer::CustomerState,

@@ -1359,6 +1359,7 @@ impl<'a, 'c> Decider<'a, 'c> {
         };
         if let Some(at) = self.scheduled_at(strategy, current)? {
             self.scheduled_in_one_currency(current, at)?;
+            self.carried_coupon_fits(current, at)?;
             let update = self.scheduled_update(ScheduledUpdateType::PlanChange, at, strategy)?;
             self.schedule(d, current, update);
             d.explanation.push(Step::PlanChangeScheduled {
@@ -1376,7 +1377,8 @@ impl<'a, 'c> Decider<'a, 'c> {
             return Ok(());
         }
         self.replace_waiting(d, scope.waiting_paid);
-        self.change_now(d, current, direction)
+        self.change_now(d, current, direction)?;
+        self.carried_coupon_fits(current, self.now)
     }
 
     /// Records the usage the product's reset rule clears when `current` moves to `to` now.
@@ -1486,6 +1488,47 @@ impl<'a, 'c> Decider<'a, 'c> {
         Ok(update)
     }
 
+    /// The currency the request's configuration is billed in: its prices', else its usage
+    /// prices'.
+    fn new_currency(&self) -> Option<Currency> {
+        self.valid.quote.currency.or_else(|| {
+            crate::usage::usage_prices(self.catalog, &self.valid.config)
+                .first()
+                .map(|p| p.currency)
+        })
+    }
+
+    /// Refuses to move `current` at `at` into a currency its coupon has no amount in
+    /// (`CouponCurrencyMismatch`, as for a code redeemed there), when the coupon goes along
+    /// (the request brings none) and can still discount an invoice from then on: the
+    /// customer keeps the change's outcome in the open instead of losing the coupon
+    /// without a word. A spent or run-out coupon goes along harmlessly.
+    fn carried_coupon_fits(&self, current: &Subscription, at: DateTime<Utc>) -> Result<(), Error> {
+        if self.valid.coupon.is_some() {
+            return Ok(());
+        }
+        let Some((coupon, applied)) = current.coupon.as_ref().and_then(|applied| {
+            self.catalog
+                .coupon(applied.coupon.as_str())
+                .map(|c| (c, applied))
+        }) else {
+            return Ok(());
+        };
+        if !crate::coupon::covers(coupon, applied, at) {
+            return Ok(());
+        }
+        crate::coupon::check_currency(coupon, self.new_currency()).map_err(|e| {
+            Error::new(
+                ErrorCode::CouponCurrencyMismatch,
+                format!(
+                    "{}: the change carries the coupon of `{}` over unless the request brings a promotion code of its own",
+                    e.message(),
+                    current.id
+                ),
+            )
+        })
+    }
+
     /// Refuses a plan change scheduled for `at` into another currency when the clock would
     /// carry something of `current` onto the new subscription's first invoice: the credit
     /// for its unused time (a change before its period end), its waiting prorations, or the
@@ -1496,12 +1539,7 @@ impl<'a, 'c> Decider<'a, 'c> {
         current: &Subscription,
         at: DateTime<Utc>,
     ) -> Result<(), Error> {
-        let new = self.valid.quote.currency.or_else(|| {
-            crate::usage::usage_prices(self.catalog, &self.valid.config)
-                .first()
-                .map(|p| p.currency)
-        });
-        let Some(new) = new else {
+        let Some(new) = self.new_currency() else {
             return Ok(());
         };
         let charged = current.charges.first().map(|c| c.currency);
@@ -1687,6 +1725,7 @@ impl<'a, 'c> Decider<'a, 'c> {
         }
         let strategy = self.strategy(direction, change.timing);
         if let Some(at) = self.scheduled_at(strategy, current)? {
+            self.carried_coupon_fits(current, at)?;
             let update = self.scheduled_update(change.kind, at, strategy)?;
             next.config = current.config.clone();
             // The customer asks how the subscription goes on after a pending cancellation
@@ -1707,7 +1746,8 @@ impl<'a, 'c> Decider<'a, 'c> {
             });
             return Ok(());
         }
-        self.change_now(d, current, direction)
+        self.change_now(d, current, direction)?;
+        self.carried_coupon_fits(current, self.now)
     }
 
     /// A plan change applied now: the current subscription ends, the new one starts, and

@@ -919,3 +919,45 @@ proptest! {
         prop_assert!((paid - used * kept).abs() <= tolerance, "paid {paid}, owed {}", used * kept);
     }
 }
+
+#[test]
+fn the_clock_gives_no_discount_rather_than_stopping_on_a_coupon_without_the_currency() {
+    let catalog = |amounts: Value| {
+        Catalog::from_json_value(&json!({
+            "products": [{"id": "app"}],
+            "plans": [{"id": "p", "productId": "app", "pricingType": "PAID", "prices": [{"billingPeriod": "MONTHLY", "model": "FLAT_FEE", "amount": 40, "currency": "EUR"}]}],
+            "coupons": [{"id": "fix", "type": "FIXED", "amountsOff": amounts, "duration": "FOREVER", "promotionCodes": [{"code": "FIX"}]}]
+        }))
+        .unwrap()
+    };
+    let mut w = World::new(
+        catalog(json!([{"amount": 5, "currency": "EUR"}, {"amount": 5, "currency": "USD"}])),
+        Settings::default(),
+    );
+    let first = w.invoice(
+        "2025-01-01T00:00:00Z",
+        json!({"planId": "p", "billingPeriod": "MONTHLY", "promotionCode": "FIX", "subscriptionId": "s"}),
+    );
+    assert_eq!(first.discount_amount.to_string(), "5.00");
+    // The host's catalog now gives the coupon a USD amount only: renewals of the EUR
+    // subscription go on, without a discount.
+    w.catalog = catalog(json!([{"amount": 5, "currency": "USD"}]));
+    let (state, _) = tollgate_core::lifecycle::advance(
+        &w.catalog,
+        &w.state,
+        t("2025-03-02T00:00:00Z"),
+        &w.settings,
+    )
+    .unwrap();
+    let renewals: Vec<(String, String)> = state.invoices[1..]
+        .iter()
+        .map(|i| (i.discount_amount.to_string(), i.total.to_string()))
+        .collect();
+    assert_eq!(
+        renewals,
+        [
+            ("0.00".into(), "40.00".into()),
+            ("0.00".into(), "40.00".into())
+        ]
+    );
+}
