@@ -253,8 +253,8 @@ pub fn check_currency(coupon: &Coupon, currency: Option<Currency>) -> Result<(),
 }
 
 /// Whether `applied` still covers an invoice whose billed span starts at `period_start`:
-/// `ONCE` covers the first invoice after its redemption; `REPEATING` (n) the invoices whose
-/// span starts before redemption + n months; `FOREVER` every one.
+/// `ONCE` covers the first invoice after its redemption that it discounts; `REPEATING` (n)
+/// the invoices whose span starts before redemption + n months; `FOREVER` every one.
 #[must_use]
 pub fn covers(coupon: &Coupon, applied: &AppliedCoupon, period_start: DateTime<Utc>) -> bool {
     match coupon.duration {
@@ -274,39 +274,46 @@ pub fn discountable(kind: LineKind) -> bool {
     matches!(kind, LineKind::Charge | LineKind::ProrationDebit)
 }
 
-/// The discount a coupon gives on `lines` in `currency`: it covers the
-/// [`discountable`] lines; a percentage is applied once to their sum and rounded once; a
-/// fixed amount is capped at that sum.
+/// What a coupon covers on `lines`: the [`discountable`] lines, net of the credits that
+/// take back part of a debit never invoiced before (it waited, and is billed with them:
+/// the coupon covers only the part of it that stays charged), never below 0.
 ///
 /// # Errors
-/// `CouponCurrencyMismatch` for a fixed coupon without the currency; `AmountTooLarge` on
-/// overflow.
+/// `AmountTooLarge` on overflow.
+pub fn covered(lines: &[InvoiceLine]) -> Result<Decimal, Error> {
+    Ok(money::sum(
+        lines
+            .iter()
+            .filter(|l| discountable(l.kind) || l.credits_waiting_debit)
+            .map(|l| l.amount),
+    )?
+    .max(Decimal::ZERO))
+}
+
+/// The discount a coupon gives on `lines` in `currency`, on what it [`covered`]: a
+/// percentage is applied once to that sum and rounded once; a fixed amount is capped at
+/// it. `None` when the coupon does not apply to these lines: nothing is covered, or a
+/// fixed coupon has no amount in `currency` (requests refuse to give a subscription such
+/// a coupon, so only a changed catalog gets here, and the clock must not stop on it).
+///
+/// # Errors
+/// `AmountTooLarge` on overflow.
 pub fn discount(
     coupon: &Coupon,
     lines: &[InvoiceLine],
     currency: Currency,
     rounding: RoundingMode,
-) -> Result<Decimal, Error> {
-    let covered = money::sum(
-        lines
-            .iter()
-            .filter(|l| discountable(l.kind))
-            .map(|l| l.amount),
-    )?
-    .max(Decimal::ZERO);
+) -> Result<Option<Decimal>, Error> {
+    let covered = covered(lines)?;
+    if covered.is_zero() {
+        return Ok(None);
+    }
     match &coupon.discount {
         Discount::Percentage(p) => {
-            money::mul_div(covered, *p, Decimal::ONE_HUNDRED, currency, rounding)
+            money::mul_div(covered, *p, Decimal::ONE_HUNDRED, currency, rounding).map(Some)
         }
-        Discount::Fixed(amounts) => amounts
+        Discount::Fixed(amounts) => Ok(amounts
             .get(&currency)
-            .copied()
-            .ok_or_else(|| {
-                error(
-                    ErrorCode::CouponCurrencyMismatch,
-                    format!("coupon `{}` has no amount in `{currency}`", coupon.id),
-                )
-            })
-            .map(|fixed| currency.round(fixed.min(covered), rounding)),
+            .map(|fixed| currency.round((*fixed).min(covered), rounding))),
     }
 }

@@ -79,6 +79,11 @@ pub struct InvoiceLine {
     pub unit_price: Decimal,
     /// The amount, rounded to the currency's minor unit.
     pub amount: Decimal,
+    /// Whether this `PRORATION_CREDIT` takes back part of a proration debit that was never
+    /// invoiced (a `CREATE_PRORATIONS` debit that a later change credits while it waits):
+    /// both go on one invoice, and the coupon covers that debit net of this credit.
+    #[serde(default)]
+    pub credits_waiting_debit: bool,
 }
 
 /// An invoice.
@@ -222,7 +227,8 @@ pub struct Settlement {
     pub lines: Vec<InvoiceLine>,
     /// Their totals.
     pub totals: Totals,
-    /// Whether the subscription's coupon covered them (a `ONCE` coupon is then used up).
+    /// Whether the subscription's coupon discounted them: it covered their span and they
+    /// had something it discounts (a `ONCE` coupon is then used up).
     pub coupon_used: bool,
 }
 
@@ -256,11 +262,13 @@ pub struct Billing {
 
 /// Settles `lines` billed to `sub` for a span starting at `billing.period_start`: zero lines are
 /// dropped, the rest ordered (credits, debits, charges, usage; stable within a kind); the
-/// subscription's coupon applies if it covers the span; the customer's credit (when
-/// `apply_credit`) and the tax come last. Provisioning, estimates and renewals all settle through here.
+/// subscription's coupon applies if it covers the span and can discount the lines (a
+/// coupon never makes settling fail: one without an amount in the currency gives no
+/// discount); the customer's credit (when `apply_credit`) and the tax come last.
+/// Provisioning, estimates and renewals all settle through here.
 ///
 /// # Errors
-/// `CouponCurrencyMismatch`, `AmountTooLarge`.
+/// `AmountTooLarge`.
 pub fn settle(
     catalog: &crate::catalog::Catalog,
     state: &crate::customer::CustomerState,
@@ -284,16 +292,13 @@ pub fn settle(
             .coupon(applied.coupon.as_str())
             .map(|c| (c, applied))
     });
-    let (discount, coupon_used) = match coupon {
-        Some((coupon, applied))
-            if !lines.is_empty() && crate::coupon::covers(coupon, applied, period_start) =>
-        {
-            (
-                crate::coupon::discount(coupon, &lines, currency, rounding)?,
-                true,
-            )
+    // A coupon is used by the first invoice it discounts: one with nothing it covers
+    // (usage alone, credits alone) leaves a `ONCE` coupon for the next.
+    let discount = match coupon {
+        Some((coupon, applied)) if crate::coupon::covers(coupon, applied, period_start) => {
+            crate::coupon::discount(coupon, &lines, currency, rounding)?
         }
-        _ => (Decimal::ZERO, false),
+        _ => None,
     };
     let credit = if apply_credit {
         state
@@ -308,7 +313,7 @@ pub fn settle(
     let totals = totals(
         &lines,
         currency,
-        discount,
+        discount.unwrap_or(Decimal::ZERO),
         credit,
         tax_rate(state, sub),
         rounding,
@@ -316,7 +321,7 @@ pub fn settle(
     Ok(Settlement {
         lines,
         totals,
-        coupon_used,
+        coupon_used: discount.is_some(),
     })
 }
 

@@ -576,7 +576,7 @@ impl Clock<'_> {
             return Ok(());
         }
         if let Ok(stored) = self.state.subscription_mut(sub.id.as_str()) {
-            provision::record_discount(stored, &settlement, |_| true)?;
+            provision::record_discount(stored, &settlement, |_| true, true)?;
         }
         let invoice = Invoice::from_settlement(
             invoice::next_invoice_id(self.state),

@@ -213,6 +213,10 @@ pub struct Charge {
     /// Whether its proration lines wait on the subscription for its next invoice
     /// (`CREATE_PRORATIONS`); the other lines are billed now.
     pub prorations_wait: bool,
+    /// Whether the subscription's own waiting prorations stay waiting (a change in place
+    /// does not bill them): a credit for one of its waiting debits then waits with it, so
+    /// that the two are always billed on one invoice.
+    pub pending_stays: bool,
     /// How many of the last `lines` are prorations of earlier changes that were waiting on
     /// the replaced subscription: billed with this charge, they are no part of its own
     /// proration.
@@ -221,10 +225,12 @@ pub struct Charge {
 
 impl Charge {
     /// Whether `line` waits on the subscription for its next invoice instead of being
-    /// billed now: a proration of a charge whose prorations wait.
+    /// billed now: a proration of a charge whose prorations wait, or a credit for a debit
+    /// that stays waiting.
     #[must_use]
     pub fn waits(&self, line: &InvoiceLine) -> bool {
-        self.prorations_wait && line.kind.is_proration()
+        line.kind.is_proration()
+            && (self.prorations_wait || (self.pending_stays && line.credits_waiting_debit))
     }
 
     /// Settles what this charge bills now (its lines but those that wait) on `sub`'s
@@ -240,7 +246,7 @@ impl Charge {
         sub: &mut Subscription,
         rounding: RoundingMode,
     ) -> Result<invoice::Settlement, Error> {
-        let lines: Cow<'_, [InvoiceLine]> = if self.prorations_wait {
+        let lines: Cow<'_, [InvoiceLine]> = if self.lines.iter().any(|l| self.waits(l)) {
             self.lines
                 .iter()
                 .filter(|l| !self.waits(l))
@@ -261,7 +267,14 @@ impl Charge {
                 rounding,
             },
         )?;
-        record_discount(sub, &settlement, |i| self.paid_entries.contains(&i))?;
+        // Waiting debits that came with the charge are billed now, unless they wait again.
+        let bills_waiting = !self.prorations_wait && !self.pending_stays;
+        record_discount(
+            sub,
+            &settlement,
+            |i| self.paid_entries.contains(&i),
+            bills_waiting,
+        )?;
         Ok(settlement)
     }
 }
@@ -1359,6 +1372,7 @@ impl<'a, 'c> Decider<'a, 'c> {
                     proration_date: None,
                     paid_entries: (0..sub.charges.len()).collect(),
                     prorations_wait: false,
+                    pending_stays: false,
                     earlier_prorations: 0,
                 });
             }
@@ -1401,6 +1415,7 @@ impl<'a, 'c> Decider<'a, 'c> {
         };
         if let Some(at) = self.scheduled_at(strategy, current)? {
             self.scheduled_in_one_currency(current, at)?;
+            self.carried_coupon_fits(current, at)?;
             let update = self.scheduled_update(ScheduledUpdateType::PlanChange, at, strategy)?;
             self.schedule(d, current, update);
             d.explanation.push(Step::PlanChangeScheduled {
@@ -1418,7 +1433,8 @@ impl<'a, 'c> Decider<'a, 'c> {
             return Ok(());
         }
         self.replace_waiting(d, scope.waiting_paid);
-        self.change_now(d, current, direction)
+        self.change_now(d, current, direction)?;
+        self.carried_coupon_fits(current, self.now)
     }
 
     /// Records the usage the product's reset rule clears when `current` moves to `to` now.
@@ -1528,6 +1544,47 @@ impl<'a, 'c> Decider<'a, 'c> {
         Ok(update)
     }
 
+    /// The currency the request's configuration is billed in: its prices', else its usage
+    /// prices'.
+    fn new_currency(&self) -> Option<Currency> {
+        self.valid.quote.currency.or_else(|| {
+            crate::usage::usage_prices(self.catalog, &self.valid.config)
+                .first()
+                .map(|p| p.currency)
+        })
+    }
+
+    /// Refuses to move `current` at `at` into a currency its coupon has no amount in
+    /// (`CouponCurrencyMismatch`, as for a code redeemed there), when the coupon goes along
+    /// (the request brings none) and can still discount an invoice from then on: the
+    /// customer keeps the change's outcome in the open instead of losing the coupon
+    /// without a word. A spent or run-out coupon goes along harmlessly.
+    fn carried_coupon_fits(&self, current: &Subscription, at: DateTime<Utc>) -> Result<(), Error> {
+        if self.valid.coupon.is_some() {
+            return Ok(());
+        }
+        let Some((coupon, applied)) = current.coupon.as_ref().and_then(|applied| {
+            self.catalog
+                .coupon(applied.coupon.as_str())
+                .map(|c| (c, applied))
+        }) else {
+            return Ok(());
+        };
+        if !crate::coupon::covers(coupon, applied, at) {
+            return Ok(());
+        }
+        crate::coupon::check_currency(coupon, self.new_currency()).map_err(|e| {
+            Error::new(
+                ErrorCode::CouponCurrencyMismatch,
+                format!(
+                    "{}: the change carries the coupon of `{}` over unless the request brings a promotion code of its own",
+                    e.message(),
+                    current.id
+                ),
+            )
+        })
+    }
+
     /// Refuses a plan change scheduled for `at` into another currency when the clock would
     /// carry something of `current` onto the new subscription's first invoice: the credit
     /// for its unused time (a change before its period end), its waiting prorations, or the
@@ -1538,12 +1595,7 @@ impl<'a, 'c> Decider<'a, 'c> {
         current: &Subscription,
         at: DateTime<Utc>,
     ) -> Result<(), Error> {
-        let new = self.valid.quote.currency.or_else(|| {
-            crate::usage::usage_prices(self.catalog, &self.valid.config)
-                .first()
-                .map(|p| p.currency)
-        });
-        let Some(new) = new else {
+        let Some(new) = self.new_currency() else {
             return Ok(());
         };
         let charged = current.charges.first().map(|c| c.currency);
@@ -1729,6 +1781,7 @@ impl<'a, 'c> Decider<'a, 'c> {
         }
         let strategy = self.strategy(direction, change.timing);
         if let Some(at) = self.scheduled_at(strategy, current)? {
+            self.carried_coupon_fits(current, at)?;
             let update = self.scheduled_update(change.kind, at, strategy)?;
             next.config = current.config.clone();
             // The customer asks how the subscription goes on after a pending cancellation
@@ -1749,7 +1802,8 @@ impl<'a, 'c> Decider<'a, 'c> {
             });
             return Ok(());
         }
-        self.change_now(d, current, direction)
+        self.change_now(d, current, direction)?;
+        self.carried_coupon_fits(current, self.now)
     }
 
     /// A plan change applied now: the current subscription ends, the new one starts, and
@@ -1883,7 +1937,10 @@ impl<'a, 'c> Decider<'a, 'c> {
                         charges.push(ch.clone());
                     } else if let Some((_, l)) = debits.iter().find(|(j, _)| *j == i) {
                         paid_entries.push(charges.len());
-                        charges.push(charged(c, l, currency, remaining));
+                        let mut entry = charged(c, l, currency, remaining);
+                        // Its debit waits: it is paid when an invoice bills it.
+                        entry.waiting = behavior == ProrationBehavior::CreateProrations;
+                        charges.push(entry);
                     }
                 }
                 sub.charges = charges;
@@ -1897,6 +1954,7 @@ impl<'a, 'c> Decider<'a, 'c> {
                     proration_date: Some(now),
                     paid_entries,
                     prorations_wait: behavior == ProrationBehavior::CreateProrations,
+                    pending_stays: self.in_place.is_some(),
                     earlier_prorations: 0,
                 });
                 if behavior == ProrationBehavior::CreateProrations {
@@ -1942,6 +2000,7 @@ impl<'a, 'c> Decider<'a, 'c> {
                         paid_entries: (0..sub.charges.len()).collect(),
                         prorations_wait: reason == InvoiceReason::SubscriptionUpdate
                             && behavior == ProrationBehavior::CreateProrations,
+                        pending_stays: self.in_place.is_some(),
                         earlier_prorations: 0,
                         proration_date: (reason == InvoiceReason::SubscriptionUpdate)
                             .then_some(now),
@@ -2005,6 +2064,7 @@ impl<'a, 'c> Decider<'a, 'c> {
                         proration_date: None,
                         paid_entries: Vec::new(),
                         prorations_wait: false,
+                        pending_stays: true,
                         earlier_prorations: 0,
                     });
                 }
@@ -2035,6 +2095,7 @@ impl<'a, 'c> Decider<'a, 'c> {
                 proration_date: None,
                 paid_entries: Vec::new(),
                 prorations_wait: false,
+                pending_stays: false,
                 earlier_prorations: 0,
             });
         }
@@ -2191,17 +2252,15 @@ impl<'a, 'c> Decider<'a, 'c> {
             return Ok(());
         }
         // With `CREATE_PRORATIONS` a change's prorations wait on the subscription for its
-        // next invoice (after any it already has); full-period charges and usage are billed
-        // now.
-        if charge.prorations_wait {
-            sub.pending_lines.extend(
-                charge
-                    .lines
-                    .iter()
-                    .filter(|l| charge.waits(l) && !l.amount.is_zero())
-                    .cloned(),
-            );
-        }
+        // next invoice (after any it already has), and so does a credit for a debit that
+        // stays waiting; full-period charges and usage are billed now.
+        sub.pending_lines.extend(
+            charge
+                .lines
+                .iter()
+                .filter(|l| charge.waits(l) && !l.amount.is_zero())
+                .cloned(),
+        );
         let settlement =
             charge.settle_now(self.catalog, self.state, sub, self.settings.rounding)?;
         if settlement.lines.is_empty() {
@@ -2312,6 +2371,7 @@ fn line(component: &Component, kind: LineKind, period: Period, amount: Decimal) 
         quantity: component.quantity,
         unit_price: component.unit_price,
         amount,
+        credits_waiting_debit: false,
     }
 }
 
@@ -2358,6 +2418,7 @@ fn charged(
         currency,
         amount: line.amount,
         covered,
+        waiting: false,
     }
 }
 
@@ -2399,6 +2460,7 @@ pub(crate) fn credit_lines<'s>(
             quantity: charge.quantity,
             unit_price: charge.unit_price,
             amount: money::sub(Decimal::ZERO, amount)?,
+            credits_waiting_debit: charge.waiting,
         });
     }
     Ok(())
@@ -2459,37 +2521,50 @@ pub(crate) fn record_unpaid(sub: &mut Subscription, unpaid: impl Fn(usize) -> bo
         .filter(|(i, _)| unpaid(*i))
     {
         charge.amount = Decimal::ZERO;
+        charge.waiting = false;
     }
 }
 
 /// Records on `sub` what its coupon did to an invoice: a used `ONCE` coupon is spent, and the
-/// ledger entries the invoice paid for (the positions `paid` accepts) keep what was actually
-/// charged after the discount, so a later credit never returns more than was paid.
+/// ledger entries the invoice paid for keep what was actually charged after the discount,
+/// so a later credit never returns more than was paid. The invoice paid for the entries at
+/// the positions `paid` accepts and, when it `bills_waiting`, for the entries whose debits
+/// waited on the subscription (they are no longer waiting); an entry still waiting keeps
+/// its amount until an invoice bills its debit.
+///
+/// # Errors
+/// `AmountTooLarge` on overflow.
 pub(crate) fn record_discount(
     sub: &mut Subscription,
     settlement: &invoice::Settlement,
     paid: impl Fn(usize) -> bool,
+    bills_waiting: bool,
 ) -> Result<(), Error> {
-    if !settlement.coupon_used {
-        return Ok(());
-    }
-    if let Some(applied) = sub.coupon.as_mut() {
-        applied.invoices_discounted = applied.invoices_discounted.saturating_add(1);
-    }
-    let covered = money::sum(
-        settlement
-            .lines
-            .iter()
-            .filter(|l| crate::coupon::discountable(l.kind))
-            .map(|l| l.amount),
-    )?;
+    let covered = crate::coupon::covered(&settlement.lines)?;
     let discount = settlement.totals.discount_amount;
-    if covered <= Decimal::ZERO || discount.is_zero() {
-        return Ok(());
+    let kept = if settlement.coupon_used && covered > Decimal::ZERO && !discount.is_zero() {
+        Some(money::div(money::sub(covered, discount)?, covered)?)
+    } else {
+        None
+    };
+    if settlement.coupon_used {
+        if let Some(applied) = sub.coupon.as_mut() {
+            applied.invoices_discounted = applied.invoices_discounted.saturating_add(1);
+        }
     }
-    let kept = money::div(money::sub(covered, discount)?, covered)?;
-    for (_, charge) in sub.charges.iter_mut().enumerate().filter(|(i, _)| paid(*i)) {
-        charge.amount = money::mul(charge.amount, kept)?;
+    for (i, charge) in sub.charges.iter_mut().enumerate() {
+        let billed = if charge.waiting {
+            bills_waiting
+        } else {
+            paid(i)
+        };
+        if !billed {
+            continue;
+        }
+        charge.waiting = false;
+        if let Some(kept) = kept {
+            charge.amount = money::mul(charge.amount, kept)?;
+        }
     }
     Ok(())
 }

@@ -178,6 +178,12 @@ pub struct ChargedComponent {
     pub amount: Decimal,
     /// The span it paid for.
     pub covered: Period,
+    /// Whether its charge is a proration debit still waiting on the subscription for its
+    /// next invoice (`CREATE_PRORATIONS`): nothing is paid yet, so the invoice that bills
+    /// it records what its coupon left to pay, and a credit for it before then goes on
+    /// that same invoice.
+    #[serde(default)]
+    pub waiting: bool,
 }
 
 /// A subscription.

@@ -60,6 +60,9 @@
 //!   with what it reports under the new resource; a fluctuating meter's levels held under
 //!   both resources at the transfer count towards the period's highest level. Usage
 //!   reported under the old resource afterwards belongs to whatever holds it then.
+//! - A report that the invoice billing its period could not hold (the period's usage, the
+//!   next period's charges, waiting prorations and tax beyond what a decimal holds) is
+//!   `AmountTooLarge` and changes nothing: accepted, it would stop the clock there.
 //! - Billed usage leaves the unbilled ledger; a usage reset on a plan change removes
 //!   records but not usage still owed. Usage attributed to a period that closed without
 //!   billing it (its subscription had no usage price any more) is dropped at the next
@@ -76,7 +79,7 @@ use crate::id::{CustomerId, FeatureId, ProductId, ResourceId};
 use crate::invoice::{InvoiceLine, LineKind};
 use crate::money::{self, Currency, RoundingMode};
 use crate::period::{Period, PeriodSeries};
-use crate::pricing::{Configuration, scheme_amount};
+use crate::pricing::{Configuration, recurring_amount, scheme_amount};
 use crate::subscription::{Subscription, SubscriptionStatus};
 use crate::view::instant;
 use chrono::{DateTime, Datelike, TimeDelta, TimeZone, Utc, Weekday};
@@ -464,7 +467,8 @@ fn bad_argument(message: String) -> Error {
 /// # Errors
 /// `CustomerNotFound` when `state` is another customer's, `CustomerIsArchived`,
 /// `FeatureNotFound`, `InvalidArgumentError` for a feature that is not metered, a resource
-/// the customer never had, or a `SET` below 0.
+/// the customer never had, or a `SET` below 0; `AmountTooLarge` when the invoice that bills
+/// the usage could not hold it.
 pub fn report_usage(
     catalog: &Catalog,
     state: &mut CustomerState,
@@ -514,7 +518,23 @@ pub fn report_usage(
         UpdateBehavior::Set => u64::try_from(request.value)
             .map_err(|_| bad_argument(format!("usage `{}` is below 0", request.value)))?,
     };
-    if let Some(period) = billing_period_of_usage(catalog, state, resource, &feature.id, now)? {
+    if let Some((sub, period)) = billing_of_usage(catalog, state, resource, &feature.id, now)? {
+        let mut billed = state.usage.clone();
+        billed.note_unbilled(resource, feature.id.clone(), period, current, value);
+        check_billable(catalog, state, &mut billed, sub, period).map_err(|e| {
+            if e.code() != ErrorCode::AmountTooLarge {
+                return e;
+            }
+            Error::new(
+                ErrorCode::AmountTooLarge,
+                format!(
+                    "usage {value} of feature `{}` would be too large to bill on `{}`: {}",
+                    feature.id,
+                    sub.id,
+                    e.message()
+                ),
+            )
+        })?;
         state
             .usage
             .note_unbilled(resource, feature.id.clone(), period, current, value);
@@ -662,16 +682,16 @@ pub(crate) fn same_usage_prices(
         })
 }
 
-/// The billing period containing `now` of the subscription that bills the usage of
-/// `feature` under `resource`: an active, non-trial subscription of that scope with a
-/// usage-based price on the feature.
-fn billing_period_of_usage(
+/// The subscription that bills the usage of `feature` under `resource` (an active,
+/// non-trial subscription of that scope with a usage-based price on the feature), and its
+/// billing period containing `now`.
+fn billing_of_usage<'s>(
     catalog: &Catalog,
-    state: &CustomerState,
+    state: &'s CustomerState,
     resource: Option<&ResourceId>,
     feature: &FeatureId,
     now: DateTime<Utc>,
-) -> Result<Option<Period>, Error> {
+) -> Result<Option<(&'s Subscription, Period)>, Error> {
     for sub in &state.subscriptions {
         if sub.status != SubscriptionStatus::Active
             || sub.is_trial
@@ -683,7 +703,7 @@ fn billing_period_of_usage(
             continue;
         }
         if let Some(period) = billing_period_at(sub, now)? {
-            return Ok(Some(period));
+            return Ok(Some((sub, period)));
         }
     }
     Ok(None)
@@ -750,6 +770,47 @@ pub fn unbilled_moves(
         });
     }
     Ok(moves)
+}
+
+/// Checks that the invoice closing `period` of `sub` can bill the usage of `usage` (taken
+/// out of it): its usage lines, its waiting prorations and the charges of its next period
+/// add up, with the tax, to an amount a decimal holds. A report is refused when they do
+/// not: accepted, it would stop every later step of the customer at that invoice.
+///
+/// # Errors
+/// `AmountTooLarge`, and those of [`bill_usage`] and [`recurring_amount`].
+fn check_billable(
+    catalog: &Catalog,
+    state: &CustomerState,
+    usage: &mut UsageLedger,
+    sub: &Subscription,
+    period: Period,
+) -> Result<(), Error> {
+    // The rounding of the engine's settings moves an amount by one minor unit at most.
+    let rounding = RoundingMode::default();
+    let bill = bill_usage(catalog, usage, sub, period, rounding)?;
+    let Some(currency) = bill.currency else {
+        return Ok(());
+    };
+    let quote = recurring_amount(catalog, &sub.config)?;
+    let charges: Vec<InvoiceLine> = crate::provision::lines_only(crate::provision::charge_lines(
+        &quote,
+        period,
+        &crate::settings::Settings::default(),
+    ))
+    .collect();
+    let mut lines = bill.lines;
+    lines.extend(charges);
+    lines.extend(sub.pending_lines.iter().cloned());
+    crate::invoice::totals(
+        &lines,
+        currency,
+        Decimal::ZERO,
+        Decimal::ZERO,
+        crate::invoice::tax_rate(state, sub),
+        rounding,
+    )
+    .map(|_| ())
 }
 
 /// Usage lines of a subscription for a span of time, with their currency.
@@ -846,6 +907,7 @@ pub fn bill_usage(
             quantity: priced.charged_quantity,
             unit_price,
             amount,
+            credits_waiting_debit: false,
         });
     }
     Ok(bill)

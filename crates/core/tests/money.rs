@@ -856,3 +856,109 @@ fn a_plan_change_bills_the_replaced_subscriptions_waiting_prorations_and_clears_
         "the ended record keeps no lines the change billed"
     );
 }
+
+/// Monthly flat-fee plans named `p<price>` as in [`flat_plans`], and a `FOREVER` coupon of
+/// `percent` % redeemed by the code `OFF`.
+fn flat_plans_with_coupon(prices: &[&str], percent: u32) -> Catalog {
+    let plans: Vec<Value> = prices
+        .iter()
+        .map(|p| json!({"id": format!("p{p}"), "productId": "app", "pricingType": "PAID",
+                        "prices": [{"billingPeriod": "MONTHLY", "model": "FLAT_FEE", "amount": p, "currency": "USD"}]}))
+        .collect();
+    Catalog::from_json_value(&json!({
+        "products": [{"id": "app"}],
+        "plans": plans,
+        "coupons": [{"id": "off", "type": "PERCENTAGE", "percentOff": percent, "duration": "FOREVER", "promotionCodes": [{"code": "OFF"}]}]
+    }))
+    .unwrap()
+}
+
+fn behavior() -> impl Strategy<Value = &'static str> {
+    prop::sample::select(vec!["INVOICE_IMMEDIATELY", "CREATE_PRORATIONS"])
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(128))]
+
+    /// With a percentage coupon, A→B→C and a cancellation inside one period cost the
+    /// customer the coupon's share of exactly A for `[start, t1)`, B for `[t1, t2)` and C
+    /// for `[t2, t3)`, within one minor unit per line and per discount, whether each change
+    /// invoices its prorations at once or keeps them waiting for the next invoice: a credit
+    /// for a debit, waiting or billed, never returns more than the coupon left to pay.
+    #[test]
+    fn a_discount_composes_over_changes_whatever_their_proration_behavior(
+        prices in prop::collection::vec(price(), 3), percent in prop::sample::select(vec![10u32, 25, 50, 100]),
+        policy in policy(), first in behavior(), second in behavior(),
+        t1 in 1i64..24 * 86_400, gap in 0i64..3 * 86_400, rest in 1i64..3 * 86_400,
+    ) {
+        let plans: Vec<&str> = prices.iter().map(String::as_str).collect();
+        prop_assume!(plans[0] != plans[1] && plans[1] != plans[2] && plans[0] != plans[2]);
+        let s = settings(policy, RoundingMode::HalfUp);
+        let start = t("2025-04-01T00:00:00Z");
+        let end = t("2025-05-01T00:00:00Z");
+        // Every instant stays inside April: t3 < 24 + 3 + 3 days.
+        let (t2, t3) = (t1 + gap, t1 + gap + rest);
+        let at = |secs: i64| (start + TimeDelta::seconds(secs)).to_rfc3339();
+        let change = |p: &str, id: &str, behavior: &str| json!({"planId": format!("p{p}"), "billingPeriod": "MONTHLY", "subscriptionId": id, "scheduleStrategy": "IMMEDIATE", "prorationBehavior": behavior});
+
+        let mut w = World::new(flat_plans_with_coupon(&plans, percent), s);
+        w.provision(&at(0), json!({"planId": format!("p{}", plans[0]), "billingPeriod": "MONTHLY", "subscriptionId": "a", "promotionCode": "OFF"}));
+        w.provision(&at(t1), change(plans[1], "b", first));
+        w.provision(&at(t2), change(plans[2], "c", second));
+        let request = serde_json::from_value(json!({"subscriptionId": "c", "cancellationTime": "IMMEDIATE"})).unwrap();
+        let canceled = tollgate_core::cancellation::cancel_subscription(&w.catalog, &w.state, &request, t(&at(t3)), &w.settings).unwrap();
+        w.state = canceled.state;
+
+        let f = |secs: i64, event| fraction(policy, chrono_tz::Tz::UTC, start, start + TimeDelta::seconds(secs), end, event).unwrap();
+        let (f1, f2, f3) = (f(t1, ProrationEvent::Change), f(t2, ProrationEvent::Change), f(t3, ProrationEvent::Cancellation));
+        let price = |i: usize| d(plans[i]);
+        let used = price(0) * (Decimal::ONE - f1) + price(1) * (f1 - f2) + price(2) * (f2 - f3);
+        let kept = Decimal::ONE - Decimal::from(percent) / Decimal::ONE_HUNDRED;
+        let paid: Decimal = w.state.invoices.iter().map(|i| i.sub_total - i.discount_amount).sum();
+        let lines: usize = w.state.invoices.iter().map(|i| i.lines.len() + 1).sum();
+        let tolerance = Decimal::new(1, 2) * Decimal::from(lines);
+        prop_assert!((paid - used * kept).abs() <= tolerance, "paid {paid}, owed {}", used * kept);
+    }
+}
+
+#[test]
+fn the_clock_gives_no_discount_rather_than_stopping_on_a_coupon_without_the_currency() {
+    let catalog = |amounts: Value| {
+        Catalog::from_json_value(&json!({
+            "products": [{"id": "app"}],
+            "plans": [{"id": "p", "productId": "app", "pricingType": "PAID", "prices": [{"billingPeriod": "MONTHLY", "model": "FLAT_FEE", "amount": 40, "currency": "EUR"}]}],
+            "coupons": [{"id": "fix", "type": "FIXED", "amountsOff": amounts, "duration": "FOREVER", "promotionCodes": [{"code": "FIX"}]}]
+        }))
+        .unwrap()
+    };
+    let mut w = World::new(
+        catalog(json!([{"amount": 5, "currency": "EUR"}, {"amount": 5, "currency": "USD"}])),
+        Settings::default(),
+    );
+    let first = w.invoice(
+        "2025-01-01T00:00:00Z",
+        json!({"planId": "p", "billingPeriod": "MONTHLY", "promotionCode": "FIX", "subscriptionId": "s"}),
+    );
+    assert_eq!(first.discount_amount.to_string(), "5.00");
+    // The host's catalog now gives the coupon a USD amount only: renewals of the EUR
+    // subscription go on, without a discount.
+    w.catalog = catalog(json!([{"amount": 5, "currency": "USD"}]));
+    let (state, _) = tollgate_core::lifecycle::advance(
+        &w.catalog,
+        &w.state,
+        t("2025-03-02T00:00:00Z"),
+        &w.settings,
+    )
+    .unwrap();
+    let renewals: Vec<(String, String)> = state.invoices[1..]
+        .iter()
+        .map(|i| (i.discount_amount.to_string(), i.total.to_string()))
+        .collect();
+    assert_eq!(
+        renewals,
+        [
+            ("0.00".into(), "40.00".into()),
+            ("0.00".into(), "40.00".into())
+        ]
+    );
+}

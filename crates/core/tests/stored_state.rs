@@ -446,6 +446,34 @@ fn a_pending_checkout_stored_without_its_start_still_reads() {
     assert_eq!(state.pending_checkouts[0].start, None);
 }
 
+/// `waiting` (ledger entries) and `creditsWaitingDebit` (invoice lines) came after the first
+/// stored shape: a state stored without them reads, with them false.
+#[test]
+fn a_state_stored_before_the_waiting_marks_reads_with_them_false() {
+    let state = realistic_state();
+    let mut value = serde_json::to_value(&state).unwrap();
+    let strip = |objects: &mut Value, key: &str| {
+        for object in objects.as_array_mut().unwrap() {
+            object.as_object_mut().unwrap().remove(key);
+        }
+    };
+    for sub in value["subscriptions"].as_array_mut().unwrap() {
+        strip(&mut sub["charges"], "waiting");
+        strip(&mut sub["pendingLines"], "creditsWaitingDebit");
+    }
+    for invoice in value["invoices"].as_array_mut().unwrap() {
+        strip(&mut invoice["lines"], "creditsWaitingDebit");
+    }
+    let mut expected = state;
+    for sub in &mut expected.subscriptions {
+        for charge in &mut sub.charges {
+            charge.waiting = false;
+        }
+    }
+    let back: CustomerState = serde_json::from_value(value).unwrap();
+    assert_eq!(back, expected);
+}
+
 #[test]
 fn stored_json_that_cannot_be_a_state_is_refused() {
     type Change = Box<dyn FnOnce(&mut Value)>;
