@@ -817,6 +817,14 @@ impl MergedEntitlement {
         let mut candidates: Vec<Candidate> = candidates
             .into_iter()
             .filter(|c| EntitlementType::of_value(&c.value) == ty)
+            .map(|mut c| {
+                // Enum values in one order, so that equal sets compare equal.
+                if let EntitlementValue::Enum { values } = &mut c.value {
+                    values.sort_unstable();
+                    values.dedup();
+                }
+                c
+            })
             .collect();
         candidates.sort_by(|a, b| {
             a.key()
@@ -828,17 +836,18 @@ impl MergedEntitlement {
             if later.key() != earlier.key() {
                 return false;
             }
-            // One source given twice with two sets of enum values grants both sets.
+            // One source given twice with two sets of enum values grants both sets, anchored
+            // at the earliest of its copies: what a source merges to depends only on its
+            // copies, not on which were merged first.
             if let (
                 EntitlementValue::Enum { values: kept },
                 EntitlementValue::Enum { values: more },
             ) = (&mut earlier.value, &later.value)
             {
-                for value in more {
-                    if !kept.contains(value) {
-                        kept.push(value.clone());
-                    }
-                }
+                kept.extend(more.iter().cloned());
+                kept.sort_unstable();
+                kept.dedup();
+                earlier.anchored_at = earlier.anchored_at.min(later.anchored_at);
             }
             true
         });

@@ -1512,6 +1512,40 @@ fn a_source_given_twice_with_two_enum_sets_grants_both() {
     assert!(twice.sources()[0].is_effective);
 }
 
+/// Found by `the_merge_is_commutative_associative_idempotent`: one promotional source given
+/// three times, `us` early, `eu` later and both earliest, merged to another anchor and another
+/// order of values depending on which two were merged first.
+#[test]
+fn a_source_given_three_times_merges_alike_in_any_grouping() {
+    let catalog = reference();
+    let feature = catalog.feature("region").unwrap();
+    let grant = |values: &[&str], at: &str| {
+        let value = EntitlementValue::Enum {
+            values: values.iter().map(|v| (*v).to_owned()).collect(),
+        };
+        MergedEntitlement::merge_all(
+            feature,
+            [Candidate::new(
+                None,
+                SourceKind::Promotional,
+                "b",
+                value,
+                t(at),
+            )],
+        )
+        .unwrap()
+    };
+    let a = grant(&["us"], "2025-01-07T12:00:00Z");
+    let b = grant(&["eu"], "2025-02-03T00:00:00Z");
+    let c = grant(&["eu", "us"], "2025-01-01T00:00:00Z");
+    let left = a.merge(&b, feature).merge(&c, feature);
+    let right = a.merge(&b.merge(&c, feature), feature);
+    assert_eq!(left, right);
+    // The source keeps the earliest anchor any of its copies had.
+    assert_eq!(left.anchored_at(), Some(t("2025-01-01T00:00:00Z")));
+    assert_eq!(left.merge(&left, feature), left);
+}
+
 fn features() -> impl Strategy<Value = &'static str> {
     prop::sample::select(vec!["sso", "projects", "api-calls", "region"])
 }
