@@ -10,7 +10,8 @@
 //! - Every changing operation decides on the customer's state at its `now`: in the same
 //!   attempt, the clock first applies every transition due by then (SPEC.md §5, in time
 //!   order), and each invoice it issues is billed before the operation's own billing, as
-//!   [`Engine::advance`] bills it. Reads ([`Engine::customer_state_at`], the estimates)
+//!   [`Engine::advance`] bills it. The provider is asked for a payment method first when
+//!   the operation may charge or a transition due by then depends on one. Reads ([`Engine::customer_state_at`], the estimates)
 //!   see the same state without saving it.
 //! - Billing is called before the save. When it fails nothing is saved and its error is
 //!   returned as the provider gave it.
@@ -968,7 +969,10 @@ impl<S: Storage, B: Billing> Engine<S, B> {
 
     /// Moves the customer's clock to `to`: every transition due at or before it applies
     /// (SPEC.md §5), each invoice they issue is billed, and the state is saved if anything
-    /// happened. Answers the transitions in time order.
+    /// happened. Answers the transitions in time order. When a start or a trial's end due
+    /// by then depends on a payment method the customer has none of on record, the
+    /// provider is asked for one first
+    /// ([`tollgate_core::lifecycle::depends_on_payment_method`]).
     ///
     /// # Errors
     /// `CustomerNotFound`, every error of [`tollgate_core::lifecycle::advance`], billing and
@@ -1111,14 +1115,15 @@ impl<S: Storage, B: Billing> Engine<S, B> {
     /// applies, in time order), with the transitions that brought it there. An operation
     /// decides on this state, never on the one stored, so that it neither decides on a
     /// period that has ended nor leaves the transitions before it to be applied after it.
-    /// When the operation may charge, the provider is asked for a payment method first.
+    /// When the operation may charge, or a transition due by `now` depends on a payment
+    /// method (a start, a trial's end), the provider is asked for one first.
     async fn bring_to(
         &self,
         mut state: CustomerState,
         now: DateTime<Utc>,
         may_charge: bool,
     ) -> Result<(CustomerState, Vec<Event>), Error> {
-        if may_charge {
+        if may_charge || tollgate_core::lifecycle::depends_on_payment_method(&state, now) {
             self.refresh_payment_method(&mut state).await?;
         }
         Ok(tollgate_core::lifecycle::advance(

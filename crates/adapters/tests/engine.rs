@@ -33,6 +33,7 @@ use tollgate_core::customer::CustomerState;
 use tollgate_core::id::{CustomerId, SubscriptionId};
 use tollgate_core::invoice::{Invoice, InvoiceReason};
 use tollgate_core::journey::{CustomerFields, ProvisionCustomerRequest};
+use tollgate_core::lifecycle::EventKind;
 use tollgate_core::provision::{CheckoutRequest, Effects, ProvisionRequest, ProvisionStatus};
 use tollgate_core::settings::Settings;
 use tollgate_core::subscription::SubscriptionStatus;
@@ -1194,6 +1195,84 @@ fn a_replay_at_a_later_instant_answers_the_first_result_and_moves_no_clock() {
     assert_eq!(replay, first);
     assert_eq!(stored(&engine, "c1").unwrap().version, version);
     assert_eq!(engine.billing().charged().len(), charged);
+}
+
+// ---- the clock asks for a payment method ----
+
+/// An engine whose customer `c1` had no payment method when it provisioned `input` on
+/// January 1, and has added one at the provider since.
+fn payment_method_added_after(input: Value) -> MemoryEngine {
+    let engine = engine();
+    let start = t("2025-01-01T00:00:00Z");
+    block_on(engine.provision_customer(&customer_request("c1", false), start, None)).unwrap();
+    block_on(engine.provision_subscription(&request("c1", input), start, None)).unwrap();
+    engine
+        .billing()
+        .set_payment_method(&CustomerId::new("c1"), true);
+    engine
+}
+
+#[test]
+fn a_trial_converts_when_the_provider_has_a_payment_method_by_its_end() {
+    let engine = payment_method_added_after(
+        json!({"planId": "basic", "billingPeriod": "MONTHLY", "subscriptionId": "s1"}),
+    );
+    let events =
+        block_on(engine.advance(&CustomerId::new("c1"), t("2025-01-20T00:00:00Z"))).unwrap();
+    let kinds: Vec<EventKind> = events.iter().map(|e| e.kind).collect();
+    assert!(kinds.contains(&EventKind::TrialConverted), "{kinds:?}");
+    assert!(!kinds.contains(&EventKind::TrialExpired), "{kinds:?}");
+    let state = stored(&engine, "c1").unwrap().state;
+    assert!(state.customer.has_payment_method);
+    assert!(
+        state
+            .subscriptions
+            .iter()
+            .any(|s| s.status == SubscriptionStatus::Active && s.config.plan.as_str() == "basic")
+    );
+    let charged = engine.billing().charged();
+    assert_eq!(charged.len(), 1);
+    assert_eq!(charged[0].issued_at, t("2025-01-15T00:00:00Z"));
+}
+
+#[test]
+fn a_waiting_subscription_starts_paid_when_the_provider_has_a_payment_method() {
+    let engine = payment_method_added_after(json!({
+        "planId": "basic", "billingPeriod": "MONTHLY", "skipTrial": true,
+        "startDate": "2025-02-01T00:00:00Z", "subscriptionId": "s1"
+    }));
+    let events =
+        block_on(engine.advance(&CustomerId::new("c1"), t("2025-02-02T00:00:00Z"))).unwrap();
+    assert!(
+        events
+            .iter()
+            .any(|e| e.kind == EventKind::SubscriptionStarted)
+    );
+    let state = stored(&engine, "c1").unwrap().state;
+    assert_eq!(
+        state.subscription("s1").unwrap().status,
+        SubscriptionStatus::Active
+    );
+    let charged = engine.billing().charged();
+    assert_eq!(charged.len(), 1);
+    assert_eq!(charged[0].reason, InvoiceReason::SubscriptionCreation);
+}
+
+#[test]
+fn the_clock_does_not_ask_for_a_payment_method_when_nothing_due_needs_one() {
+    let engine = subscribed_since_january();
+    let asked = |engine: &MemoryEngine| {
+        engine
+            .billing()
+            .calls()
+            .iter()
+            .filter(|c| matches!(c.call, BillingCall::HasPaymentMethod(_)))
+            .count()
+    };
+    let before = asked(&engine);
+    // A renewal charges the payment method on file; it does not depend on having one.
+    block_on(engine.advance(&CustomerId::new("c1"), t("2025-02-02T00:00:00Z"))).unwrap();
+    assert_eq!(asked(&engine), before);
 }
 
 // ---- many threads ----
