@@ -17,7 +17,10 @@
 //!   returned as the provider gave it.
 //! - A promotion code's redemption is counted by the save itself, conditionally: when
 //!   another customer's operation took the code's last redemption since the decision,
-//!   nothing is saved and the answer is `PromotionCodeMaxRedemptionsReached`. A plan
+//!   nothing is saved and the answer is `PromotionCodeMaxRedemptionsReached`. The codes
+//!   counted are exactly those core's decisions say their requests redeemed
+//!   ([`tollgate_core::provision::Effects::redeemed_code`]), never guessed from the
+//!   coupons the saved subscriptions carry. A plan
 //!   change scheduled for later counts its code when it is scheduled; when it is dropped
 //!   before it applies (canceled, replaced, or its subscription ended first), the save
 //!   that drops it gives the redemption back
@@ -280,7 +283,7 @@ impl Attempt {
     ) -> Self {
         decision.apply(&mut state, now);
         let effects = decision.effects.clone();
-        let redeemed = redeemed_codes(&effects, now);
+        let redeemed = effects.redeemed_code.iter().cloned().collect();
         Self {
             state,
             checkout: decision.checkout.clone(),
@@ -303,19 +306,6 @@ impl Attempt {
             }),
         }
     }
-}
-
-/// Promotion codes redeemed by `effects` at `now`: those of coupons first applied now (a
-/// coupon carried over from a replaced subscription keeps its first redemption).
-fn redeemed_codes(effects: &Effects, now: DateTime<Utc>) -> Vec<String> {
-    effects
-        .create
-        .iter()
-        .chain(effects.replace.iter())
-        .filter_map(|s| s.coupon.as_ref())
-        .filter(|c| c.redeemed_at == now)
-        .filter_map(|c| c.promotion_code.clone())
-        .collect()
 }
 
 /// The billing of the clock's `events`: each issued invoice, charged on its own.
