@@ -501,9 +501,10 @@ impl<S: Storage, B: Billing> Engine<S, B> {
 
     /// `updateCustomer` at `now`: sets the given fields and, when the customer then has a
     /// payment method and a `PAYMENT_PENDING` subscription, collects the pending payments
-    /// ([`tollgate_core::lifecycle::collect_pending_payments`]): the clock moves to `now`,
-    /// each pending subscription still in its first period becomes active, and every
-    /// invoice issued is billed, as [`Engine::advance`] bills.
+    /// ([`tollgate_core::lifecycle::collect_pending_payments`]): each pending subscription
+    /// still in its first period becomes active, and every invoice issued is billed, as
+    /// [`Engine::advance`] bills. Like every operation, it decides on the state at `now`:
+    /// what fell due before then was decided without the new payment method.
     ///
     /// # Errors
     /// `CustomerNotFound`, `CustomerIsArchived`, the field errors of
@@ -526,8 +527,8 @@ impl<S: Storage, B: Billing> Engine<S, B> {
                 let mut state = existing(state, customer)?;
                 state.ensure_active()?;
                 state.customer = tollgate_core::journey::update_customer(&state.customer, fields)?;
-                // Only a pending subscription is worth moving the clock for: an update of
-                // other fields leaves renewals to the clock.
+                // The state is at `now` already; only a pending subscription has anything
+                // for the new payment method to collect.
                 let pending = state
                     .subscriptions
                     .iter()
