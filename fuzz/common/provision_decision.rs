@@ -15,7 +15,7 @@ use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
 use std::fmt::Debug;
 use tollgate_core::cancellation::{archive_customer, cancel_subscription};
-use tollgate_core::coupon::Redemptions;
+use tollgate_core::coupon::{Redemptions, held_codes, scheduled_redemptions};
 use tollgate_core::customer::{Customer, CustomerState};
 use tollgate_core::estimate::{Estimate, estimate_subscription, estimate_subscription_update};
 use tollgate_core::id::{CountryCode, CustomerId};
@@ -186,10 +186,22 @@ fn applied(
     if let Some(invoice) = &decision.effects.invoice {
         checks::invoice(invoice, context);
     }
-    if let Some(code) = &decision.effects.redeemed_code {
+    let held = held_codes(state);
+    decision.apply(state, now);
+    // Counted as a host counts: the code the request redeemed, and the codes scheduled
+    // changes took or gave back.
+    let scheduled = scheduled_redemptions(&held, state);
+    for code in &scheduled.released {
+        redemptions.release(code);
+    }
+    for code in decision
+        .effects
+        .redeemed_code
+        .iter()
+        .chain(&scheduled.redeemed)
+    {
         redemptions.record(code);
     }
-    decision.apply(state, now);
 }
 
 /// Plays the input's steps.

@@ -7,11 +7,20 @@
 //!   result without deciding or billing again; the same key for a different operation is
 //!   `IdempotencyKeyReused`. Only operations that went through are recorded, so a retry
 //!   after a failure runs again.
+//! - Every changing operation decides on the customer's state at its `now`: in the same
+//!   attempt, the clock first applies every transition due by then (SPEC.md §5, in time
+//!   order), and each invoice it issues is billed before the operation's own billing, as
+//!   [`Engine::advance`] bills it. The provider is asked for a payment method first when
+//!   the operation may charge or a transition due by then depends on one. Reads ([`Engine::customer_state_at`], the estimates)
+//!   see the same state without saving it.
 //! - Billing is called before the save. When it fails nothing is saved and its error is
 //!   returned as the provider gave it.
 //! - A promotion code's redemption is counted by the save itself, conditionally: when
 //!   another customer's operation took the code's last redemption since the decision,
-//!   nothing is saved and the answer is `PromotionCodeMaxRedemptionsReached`. A plan
+//!   nothing is saved and the answer is `PromotionCodeMaxRedemptionsReached`. The codes
+//!   counted are exactly those core's decisions say their requests redeemed
+//!   ([`tollgate_core::provision::Effects::redeemed_code`]), never guessed from the
+//!   coupons the saved subscriptions carry. A plan
 //!   change scheduled for later counts its code when it is scheduled; when it is dropped
 //!   before it applies (canceled, replaced, or its subscription ended first), the save
 //!   that drops it gives the redemption back
@@ -274,7 +283,7 @@ impl Attempt {
     ) -> Self {
         decision.apply(&mut state, now);
         let effects = decision.effects.clone();
-        let redeemed = redeemed_codes(&effects, now);
+        let redeemed = effects.redeemed_code.iter().cloned().collect();
         Self {
             state,
             checkout: decision.checkout.clone(),
@@ -297,19 +306,6 @@ impl Attempt {
             }),
         }
     }
-}
-
-/// Promotion codes redeemed by `effects` at `now`: those of coupons first applied now (a
-/// coupon carried over from a replaced subscription keeps its first redemption).
-fn redeemed_codes(effects: &Effects, now: DateTime<Utc>) -> Vec<String> {
-    effects
-        .create
-        .iter()
-        .chain(effects.replace.iter())
-        .filter_map(|s| s.coupon.as_ref())
-        .filter(|c| c.redeemed_at == now)
-        .filter_map(|c| c.promotion_code.clone())
-        .collect()
 }
 
 /// The billing of the clock's `events`: each issued invoice, charged on its own.
@@ -430,6 +426,24 @@ impl<S: Storage, B: Billing> Engine<S, B> {
         existing(stored.map(|s| s.state), customer)
     }
 
+    /// The customer's state as the clock has it at `now`: the stored state with every
+    /// transition due by then applied (SPEC.md §5), as a changing operation at `now` would
+    /// decide on it. Nothing is saved or billed: reads (entitlements, estimates) answer for
+    /// `now` even when no operation has moved the clock since.
+    ///
+    /// # Errors
+    /// `CustomerNotFound`, every error of [`tollgate_core::lifecycle::advance`], storage
+    /// failures.
+    pub async fn customer_state_at(
+        &self,
+        customer: &CustomerId,
+        now: DateTime<Utc>,
+    ) -> Result<CustomerState, Error> {
+        let state = self.customer_state(customer).await?;
+        let (state, _) = self.bring_to(state, now, false).await?;
+        Ok(state)
+    }
+
     /// `provisionCustomer`: creates (or updates) the customer and provisions its first
     /// subscription as the product's journey says.
     ///
@@ -444,7 +458,7 @@ impl<S: Storage, B: Billing> Engine<S, B> {
     ) -> Result<CustomerProvisioned, Error> {
         let operation = Operation::ProvisionCustomer(request.clone());
         let outcome = self
-            .write(operation, key, |state, redemptions| {
+            .write(operation, key, now, |state, redemptions, _| {
                 let decision = tollgate_core::journey::provision_customer(
                     &self.catalog,
                     state.as_ref(),
@@ -487,9 +501,10 @@ impl<S: Storage, B: Billing> Engine<S, B> {
 
     /// `updateCustomer` at `now`: sets the given fields and, when the customer then has a
     /// payment method and a `PAYMENT_PENDING` subscription, collects the pending payments
-    /// ([`tollgate_core::lifecycle::collect_pending_payments`]): the clock moves to `now`,
-    /// each pending subscription still in its first period becomes active, and every
-    /// invoice issued is billed, as [`Engine::advance`] bills.
+    /// ([`tollgate_core::lifecycle::collect_pending_payments`]): each pending subscription
+    /// still in its first period becomes active, and every invoice issued is billed, as
+    /// [`Engine::advance`] bills. Like every operation, it decides on the state at `now`:
+    /// what fell due before then was decided without the new payment method.
     ///
     /// # Errors
     /// `CustomerNotFound`, `CustomerIsArchived`, the field errors of
@@ -508,12 +523,12 @@ impl<S: Storage, B: Billing> Engine<S, B> {
             fields: fields.clone(),
         };
         let outcome = self
-            .write(operation, key, |state, _| {
+            .write(operation, key, now, |state, _, _| {
                 let mut state = existing(state, customer)?;
                 state.ensure_active()?;
                 state.customer = tollgate_core::journey::update_customer(&state.customer, fields)?;
-                // Only a pending subscription is worth moving the clock for: an update of
-                // other fields leaves renewals to the clock.
+                // The state is at `now` already; only a pending subscription has anything
+                // for the new payment method to collect.
                 let pending = state
                     .subscriptions
                     .iter()
@@ -587,7 +602,7 @@ impl<S: Storage, B: Billing> Engine<S, B> {
             subscription: subscription.clone(),
         };
         let outcome = self
-            .write(operation, key, |state, redemptions| {
+            .write(operation, key, now, |state, redemptions, _| {
                 let state = existing(state, customer)?;
                 let completion = tollgate_core::provision::complete_checkout(
                     &self.catalog,
@@ -633,7 +648,7 @@ impl<S: Storage, B: Billing> Engine<S, B> {
             request: request.clone(),
         };
         let outcome = self
-            .write(operation, key, |state, _| {
+            .write(operation, key, now, |state, _, _| {
                 let state = existing(state, customer)?;
                 let decision = tollgate_core::cancellation::cancel_subscription(
                     &self.catalog,
@@ -678,7 +693,7 @@ impl<S: Storage, B: Billing> Engine<S, B> {
     {
         let customer = operation.customer().clone();
         let outcome = self
-            .write(operation, key, |state, redemptions| {
+            .write(operation, key, now, |state, redemptions, _| {
                 let state = existing(state, &customer)?;
                 let decision = decide(&state, redemptions)?;
                 Ok(Attempt::provisioning(state, decision, now, |_, p| {
@@ -810,7 +825,7 @@ impl<S: Storage, B: Billing> Engine<S, B> {
             customer: customer.clone(),
         };
         let outcome = self
-            .write(operation, key, |state, _| {
+            .write(operation, key, now, |state, _, _| {
                 let state = existing(state, customer)?;
                 let decision = tollgate_core::cancellation::archive_customer(
                     &self.catalog,
@@ -848,7 +863,7 @@ impl<S: Storage, B: Billing> Engine<S, B> {
     ) -> Result<UsageReport, Error> {
         let operation = Operation::ReportUsage(request.clone());
         let outcome = self
-            .write(operation, key, |state, _| {
+            .write(operation, key, now, |state, _, _| {
                 let mut state = existing(state, &request.customer_id)?;
                 let report =
                     tollgate_core::usage::report_usage(&self.catalog, &mut state, request, now)?;
@@ -876,7 +891,7 @@ impl<S: Storage, B: Billing> Engine<S, B> {
     ) -> Result<PromotionalGrant, Error> {
         let operation = Operation::GrantPromotionalEntitlement(request.clone());
         let outcome = self
-            .write(operation, key, |state, _| {
+            .write(operation, key, now, |state, _, _| {
                 let mut state = existing(state, &request.customer_id)?;
                 let grant = tollgate_core::entitlement::grant_promotional_entitlement(
                     &self.catalog,
@@ -893,18 +908,19 @@ impl<S: Storage, B: Billing> Engine<S, B> {
         }
     }
 
-    /// `estimateSubscription`: what provisioning `request` would charge, without applying
-    /// or billing anything.
+    /// `estimateSubscription`: what provisioning `request` would charge at `now`, decided on
+    /// the state at `now` ([`Engine::customer_state_at`]), without applying, saving or
+    /// billing anything.
     ///
     /// # Errors
-    /// `CustomerNotFound`, every error of [`tollgate_core::estimate::estimate_subscription`],
-    /// storage failures.
+    /// `CustomerNotFound`, every error of [`tollgate_core::estimate::estimate_subscription`]
+    /// and of [`tollgate_core::lifecycle::advance`], storage failures.
     pub async fn estimate_subscription(
         &self,
         request: &ProvisionRequest,
         now: DateTime<Utc>,
     ) -> Result<Estimate, Error> {
-        let state = self.customer_state(&request.customer_id).await?;
+        let state = self.customer_state_at(&request.customer_id, now).await?;
         let redemptions = self.storage.redemptions().await?;
         Ok(tollgate_core::estimate::estimate_subscription(
             &self.catalog,
@@ -916,19 +932,21 @@ impl<S: Storage, B: Billing> Engine<S, B> {
         )?)
     }
 
-    /// `estimateSubscriptionUpdate`: what `request` would charge, without applying or
-    /// billing anything.
+    /// `estimateSubscriptionUpdate`: what `request` would charge at `now`, decided on the
+    /// state at `now` ([`Engine::customer_state_at`]), without applying, saving or billing
+    /// anything.
     ///
     /// # Errors
     /// `CustomerNotFound`, every error of
-    /// [`tollgate_core::estimate::estimate_subscription_update`], storage failures.
+    /// [`tollgate_core::estimate::estimate_subscription_update`] and of
+    /// [`tollgate_core::lifecycle::advance`], storage failures.
     pub async fn estimate_subscription_update(
         &self,
         customer: &CustomerId,
         request: &UpdateRequest,
         now: DateTime<Utc>,
     ) -> Result<Estimate, Error> {
-        let state = self.customer_state(customer).await?;
+        let state = self.customer_state_at(customer, now).await?;
         let redemptions = self.storage.redemptions().await?;
         Ok(tollgate_core::estimate::estimate_subscription_update(
             &self.catalog,
@@ -942,7 +960,10 @@ impl<S: Storage, B: Billing> Engine<S, B> {
 
     /// Moves the customer's clock to `to`: every transition due at or before it applies
     /// (SPEC.md §5), each invoice they issue is billed, and the state is saved if anything
-    /// happened. Answers the transitions in time order.
+    /// happened. Answers the transitions in time order. When a start or a trial's end due
+    /// by then depends on a payment method the customer has none of on record, the
+    /// provider is asked for one first
+    /// ([`tollgate_core::lifecycle::depends_on_payment_method`]).
     ///
     /// # Errors
     /// `CustomerNotFound`, every error of [`tollgate_core::lifecycle::advance`], billing and
@@ -963,15 +984,10 @@ impl<S: Storage, B: Billing> Engine<S, B> {
             to,
         };
         let outcome = self
-            .write(operation, None, |state, _| {
+            .write(operation, None, to, |state, _, clocked| {
                 let state = existing(state, customer)?;
-                let (state, events) =
-                    tollgate_core::lifecycle::advance(&self.catalog, &state, to, &self.settings)?;
-                let billed = invoices_of(&events);
-                Ok(Attempt {
-                    billed,
-                    ..Attempt::stored(state, move |_| Outcome::Advanced(events))
-                })
+                let events = clocked.to_vec();
+                Ok(Attempt::stored(state, move |_| Outcome::Advanced(events)))
             })
             .await?;
         match outcome {
@@ -986,10 +1002,13 @@ impl<S: Storage, B: Billing> Engine<S, B> {
         &self,
         operation: Operation,
         key: Option<&IdempotencyKey>,
+        now: DateTime<Utc>,
         decide: F,
     ) -> Result<Outcome, Error>
     where
-        F: Fn(Option<CustomerState>, &Redemptions) -> Result<Attempt, Error> + Send + Sync,
+        F: Fn(Option<CustomerState>, &Redemptions, &[Event]) -> Result<Attempt, Error>
+            + Send
+            + Sync,
     {
         let customer = operation.customer().clone();
         let _held = self.locks.lock(&customer).await;
@@ -1005,19 +1024,30 @@ impl<S: Storage, B: Billing> Engine<S, B> {
             }
             let loaded = self.storage.load(&customer).await?;
             let expected = loaded.as_ref().map(|s| s.version);
-            let mut state = loaded.map(|s| s.state);
-            let held = state.as_ref().map(held_codes).unwrap_or_default();
-            if let Some(state) = state.as_mut().filter(|_| operation.may_charge()) {
-                self.refresh_payment_method(state).await?;
-            }
+            let held = loaded
+                .as_ref()
+                .map(|s| held_codes(&s.state))
+                .unwrap_or_default();
+            let (state, clocked) = match loaded {
+                Some(stored) => {
+                    let (state, events) = self
+                        .bring_to(stored.state, now, operation.may_charge())
+                        .await?;
+                    (Some(state), events)
+                }
+                None => (None, Vec::new()),
+            };
             let redemptions = self.storage.redemptions().await?;
             let Attempt {
                 state,
-                billed,
+                billed: decided,
                 checkout,
                 mut redeemed,
                 finish,
-            } = decide(state, &redemptions)?;
+            } = decide(state, &redemptions, &clocked)?;
+            // What the clock issued on the way to `now` is billed first, as `advance` bills it.
+            let mut billed = invoices_of(&clocked);
+            billed.extend(decided);
             let scheduled = scheduled_redemptions(&held, &state);
             redeemed.extend(scheduled.redeemed);
             let mut applied = Vec::new();
@@ -1070,6 +1100,29 @@ impl<S: Storage, B: Billing> Engine<S, B> {
                 self.max_attempts
             ),
         ))
+    }
+
+    /// `state` as the clock has it at `now` (SPEC.md §5: every transition due by then
+    /// applies, in time order), with the transitions that brought it there. An operation
+    /// decides on this state, never on the one stored, so that it neither decides on a
+    /// period that has ended nor leaves the transitions before it to be applied after it.
+    /// When the operation may charge, or a transition due by `now` depends on a payment
+    /// method (a start, a trial's end), the provider is asked for one first.
+    async fn bring_to(
+        &self,
+        mut state: CustomerState,
+        now: DateTime<Utc>,
+        may_charge: bool,
+    ) -> Result<(CustomerState, Vec<Event>), Error> {
+        if may_charge || tollgate_core::lifecycle::depends_on_payment_method(&state, now) {
+            self.refresh_payment_method(&mut state).await?;
+        }
+        Ok(tollgate_core::lifecycle::advance(
+            &self.catalog,
+            &state,
+            now,
+            &self.settings,
+        )?)
     }
 
     /// Asks the provider whether a customer without a payment method has one by now.

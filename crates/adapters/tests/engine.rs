@@ -11,6 +11,7 @@
 
 use chrono::{DateTime, TimeDelta, Utc};
 use pollster::block_on;
+use rust_decimal::Decimal;
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
@@ -25,13 +26,18 @@ use tollgate_adapters::{
     Billing, CheckoutId, Code, Commit, Engine, Error, IdempotencyKey, MemoryStorage, Recorded,
     Saved, ScriptedBilling, Storage, Stored,
 };
+use tollgate_core::cancellation::CancelRequest;
+use tollgate_core::change::ChangeType;
 use tollgate_core::coupon::Redemptions;
 use tollgate_core::customer::CustomerState;
 use tollgate_core::id::{CustomerId, SubscriptionId};
+use tollgate_core::invoice::{Invoice, InvoiceReason};
 use tollgate_core::journey::{CustomerFields, ProvisionCustomerRequest};
+use tollgate_core::lifecycle::EventKind;
 use tollgate_core::provision::{CheckoutRequest, Effects, ProvisionRequest, ProvisionStatus};
 use tollgate_core::settings::Settings;
 use tollgate_core::subscription::SubscriptionStatus;
+use tollgate_core::update::UpdateRequest;
 use tollgate_core::{Catalog, ErrorCode};
 
 const CATALOG: &str = r#"{
@@ -1033,6 +1039,240 @@ fn a_promotion_code_at_its_maximum_is_refused_to_the_later_of_two_customers() {
     // Decided again, c1's request meets the count and core refuses it the same way.
     let again = block_on(engine.provision_subscription(&first_request, now, None)).unwrap_err();
     assert_eq!(again.code(), error.code());
+}
+
+// ---- the clock before every operation ----
+
+/// A catalog with seats, for updates in place.
+const SEATS_CATALOG: &str = r#"{
+  "features": [{"id": "seats", "type": "NUMBER", "meter": "FLUCTUATING"}],
+  "products": [{"id": "app"}],
+  "plans": [
+    {"id": "team", "productId": "app", "version": 1, "pricingType": "PAID",
+     "prices": [{"billingPeriod": "MONTHLY", "model": "FLAT_FEE", "amount": 10, "currency": "USD"},
+                {"billingPeriod": "MONTHLY", "model": "PER_UNIT", "featureId": "seats", "unitPrice": 5, "currency": "USD"}]}
+  ]
+}"#;
+
+/// An engine whose customer `c1` has paid for subscription `s1` (plan `team`, 1 seat) since
+/// January 1; no operation has moved the clock since.
+fn subscribed_since_january() -> MemoryEngine {
+    let engine = Engine::new(
+        Catalog::from_json(SEATS_CATALOG.as_bytes()).unwrap(),
+        Settings::default(),
+        MemoryStorage::new(),
+        ScriptedBilling::new(),
+    );
+    let start = t("2025-01-01T00:00:00Z");
+    engine
+        .billing()
+        .set_payment_method(&CustomerId::new("c1"), true);
+    block_on(engine.provision_customer(&customer_request("c1", true), start, None)).unwrap();
+    let paid = request(
+        "c1",
+        json!({"planId": "team", "billingPeriod": "MONTHLY", "unitQuantity": 1,
+               "subscriptionId": "s1"}),
+    );
+    block_on(engine.provision_subscription(&paid, start, None)).unwrap();
+    engine
+}
+
+/// The stored invoices as (reason, issued at), and whether the provider charged exactly them.
+fn invoices_billed(engine: &MemoryEngine) -> Vec<(InvoiceReason, DateTime<Utc>)> {
+    let state = stored(engine, "c1").unwrap().state;
+    let ids = |invoices: &[Invoice]| invoices.iter().map(|i| i.id.clone()).collect::<Vec<_>>();
+    assert_eq!(
+        ids(&engine.billing().charged()),
+        ids(&state.invoices),
+        "every invoice saved is charged once, in order"
+    );
+    state
+        .invoices
+        .iter()
+        .map(|i| (i.reason, i.issued_at))
+        .collect()
+}
+
+#[test]
+fn a_cancellation_first_bills_the_renewal_due_before_it_and_answers_its_own_invoice() {
+    let engine = subscribed_since_january();
+    let cancel: CancelRequest =
+        serde_json::from_value(json!({"subscriptionId": "s1", "cancellationTime": "IMMEDIATE"}))
+            .unwrap();
+    let now = t("2025-02-15T00:00:00Z");
+    let canceled =
+        block_on(engine.cancel_subscription(&CustomerId::new("c1"), &cancel, now, None)).unwrap();
+    let invoice = canceled.invoice.unwrap();
+    assert_eq!(invoice.reason, InvoiceReason::Cancellation);
+    assert_eq!(invoice.issued_at, now);
+    assert_eq!(
+        invoices_billed(&engine),
+        vec![
+            (
+                InvoiceReason::SubscriptionCreation,
+                t("2025-01-01T00:00:00Z")
+            ),
+            (InvoiceReason::BillingCycle, t("2025-02-01T00:00:00Z")),
+            (InvoiceReason::Cancellation, now),
+        ]
+    );
+    // The credit is for the unused half of February, which was charged: (10 + 5) × 14/28.
+    assert_eq!(invoice.credit_issued, Decimal::new(75, 1));
+}
+
+#[test]
+fn an_update_first_invoices_the_period_that_renewed_before_it() {
+    let engine = subscribed_since_january();
+    let more: UpdateRequest =
+        serde_json::from_value(json!({"subscriptionId": "s1", "unitQuantity": 3})).unwrap();
+    let now = t("2025-02-15T00:00:00Z");
+    let updated =
+        block_on(engine.update_subscription(&CustomerId::new("c1"), &more, now, None)).unwrap();
+    assert_eq!(updated.decision.change_type, ChangeType::Upgrade);
+    let invoice = updated.decision.effects.invoice.unwrap();
+    assert_eq!(invoice.reason, InvoiceReason::SubscriptionUpdate);
+    // Two more seats for the second half of February: 2 × 5 × 14/28.
+    assert_eq!(invoice.total, Decimal::from(5));
+    assert_eq!(
+        invoices_billed(&engine),
+        vec![
+            (
+                InvoiceReason::SubscriptionCreation,
+                t("2025-01-01T00:00:00Z")
+            ),
+            (InvoiceReason::BillingCycle, t("2025-02-01T00:00:00Z")),
+            (InvoiceReason::SubscriptionUpdate, now),
+        ]
+    );
+    let sub = updated.subscription.unwrap();
+    assert_eq!(sub.current_period.unwrap().start, t("2025-02-01T00:00:00Z"));
+}
+
+#[test]
+fn reads_answer_for_their_instant_without_saving() {
+    let engine = subscribed_since_january();
+    let customer = CustomerId::new("c1");
+    let now = t("2025-02-15T00:00:00Z");
+    let version = stored(&engine, "c1").unwrap().version;
+    let state = block_on(engine.customer_state_at(&customer, now)).unwrap();
+    let period = state.subscriptions[0].current_period.unwrap();
+    assert_eq!(period.start, t("2025-02-01T00:00:00Z"));
+    let more: UpdateRequest =
+        serde_json::from_value(json!({"subscriptionId": "s1", "unitQuantity": 3})).unwrap();
+    let estimate = block_on(engine.estimate_subscription_update(&customer, &more, now)).unwrap();
+    assert_eq!(
+        estimate.billing_period_range.unwrap().end,
+        t("2025-03-01T00:00:00Z")
+    );
+    assert_eq!(estimate.proration.unwrap().net_amount, Decimal::from(5));
+    // Nothing was saved or billed by the reads.
+    assert_eq!(stored(&engine, "c1").unwrap().version, version);
+    assert_eq!(engine.billing().charged().len(), 1);
+}
+
+#[test]
+fn a_replay_at_a_later_instant_answers_the_first_result_and_moves_no_clock() {
+    let engine = subscribed_since_january();
+    let customer = CustomerId::new("c1");
+    let more: UpdateRequest =
+        serde_json::from_value(json!({"subscriptionId": "s1", "unitQuantity": 3})).unwrap();
+    let first = block_on(engine.update_subscription(
+        &customer,
+        &more,
+        t("2025-01-10T00:00:00Z"),
+        Some(&key("more")),
+    ))
+    .unwrap();
+    let version = stored(&engine, "c1").unwrap().version;
+    let charged = engine.billing().charged().len();
+    let replay = block_on(engine.update_subscription(
+        &customer,
+        &more,
+        t("2025-02-15T00:00:00Z"),
+        Some(&key("more")),
+    ))
+    .unwrap();
+    assert_eq!(replay, first);
+    assert_eq!(stored(&engine, "c1").unwrap().version, version);
+    assert_eq!(engine.billing().charged().len(), charged);
+}
+
+// ---- the clock asks for a payment method ----
+
+/// An engine whose customer `c1` had no payment method when it provisioned `input` on
+/// January 1, and has added one at the provider since.
+fn payment_method_added_after(input: Value) -> MemoryEngine {
+    let engine = engine();
+    let start = t("2025-01-01T00:00:00Z");
+    block_on(engine.provision_customer(&customer_request("c1", false), start, None)).unwrap();
+    block_on(engine.provision_subscription(&request("c1", input), start, None)).unwrap();
+    engine
+        .billing()
+        .set_payment_method(&CustomerId::new("c1"), true);
+    engine
+}
+
+#[test]
+fn a_trial_converts_when_the_provider_has_a_payment_method_by_its_end() {
+    let engine = payment_method_added_after(
+        json!({"planId": "basic", "billingPeriod": "MONTHLY", "subscriptionId": "s1"}),
+    );
+    let events =
+        block_on(engine.advance(&CustomerId::new("c1"), t("2025-01-20T00:00:00Z"))).unwrap();
+    let kinds: Vec<EventKind> = events.iter().map(|e| e.kind).collect();
+    assert!(kinds.contains(&EventKind::TrialConverted), "{kinds:?}");
+    assert!(!kinds.contains(&EventKind::TrialExpired), "{kinds:?}");
+    let state = stored(&engine, "c1").unwrap().state;
+    assert!(state.customer.has_payment_method);
+    assert!(
+        state
+            .subscriptions
+            .iter()
+            .any(|s| s.status == SubscriptionStatus::Active && s.config.plan.as_str() == "basic")
+    );
+    let charged = engine.billing().charged();
+    assert_eq!(charged.len(), 1);
+    assert_eq!(charged[0].issued_at, t("2025-01-15T00:00:00Z"));
+}
+
+#[test]
+fn a_waiting_subscription_starts_paid_when_the_provider_has_a_payment_method() {
+    let engine = payment_method_added_after(json!({
+        "planId": "basic", "billingPeriod": "MONTHLY", "skipTrial": true,
+        "startDate": "2025-02-01T00:00:00Z", "subscriptionId": "s1"
+    }));
+    let events =
+        block_on(engine.advance(&CustomerId::new("c1"), t("2025-02-02T00:00:00Z"))).unwrap();
+    assert!(
+        events
+            .iter()
+            .any(|e| e.kind == EventKind::SubscriptionStarted)
+    );
+    let state = stored(&engine, "c1").unwrap().state;
+    assert_eq!(
+        state.subscription("s1").unwrap().status,
+        SubscriptionStatus::Active
+    );
+    let charged = engine.billing().charged();
+    assert_eq!(charged.len(), 1);
+    assert_eq!(charged[0].reason, InvoiceReason::SubscriptionCreation);
+}
+
+#[test]
+fn the_clock_does_not_ask_for_a_payment_method_when_nothing_due_needs_one() {
+    let engine = subscribed_since_january();
+    let asked = |engine: &MemoryEngine| {
+        engine
+            .billing()
+            .calls()
+            .iter()
+            .filter(|c| matches!(c.call, BillingCall::HasPaymentMethod(_)))
+            .count()
+    };
+    let before = asked(&engine);
+    // A renewal charges the payment method on file; it does not depend on having one.
+    block_on(engine.advance(&CustomerId::new("c1"), t("2025-02-02T00:00:00Z"))).unwrap();
+    assert_eq!(asked(&engine), before);
 }
 
 // ---- many threads ----

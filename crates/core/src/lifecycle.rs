@@ -161,6 +161,21 @@ pub fn advance(
     ))
 }
 
+/// Whether a transition due at or before `to` goes differently when the customer has a
+/// payment method: a waiting subscription's start (a paid start collects, SPEC.md §3.P) or
+/// a trial's end (`CONVERT_TO_PAID` converts only if payment is possible), for a customer
+/// without one on record. A host that learns payment methods from its billing provider
+/// asks it before advancing when this holds, so that the clock decides on the answer.
+#[must_use]
+pub fn depends_on_payment_method(state: &CustomerState, to: DateTime<Utc>) -> bool {
+    !state.customer.has_payment_method
+        && state.subscriptions.iter().any(|sub| {
+            due_of(sub)
+                .into_iter()
+                .any(|(at, due)| at <= to && matches!(due, Due::Start | Due::TrialEnd))
+        })
+}
+
 /// The earliest transition due at or before `to`: (instant, kind, subscription position).
 fn next_due(state: &CustomerState, to: DateTime<Utc>) -> Option<(DateTime<Utc>, Due, usize)> {
     let mut best: Option<(DateTime<Utc>, Due, usize)> = None;

@@ -301,9 +301,13 @@ pub struct Effects {
     pub paid_product: Option<ProductId>,
     /// A resource the customer now has a subscription for.
     pub resource: Option<ResourceId>,
-    /// A promotion code redeemed by the decision (the host counts redemptions). A plan
-    /// change scheduled for later redeems its code now, and gives it back if it is dropped
-    /// before it applies: [`crate::coupon::scheduled_redemptions`] finds both.
+    /// The promotion code the request redeemed now (the host counts redemptions): the code
+    /// it brought, applied to a subscription it creates or changes now. Nothing else is a
+    /// redemption (FORMAT.md §6): a request without a code, an estimate, a request waiting
+    /// for its checkout (the completion redeems the code). A plan change scheduled for later
+    /// holds its code on the scheduled change instead: it counts from scheduling and is
+    /// given back if the change is dropped before it applies, which
+    /// [`crate::coupon::scheduled_redemptions`] finds from the states before and after.
     pub redeemed_code: Option<String>,
     /// Recorded usage the change resets (scope, feature): the product's usage-reset rule.
     pub usage_reset: Vec<(Option<ResourceId>, FeatureId)>,
@@ -619,6 +623,7 @@ pub(crate) fn decide(
         Stages::WithPayment => decider.payment(&mut decision)?,
         Stages::WithoutPayment => {}
     }
+    decision.effects.redeemed_code = decider.redeemed_code(&decision.effects);
     Ok(decision)
 }
 
@@ -1073,6 +1078,27 @@ impl<'a, 'c> Decider<'a, 'c> {
         scope
     }
 
+    /// The promotion code the request redeems by `effects`: the code it brought, when a
+    /// subscription it creates or changes now carries the coupon it applies. A plan change
+    /// scheduled for later holds its code instead (counted from scheduling:
+    /// [`crate::coupon::scheduled_redemptions`]); a request waiting for its checkout
+    /// redeems nothing until the completion; a request without a code redeems nothing, even
+    /// when it carries over a coupon another request redeemed.
+    fn redeemed_code(&self, effects: &Effects) -> Option<String> {
+        let applied = self.applied_coupon(self.now)?;
+        let carried = effects
+            .create
+            .iter()
+            .chain(&effects.replace)
+            .filter_map(|sub| sub.coupon.as_ref())
+            .any(|c| {
+                c.coupon == applied.coupon
+                    && c.promotion_code == applied.promotion_code
+                    && c.redeemed_at == applied.redeemed_at
+            });
+        applied.promotion_code.filter(|_| carried)
+    }
+
     /// The coupon the request applies, first redeemed at `at`.
     fn applied_coupon(&self, at: DateTime<Utc>) -> Option<AppliedCoupon> {
         self.valid
@@ -1110,11 +1136,6 @@ impl<'a, 'c> Decider<'a, 'c> {
             charge: None,
             effects: Effects {
                 resource: self.request.resource_id.clone(),
-                redeemed_code: self
-                    .valid
-                    .coupon
-                    .as_ref()
-                    .and_then(|(_, code)| code.clone()),
                 ..Effects::default()
             },
             explanation,

@@ -760,6 +760,49 @@ fn a_scheduled_plan_change_holds_its_code_until_it_applies_or_is_dropped() {
     );
 }
 
+/// A decision names the code its request redeemed (FORMAT.md §6: only a request that
+/// brings a code redeems one): the code it brought and applies now, nothing for a request
+/// without a code (even at the instant another one applied it), and nothing for a plan
+/// change scheduled for later, whose code is held by the change instead.
+#[test]
+fn a_decision_redeems_exactly_the_code_its_request_brought_and_applies_now() {
+    let (catalog, mut state) = world(pro(5));
+    let now = "2025-01-10T00:00:00Z";
+    let more = update(
+        &catalog,
+        &state,
+        now,
+        json!({"subscriptionId": "s", "billableFeatures": [{"featureId": "seats", "quantity": 6}],
+               "promotionCode": "WELCOME10"}),
+    )
+    .unwrap();
+    assert_eq!(more.effects.redeemed_code.as_deref(), Some("WELCOME10"));
+    more.apply(&mut state, t(now));
+    for input in [
+        json!({"subscriptionId": "s", "metadata": {"team": "north"}}),
+        json!({"subscriptionId": "s", "billableFeatures": [{"featureId": "seats", "quantity": 8}]}),
+    ] {
+        let decision = update(&catalog, &state, now, input).unwrap();
+        assert_eq!(decision.effects.redeemed_code, None);
+    }
+    let request: ProvisionRequest = serde_json::from_value(json!({
+        "customerId": "c1", "planId": "starter", "billingPeriod": "MONTHLY", "skipTrial": true,
+        "subscriptionId": "t", "promotionCode": "WELCOME10",
+        "scheduleStrategy": "END_OF_BILLING_PERIOD"}))
+    .unwrap();
+    let scheduled = provision(
+        &catalog,
+        &state,
+        &request,
+        &Redemptions::new(),
+        t(now),
+        &Settings::default(),
+    )
+    .unwrap();
+    assert!(scheduled.is_scheduled);
+    assert_eq!(scheduled.effects.redeemed_code, None);
+}
+
 #[test]
 fn archiving_cancels_everything_without_credit_and_refuses_later_changes() {
     let (catalog, state) = workspaces();
