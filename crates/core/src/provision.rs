@@ -221,16 +221,27 @@ pub struct Charge {
     /// the replaced subscription: billed with this charge, they are no part of its own
     /// proration.
     pub earlier_prorations: usize,
+    /// Whether the charge starts a new billing period and bills the subscription's waiting
+    /// prorations now: those earlier lines and the credits for its waiting debits never
+    /// wait again, so a debit and its credit go on this one invoice.
+    pub settles_waiting: bool,
 }
 
 impl Charge {
     /// Whether `line` waits on the subscription for its next invoice instead of being
     /// billed now: a proration of a charge whose prorations wait, or a credit for a debit
-    /// that stays waiting.
+    /// that stays waiting; never a waiting proration (or a credit for a waiting debit) that
+    /// a charge starting a new period settles.
     #[must_use]
-    pub fn waits(&self, line: &InvoiceLine) -> bool {
-        line.kind.is_proration()
-            && (self.prorations_wait || (self.pending_stays && line.credits_waiting_debit))
+    pub fn waits(&self, index: usize, line: &InvoiceLine) -> bool {
+        if !line.kind.is_proration() {
+            return false;
+        }
+        let earlier = index >= self.lines.len().saturating_sub(self.earlier_prorations);
+        if self.settles_waiting && (earlier || line.credits_waiting_debit) {
+            return false;
+        }
+        self.prorations_wait || (self.pending_stays && line.credits_waiting_debit)
     }
 
     /// Settles what this charge bills now (its lines but those that wait) on `sub`'s
@@ -246,11 +257,13 @@ impl Charge {
         sub: &mut Subscription,
         rounding: RoundingMode,
     ) -> Result<invoice::Settlement, Error> {
-        let lines: Cow<'_, [InvoiceLine]> = if self.lines.iter().any(|l| self.waits(l)) {
+        let waiting = |(i, l): &(usize, &InvoiceLine)| self.waits(*i, l);
+        let lines: Cow<'_, [InvoiceLine]> = if self.lines.iter().enumerate().any(|e| waiting(&e)) {
             self.lines
                 .iter()
-                .filter(|l| !self.waits(l))
-                .cloned()
+                .enumerate()
+                .filter(|e| !waiting(e))
+                .map(|(_, l)| l.clone())
                 .collect()
         } else {
             Cow::Borrowed(&self.lines)
@@ -268,7 +281,7 @@ impl Charge {
             },
         )?;
         // Waiting debits that came with the charge are billed now, unless they wait again.
-        let bills_waiting = !self.prorations_wait && !self.pending_stays;
+        let bills_waiting = self.settles_waiting || (!self.prorations_wait && !self.pending_stays);
         record_discount(
             sub,
             &settlement,
@@ -1395,6 +1408,7 @@ impl<'a, 'c> Decider<'a, 'c> {
                     prorations_wait: false,
                     pending_stays: false,
                     earlier_prorations: 0,
+                    settles_waiting: false,
                 });
             }
         } else {
@@ -1977,6 +1991,7 @@ impl<'a, 'c> Decider<'a, 'c> {
                     prorations_wait: behavior == ProrationBehavior::CreateProrations,
                     pending_stays: self.in_place.is_some(),
                     earlier_prorations: 0,
+                    settles_waiting: false,
                 });
                 if behavior == ProrationBehavior::CreateProrations {
                     d.explanation.push(Step::ProrationsWait);
@@ -2023,6 +2038,7 @@ impl<'a, 'c> Decider<'a, 'c> {
                             && behavior == ProrationBehavior::CreateProrations,
                         pending_stays: self.in_place.is_some(),
                         earlier_prorations: 0,
+                        settles_waiting: true,
                         proration_date: (reason == InvoiceReason::SubscriptionUpdate)
                             .then_some(now),
                     });
@@ -2030,10 +2046,12 @@ impl<'a, 'c> Decider<'a, 'c> {
             }
         }
         // Prorations the replaced subscription keeps for its next invoice are billed with
-        // the change; a subscription changed in place keeps them for its own next invoice.
+        // the change; a subscription changed in place keeps them for its own next invoice,
+        // unless the change bills a new period now: that invoice takes them.
+        let bills_pending_in_place = d.charge.as_ref().is_some_and(|c| c.settles_waiting);
         let waiting: &[InvoiceLine] = match self.in_place {
-            Some(_) => &[],
-            None => &current.pending_lines,
+            Some(_) if !bills_pending_in_place => &[],
+            _ => &current.pending_lines,
         };
         if !waiting.is_empty() {
             refuse_crossing("its waiting prorations")?;
@@ -2087,12 +2105,16 @@ impl<'a, 'c> Decider<'a, 'c> {
                         prorations_wait: false,
                         pending_stays: true,
                         earlier_prorations: 0,
+                        settles_waiting: false,
                     });
                 }
             }
             (None, _) => leftover.extend(owed),
         }
-        if !waiting.is_empty() {
+        if !waiting.is_empty() && self.in_place.is_some() {
+            // Billed with the change: the subscription keeps none waiting.
+            sub.pending_lines.clear();
+        } else if !waiting.is_empty() {
             // Billed with the change: the ended record keeps none waiting.
             let mut billed = current.clone();
             billed.pending_lines.clear();
@@ -2118,6 +2140,7 @@ impl<'a, 'c> Decider<'a, 'c> {
                 prorations_wait: false,
                 pending_stays: false,
                 earlier_prorations: 0,
+                settles_waiting: false,
             });
         }
         if self.in_place.is_some() {
@@ -2279,7 +2302,9 @@ impl<'a, 'c> Decider<'a, 'c> {
             charge
                 .lines
                 .iter()
-                .filter(|l| charge.waits(l) && !l.amount.is_zero())
+                .enumerate()
+                .filter(|(i, l)| charge.waits(*i, l) && !l.amount.is_zero())
+                .map(|(_, l)| l)
                 .cloned(),
         );
         let settlement =
