@@ -87,11 +87,8 @@ impl TrialOutcome {
         let terms = self
             .terms
             .map(|terms| {
-                terms
-                    .end
-                    .checked_add_signed(waited)
+                crate::period::within_range(terms.end.checked_add_signed(waited))
                     .map(|end| TrialTerms { end, ..terms })
-                    .ok_or_else(crate::period::out_of_range)
             })
             .transpose()?;
         Ok(Self {
