@@ -91,11 +91,10 @@ pub fn scheduled_redemptions(before: &[HeldCode], after: &CustomerState) -> Sche
     let applied = |held: &HeldCode| {
         after.subscriptions.iter().any(|sub| {
             sub.id != held.subscription
-                && sub.coupon.as_ref().is_some_and(|c| {
-                    c.coupon == held.coupon.coupon
-                        && c.promotion_code == held.coupon.promotion_code
-                        && c.redeemed_at == held.coupon.redeemed_at
-                })
+                && sub
+                    .coupon
+                    .as_ref()
+                    .is_some_and(|c| c.same_redemption(&held.coupon))
         })
     };
     let released = before

@@ -1104,11 +1104,7 @@ impl<'a, 'c> Decider<'a, 'c> {
             .iter()
             .chain(&effects.replace)
             .filter_map(|sub| sub.coupon.as_ref())
-            .any(|c| {
-                c.coupon == applied.coupon
-                    && c.promotion_code == applied.promotion_code
-                    && c.redeemed_at == applied.redeemed_at
-            });
+            .any(|c| c.same_redemption(&applied));
         applied.promotion_code.filter(|_| carried)
     }
 

@@ -258,6 +258,17 @@ pub struct AppliedCoupon {
     pub invoices_discounted: u32,
 }
 
+impl AppliedCoupon {
+    /// Whether `other` is this same redemption (coupon, code and instant), however many
+    /// invoices either has discounted since.
+    #[must_use]
+    pub fn same_redemption(&self, other: &Self) -> bool {
+        self.coupon == other.coupon
+            && self.promotion_code == other.promotion_code
+            && self.redeemed_at == other.redeemed_at
+    }
+}
+
 impl Subscription {
     /// The plan it is on.
     #[must_use]
