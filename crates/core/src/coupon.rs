@@ -251,6 +251,19 @@ pub fn check_currency(coupon: &Coupon, currency: Option<Currency>) -> Result<(),
     }
 }
 
+/// The catalog coupon of a subscription's applied coupon, with it (`None` without one, or
+/// when the catalog no longer has it).
+pub(crate) fn of_applied<'c, 'a>(
+    catalog: &'c Catalog,
+    applied: Option<&'a AppliedCoupon>,
+) -> Option<(&'c Coupon, &'a AppliedCoupon)> {
+    applied.and_then(|applied| {
+        catalog
+            .coupon(applied.coupon.as_str())
+            .map(|c| (c, applied))
+    })
+}
+
 /// Whether `applied` still covers an invoice whose billed span starts at `period_start`:
 /// `ONCE` covers the first invoice after its redemption that it discounts; `REPEATING` (n)
 /// the invoices whose span starts before redemption + n months; `FOREVER` every one.

@@ -287,11 +287,7 @@ pub fn settle(
     kept.extend(lines.iter().filter(|l| !l.amount.is_zero()).cloned());
     let mut lines = kept;
     lines.sort_by_key(|l| l.kind);
-    let coupon = sub.coupon.as_ref().and_then(|applied| {
-        catalog
-            .coupon(applied.coupon.as_str())
-            .map(|c| (c, applied))
-    });
+    let coupon = crate::coupon::of_applied(catalog, sub.coupon.as_ref());
     // A coupon is used by the first invoice it discounts: one with nothing it covers
     // (usage alone, credits alone) leaves a `ONCE` coupon for the next.
     let discount = match coupon {

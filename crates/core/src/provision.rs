@@ -1594,11 +1594,9 @@ impl<'a, 'c> Decider<'a, 'c> {
         if self.valid.coupon.is_some() {
             return Ok(());
         }
-        let Some((coupon, applied)) = current.coupon.as_ref().and_then(|applied| {
-            self.catalog
-                .coupon(applied.coupon.as_str())
-                .map(|c| (c, applied))
-        }) else {
+        let Some((coupon, applied)) =
+            crate::coupon::of_applied(self.catalog, current.coupon.as_ref())
+        else {
             return Ok(());
         };
         if !crate::coupon::covers(coupon, applied, at) {
