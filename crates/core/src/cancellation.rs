@@ -155,11 +155,12 @@ pub fn cancel_subscription(
         }
     }
     let target = pending.subscription_mut(id)?;
-    target.cancellation_date = Some(at);
-    target.pending_cancel_reason = Some(reason);
-    target.credit_on_cancel = credit;
-    target.revoke_on_cancel =
-        request.action.unwrap_or_default() == CancellationAction::RevokeEntitlements;
+    target.schedule_cancellation(
+        at,
+        reason,
+        credit,
+        request.action.unwrap_or_default() == CancellationAction::RevokeEntitlements,
+    );
     // A change scheduled before the end still happens, and the subscription it leads to
     // ends at `at` in its place; one due at or after the end would never apply.
     target.scheduled_updates.retain(|u| u.scheduled_at < at);
@@ -223,10 +224,7 @@ pub fn archive_customer(
         .iter_mut()
         .filter(|s| !s.status.is_ended())
     {
-        sub.cancellation_date = Some(now);
-        sub.pending_cancel_reason = Some(CancelReason::CustomerArchived);
-        sub.credit_on_cancel = false;
-        sub.revoke_on_cancel = true;
+        sub.schedule_cancellation(now, CancelReason::CustomerArchived, false, true);
         effects.end.push(Ending {
             subscription: sub.id.clone(),
             at: now,

@@ -698,13 +698,12 @@ impl Clock<'_> {
             || (sub.status == SubscriptionStatus::NotStarted && sub.start_date <= self.at)
     }
 
-    /// Whether the trial `sub` converts at this instant: it ends now, converting, and no
-    /// cancellation of its own due now wins over the conversion.
+    /// Whether the trial `sub` (its caller checks it is one) converts at this instant: it
+    /// ends now, converting, and no cancellation of its own due now wins over the conversion.
     fn converts_now(&self, sub: &Subscription) -> bool {
         let canceled_now = sub.pending_cancel_reason.is_some()
             && sub.cancellation_date.is_some_and(|at| at <= self.at);
-        sub.is_trial
-            && sub.status == SubscriptionStatus::InTrial
+        sub.status == SubscriptionStatus::InTrial
             && sub.trial_end == Some(self.at)
             && !canceled_now
             && self.converts(sub)

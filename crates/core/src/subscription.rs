@@ -338,6 +338,21 @@ impl Subscription {
         Ok(())
     }
 
+    /// Cancels it at `at` for `reason`: with a credit for unused time when `credit`, its
+    /// entitlements revoked at once when `revoke`.
+    pub fn schedule_cancellation(
+        &mut self,
+        at: DateTime<Utc>,
+        reason: CancelReason,
+        credit: bool,
+        revoke: bool,
+    ) {
+        self.cancellation_date = Some(at);
+        self.pending_cancel_reason = Some(reason);
+        self.credit_on_cancel = credit;
+        self.revoke_on_cancel = revoke;
+    }
+
     /// Drops a pending cancellation: it runs on.
     pub fn clear_pending_cancellation(&mut self) {
         self.cancellation_date = None;
