@@ -375,6 +375,9 @@ impl UsageLedger {
             };
             (period, usage)
         });
+        if taken.is_empty() && level.is_none() {
+            return;
+        }
         let to = self
             .unbilled
             .entry((moved.to.clone(), moved.feature.clone()))
@@ -383,10 +386,6 @@ impl UsageLedger {
             let entry = to.entry(period).or_insert(PeriodUsage { net: 0, peak: 0 });
             entry.net = entry.net.saturating_add(usage.net);
             entry.peak = entry.peak.max(usage.peak);
-        }
-        if to.is_empty() {
-            self.unbilled
-                .remove(&(moved.to.clone(), moved.feature.clone()));
         }
     }
 
