@@ -1429,7 +1429,7 @@ impl<'a, 'c> Decider<'a, 'c> {
         d.change_type = direction;
         if current.config == self.valid.config {
             d.change_type = ChangeType::None;
-            self.keep_configuration(d, current, "nothing changes");
+            self.keep_configuration(d, current, "nothing changes", true);
             return Ok(());
         }
         // A subscription waiting for payment has been charged nothing and has no billing
@@ -1501,15 +1501,18 @@ impl<'a, 'c> Decider<'a, 'c> {
         )
     }
 
-    /// `current` keeps its configuration: a request equal to it cancels a scheduled change.
+    /// `current` keeps its configuration: a request equal to it cancels a scheduled change
+    /// when `drops_scheduled` (one that names no configuration, such as a metadata-only
+    /// update, leaves it).
     fn keep_configuration(
         &self,
         d: &mut ProvisionDecision,
         current: &Subscription,
         consequence: &'static str,
+        drops_scheduled: bool,
     ) {
         d.subscription = Some(current.id.clone());
-        if current.scheduled_updates.is_empty() {
+        if !drops_scheduled || current.scheduled_updates.is_empty() {
             d.explanation.push(Step::SameConfiguration {
                 subscription: current.id.clone(),
                 consequence,
@@ -1794,15 +1797,12 @@ impl<'a, 'c> Decider<'a, 'c> {
             return Ok(());
         }
         if current.config == next.config {
-            if change.names_configuration {
-                self.keep_configuration(d, current, "nothing is prorated");
-            } else {
-                d.subscription = Some(current.id.clone());
-                d.explanation.push(Step::SameConfiguration {
-                    subscription: current.id.clone(),
-                    consequence: "nothing is prorated",
-                });
-            }
+            self.keep_configuration(
+                d,
+                current,
+                "nothing is prorated",
+                change.names_configuration,
+            );
             if next != *current {
                 d.effects.replace.push(next);
             }
