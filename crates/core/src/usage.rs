@@ -773,7 +773,8 @@ pub fn unbilled_moves(
 
 /// Checks that the invoice closing `period` of `sub` can bill the usage of `usage` (taken
 /// out of it): its usage lines, its waiting prorations and the charges of its next period
-/// add up, with the tax, to an amount a decimal holds. A report is refused when they do
+/// (priced here over `period`, which only changes the lines' spans, not their amounts) add
+/// up, with the tax, to an amount a decimal holds. A report is refused when they do
 /// not: accepted, it would stop every later step of the customer at that invoice.
 ///
 /// # Errors
