@@ -197,8 +197,17 @@ fn estimate_decision(
         }
         None => {
             let range = match (&scheduled, subject.trial_end, subject.config.billing_period) {
-                (Some((_, update)), _, Some(period)) => {
-                    Some(PeriodSeries::new(update.scheduled_at, period).nth(0)?)
+                (Some((current, update)), _, Some(period)) => {
+                    // The period the clock will bill when the change applies.
+                    let continued = crate::lifecycle::continued_period(
+                        &stored(current)?,
+                        update.scheduled_at,
+                        Some(period),
+                    )?;
+                    match continued {
+                        Some(continued) => Some(continued),
+                        None => Some(PeriodSeries::new(update.scheduled_at, period).nth(0)?),
+                    }
                 }
                 (None, Some(trial_end), Some(period)) if subject.is_trial => {
                     Some(PeriodSeries::new(trial_end, period).nth(0)?)

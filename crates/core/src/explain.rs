@@ -63,6 +63,16 @@ pub enum Step {
         /// The waiting subscription.
         subscription: SubscriptionId,
     },
+    /// The live subscription's scheduled change is due when (or after) the waiting
+    /// subscription requested replaces it: it is canceled, as it would never run.
+    ScheduledChangeSuperseded {
+        /// The live subscription.
+        subscription: SubscriptionId,
+        /// When the change was due.
+        at: DateTime<Utc>,
+        /// When the waiting subscription starts.
+        start: DateTime<Utc>,
+    },
     /// The new subscription waits for its start date.
     Waits {
         /// The new subscription.
@@ -364,6 +374,14 @@ impl fmt::Display for Step {
             } => write!(
                 f,
                 "start: `{subscription}` already has this configuration; {consequence}"
+            ),
+            Self::ScheduledChangeSuperseded {
+                subscription,
+                at,
+                start,
+            } => write!(
+                f,
+                "start: `{subscription}`'s change scheduled for `{at}` is canceled: the subscription starting at `{start}` replaces it first"
             ),
             Self::ScheduledChangeDropped { subscription } => write!(
                 f,

@@ -8,7 +8,10 @@
 //! pending payments. The end setup of a subscription ending at an instant looks ahead
 //! within it: a trial of the scope converting then, or a waiting subscription starting
 //! then, keeps the scope covered, so no free subscription is created only to be replaced
-//! at once. Advancing to `a` and then to `b` gives exactly what advancing to `b` gives.
+//! at once. Likewise a waiting non-trial subscription starting at an instant wins over a
+//! change of its scope due then: a scheduled change of the live subscription is dropped,
+//! and a trial due to convert ends without converting, so no period is charged that nobody
+//! uses. Advancing to `a` and then to `b` gives exactly what advancing to `b` gives.
 //!
 //! # Rules decided here (the documents are silent)
 //!
@@ -31,7 +34,9 @@
 //!   feature is reported as a `USAGE_RESET` event of the new subscription at the change.
 //! - A scheduled update or migration that changes the billing period starts a new period
 //!   series at the change (FORMAT.md §6), at a period end as well: it is invoiced
-//!   `BILLING_CYCLE`, like the renewal it replaces.
+//!   `BILLING_CYCLE`, like the renewal it replaces. A scheduled plan change at the period
+//!   end in the same billing period continues the old series instead (the new subscription
+//!   keeps the anchor, see [`continued_period`]), as an update there does.
 //! - Invoices that start a billing series also carry the subscription's pending
 //!   prorations (`CREATE_PRORATIONS`), as a renewal does.
 //! - A `PAYMENT_PENDING` subscription becomes `ACTIVE` through
@@ -161,6 +166,29 @@ pub fn advance(
     ))
 }
 
+/// The billing period a change scheduled on `sub` for `at` to `target`'s billing period
+/// starts with when it continues `sub`'s billing series: at `sub`'s period end, in the same
+/// billing period (the anchor stays, so a month-end anchor keeps its day). `None` when the
+/// change starts a new series at `at` (FORMAT.md §6: from a free plan, to another billing
+/// period, or before the period's end). The clock and the estimate both ask here.
+///
+/// # Errors
+/// `InvalidArgumentError` for a period past the last representable date.
+pub(crate) fn continued_period(
+    sub: &Subscription,
+    at: DateTime<Utc>,
+    target: Option<crate::period::BillingPeriod>,
+) -> Result<Option<Period>, Error> {
+    let (Some(period), Some(current)) = (target, sub.current_period) else {
+        return Ok(None);
+    };
+    if sub.config.billing_period != Some(period) || current.end != at {
+        return Ok(None);
+    }
+    let series = PeriodSeries::new(sub.billing_anchor.unwrap_or(current.start), period);
+    Ok(series.containing(at)?.filter(|p| p.start == at))
+}
+
 /// Whether a transition due at or before `to` goes differently when the customer has a
 /// payment method: a waiting subscription's start (a paid start collects, SPEC.md §3.P) or
 /// a trial's end (`CONVERT_TO_PAID` converts only if payment is possible), for a customer
@@ -271,7 +299,12 @@ pub(crate) fn collect_pending_payments_except(
         if sub.is_trial {
             clock.start_waiting_trial(index)?;
         } else {
-            clock.activate(index, Carried::default(), EventKind::SubscriptionStarted)?;
+            clock.activate(
+                index,
+                Carried::default(),
+                EventKind::SubscriptionStarted,
+                None,
+            )?;
         }
     }
     Ok((state, events))
@@ -616,13 +649,19 @@ impl Clock<'_> {
         index: usize,
         carried: Carried,
         reason: InvoiceReason,
+        continued: Option<Period>,
     ) -> Result<(), Error> {
         let at = self.at;
         let sub = self.sub(index)?.clone();
         let quote = recurring_amount(self.catalog, &sub.config)?;
-        let period = first_period(at, sub.config.billing_period)?;
+        let period = match continued {
+            Some(period) => Some(period),
+            None => first_period(at, sub.config.billing_period)?,
+        };
         let stored = self.sub_mut(index)?;
-        stored.billing_anchor = period.map(|p| p.start);
+        if continued.is_none() {
+            stored.billing_anchor = period.map(|p| p.start);
+        }
         stored.current_period = period;
         stored.charges.clear();
         let pending = std::mem::take(&mut stored.pending_lines);
@@ -666,7 +705,13 @@ impl Clock<'_> {
 
     /// Makes `index` active now, records `event`, and bills its first period with `carried`
     /// lines.
-    fn activate(&mut self, index: usize, carried: Carried, event: EventKind) -> Result<(), Error> {
+    fn activate(
+        &mut self,
+        index: usize,
+        carried: Carried,
+        event: EventKind,
+        continued: Option<Period>,
+    ) -> Result<(), Error> {
         let catalog = self.catalog;
         let stored = self.sub_mut(index)?;
         stored.status = SubscriptionStatus::Active;
@@ -679,7 +724,12 @@ impl Clock<'_> {
             self.state.paid_history.insert(product);
         }
         self.event(event, &id, None);
-        self.bill_first_period(index, carried, InvoiceReason::SubscriptionCreation)
+        self.bill_first_period(
+            index,
+            carried,
+            InvoiceReason::SubscriptionCreation,
+            continued,
+        )
     }
 
     /// Whether the trial `sub` becomes a paid subscription when it ends now.
@@ -714,13 +764,46 @@ impl Clock<'_> {
         if !self.converts(&sub) {
             return self.end(index, CancelReason::TrialEnded);
         }
+        // A subscription the customer asked to start at this very instant takes the scope:
+        // converting first would charge a period the customer never uses. The trial ends as
+        // a waiting start ends a lone trial (converted into the same plan, else replaced).
+        if let Some(starting) = self.starting_over(&sub) {
+            let reason = if starting.plan_id() == sub.plan_id() {
+                CancelReason::TrialConverted
+            } else {
+                CancelReason::UpgradeOrDowngrade
+            };
+            let alone = self.live_beside(&sub, false).is_none();
+            self.end(index, reason)?;
+            if alone {
+                self.reset_usage(&sub.config, &starting);
+            }
+            return Ok(());
+        }
         // A parallel trial replaces the paid subscription of its scope, whatever the
         // direction: its unused time is credited on the converted subscription's invoice.
         let carried = self.replace_live(&sub, false)?;
         let stored = self.sub_mut(index)?;
         stored.is_trial = false;
         stored.trial_end_behavior = None;
-        self.activate(index, carried, EventKind::TrialConverted)
+        self.activate(index, carried, EventKind::TrialConverted, None)
+    }
+
+    /// The waiting non-trial subscription of `sub`'s scope that starts at this instant, if
+    /// any: it replaces the scope's live non-trial subscription now, so a change of `sub`
+    /// due now (a scheduled change, a trial's conversion) would only live for no time.
+    fn starting_over(&self, sub: &Subscription) -> Option<Subscription> {
+        self.state
+            .subscriptions
+            .iter()
+            .find(|s| {
+                s.id != sub.id
+                    && s.status == SubscriptionStatus::NotStarted
+                    && !s.is_trial
+                    && s.start_date == self.at
+                    && s.in_scope(&sub.product, sub.resource.as_ref())
+            })
+            .cloned()
     }
 
     /// Ends the live subscription of `sub`'s scope of the given kind (trial or not), if
@@ -814,7 +897,7 @@ impl Clock<'_> {
             self.event(EventKind::SubscriptionStarted, &sub.id, None);
             return self.issue_carried(carried);
         }
-        self.activate(index, carried, EventKind::SubscriptionStarted)
+        self.activate(index, carried, EventKind::SubscriptionStarted, None)
     }
 
     fn scheduled(&mut self, index: usize) -> Result<(), Error> {
@@ -822,6 +905,12 @@ impl Clock<'_> {
         let Some(update) = sub.scheduled_updates.first().cloned() else {
             return Ok(());
         };
+        if self.starting_over(&sub).is_some() {
+            // The waiting subscription starting now replaces `sub` instead: the change is
+            // dropped (its promotion code is given back), and nothing is billed for it.
+            self.sub_mut(index)?.scheduled_updates.clear();
+            return Ok(());
+        }
         let at_period_end = sub.current_period.is_some_and(|p| p.end == self.at);
         let mut carried = if at_period_end {
             Carried::default()
@@ -834,6 +923,11 @@ impl Clock<'_> {
             ScheduledUpdateType::PlanChange => {
                 // Its waiting prorations go on the new subscription's first invoice.
                 carried.add(Carried::pending(self.sub_mut(index)?));
+                // At the period end in the same billing period, the new plan continues the
+                // billing series (its anchor stays): FORMAT.md §6 starts a new period only
+                // for a change from a free plan, to another billing period, or before the
+                // period's end.
+                let continued = continued_period(&sub, self.at, update.target.billing_period)?;
                 let mut next = sub.clone();
                 next.id = match update.new_subscription_id.clone() {
                     Some(id) if self.state.subscription(id.as_str()).is_none() => id,
@@ -859,7 +953,12 @@ impl Clock<'_> {
                     self.issue_carried(carried)?;
                     return self.await_payment(new_index);
                 }
-                self.activate(new_index, carried, EventKind::SubscriptionStarted)
+                self.activate(
+                    new_index,
+                    carried,
+                    EventKind::SubscriptionStarted,
+                    continued,
+                )
             }
             ScheduledUpdateType::Update | ScheduledUpdateType::Migration => {
                 let new_period = update.target.billing_period != sub.config.billing_period;
@@ -882,7 +981,7 @@ impl Clock<'_> {
                 } else {
                     // Another billing period, or a change before the period's end, starts
                     // a new period at the change (FORMAT.md §6).
-                    self.bill_first_period(index, carried, InvoiceReason::BillingCycle)
+                    self.bill_first_period(index, carried, InvoiceReason::BillingCycle, None)
                 }
             }
         }

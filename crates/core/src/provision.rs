@@ -1286,6 +1286,25 @@ impl<'a, 'c> Decider<'a, 'c> {
         if !is_trial {
             if let Some(current) = scope.live_paid {
                 d.change_type = self.classify(current)?;
+                // The waiting subscription replaces `current` at its start: a change of
+                // `current` due then or later would never run (the clock skips one due at
+                // that very instant).
+                if let Some(due) = current
+                    .scheduled_updates
+                    .first()
+                    .map(|u| u.scheduled_at)
+                    .filter(|at| *at >= start)
+                {
+                    d.effects.schedule.push(ScheduleChange {
+                        subscription: current.id.clone(),
+                        update: None,
+                    });
+                    d.explanation.push(Step::ScheduledChangeSuperseded {
+                        subscription: current.id.clone(),
+                        at: due,
+                        start,
+                    });
+                }
             } else if let Some(trial) = scope.live_trial {
                 self.foretell_trial_end(d, trial, start);
             }
