@@ -27,8 +27,10 @@
 //!   coupons the saved subscriptions carry. A plan
 //!   change scheduled for later counts its code when it is scheduled; when it is dropped
 //!   before it applies (canceled, replaced, or its subscription ended first), the save
-//!   that drops it gives the redemption back
-//!   ([`tollgate_core::coupon::scheduled_redemptions`]).
+//!   that drops it gives the redemption back. So does the save that ends a subscription
+//!   before it starts or is paid (`NOT_STARTED` or `PAYMENT_PENDING`: canceled, replaced,
+//!   archived, or its pending payment expired), unless a subscription replacing it took
+//!   its coupon over ([`tollgate_core::coupon::scheduled_redemptions`]).
 //!
 //! Billing before saving means the provider may have applied a decision that is then not
 //! saved. Two guarantees close that window:
