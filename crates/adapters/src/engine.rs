@@ -11,8 +11,12 @@
 //!   attempt, the clock first applies every transition due by then (SPEC.md §5, in time
 //!   order), and each invoice it issues is billed before the operation's own billing, as
 //!   [`Engine::advance`] bills it. The provider is asked for a payment method first when
-//!   the operation may charge or a transition due by then depends on one. Reads ([`Engine::customer_state_at`], the estimates)
-//!   see the same state without saving it.
+//!   the operation may charge or what the clock does by then depends on one (a start, a
+//!   trial's end, a payment pending); one it reports collects every `PAYMENT_PENDING`
+//!   subscription still in its pending window at `now`, exactly as
+//!   [`Engine::update_customer`] giving it at `now` would, before the operation decides.
+//!   Reads ([`Engine::customer_state_at`], the estimates) see the same state without
+//!   saving it.
 //! - Billing is called before the save. When it fails nothing is saved and its error is
 //!   returned as the provider gave it.
 //! - A promotion code's redemption is counted by the save itself, conditionally: when
@@ -23,8 +27,10 @@
 //!   coupons the saved subscriptions carry. A plan
 //!   change scheduled for later counts its code when it is scheduled; when it is dropped
 //!   before it applies (canceled, replaced, or its subscription ended first), the save
-//!   that drops it gives the redemption back
-//!   ([`tollgate_core::coupon::scheduled_redemptions`]).
+//!   that drops it gives the redemption back. So does the save that ends a subscription
+//!   before it starts or is paid (`NOT_STARTED` or `PAYMENT_PENDING`: canceled, replaced,
+//!   archived, or its pending payment expired), unless a subscription replacing it took
+//!   its coupon over ([`tollgate_core::coupon::scheduled_redemptions`]).
 //!
 //! Billing before saving means the provider may have applied a decision that is then not
 //! saved. Two guarantees close that window:
@@ -961,9 +967,11 @@ impl<S: Storage, B: Billing> Engine<S, B> {
     /// Moves the customer's clock to `to`: every transition due at or before it applies
     /// (SPEC.md §5), each invoice they issue is billed, and the state is saved if anything
     /// happened. Answers the transitions in time order. When a start or a trial's end due
-    /// by then depends on a payment method the customer has none of on record, the
-    /// provider is asked for one first
-    /// ([`tollgate_core::lifecycle::depends_on_payment_method`]).
+    /// by then, or a `PAYMENT_PENDING` subscription still waiting at `to`, depends on a
+    /// payment method the customer has none of on record, the provider is asked for one
+    /// first ([`tollgate_core::lifecycle::depends_on_payment_method`]); one it reports
+    /// collects the pending payments at `to`, as [`Engine::update_customer`] giving it then
+    /// would.
     ///
     /// # Errors
     /// `CustomerNotFound`, every error of [`tollgate_core::lifecycle::advance`], billing and
@@ -973,10 +981,15 @@ impl<S: Storage, B: Billing> Engine<S, B> {
         customer: &CustomerId,
         to: DateTime<Utc>,
     ) -> Result<Vec<Event>, Error> {
-        let state = self.customer_state(customer).await?;
+        let mut state = self.customer_state(customer).await?;
         let (_, due) =
             tollgate_core::lifecycle::advance(&self.catalog, &state, to, &self.settings)?;
-        if due.is_empty() {
+        // With nothing due, only a payment method the provider now has for a pending
+        // payment moves anything; without one, nothing is saved.
+        if due.is_empty()
+            && !(tollgate_core::lifecycle::depends_on_payment_method(&state, to)
+                && self.refresh_payment_method(&mut state).await?)
+        {
             return Ok(due);
         }
         let operation = Operation::Advance {
@@ -1106,32 +1119,37 @@ impl<S: Storage, B: Billing> Engine<S, B> {
     /// applies, in time order), with the transitions that brought it there. An operation
     /// decides on this state, never on the one stored, so that it neither decides on a
     /// period that has ended nor leaves the transitions before it to be applied after it.
-    /// When the operation may charge, or a transition due by `now` depends on a payment
-    /// method (a start, a trial's end), the provider is asked for one first.
+    /// When the operation may charge, or what the clock does by `now` depends on a payment
+    /// method (a start, a trial's end, a payment pending), the provider is asked for one
+    /// first. One it reports then also collects every `PAYMENT_PENDING` subscription still
+    /// in its pending window at `now`, as `updateCustomer` giving it at `now` would
+    /// ([`tollgate_core::lifecycle::collect_pending_payments`]).
     async fn bring_to(
         &self,
         mut state: CustomerState,
         now: DateTime<Utc>,
         may_charge: bool,
     ) -> Result<(CustomerState, Vec<Event>), Error> {
-        if may_charge || tollgate_core::lifecycle::depends_on_payment_method(&state, now) {
-            self.refresh_payment_method(&mut state).await?;
-        }
-        Ok(tollgate_core::lifecycle::advance(
-            &self.catalog,
-            &state,
-            now,
-            &self.settings,
-        )?)
+        let learned = (may_charge
+            || tollgate_core::lifecycle::depends_on_payment_method(&state, now))
+            && self.refresh_payment_method(&mut state).await?;
+        let clock = if learned {
+            tollgate_core::lifecycle::collect_pending_payments
+        } else {
+            tollgate_core::lifecycle::advance
+        };
+        Ok(clock(&self.catalog, &state, now, &self.settings)?)
     }
 
-    /// Asks the provider whether a customer without a payment method has one by now.
-    async fn refresh_payment_method(&self, state: &mut CustomerState) -> Result<(), Error> {
+    /// Asks the provider whether a customer without a payment method has one by now;
+    /// whether it reported one the state did not have.
+    async fn refresh_payment_method(&self, state: &mut CustomerState) -> Result<bool, Error> {
         if self.settings.billing_integration && !state.customer.has_payment_method {
             state.customer.has_payment_method =
                 self.billing.has_payment_method(&state.customer.id).await?;
+            return Ok(state.customer.has_payment_method);
         }
-        Ok(())
+        Ok(false)
     }
 
     /// The billing of one decision: the redeemed codes are validated, the checkout opened

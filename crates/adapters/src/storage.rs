@@ -95,7 +95,8 @@ pub struct Commit {
     /// twice is counted twice).
     pub redeemed: Vec<Redemption>,
     /// Promotion codes the operation gives back (a scheduled change that held one was
-    /// dropped before it applied), each counted once less, never below zero. They are
+    /// dropped before it applied, or a subscription that held one ended before it started
+    /// or was paid), each counted once less, never below zero. They are
     /// given back before `redeemed` is counted against the maximums.
     pub released: Vec<String>,
 }

@@ -1275,6 +1275,125 @@ fn the_clock_does_not_ask_for_a_payment_method_when_nothing_due_needs_one() {
     assert_eq!(asked(&engine), before);
 }
 
+/// An engine whose customer `c1`, without a payment method, has `s1` waiting for payment
+/// since it started on February 1 (first period `[Feb 1, Mar 1)`).
+fn pending_since_february() -> MemoryEngine {
+    let engine = payment_method_added_after(json!({
+        "planId": "basic", "billingPeriod": "MONTHLY", "skipTrial": true,
+        "startDate": "2025-02-01T00:00:00Z", "subscriptionId": "s1"
+    }));
+    let c1 = CustomerId::new("c1");
+    engine.billing().set_payment_method(&c1, false);
+    block_on(engine.advance(&c1, t("2025-02-01T00:00:00Z"))).unwrap();
+    let state = stored(&engine, "c1").unwrap().state;
+    assert_eq!(
+        state.subscription("s1").unwrap().status,
+        SubscriptionStatus::PaymentPending
+    );
+    engine
+}
+
+#[test]
+fn the_clock_collects_a_pending_payment_when_the_provider_reports_a_payment_method() {
+    let engine = pending_since_february();
+    let c1 = CustomerId::new("c1");
+    let feb10 = t("2025-02-10T00:00:00Z");
+    let given = copy_of(&engine);
+
+    // While the provider has none, the clock moves nothing and saves nothing.
+    let version = stored(&engine, "c1").unwrap().version;
+    assert!(
+        block_on(engine.advance(&c1, t("2025-02-05T00:00:00Z")))
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(stored(&engine, "c1").unwrap().version, version);
+
+    engine.billing().set_payment_method(&c1, true);
+    let events = block_on(engine.advance(&c1, feb10)).unwrap();
+    let kinds: Vec<EventKind> = events.iter().map(|e| e.kind).collect();
+    assert_eq!(
+        kinds,
+        [EventKind::SubscriptionStarted, EventKind::InvoiceIssued]
+    );
+    let state = stored(&engine, "c1").unwrap().state;
+    assert_eq!(
+        state.subscription("s1").unwrap().status,
+        SubscriptionStatus::Active
+    );
+    assert_eq!(engine.billing().charged(), state.invoices);
+    assert_eq!(state.invoices.len(), 1);
+    assert_eq!(
+        state.invoices[0].reason,
+        InvoiceReason::SubscriptionCreation
+    );
+    assert_eq!(state.invoices[0].issued_at, feb10);
+
+    // Exactly what `updateCustomer` giving the payment method at that instant does.
+    let fields = CustomerFields {
+        has_payment_method: Some(true),
+        ..CustomerFields::default()
+    };
+    block_on(given.update_customer(&c1, &fields, feb10, None)).unwrap();
+    let expected = stored(&given, "c1").unwrap().state;
+    assert_eq!(state, expected);
+    assert_eq!(given.billing().charged(), engine.billing().charged());
+}
+
+#[test]
+fn an_operation_collects_a_pending_payment_the_provider_can_now_charge_before_deciding() {
+    let engine = pending_since_february();
+    let c1 = CustomerId::new("c1");
+    let feb10 = t("2025-02-10T00:00:00Z");
+    engine.billing().set_payment_method(&c1, true);
+
+    // A read answers for its instant without saving.
+    let read = block_on(engine.customer_state_at(&c1, feb10)).unwrap();
+    assert_eq!(
+        read.subscription("s1").unwrap().status,
+        SubscriptionStatus::Active
+    );
+    assert!(engine.billing().charged().is_empty());
+
+    // An operation at that instant that brings no payment method (a new time zone)
+    // collects first, billing the charge, then decides.
+    let fields = CustomerFields {
+        timezone: Some("Europe/Paris".to_owned()),
+        ..CustomerFields::default()
+    };
+    let customer = block_on(engine.update_customer(&c1, &fields, feb10, None)).unwrap();
+    assert!(customer.has_payment_method);
+    assert_eq!(customer.timezone.name(), "Europe/Paris");
+    let state = stored(&engine, "c1").unwrap().state;
+    assert_eq!(
+        state.subscription("s1").unwrap().status,
+        SubscriptionStatus::Active
+    );
+    assert_eq!(engine.billing().charged(), state.invoices);
+    assert_eq!(state.invoices[0].issued_at, feb10);
+}
+
+#[test]
+fn a_payment_method_reported_after_the_pending_window_collects_nothing() {
+    let c1 = CustomerId::new("c1");
+    for to in ["2025-03-01T00:00:00Z", "2025-03-05T00:00:00Z"] {
+        let engine = pending_since_february();
+        engine.billing().set_payment_method(&c1, true);
+        let events = block_on(engine.advance(&c1, t(to))).unwrap();
+        let kinds: Vec<EventKind> = events.iter().map(|e| e.kind).collect();
+        assert_eq!(kinds, [EventKind::SubscriptionCanceled], "{to}");
+        let state = stored(&engine, "c1").unwrap().state;
+        let s1 = state.subscription("s1").unwrap();
+        assert_eq!(s1.status, SubscriptionStatus::Canceled);
+        assert_eq!(
+            s1.cancel_reason,
+            Some(tollgate_core::subscription::CancelReason::PendingPaymentExpired)
+        );
+        assert!(state.invoices.is_empty());
+        assert!(engine.billing().charged().is_empty());
+    }
+}
+
 // ---- many threads ----
 
 /// A small deterministic generator (64-bit LCG): the test needs variety, not quality.

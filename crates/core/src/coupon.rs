@@ -39,15 +39,21 @@ impl Redemptions {
     }
 }
 
-/// A promotion code a plan change scheduled on a subscription holds: it is counted as
-/// redeemed when the change is scheduled, so that the code's `maxRedemptions` still holds
-/// when the change applies, and given back when the change is dropped before it applies.
+/// A promotion code held by something that has not happened yet: a plan change scheduled
+/// on a subscription, or a subscription waiting to start or to be paid (`NOT_STARTED`,
+/// `PAYMENT_PENDING`). The code is counted as redeemed from the request that brought it,
+/// so that its `maxRedemptions` still holds when the change applies or the subscription
+/// starts, and given back when the change is dropped before it applies, or the
+/// subscription ends before it starts or is paid: the customer never had the discount.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HeldCode {
-    /// The subscription the change is scheduled on.
+    /// The subscription the change is scheduled on, or the waiting subscription.
     pub subscription: SubscriptionId,
-    /// The coupon the change gives the replacing subscription.
+    /// The coupon the change gives the replacing subscription, or the waiting
+    /// subscription's own.
     pub coupon: AppliedCoupon,
+    /// Whether the waiting subscription holds it itself (else a scheduled change does).
+    pub waiting: bool,
 }
 
 impl HeldCode {
@@ -56,41 +62,64 @@ impl HeldCode {
     }
 }
 
-/// The promotion codes the scheduled changes of `state` hold.
+/// The promotion codes the scheduled changes and the waiting subscriptions of `state`
+/// hold.
 #[must_use]
 pub fn held_codes(state: &CustomerState) -> Vec<HeldCode> {
-    state
+    let scheduled = state.subscriptions.iter().flat_map(|sub| {
+        sub.scheduled_updates
+            .iter()
+            .filter_map(|update| update.coupon.as_ref())
+            .filter(|coupon| coupon.promotion_code.is_some())
+            .map(|coupon| HeldCode {
+                subscription: sub.id.clone(),
+                coupon: coupon.clone(),
+                waiting: false,
+            })
+    });
+    let waiting = state
         .subscriptions
         .iter()
-        .flat_map(|sub| {
-            sub.scheduled_updates
-                .iter()
-                .filter_map(|update| update.coupon.as_ref())
+        .filter(|sub| {
+            matches!(
+                sub.status,
+                SubscriptionStatus::NotStarted | SubscriptionStatus::PaymentPending
+            )
+        })
+        .filter_map(|sub| {
+            sub.coupon
+                .as_ref()
                 .filter(|coupon| coupon.promotion_code.is_some())
                 .map(|coupon| HeldCode {
                     subscription: sub.id.clone(),
                     coupon: coupon.clone(),
+                    waiting: true,
                 })
-        })
-        .collect()
+        });
+    scheduled.chain(waiting).collect()
 }
 
-/// How the codes held by scheduled changes moved from `before` (see [`held_codes`]) to
-/// the state `after` a decision or the clock: each code now held that was not is redeemed,
-/// each code no longer held is given back, unless its change applied (its coupon is then on
-/// the subscription that replaced the one it was scheduled on, and stays redeemed).
+/// How the held codes (see [`held_codes`]) moved from `before` to the state `after` a
+/// decision or the clock: each code a scheduled change now holds that none did is
+/// redeemed (a waiting subscription's code was redeemed by the request that created it);
+/// each code no longer held is given back, unless a subscription of `after` carries its
+/// redemption on: the change applied (its coupon is then on the subscription that replaced
+/// the one it was scheduled on), the waiting subscription started, or a subscription that
+/// replaced it took its coupon over. A subscription that ends before it starts or is paid
+/// keeps no coupon ([`Subscription::end`](crate::subscription::Subscription::end)), so its
+/// code is given back.
 #[must_use]
 pub fn scheduled_redemptions(before: &[HeldCode], after: &CustomerState) -> ScheduledRedemptions {
     let now_held = held_codes(after);
     let redeemed = now_held
         .iter()
-        .filter(|held| !before.contains(held))
+        .filter(|held| !held.waiting && !before.contains(held))
         .filter_map(HeldCode::code)
         .map(str::to_owned)
         .collect();
-    let applied = |held: &HeldCode| {
+    let carried = |held: &HeldCode| {
         after.subscriptions.iter().any(|sub| {
-            sub.id != held.subscription
+            (held.waiting || sub.id != held.subscription)
                 && sub
                     .coupon
                     .as_ref()
@@ -99,19 +128,20 @@ pub fn scheduled_redemptions(before: &[HeldCode], after: &CustomerState) -> Sche
     };
     let released = before
         .iter()
-        .filter(|held| !now_held.contains(held) && !applied(held))
+        .filter(|held| !now_held.contains(held) && !carried(held))
         .filter_map(HeldCode::code)
         .map(str::to_owned)
         .collect();
     ScheduledRedemptions { redeemed, released }
 }
 
-/// The redemptions scheduled changes took and gave back (see [`scheduled_redemptions`]).
+/// The redemptions held codes took and gave back (see [`scheduled_redemptions`]).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ScheduledRedemptions {
     /// Codes held by changes scheduled since: one more redemption each.
     pub redeemed: Vec<String>,
-    /// Codes whose change was dropped before it applied: one redemption fewer each.
+    /// Codes whose change was dropped before it applied, or whose waiting subscription
+    /// ended before it started or was paid: one redemption fewer each.
     pub released: Vec<String>,
 }
 
@@ -122,7 +152,7 @@ use crate::id::SubscriptionId;
 use crate::invoice::{InvoiceLine, LineKind};
 use crate::money::{self, Currency, RoundingMode};
 use crate::period::add_months;
-use crate::subscription::AppliedCoupon;
+use crate::subscription::{AppliedCoupon, SubscriptionStatus};
 use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
 

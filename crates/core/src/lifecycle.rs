@@ -189,18 +189,25 @@ pub(crate) fn continued_period(
     Ok(series.containing(at)?.filter(|p| p.start == at))
 }
 
-/// Whether a transition due at or before `to` goes differently when the customer has a
-/// payment method: a waiting subscription's start (a paid start collects, SPEC.md §3.P) or
-/// a trial's end (`CONVERT_TO_PAID` converts only if payment is possible), for a customer
-/// without one on record. A host that learns payment methods from its billing provider
-/// asks it before advancing when this holds, so that the clock decides on the answer.
+/// Whether the clock's move to `to` goes differently when the customer has a payment
+/// method, for a customer without one on record: a waiting subscription's start due by
+/// then (a paid start collects, SPEC.md §3.P), a trial's end due by then
+/// (`CONVERT_TO_PAID` converts only if payment is possible), or a `PAYMENT_PENDING`
+/// subscription still in its pending window at `to` (a payment method collects it). A
+/// host that learns payment methods from its billing provider asks it before advancing
+/// when this holds, and on a yes moves the clock with [`collect_pending_payments`], so
+/// that the clock decides on the answer as `updateCustomer` giving it at `to` would.
 #[must_use]
 pub fn depends_on_payment_method(state: &CustomerState, to: DateTime<Utc>) -> bool {
     !state.customer.has_payment_method
         && state.subscriptions.iter().any(|sub| {
-            due_of(sub)
-                .into_iter()
-                .any(|(at, due)| at <= to && matches!(due, Due::Start | Due::TrialEnd))
+            let due = due_of(sub);
+            let pending_at_to = sub.status == SubscriptionStatus::PaymentPending
+                && !due.iter().any(|(at, _)| *at <= to);
+            pending_at_to
+                || due
+                    .into_iter()
+                    .any(|(at, due)| at <= to && matches!(due, Due::Start | Due::TrialEnd))
         })
 }
 

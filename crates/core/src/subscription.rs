@@ -362,8 +362,16 @@ impl Subscription {
     }
 
     /// Ends it at `at` for `reason`, with the status FORMAT.md §6 gives: a trial that ran out
-    /// expires, every other end cancels.
+    /// expires, every other end cancels. One that ends while it waits to start or to be
+    /// paid drops its coupon: it never discounted anything, and its promotion code is given
+    /// back ([`crate::coupon::scheduled_redemptions`]).
     pub fn end(&mut self, at: DateTime<Utc>, reason: CancelReason) {
+        if matches!(
+            self.status,
+            SubscriptionStatus::NotStarted | SubscriptionStatus::PaymentPending
+        ) {
+            self.coupon = None;
+        }
         self.status = if reason == CancelReason::TrialEnded {
             SubscriptionStatus::Expired
         } else {

@@ -760,6 +760,50 @@ fn a_scheduled_plan_change_holds_its_code_until_it_applies_or_is_dropped() {
     );
 }
 
+/// A subscription waiting to start holds the code its request redeemed: given back when it
+/// ends before it starts, kept once it has started, even when it ends within the same move
+/// of the clock.
+#[test]
+fn a_waiting_subscription_holds_its_code_until_it_starts_or_ends() {
+    let mut input = pro(5);
+    input["startDate"] = json!("2025-02-01T00:00:00Z");
+    input["promotionCode"] = json!("WELCOME10");
+    let (catalog, state) = world(input);
+    let held = held_codes(&state);
+    assert_eq!(held.len(), 1);
+    assert!(held[0].waiting);
+    // The request redeemed it; holding it redeems nothing more.
+    assert_eq!(
+        scheduled_redemptions(&[], &state),
+        tollgate_core::coupon::ScheduledRedemptions::default()
+    );
+
+    let cancel = |at: &str| {
+        let request: CancelRequest =
+            serde_json::from_value(json!({"subscriptionId": "s", "cancellationTime": "IMMEDIATE"}))
+                .unwrap();
+        cancel_subscription(&catalog, &state, &request, t(at), &Settings::default())
+            .unwrap()
+            .state
+    };
+    // Canceled before it starts: the code is given back, and the record keeps no coupon.
+    let before_start = cancel("2025-01-10T00:00:00Z");
+    assert_eq!(before_start.subscription("s").unwrap().coupon, None);
+    let dropped = scheduled_redemptions(&held, &before_start);
+    assert!(dropped.redeemed.is_empty());
+    assert_eq!(dropped.released, ["WELCOME10"]);
+
+    // Started (and discounted) before the cancellation: the redemption stays.
+    let after_start = cancel("2025-02-10T00:00:00Z");
+    let s = after_start.subscription("s").unwrap();
+    assert_eq!(s.status, SubscriptionStatus::Canceled);
+    assert!(s.coupon.is_some());
+    assert_eq!(
+        scheduled_redemptions(&held, &after_start),
+        tollgate_core::coupon::ScheduledRedemptions::default()
+    );
+}
+
 /// A decision names the code its request redeemed (FORMAT.md §6: only a request that
 /// brings a code redeems one): the code it brought and applies now, nothing for a request
 /// without a code (even at the instant another one applied it), and nothing for a plan
