@@ -1,7 +1,6 @@
 //! A host's storage that keeps each customer's state as JSON text beside its version, as a
-//! row of a database table would, and the promotion-code redemption counts as one JSON
-//! document. Idempotency records stay in memory here: Tollgate gives no stored shape for
-//! them, so a host maps them itself.
+//! row of a database table would, each idempotency record as JSON text under its key, and
+//! the promotion-code redemption counts as one JSON document.
 //!
 //! It passes the storage and engine conformance checks; run it to see the row a paid
 //! subscription leaves:
@@ -34,7 +33,8 @@ struct Tables {
     customers: BTreeMap<String, (u64, String)>,
     /// The redemption counts' JSON (`{"CODE": count}`); empty before the first.
     redemptions: String,
-    recorded: BTreeMap<IdempotencyKey, Recorded>,
+    /// Idempotency key → the recorded operation's JSON.
+    recorded: BTreeMap<String, String>,
     last_version: u64,
 }
 
@@ -73,7 +73,7 @@ fn save(tables: &mut Tables, commit: Commit) -> Result<Saved, Error> {
     let key_taken = commit
         .idempotency
         .as_ref()
-        .is_some_and(|(key, _)| tables.recorded.contains_key(key));
+        .is_some_and(|(key, _)| tables.recorded.contains_key(key.as_str()));
     if current != commit.expected || key_taken {
         return Ok(Saved::Conflict);
     }
@@ -95,11 +95,20 @@ fn save(tables: &mut Tables, commit: Commit) -> Result<Saved, Error> {
         .map_err(|e| Error::storage(format!("the state of `{id}` does not serialize: {e}")))?;
     let redemptions = serde_json::to_string(&counts)
         .map_err(|e| Error::storage(format!("redemptions do not serialize: {e}")))?;
+    let recorded = match &commit.idempotency {
+        Some((key, recorded)) => Some((
+            key.as_str().to_owned(),
+            serde_json::to_string(recorded).map_err(|e| {
+                Error::storage(format!("the record of `{key}` does not serialize: {e}"))
+            })?,
+        )),
+        None => None,
+    };
     tables.last_version = tables.last_version.saturating_add(1);
     let version = tables.last_version;
     tables.customers.insert(id.to_owned(), (version, state));
     tables.redemptions = redemptions;
-    if let Some((key, recorded)) = commit.idempotency {
+    if let Some((key, recorded)) = recorded {
         tables.recorded.insert(key, recorded);
     }
     Ok(Saved::Committed(Version::new(version)))
@@ -136,7 +145,11 @@ impl Storage for JsonStorage {
         &self,
         key: &IdempotencyKey,
     ) -> impl Future<Output = Result<Option<Recorded>, Error>> + Send {
-        ready(Ok(self.tables().recorded.get(key).cloned()))
+        let loaded = self.tables().recorded.get(key.as_str()).map(|json| {
+            serde_json::from_str(json)
+                .map_err(|e| Error::storage(format!("the record of `{key}` does not load: {e}")))
+        });
+        ready(loaded.transpose())
     }
 
     fn redemptions(&self) -> impl Future<Output = Result<Redemptions, Error>> + Send {

@@ -1,13 +1,15 @@
 //! The billing provider: payment methods, checkouts, charges and promotion codes.
 
 use crate::error::Error;
+use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::future::Future;
 use tollgate_core::id::CustomerId;
 use tollgate_core::provision::{CheckoutRequest, Effects};
 
-/// What a billing provider calls a checkout session it opened.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+/// What a billing provider calls a checkout session it opened; stored as its text.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
 pub struct CheckoutId(String);
 
 impl CheckoutId {

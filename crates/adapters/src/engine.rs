@@ -55,6 +55,7 @@ use crate::error::{Code, Error};
 use crate::locks::CustomerLocks;
 use crate::storage::{Commit, IdempotencyKey, Recorded, Redemption, Saved, Storage};
 use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
 use tollgate_core::cancellation::CancelRequest;
 use tollgate_core::coupon::{Redemptions, held_codes, scheduled_redemptions};
 use tollgate_core::customer::{Customer, CustomerState};
@@ -80,7 +81,15 @@ use tollgate_core::{Catalog, ErrorCode};
 pub const DEFAULT_MAX_ATTEMPTS: u32 = 10;
 
 /// An operation that changes a customer, as asked: what an idempotency key stands for.
-#[derive(Debug, Clone, PartialEq)]
+///
+/// It serializes to its stored shape (README, "Storing idempotency records"): the
+/// operation's name holding its request.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(
+    deny_unknown_fields,
+    rename_all = "camelCase",
+    rename_all_fields = "camelCase"
+)]
 #[non_exhaustive]
 pub enum Operation {
     /// `provisionCustomer`.
@@ -199,7 +208,15 @@ impl Operation {
 }
 
 /// What an operation answered.
-#[derive(Debug, Clone, PartialEq)]
+///
+/// It serializes to its stored shape (README, "Storing idempotency records"): the kind
+/// of answer holding it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(
+    deny_unknown_fields,
+    rename_all = "camelCase",
+    rename_all_fields = "camelCase"
+)]
 #[non_exhaustive]
 pub enum Outcome {
     /// `provisionCustomer`.
@@ -221,7 +238,8 @@ pub enum Outcome {
 }
 
 /// The answer of a `cancelSubscription`.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
 #[non_exhaustive]
 pub struct Canceled {
     /// The subscription as saved.
@@ -231,7 +249,8 @@ pub struct Canceled {
 }
 
 /// The answer of a provisioning.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
 #[non_exhaustive]
 pub struct Provisioned {
     /// Core's decision.
@@ -243,7 +262,8 @@ pub struct Provisioned {
 }
 
 /// The answer of a `provisionCustomer`.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
 #[non_exhaustive]
 pub struct CustomerProvisioned {
     /// The customer as saved.

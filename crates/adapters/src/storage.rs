@@ -2,6 +2,7 @@
 
 use crate::engine::{Operation, Outcome};
 use crate::error::Error;
+use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::future::Future;
 use tollgate_core::coupon::Redemptions;
@@ -63,7 +64,12 @@ impl fmt::Display for IdempotencyKey {
 }
 
 /// An operation that went through, kept under its idempotency key.
-#[derive(Debug, Clone, PartialEq)]
+///
+/// It serializes to the JSON a host stores (README, "Storing idempotency records"), as
+/// strict as a customer's state: unknown keys, keys written twice and unknown operations
+/// are refused.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct Recorded {
     /// What was asked.
     pub operation: Operation,
@@ -125,9 +131,9 @@ pub enum Saved {
 /// its own per-customer lock covers only writes through one engine.
 /// [`crate::conformance::storage`] checks an implementation against this contract.
 ///
-/// [`CustomerState`] and [`Redemptions`] implement serde's `Serialize` and `Deserialize`,
-/// so a storage keeps each as JSON text (README, "Storing a customer's state";
-/// `examples/json_storage.rs` is such a storage).
+/// [`CustomerState`], [`Redemptions`] and [`Recorded`] implement serde's `Serialize` and
+/// `Deserialize`, so a storage keeps each as JSON text (README, "Storing a customer's state"
+/// and "Storing idempotency records"; `examples/json_storage.rs` is such a storage).
 pub trait Storage: Send + Sync {
     /// The customer's state and version, or `None` for a customer never saved.
     ///

@@ -3,6 +3,7 @@
 
 mod check;
 mod expect;
+mod keys;
 mod ops;
 mod run;
 mod table;

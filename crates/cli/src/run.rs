@@ -1,9 +1,9 @@
 //! `tollgate run SCENARIO.json` (FORMAT.md §2–3): plays a scenario through the engine on the
 //! in-memory adapters with a simulated clock.
 //!
-//! The scenario is read and checked whole before anything runs (its catalog loads, its
-//! steps name known operations in non-decreasing time, each `expect` holds one of `result`
-//! and `error`), so a malformed scenario fails with one message and exit 1. Then its
+//! The scenario is read and checked whole before anything runs (no object in it holds a
+//! key twice, its catalog loads, its steps name known operations in non-decreasing time,
+//! each `expect` holds one of `result` and `error`), so a malformed scenario fails with one message and exit 1. Then its
 //! customers are created and its steps run in order. Before each step the clock moves to
 //! the step's `at` and every customer's due transitions apply; each prints an `{"event"}`
 //! line. With `--check`, the first step whose output does not match its `expect` stops the
@@ -100,6 +100,8 @@ fn load(path: &str) -> Result<Loaded, Error> {
     deserializer
         .end()
         .map_err(|e| bad_input(format!("scenario `{path}`: {e}")))?;
+    crate::keys::refuse_repeated(&bytes)
+        .map_err(|e| bad_input(format!("scenario `{path}` at {e}")))?;
     let base = Path::new(path).parent().unwrap_or(Path::new(""));
     let catalog = load_catalog(scenario.catalog, &bytes, base)?;
     let settings = settings(&scenario.settings);

@@ -372,6 +372,73 @@ fn malformed_scenarios_exit_1_with_bad_user_input() {
     );
 }
 
+/// Step inputs and expectations are read as JSON values, which keep the last of two values
+/// of a key: the scenario refuses a key written twice anywhere, naming the key and where.
+#[test]
+fn a_key_written_twice_anywhere_in_a_scenario_is_refused() {
+    let cases: &[(&str, &str, &str)] = &[
+        (
+            "twice-input",
+            r#"{"at": "2025-01-01T00:00:00Z", "op": "getCustomer",
+                "input": {"customerId": "c1", "customerId": "c2"}}"#,
+            "steps[0].input: duplicate key `customerId` at line 3",
+        ),
+        (
+            "twice-metadata",
+            r#"{"at": "2025-01-01T00:00:00Z", "op": "provisionSubscription",
+                "input": {"customerId": "c1", "planId": "team",
+                          "metadata": {"crm": "a", "crm": "b"}}}"#,
+            "steps[0].input.metadata: duplicate key `crm` at line 4",
+        ),
+        (
+            "twice-params",
+            r#"{"at": "2025-01-01T00:00:00Z", "op": "provisionCustomer",
+                "input": {"customerId": "c2",
+                          "subscriptionParams": {"planId": "free", "planId": "team"}}}"#,
+            "steps[0].input.subscriptionParams: duplicate key `planId` at line 4",
+        ),
+        (
+            "twice-in-a-list",
+            r#"{"at": "2025-01-01T00:00:00Z", "op": "provisionSubscription",
+                "input": {"customerId": "c1", "planId": "team",
+                          "billableFeatures": [{"featureId": "seats", "quantity": 2, "quantity": 3}]}}"#,
+            "steps[0].input.billableFeatures[0]: duplicate key `quantity` at line 4",
+        ),
+        (
+            "twice-expect",
+            r#"{"at": "2025-01-01T00:00:00Z", "op": "getCustomer", "input": {"customerId": "c1"},
+                "expect": {"result": {"customer": {"id": "c1", "id": "c2"}}}}"#,
+            "steps[0].expect.result.customer: duplicate key `id` at line 3",
+        ),
+    ];
+    for (name, step, message) in cases {
+        let scenario = format!(
+            r#"{{"catalog": "catalog.json", "customers": [{{"customerId": "c1"}}],
+      "steps": [{step}]}}"#
+        );
+        let run = run_bytes(name, scenario.as_bytes(), &["--check"]);
+        assert_eq!(run.code, 1, "{name}: {}", run.stderr);
+        assert!(
+            run.stderr.starts_with(&format!(
+                "BadUserInput: scenario `{name}.json` at {message}"
+            )),
+            "{name}: {}",
+            run.stderr
+        );
+        assert!(run.stdout.is_empty(), "{name}: {}", run.stdout);
+    }
+    let customers = br#"{"catalog": "catalog.json",
+      "customers": [{"customerId": "c1", "subscriptionParams": {"planId": "a", "planId": "b"}}]}"#;
+    let run = run_bytes("twice-customer", customers, &["--check"]);
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    assert!(
+        run.stderr
+            .contains("customers[0].subscriptionParams: duplicate key `planId`"),
+        "{}",
+        run.stderr
+    );
+}
+
 #[test]
 fn a_step_input_that_does_not_parse_is_that_step_s_bad_user_input() {
     let scenario = br#"{"catalog": "catalog.json",

@@ -1142,7 +1142,7 @@ impl PromotionalGrant {
 }
 
 /// A `grantPromotionalEntitlement` request (FORMAT.md §2).
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct GrantPromotionalEntitlementRequest {
     /// The customer.

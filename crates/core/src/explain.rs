@@ -15,7 +15,7 @@ use crate::subscription::SubscriptionStatus;
 use crate::trial::{TrialDecision, TrialReason};
 use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
-use serde::{Serialize, Serializer};
+use serde::{Deserialize, Serialize, Serializer};
 use std::fmt;
 
 /// One rule that fired while deciding.
@@ -488,6 +488,207 @@ impl fmt::Display for Step {
 impl Serialize for Step {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         serializer.collect_str(self)
+    }
+}
+
+/// The stored shape of a step (a recorded decision keeps its explanation): each step by its
+/// kind and the values it names, so that it reads back as the step it was. Its text (the
+/// `Serialize` of [`Step`]) is for reading, and does not read back.
+#[derive(Serialize, Deserialize)]
+#[serde(
+    remote = "Step",
+    rename_all = "SCREAMING_SNAKE_CASE",
+    rename_all_fields = "camelCase",
+    deny_unknown_fields
+)]
+enum StoredStep {
+    Validated {
+        plan: PlanId,
+        version: u32,
+        product: ProductId,
+    },
+    Trial {
+        decision: TrialDecision,
+        #[serde(with = "crate::trial::stored_reason")]
+        reason: TrialReason,
+    },
+    TrialEndsForPlan {
+        trial: SubscriptionId,
+        trial_plan: PlanId,
+        plan: PlanId,
+    },
+    TrialEndsAtStart {
+        trial: SubscriptionId,
+        trial_plan: PlanId,
+        plan: PlanId,
+        at: DateTime<Utc>,
+    },
+    WaitingReplaced {
+        subscription: SubscriptionId,
+    },
+    Waits {
+        subscription: SubscriptionId,
+        start: DateTime<Utc>,
+    },
+    TrialReplaced {
+        trial: SubscriptionId,
+    },
+    ParallelTrial {
+        subscription: SubscriptionId,
+    },
+    TrialStarts {
+        subscription: SubscriptionId,
+        until: DateTime<Utc>,
+    },
+    ConvertsAtTrialEnd {
+        subscription: SubscriptionId,
+        trial: SubscriptionId,
+        at: DateTime<Utc>,
+    },
+    ConvertsNow {
+        trial: SubscriptionId,
+    },
+    Backdated {
+        start: DateTime<Utc>,
+    },
+    Created {
+        subscription: SubscriptionId,
+        plan: PlanId,
+    },
+    PlanChangeScheduled {
+        direction: ChangeType,
+        plan: PlanId,
+        subscription: SubscriptionId,
+        at: DateTime<Utc>,
+    },
+    CancellationWithdrawn {
+        subscription: SubscriptionId,
+        at: DateTime<Utc>,
+    },
+    UsageResets {
+        features: usize,
+    },
+    SameConfiguration {
+        subscription: SubscriptionId,
+        #[serde(with = "consequence")]
+        consequence: Consequence,
+    },
+    ScheduledChangeDropped {
+        subscription: SubscriptionId,
+    },
+    ChangedUncharged {
+        subscription: SubscriptionId,
+        status: SubscriptionStatus,
+    },
+    UpdateScheduled {
+        direction: ChangeType,
+        subscription: SubscriptionId,
+        at: DateTime<Utc>,
+    },
+    ChangedKeepingPeriod {
+        direction: ChangeType,
+        subscription: SubscriptionId,
+        period: Period,
+    },
+    ChangedWithNewPeriod {
+        direction: ChangeType,
+        subscription: SubscriptionId,
+    },
+    ProrationNone,
+    ProrationsWait,
+    PaymentMethodPresent,
+    NoPaymentMethodNeeded,
+    CheckoutRequested,
+    Invoice {
+        id: String,
+        reason: InvoiceReason,
+        total: Decimal,
+        currency: Currency,
+    },
+    CheckoutCompleted {
+        subscription: SubscriptionId,
+    },
+    NoScheduledUpdate {
+        subscription: SubscriptionId,
+    },
+    ScheduledUpdatesCanceled {
+        subscription: SubscriptionId,
+    },
+    AlreadyOnResource {
+        subscription: SubscriptionId,
+        resource: ResourceId,
+    },
+    MovesToResource {
+        subscription: SubscriptionId,
+        resource: ResourceId,
+    },
+    UnbilledUsageMoves {
+        subscription: SubscriptionId,
+        feature: FeatureId,
+    },
+    TrialConversionDropped {
+        trial: SubscriptionId,
+        subscription: SubscriptionId,
+    },
+}
+
+/// A [`Step::SameConfiguration`]'s consequence: named through an alias, since serde would
+/// borrow a field written `&str` from the input, and a stored step outlives its input.
+type Consequence = &'static str;
+
+/// The consequences a [`Step::SameConfiguration`] names, as they read back.
+const CONSEQUENCES: [&str; 2] = ["nothing changes", "nothing is prorated"];
+
+/// A [`Step::SameConfiguration`]'s consequence, stored as its text and read back as one of
+/// [`CONSEQUENCES`].
+mod consequence {
+    use serde::{Deserialize, Deserializer, Serializer, de};
+
+    pub(super) fn serialize<S: Serializer>(
+        text: &&'static str,
+        serializer: S,
+    ) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(text)
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<&'static str, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        super::CONSEQUENCES
+            .into_iter()
+            .find(|known| *known == text)
+            .ok_or_else(|| de::Error::custom(format!("unknown consequence `{text}`")))
+    }
+}
+
+/// A decision's explanation in its stored shape ([`StoredStep`]).
+pub(crate) mod stored_steps {
+    use super::{Step, StoredStep};
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    #[derive(Serialize, Deserialize)]
+    #[serde(transparent)]
+    struct One(#[serde(with = "StoredStep")] Step);
+
+    #[derive(Serialize)]
+    #[serde(transparent)]
+    struct Ref<'a>(#[serde(with = "StoredStep")] &'a Step);
+
+    pub(crate) fn serialize<S: Serializer>(
+        steps: &[Step],
+        serializer: S,
+    ) -> Result<S::Ok, S::Error> {
+        serializer.collect_seq(steps.iter().map(Ref))
+    }
+
+    pub(crate) fn deserialize<'de, D: Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<Vec<Step>, D::Error> {
+        Ok(Vec::<One>::deserialize(deserializer)?
+            .into_iter()
+            .map(|one| one.0)
+            .collect())
     }
 }
 

@@ -27,7 +27,7 @@ use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 
 /// A `provisionCustomer` request.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct ProvisionCustomerRequest {
     /// The customer.
@@ -86,7 +86,8 @@ impl CustomerDecision {
 }
 
 /// The customer fields a request may set; `None` leaves a field as it is.
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct CustomerFields {
     /// Whether a payment method is on file.
     pub has_payment_method: Option<bool>,

@@ -98,8 +98,9 @@ pub enum EventKind {
     UsageReset,
 }
 
-/// A transition the clock applied.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A transition the clock applied. It serializes to its stored shape (a recorded answer).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct Event {
     /// What happened.
     pub kind: EventKind,

@@ -1,6 +1,8 @@
 //! Serde helpers for the stored shape of a customer's state (see
 //! [`crate::customer::CustomerState`]): maps and sets that refuse an entry written twice,
-//! shared texts and time zones.
+//! shared texts and time zones; and the stored shape of a decision ([`decision`]).
+
+mod decision;
 
 use serde::Deserialize;
 use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};

@@ -144,7 +144,7 @@ impl Serialize for TrialReason {
 }
 
 /// A [`TrialReason`] as stored: its kind and the id it names.
-mod stored_reason {
+pub(crate) mod stored_reason {
     use super::TrialReason;
     use crate::id::{PlanId, ProductId};
     use serde::{Deserialize, Deserializer, Serialize, Serializer};
@@ -161,7 +161,7 @@ mod stored_reason {
         Unchanged,
     }
 
-    pub(super) fn serialize<S: Serializer>(
+    pub(crate) fn serialize<S: Serializer>(
         reason: &TrialReason,
         serializer: S,
     ) -> Result<S::Ok, S::Error> {
@@ -177,7 +177,7 @@ mod stored_reason {
         stored.serialize(serializer)
     }
 
-    pub(super) fn deserialize<'de, D: Deserializer<'de>>(
+    pub(crate) fn deserialize<'de, D: Deserializer<'de>>(
         deserializer: D,
     ) -> Result<TrialReason, D::Error> {
         Ok(match Stored::deserialize(deserializer)? {

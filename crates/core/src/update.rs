@@ -68,7 +68,7 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
 /// An `updateSubscription` request (FORMAT.md §2).
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct UpdateRequest {
     /// The subscription.
@@ -92,6 +92,7 @@ pub struct UpdateRequest {
     /// What happens to the prorated difference.
     pub proration_behavior: Option<ProrationBehavior>,
     /// New metadata, replacing the old.
+    #[serde(default, deserialize_with = "crate::stored::unique_map_option")]
     pub metadata: Option<BTreeMap<String, String>>,
 }
 

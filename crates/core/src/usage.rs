@@ -220,7 +220,8 @@ pub(crate) struct PeriodUsage {
 
 /// Usage a subscription has not been billed for yet, moving with it to another resource
 /// (a transfer): it is billed at the subscription's period close, wherever it was reported.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct UnbilledMove {
     /// The metered feature of a usage-based price of the subscription.
     pub feature: FeatureId,
@@ -413,7 +414,7 @@ pub enum UpdateBehavior {
 }
 
 /// A `reportUsage` request (FORMAT.md §2).
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct ReportUsageRequest {
     /// The customer.
@@ -429,8 +430,10 @@ pub struct ReportUsageRequest {
     pub resource_id: Option<ResourceId>,
 }
 
-/// The result of a `reportUsage` request.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// The result of a `reportUsage` request. Its `Serialize` is its stored shape (a recorded
+/// answer); [`UsageReport::to_json`] is the answer FORMAT.md gives.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct UsageReport {
     /// The feature.
     pub feature: FeatureId,
