@@ -526,6 +526,11 @@ enum StoredStep {
     WaitingReplaced {
         subscription: SubscriptionId,
     },
+    ScheduledChangeSuperseded {
+        subscription: SubscriptionId,
+        at: DateTime<Utc>,
+        start: DateTime<Utc>,
+    },
     Waits {
         subscription: SubscriptionId,
         start: DateTime<Utc>,
