@@ -142,8 +142,8 @@ pub struct ProvisionRequest {
     pub checkout_options: Option<CheckoutOptions>,
     /// The new subscription's id (default: generated).
     pub subscription_id: Option<SubscriptionId>,
-    /// Free-form data kept on the subscription.
-    #[serde(default)]
+    /// Free-form data kept on the subscription (a key written twice is refused).
+    #[serde(default, deserialize_with = "crate::stored::unique_map")]
     pub metadata: BTreeMap<String, String>,
     /// Tax percentage for this subscription's invoices (overrides the customer's).
     #[serde(default, deserialize_with = "money::serde_amount::option")]

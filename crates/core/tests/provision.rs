@@ -1105,3 +1105,13 @@ fn add_on_repeats_and_dependencies_are_found_in_short_and_long_lists() {
         );
     }
 }
+
+#[test]
+fn a_request_writing_a_metadata_key_twice_is_refused() {
+    let text = r#"{"customerId": "c1", "planId": "starter", "metadata": {"crm": "a", "crm": "b"}}"#;
+    let e = serde_json::from_str::<ProvisionRequest>(text).unwrap_err();
+    assert!(e.to_string().contains("duplicate key `crm`"), "{e}");
+    let once = r#"{"customerId": "c1", "planId": "starter", "metadata": {"crm": "a"}}"#;
+    let request: ProvisionRequest = serde_json::from_str(once).unwrap();
+    assert_eq!(request.metadata.get("crm").map(String::as_str), Some("a"));
+}
