@@ -299,7 +299,9 @@ impl<'r> Loader<'r> {
         self.index_products();
         catalog.plan_versions = self
             .index_versions(
-                raw.plans.iter().map(|p| (p.id.as_str(), p.version)),
+                raw.plans
+                    .iter()
+                    .map(|p| (p.id.as_str(), p.version, p.product_id.as_str())),
                 "plans",
                 true,
             )
@@ -308,7 +310,9 @@ impl<'r> Loader<'r> {
             .collect();
         catalog.addon_versions = self
             .index_versions(
-                raw.addons.iter().map(|a| (a.id.as_str(), a.version)),
+                raw.addons
+                    .iter()
+                    .map(|a| (a.id.as_str(), a.version, a.product_id.as_str())),
                 "addons",
                 false,
             )
@@ -402,7 +406,9 @@ impl<'r> Loader<'r> {
     }
 
     /// Indexes versions of plans or add-ons by id, reporting an id and version declared
-    /// twice, and records each id's latest version.
+    /// twice or versions of one id in different products (a migration to the latest
+    /// version would move a subscription to another product), and records each id's
+    /// latest version.
     fn index_versions<I>(
         &mut self,
         entries: I,
@@ -410,12 +416,14 @@ impl<'r> Loader<'r> {
         plans: bool,
     ) -> FxHashMap<String, Vec<usize>>
     where
-        I: Iterator<Item = (&'r str, u32)>,
+        I: Iterator<Item = (&'r str, u32, &'r str)>,
     {
         let mut versions: FxHashMap<String, Vec<usize>> = FxHashMap::default();
         let mut seen: FxHashSet<(&'r str, u32)> = FxHashSet::default();
         let mut latest: FxHashMap<&'r str, (u32, usize)> = FxHashMap::default();
-        for (i, (id, version)) in entries.enumerate() {
+        // The product of each id's first version in catalog order.
+        let mut products: FxHashMap<&'r str, (u32, &'r str)> = FxHashMap::default();
+        for (i, (id, version, product)) in entries.enumerate() {
             if !seen.insert((id, version)) {
                 self.report(
                     ErrorCode::DuplicateId,
@@ -423,6 +431,22 @@ impl<'r> Loader<'r> {
                     format!("`{id}` version {version} is declared more than once"),
                 );
                 continue;
+            }
+            let (first_version, first_product) = *products.entry(id).or_insert((version, product));
+            if product != first_product {
+                let (code, kind) = if plans {
+                    (ErrorCode::InvalidPlan, "plan")
+                } else {
+                    (ErrorCode::InvalidAddon, "add-on")
+                };
+                self.report(
+                    code,
+                    &At::item(section, i).field("productId"),
+                    format!(
+                        "{kind} `{id}` version {version} belongs to product `{product}`, \
+                         version {first_version} to `{first_product}`"
+                    ),
+                );
             }
             versions.entry(id.to_owned()).or_default().push(i);
             let entry = latest.entry(id).or_insert((version, i));
