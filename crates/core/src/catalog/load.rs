@@ -884,9 +884,9 @@ impl<'r> Loader<'r> {
     ) -> PriceSet {
         let flat: Arc<str> = Arc::from(label);
         let mut prices: Vec<Price> = Vec::with_capacity(raw.len());
-        // The per-unit prices seen, by billing period and feature: a set keeps the check for
-        // a second one linear.
-        let mut per_unit: FxHashSet<(BillingPeriod, FeatureId)> = FxHashSet::default();
+        // The per-unit and usage prices seen, by billing period and feature (whether it was
+        // per-unit): a map keeps the check for a second one linear.
+        let mut by_feature: FxHashMap<(BillingPeriod, FeatureId), bool> = FxHashMap::default();
         let mut set_currency: Option<Currency> = None;
         for (j, raw_price) in raw.iter().enumerate() {
             let at = At {
@@ -932,19 +932,33 @@ impl<'r> Loader<'r> {
                 model,
                 description,
             };
-            if let PriceModel::PerUnit { feature, .. } = &price.model {
-                let twice = !per_unit.insert((price.billing_period, feature.clone()));
-                if twice {
+            // One feature's quantity or usage is priced once per billing period: a second
+            // usage price would bill the same usage again, and a usage price beside a
+            // per-unit one would bill reported usage on top of the quantity bought.
+            let (feature, per_unit) = match &price.model {
+                PriceModel::PerUnit { feature, .. } => (Some(feature), true),
+                PriceModel::UsageBased { feature, .. } => (Some(feature), false),
+                PriceModel::FlatFee { .. } => (None, false),
+            };
+            if let Some(feature) = feature {
+                let key = (price.billing_period, feature.clone());
+                if let Some(&earlier) = by_feature.get(&key) {
+                    let what = match (earlier, per_unit) {
+                        (true, true) => "two per-unit prices",
+                        (false, false) => "two usage prices",
+                        (true, false) | (false, true) => "a per-unit and a usage price",
+                    };
                     self.report(
                         ErrorCode::InvalidPrice,
                         &at.field("featureId"),
                         format!(
-                            "two per-unit prices of `{feature}` for {}",
+                            "{what} of `{feature}` for {}",
                             price.billing_period.as_str()
                         ),
                     );
                     continue;
                 }
+                by_feature.insert(key, per_unit);
             }
             prices.push(price);
         }
@@ -1038,6 +1052,14 @@ impl<'r> Loader<'r> {
                         ErrorCode::InvalidPrice,
                         &at.field("featureId"),
                         format!("feature `{id}` is not a NUMBER feature and cannot be priced by quantity"),
+                    );
+                    None
+                }
+                Some(f) if !per_unit && f.meter.is_none() => {
+                    self.report(
+                        ErrorCode::InvalidPrice,
+                        &at.field("featureId"),
+                        format!("feature `{id}` has no meter, so no usage is reported to bill"),
                     );
                     None
                 }
