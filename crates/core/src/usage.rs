@@ -28,7 +28,8 @@
 //! - Reset windows: `SUBSCRIPTION_START` anchors the series at the source's start (the
 //!   subscription, or the promotional grant); `START_OF_THE_MONTH` at 00:00 UTC on the 1st
 //!   of that start's month; `EVERY_<WEEKDAY>` at 00:00 UTC on that weekday at or before the
-//!   start. From the anchor, windows are consecutive hours, days (24 h), weeks (7 days),
+//!   start (the catalog pairs `START_OF_THE_MONTH` with `MONTH` and a weekday with `WEEK`
+//!   only). From the anchor, windows are consecutive hours, days (24 h), weeks (7 days),
 //!   months or years (calendar months from the anchor, clamped to the month end). An instant
 //!   before the anchor belongs to the first window.
 //! - On a plan change ([`reset_usage_on_change`]): `ALWAYS_RESET` resets, `NEVER_RESET`
