@@ -1467,16 +1467,15 @@ impl<'c> EntitlementSet<'c> {
             };
             let usage = match (&merged.value, merged.anchored_at) {
                 (EntitlementValue::Metered { reset, .. }, anchored_at) => {
-                    let window = reset
-                        .zip(anchored_at)
-                        .and_then(|(reset, at)| usage::reset_window(reset, at, now));
+                    let series = reset.zip(anchored_at);
+                    let window = series.and_then(|(reset, at)| usage::reset_window(reset, at, now));
                     if let Some(w) = window {
                         until(w.end);
                     }
                     let record = state
                         .usage
                         .record(resource.map(ResourceId::as_str), id.as_str());
-                    let value = record.map_or(0, |r| r.current(now));
+                    let value = record.map_or(0, |r| r.current_under(series, now));
                     if let Some(end) = record.and_then(|r| r.window).map(|w| w.end) {
                         until(end);
                     }

@@ -17,12 +17,19 @@
 //!   is `CustomerIsArchived`. Usage may be reported without a current entitlement: it is
 //!   then counted without a window.
 //! - A record is counted in the window of the scope's merged entitlement when it is
-//!   reported; it reads as its value until that window ends, even when the entitlement
-//!   changes in between (`NEVER_RESET` carries usage into the new subscription's window).
+//!   reported; it reads as its value until that window ends. Under an entitlement that
+//!   resets, it also counts only in the window of that entitlement's series holding its
+//!   last report, a report before the series' anchor belonging to the first window
+//!   ([`UsageRecord::current_under`]). So when the entitlement changes (`NEVER_RESET`
+//!   keeps the usage), the usage carries into the new subscription's current window and
+//!   reads 0 from its next one; usage counted without a window (no resetting entitlement
+//!   when it was reported) expires the same way instead of counting forever. A `DELTA`
+//!   adds to what is counted now.
 //! - Reset windows: `SUBSCRIPTION_START` anchors the series at the source's start (the
 //!   subscription, or the promotional grant); `START_OF_THE_MONTH` at 00:00 UTC on the 1st
 //!   of that start's month; `EVERY_<WEEKDAY>` at 00:00 UTC on that weekday at or before the
-//!   start. From the anchor, windows are consecutive hours, days (24 h), weeks (7 days),
+//!   start (the catalog pairs `START_OF_THE_MONTH` with `MONTH` and a weekday with `WEEK`
+//!   only). From the anchor, windows are consecutive hours, days (24 h), weeks (7 days),
 //!   months or years (calendar months from the anchor, clamped to the month end). An instant
 //!   before the anchor belongs to the first window.
 //! - On a plan change ([`reset_usage_on_change`]): `ALWAYS_RESET` resets, `NEVER_RESET`
@@ -109,6 +116,21 @@ impl UsageRecord {
             Some(window) if now >= window.end => 0,
             Some(_) | None => self.value,
         }
+    }
+
+    /// The usage it counts at `now` for an entitlement whose usage resets by `reset` from
+    /// `anchored_at` (`None`: never resets): what [`Self::current`] counts, and, when the
+    /// entitlement resets, only in the window of its series that holds the record's last
+    /// report (a report before the anchor belongs to the first window). So usage counted
+    /// without a window, or in the window of an entitlement that no longer applies, reads
+    /// as 0 once the current series has moved on from where it was reported.
+    #[must_use]
+    pub fn current_under(&self, reset: Option<(Reset, DateTime<Utc>)>, now: DateTime<Utc>) -> u64 {
+        let moved_on = reset.is_some_and(|(reset, anchored_at)| {
+            let window = reset_window(reset, anchored_at, now);
+            window.is_some() && window != reset_window(reset, anchored_at, self.updated_at)
+        });
+        if moved_on { 0 } else { self.current(now) }
     }
 }
 
@@ -506,12 +528,16 @@ pub fn report_usage(
             state.customer.id
         )));
     }
-    let window = EntitlementSet::for_customer(catalog, state, resource, now)
-        .get(feature.id.as_str())
-        .usage_period();
-    let current = state
-        .usage
-        .current(resource.map(ResourceId::as_str), feature.id.as_str(), now);
+    let entitlements = EntitlementSet::for_customer(catalog, state, resource, now);
+    let entitlement = entitlements.get(feature.id.as_str());
+    let window = entitlement.usage_period();
+    // A `DELTA` adds to the usage the scope's entitlement counts now, never to usage of a
+    // window that has ended.
+    let current = entitlement.current_usage().unwrap_or_else(|| {
+        state
+            .usage
+            .current(resource.map(ResourceId::as_str), feature.id.as_str(), now)
+    });
     let value = match request.update_behavior {
         UpdateBehavior::Delta => {
             let sum = i128::from(current).saturating_add(i128::from(request.value));

@@ -181,10 +181,16 @@ fn metered(
             ));
             None
         }
-        (Some(period), anchor) => Some(Some(Reset {
-            period,
-            anchor: anchor.unwrap_or_default(),
-        })),
+        (Some(period), anchor) => {
+            let anchor = anchor.unwrap_or_default();
+            match calendar_period(anchor) {
+                Some((needed, message)) if needed != period => {
+                    problems.push(problem("resetAnchor", message));
+                    None
+                }
+                Some(_) | None => Some(Some(Reset { period, anchor })),
+            }
+        }
         (None, Some(_)) => {
             problems.push(problem("resetAnchor", "`resetAnchor` needs `resetPeriod`"));
             None
@@ -198,5 +204,31 @@ fn metered(
             reset,
         }),
         _ => Err(problems),
+    }
+}
+
+/// The reset period a calendar anchor is defined for (FORMAT.md §6: `START_OF_THE_MONTH`
+/// windows are `[1st, next 1st)`; a weekday's run from that weekday to the next), with
+/// the problem of pairing it with another; `None` for `SUBSCRIPTION_START`, which anchors
+/// any period. The documents define no other pairing, and the windows one would make miss
+/// the day the anchor names (weeks from the 1st drift off the 1st, months from a Monday
+/// off Monday).
+fn calendar_period(anchor: ResetAnchor) -> Option<(ResetPeriod, &'static str)> {
+    match anchor {
+        ResetAnchor::SubscriptionStart => None,
+        ResetAnchor::StartOfTheMonth => Some((
+            ResetPeriod::Month,
+            "`resetAnchor` START_OF_THE_MONTH starts monthly windows and needs `resetPeriod` MONTH",
+        )),
+        ResetAnchor::EveryMonday
+        | ResetAnchor::EveryTuesday
+        | ResetAnchor::EveryWednesday
+        | ResetAnchor::EveryThursday
+        | ResetAnchor::EveryFriday
+        | ResetAnchor::EverySaturday
+        | ResetAnchor::EverySunday => Some((
+            ResetPeriod::Week,
+            "a weekday `resetAnchor` starts weekly windows and needs `resetPeriod` WEEK",
+        )),
     }
 }

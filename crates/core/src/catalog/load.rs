@@ -299,7 +299,9 @@ impl<'r> Loader<'r> {
         self.index_products();
         catalog.plan_versions = self
             .index_versions(
-                raw.plans.iter().map(|p| (p.id.as_str(), p.version)),
+                raw.plans
+                    .iter()
+                    .map(|p| (p.id.as_str(), p.version, p.product_id.as_str())),
                 "plans",
                 true,
             )
@@ -308,7 +310,9 @@ impl<'r> Loader<'r> {
             .collect();
         catalog.addon_versions = self
             .index_versions(
-                raw.addons.iter().map(|a| (a.id.as_str(), a.version)),
+                raw.addons
+                    .iter()
+                    .map(|a| (a.id.as_str(), a.version, a.product_id.as_str())),
                 "addons",
                 false,
             )
@@ -402,7 +406,9 @@ impl<'r> Loader<'r> {
     }
 
     /// Indexes versions of plans or add-ons by id, reporting an id and version declared
-    /// twice, and records each id's latest version.
+    /// twice or versions of one id in different products (a migration to the latest
+    /// version would move a subscription to another product), and records each id's
+    /// latest version.
     fn index_versions<I>(
         &mut self,
         entries: I,
@@ -410,12 +416,14 @@ impl<'r> Loader<'r> {
         plans: bool,
     ) -> FxHashMap<String, Vec<usize>>
     where
-        I: Iterator<Item = (&'r str, u32)>,
+        I: Iterator<Item = (&'r str, u32, &'r str)>,
     {
         let mut versions: FxHashMap<String, Vec<usize>> = FxHashMap::default();
         let mut seen: FxHashSet<(&'r str, u32)> = FxHashSet::default();
         let mut latest: FxHashMap<&'r str, (u32, usize)> = FxHashMap::default();
-        for (i, (id, version)) in entries.enumerate() {
+        // The product of each id's first version in catalog order.
+        let mut products: FxHashMap<&'r str, (u32, &'r str)> = FxHashMap::default();
+        for (i, (id, version, product)) in entries.enumerate() {
             if !seen.insert((id, version)) {
                 self.report(
                     ErrorCode::DuplicateId,
@@ -423,6 +431,22 @@ impl<'r> Loader<'r> {
                     format!("`{id}` version {version} is declared more than once"),
                 );
                 continue;
+            }
+            let (first_version, first_product) = *products.entry(id).or_insert((version, product));
+            if product != first_product {
+                let (code, kind) = if plans {
+                    (ErrorCode::InvalidPlan, "plan")
+                } else {
+                    (ErrorCode::InvalidAddon, "add-on")
+                };
+                self.report(
+                    code,
+                    &At::item(section, i).field("productId"),
+                    format!(
+                        "{kind} `{id}` version {version} belongs to product `{product}`, \
+                         version {first_version} to `{first_product}`"
+                    ),
+                );
             }
             versions.entry(id.to_owned()).or_default().push(i);
             let entry = latest.entry(id).or_insert((version, i));
@@ -860,9 +884,9 @@ impl<'r> Loader<'r> {
     ) -> PriceSet {
         let flat: Arc<str> = Arc::from(label);
         let mut prices: Vec<Price> = Vec::with_capacity(raw.len());
-        // The per-unit prices seen, by billing period and feature: a set keeps the check for
-        // a second one linear.
-        let mut per_unit: FxHashSet<(BillingPeriod, FeatureId)> = FxHashSet::default();
+        // The per-unit and usage prices seen, by billing period and feature (whether it was
+        // per-unit): a map keeps the check for a second one linear.
+        let mut by_feature: FxHashMap<(BillingPeriod, FeatureId), bool> = FxHashMap::default();
         let mut set_currency: Option<Currency> = None;
         for (j, raw_price) in raw.iter().enumerate() {
             let at = At {
@@ -908,19 +932,33 @@ impl<'r> Loader<'r> {
                 model,
                 description,
             };
-            if let PriceModel::PerUnit { feature, .. } = &price.model {
-                let twice = !per_unit.insert((price.billing_period, feature.clone()));
-                if twice {
+            // One feature's quantity or usage is priced once per billing period: a second
+            // usage price would bill the same usage again, and a usage price beside a
+            // per-unit one would bill reported usage on top of the quantity bought.
+            let (feature, per_unit) = match &price.model {
+                PriceModel::PerUnit { feature, .. } => (Some(feature), true),
+                PriceModel::UsageBased { feature, .. } => (Some(feature), false),
+                PriceModel::FlatFee { .. } => (None, false),
+            };
+            if let Some(feature) = feature {
+                let key = (price.billing_period, feature.clone());
+                if let Some(&earlier) = by_feature.get(&key) {
+                    let what = match (earlier, per_unit) {
+                        (true, true) => "two per-unit prices",
+                        (false, false) => "two usage prices",
+                        (true, false) | (false, true) => "a per-unit and a usage price",
+                    };
                     self.report(
                         ErrorCode::InvalidPrice,
                         &at.field("featureId"),
                         format!(
-                            "two per-unit prices of `{feature}` for {}",
+                            "{what} of `{feature}` for {}",
                             price.billing_period.as_str()
                         ),
                     );
                     continue;
                 }
+                by_feature.insert(key, per_unit);
             }
             prices.push(price);
         }
@@ -1014,6 +1052,14 @@ impl<'r> Loader<'r> {
                         ErrorCode::InvalidPrice,
                         &at.field("featureId"),
                         format!("feature `{id}` is not a NUMBER feature and cannot be priced by quantity"),
+                    );
+                    None
+                }
+                Some(f) if !per_unit && f.meter.is_none() => {
+                    self.report(
+                        ErrorCode::InvalidPrice,
+                        &at.field("featureId"),
+                        format!("feature `{id}` has no meter, so no usage is reported to bill"),
                     );
                     None
                 }
