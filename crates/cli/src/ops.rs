@@ -161,7 +161,7 @@ fn provision_customer(context: &Context<'_>, input: Option<&Value>) -> Result<Va
 
 fn get_customer(context: &Context<'_>, input: Option<&Value>) -> Result<Value, Error> {
     let input: CustomerInput = parse(input)?;
-    let state = block_on(context.engine.customer_state(&input.customer_id))?;
+    let state = read_at_now(context, &input.customer_id)?;
     Ok(json!({"customer": view::customer(&state.customer)}))
 }
 
@@ -207,6 +207,13 @@ fn complete_checkout(context: &Context<'_>, input: Option<&Value>) -> Result<Val
     Ok(provisioned(&answer))
 }
 
+/// The state of `customer` at the step's instant. The run has moved every customer's clock
+/// there already; one whose clock could not move answers with the clock's error, as its
+/// changes do, rather than with a state the clock has left behind.
+fn read_at_now(context: &Context<'_>, customer: &CustomerId) -> Result<CustomerState, Error> {
+    block_on(context.engine.customer_state_at(customer, context.now))
+}
+
 /// Fails with `InvalidArgumentError` when a customer other than `customer` holds subscription
 /// `id`: scenario inputs that name a subscription do not name its customer, so an id names
 /// one subscription across the scenario.
@@ -214,6 +221,20 @@ fn unused_elsewhere(context: &Context<'_>, customer: &CustomerId, id: &str) -> R
     for other in context.engine.storage().customer_ids() {
         if &other == customer {
             continue;
+        }
+        // `<customer>-sub-<n>` is the form of the ids Tollgate gives that customer's
+        // subscriptions: taken by another customer, it would name two subscriptions.
+        let generated_form = id
+            .strip_prefix(other.as_str())
+            .and_then(|rest| rest.strip_prefix("-sub-"))
+            .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()));
+        if generated_form {
+            return Err(Error::new(
+                ErrorCode::InvalidArgumentError,
+                format!(
+                    "subscription id `{id}` has the form of the ids given to customer `{other}`'s subscriptions: a scenario names each subscription by its id alone"
+                ),
+            ));
         }
         let state = block_on(context.engine.customer_state(&other))?;
         let held = state.subscription(id).is_some()
@@ -235,17 +256,33 @@ fn unused_elsewhere(context: &Context<'_>, customer: &CustomerId, id: &str) -> R
 
 /// The customer holding subscription `id`: scenario inputs that name a subscription do not
 /// name its customer.
+///
+/// # Errors
+/// `SubscriptionNotFound` when no customer holds it; `InvalidArgumentError` when two do
+/// (the scenario cannot say which it means).
 fn owner(context: &Context<'_>, id: &SubscriptionId) -> Result<CustomerId, Error> {
+    let mut found: Option<CustomerId> = None;
     for customer in context.engine.storage().customer_ids() {
         let state = block_on(context.engine.customer_state(&customer))?;
-        if state.subscription(id.as_str()).is_some() {
-            return Ok(customer);
+        if state.subscription(id.as_str()).is_none() {
+            continue;
         }
+        if let Some(first) = &found {
+            return Err(Error::new(
+                ErrorCode::InvalidArgumentError,
+                format!(
+                    "subscription `{id}` is held by customers `{first}` and `{customer}`: a scenario names each subscription by its id alone"
+                ),
+            ));
+        }
+        found = Some(customer);
     }
-    Err(Error::new(
-        ErrorCode::SubscriptionNotFound,
-        format!("subscription `{id}` does not exist"),
-    ))
+    found.ok_or_else(|| {
+        Error::new(
+            ErrorCode::SubscriptionNotFound,
+            format!("subscription `{id}` does not exist"),
+        )
+    })
 }
 
 fn cancel_subscription(context: &Context<'_>, input: Option<&Value>) -> Result<Value, Error> {
@@ -370,14 +407,14 @@ fn estimate_subscription_update(
 
 fn get_subscriptions(context: &Context<'_>, input: Option<&Value>) -> Result<Value, Error> {
     let input: CustomerInput = parse(input)?;
-    let state = block_on(context.engine.customer_state(&input.customer_id))?;
+    let state = read_at_now(context, &input.customer_id)?;
     let subscriptions: Vec<Value> = state.subscriptions.iter().map(view::subscription).collect();
     Ok(json!({ "subscriptions": subscriptions }))
 }
 
 fn get_invoices(context: &Context<'_>, input: Option<&Value>) -> Result<Value, Error> {
     let input: CustomerInput = parse(input)?;
-    let state = block_on(context.engine.customer_state(&input.customer_id))?;
+    let state = read_at_now(context, &input.customer_id)?;
     let invoices: Vec<Value> = state.invoices.iter().map(view::invoice).collect();
     Ok(json!({ "invoices": invoices }))
 }

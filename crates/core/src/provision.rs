@@ -1268,6 +1268,33 @@ impl<'a, 'c> Decider<'a, 'c> {
         }
     }
 
+    /// What the request leaves out carries over to `sub` from `current`, the subscription
+    /// it replaces (now or later): its coupon, its tax rate, how it is collected and its
+    /// metadata (FORMAT.md §6 "Discounts"). A parallel trial takes them but the collection
+    /// method ([`Self::carry_over_to_trial`]).
+    fn carry_over(&self, sub: &mut Subscription, current: &Subscription) {
+        self.carry_over_to_trial(sub, current);
+        if self.request.payment_collection_method.is_none() {
+            sub.payment_collection_method = current.payment_collection_method;
+        }
+    }
+
+    /// [`Self::carry_over`] for a parallel trial beside `current`: the coupon, the tax rate
+    /// and the metadata, which its conversion keeps; its collection method stays its own
+    /// request's, since the trial's payment rule (a payment method it requires, its
+    /// checkout) is decided with it now.
+    fn carry_over_to_trial(&self, sub: &mut Subscription, current: &Subscription) {
+        if sub.coupon.is_none() {
+            sub.coupon = current.coupon.clone();
+        }
+        if self.request.metadata.is_empty() {
+            sub.metadata = current.metadata.clone();
+        }
+        if self.request.tax_percentage.is_none() {
+            sub.tax_percentage = current.tax_percentage;
+        }
+    }
+
     fn future_start(
         &self,
         d: &mut ProvisionDecision,
@@ -1275,6 +1302,13 @@ impl<'a, 'c> Decider<'a, 'c> {
         scope: &Scope<'_>,
     ) -> Result<(), Error> {
         let is_trial = d.trial.terms.is_some();
+        let replaces = scope.live_paid.filter(|_| !is_trial);
+        if let Some(current) = replaces.filter(|c| c.config == self.valid.config) {
+            // The live configuration again: nothing changes (FORMAT.md §6), later as now.
+            d.change_type = ChangeType::None;
+            self.keep_configuration(d, current, "nothing changes", true);
+            return Ok(());
+        }
         self.replace_waiting(
             d,
             if is_trial {
@@ -1309,7 +1343,11 @@ impl<'a, 'c> Decider<'a, 'c> {
                 self.foretell_trial_end(d, trial, start);
             }
         }
-        let sub = self.new_subscription(self.new_id()?, start, &d.trial, None)?;
+        let mut sub = self.new_subscription(self.new_id()?, start, &d.trial, None)?;
+        if let Some(current) = replaces {
+            self.carry_over(&mut sub, current);
+            self.carried_coupon_fits(current, start)?;
+        }
         d.explanation.push(Step::Waits {
             subscription: sub.id.clone(),
             start,
@@ -1358,7 +1396,12 @@ impl<'a, 'c> Decider<'a, 'c> {
                 subscription: paid.id.clone(),
             });
         }
-        let sub = self.new_subscription(self.new_id()?, start, &d.trial, None)?;
+        let mut sub = self.new_subscription(self.new_id()?, start, &d.trial, None)?;
+        if let Some(paid) = scope.live_paid {
+            // A parallel trial that converts replaces the paid subscription as a change
+            // (FORMAT.md §6): what its request leaves out comes from that subscription.
+            self.carry_over_to_trial(&mut sub, paid);
+        }
         d.explanation.push(Step::TrialStarts {
             subscription: sub.id.clone(),
             until: sub.trial_end.unwrap_or(start),
@@ -1877,20 +1920,7 @@ impl<'a, 'c> Decider<'a, 'c> {
             Some(change) => self.updated(change)?,
             None => {
                 let mut sub = self.new_subscription(self.new_id()?, now, &d.trial, kept)?;
-                // What the request leaves out carries over from the replaced subscription:
-                // its coupon, its tax rate, how it is collected and its metadata.
-                if sub.coupon.is_none() {
-                    sub.coupon = current.coupon.clone();
-                }
-                if self.request.metadata.is_empty() {
-                    sub.metadata = current.metadata.clone();
-                }
-                if self.request.tax_percentage.is_none() {
-                    sub.tax_percentage = current.tax_percentage;
-                }
-                if self.request.payment_collection_method.is_none() {
-                    sub.payment_collection_method = current.payment_collection_method;
-                }
+                self.carry_over(&mut sub, current);
                 d.end(&current.id, now, CancelReason::UpgradeOrDowngrade);
                 sub
             }
