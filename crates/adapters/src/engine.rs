@@ -471,7 +471,9 @@ impl<S: Storage, B: Billing> Engine<S, B> {
     }
 
     /// `provisionCustomer`: creates (or updates) the customer and provisions its first
-    /// subscription as the product's journey says.
+    /// subscription as the product's journey says. An existing customer with a payment
+    /// method has its `PAYMENT_PENDING` subscriptions collected first, and their invoices
+    /// billed, as [`Engine::update_customer`] collects them.
     ///
     /// # Errors
     /// Every error of [`tollgate_core::journey::provision_customer`], billing and storage
@@ -497,9 +499,10 @@ impl<S: Storage, B: Billing> Engine<S, B> {
                     state,
                     strategy,
                     subscription,
+                    collected,
                     ..
                 } = decision;
-                Ok(match subscription {
+                let mut attempt = match subscription {
                     Some(decision) => {
                         Attempt::provisioning(state, decision, now, move |state, p| {
                             Outcome::ProvisionCustomer(CustomerProvisioned {
@@ -516,7 +519,12 @@ impl<S: Storage, B: Billing> Engine<S, B> {
                             subscription: None,
                         })
                     }),
-                })
+                };
+                // Pending payments the payment method collected are billed first.
+                let mut billed = invoices_of(&collected);
+                billed.append(&mut attempt.billed);
+                attempt.billed = billed;
+                Ok(attempt)
             })
             .await?;
         match outcome {

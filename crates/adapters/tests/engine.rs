@@ -520,6 +520,41 @@ fn a_payment_method_given_at_an_instant_charges_the_pending_subscription() {
     assert!(effects.create.is_empty() && effects.replace.is_empty() && effects.end.is_empty());
 }
 
+#[test]
+fn provisioning_a_customer_with_a_payment_method_charges_its_pending_subscription() {
+    let engine = engine();
+    let c1 = CustomerId::new("c1");
+    let jan = t("2025-01-01T00:00:00Z");
+    block_on(engine.provision_customer(&customer_request("c1", false), jan, None)).unwrap();
+    block_on(engine.provision_subscription(
+        &request(
+            "c1",
+            json!({"planId": "basic", "billingPeriod": "MONTHLY", "skipTrial": true,
+                   "subscriptionId": "s", "startDate": "2025-02-01T00:00:00Z"}),
+        ),
+        jan,
+        None,
+    ))
+    .unwrap();
+    block_on(engine.advance(&c1, t("2025-02-01T00:00:00Z"))).unwrap();
+    assert_eq!(
+        stored(&engine, "c1").unwrap().state.subscriptions[0].status,
+        SubscriptionStatus::PaymentPending
+    );
+
+    let answer = block_on(engine.provision_customer(
+        &customer_request("c1", true),
+        t("2025-02-10T00:00:00Z"),
+        None,
+    ))
+    .unwrap();
+    assert!(answer.customer.has_payment_method);
+    let state = stored(&engine, "c1").unwrap().state;
+    assert_eq!(state.subscriptions[0].status, SubscriptionStatus::Active);
+    assert_eq!(state.invoices.len(), 1);
+    assert_eq!(engine.billing().charged(), state.invoices);
+}
+
 /// A second engine holding the same customers as `engine`, with a fresh provider.
 fn copy_of(engine: &MemoryEngine) -> MemoryEngine {
     let copy = self::engine();

@@ -88,7 +88,8 @@ pub struct CustomerState {
     pub customer: Customer,
     /// Its subscriptions in creation order, in every status.
     pub subscriptions: Vec<Subscription>,
-    /// Products the customer has had a trial of.
+    /// Products the customer has had a trial of: recorded when the trial starts to run
+    /// (states stored by earlier versions recorded it at the request).
     pub trial_history: BTreeSet<ProductId>,
     /// Products the customer has had a non-trial subscription to a paid plan of.
     pub paid_history: BTreeSet<ProductId>,

@@ -18,9 +18,11 @@ use crate::coupon::Redemptions;
 use crate::customer::{Customer, CustomerState};
 use crate::error::{Error, ErrorCode};
 use crate::id::{CountryCode, CustomerId};
+use crate::lifecycle::collect_pending_payments;
 use crate::money;
 use crate::provision::{ProvisionDecision, ProvisionRequest, provision};
 use crate::settings::Settings;
+use crate::subscription::SubscriptionStatus;
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 use rust_decimal::Decimal;
@@ -65,12 +67,17 @@ pub enum SubscriptionDecisionStrategy {
 #[derive(Debug, Clone, PartialEq)]
 #[non_exhaustive]
 pub struct CustomerDecision {
-    /// The customer's state with its fields set, before the subscription's effects.
+    /// The customer's state with its fields set and its pending payments collected
+    /// ([`CustomerDecision::collected`]), before the subscription's effects.
     pub state: CustomerState,
     /// How the subscription was chosen.
     pub strategy: SubscriptionDecisionStrategy,
     /// The subscription's decision, if one was asked for.
     pub subscription: Option<ProvisionDecision>,
+    /// What the clock did to reach `now`, and the `PAYMENT_PENDING` subscriptions a payment
+    /// method of the customer activated ([`crate::lifecycle::collect_pending_payments`]),
+    /// with the invoices they issued; already in `state`.
+    pub collected: Vec<crate::lifecycle::Event>,
 }
 
 impl CustomerDecision {
@@ -138,13 +145,18 @@ pub fn update_customer(customer: &Customer, fields: &CustomerFields) -> Result<C
 }
 
 /// Decides a `provisionCustomer` request: creates the customer (or updates an existing one)
-/// and provisions its first subscription per the journey start setup.
+/// and provisions its first subscription per the journey start setup. An existing customer
+/// who has a payment method then has its `PAYMENT_PENDING` subscriptions collected at `now`
+/// first, as `updateCustomer` giving the payment method collects them
+/// ([`crate::lifecycle::collect_pending_payments`]), so the subscription is decided on the
+/// state with them paid for.
 ///
 /// # Errors
 /// `CustomerIsArchived` for an archived customer, `BadUserInput` for
 /// `subscriptionParams` that are not a provision input, `InvalidArgumentError` for
 /// `subscriptionParams` naming another customer, the customer field errors of
-/// [`update_customer`], and every error of [`provision`].
+/// [`update_customer`], every error of [`crate::lifecycle::collect_pending_payments`], and
+/// every error of [`provision`].
 pub fn provision_customer(
     catalog: &Catalog,
     existing: Option<&CustomerState>,
@@ -170,12 +182,27 @@ pub fn provision_customer(
             tax_inclusive: request.tax_inclusive,
         },
     )?;
+    // A payment method pays for what waits for one (SPEC.md §5), as `updateCustomer`
+    // giving it collects it, and before the subscription is decided, which then sees the
+    // subscriptions paid for.
+    let mut collected = Vec::new();
+    if state.customer.has_payment_method
+        && state
+            .subscriptions
+            .iter()
+            .any(|s| s.status == SubscriptionStatus::PaymentPending)
+    {
+        let (paid, events) = collect_pending_payments(catalog, &state, now, settings)?;
+        state = paid;
+        collected = events;
+    }
     let params = match &request.subscription_params {
         None | Some(serde_json::Value::Null) => {
             return Ok(CustomerDecision {
                 state,
                 strategy: SubscriptionDecisionStrategy::SkippedSubscriptionCreation,
                 subscription: None,
+                collected,
             });
         }
         Some(params) => params,
@@ -251,6 +278,7 @@ pub fn provision_customer(
         state,
         strategy,
         subscription: Some(decision),
+        collected,
     })
 }
 

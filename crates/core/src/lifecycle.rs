@@ -430,6 +430,7 @@ impl Clock<'_> {
             .map(|end| crate::period::within_range(end.checked_add_signed(waited)))
             .transpose()?;
         let conversion = self.state.conversion_of(&sub).map(|s| s.id.clone());
+        self.state.trial_history.insert(sub.product.clone());
         let stored = self.sub_mut(index)?;
         stored.status = SubscriptionStatus::InTrial;
         stored.trial_end = end;
@@ -901,6 +902,8 @@ impl Clock<'_> {
             return self.await_payment(index);
         }
         if sub.is_trial {
+            // A trial counts for eligibility from when it runs (SPEC.md §3.T).
+            self.state.trial_history.insert(sub.product.clone());
             self.sub_mut(index)?.status = SubscriptionStatus::InTrial;
             self.event(EventKind::SubscriptionStarted, &sub.id, None);
             return self.issue_carried(carried);

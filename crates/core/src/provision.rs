@@ -605,6 +605,7 @@ pub(crate) fn decide(
                     catalog,
                     state,
                     valid.plan,
+                    request.resource_id.as_ref(),
                     request.skip_trial,
                     request.trial_override.as_ref(),
                     start,
@@ -1223,7 +1224,9 @@ impl<'a, 'c> Decider<'a, 'c> {
     ) -> Result<(), Error> {
         let scope = self.scope();
         let is_trial = d.trial.terms.is_some();
-        if is_trial {
+        // A trial counts for eligibility once it runs: the clock records one waiting for
+        // its start (or for payment) when it starts.
+        if is_trial && start <= self.now {
             d.effects.trial_product = Some(self.valid.plan.product.clone());
         }
         if start > self.now {

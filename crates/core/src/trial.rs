@@ -6,12 +6,14 @@
 //! customer gets the plan's default trial (`STARTED`); anyone else pays (`NOT_ELIGIBLE`).
 //!
 //! Eligibility is self-serve: at most one trial per customer per product, ever, and none
-//! after a non-trial subscription to a `PAID` plan of the product.
+//! after a non-trial subscription to a `PAID` plan of the product. Both count once they
+//! have started: one that ended while it waited for its start or for payment was never had.
 
 use crate::catalog::{Catalog, Plan, PricingType, TrialEndBehavior};
 use crate::customer::CustomerState;
 use crate::error::{Error, ErrorCode};
-use crate::id::{PlanId, ProductId};
+use crate::id::{PlanId, ProductId, ResourceId};
+use crate::subscription::SubscriptionStatus;
 use chrono::{DateTime, TimeDelta, Utc};
 use serde::{Deserialize, Serialize, Serializer};
 use std::fmt;
@@ -192,7 +194,7 @@ pub(crate) mod stored_reason {
     }
 }
 
-/// Decides the trial of a new subscription to `plan` starting at `start`.
+/// Decides the trial of a new subscription to `plan` for `resource` starting at `start`.
 ///
 /// # Errors
 /// `TrialNotApplicable` for a trial override on a free plan; `InvalidArgumentError` for an
@@ -202,6 +204,7 @@ pub fn decide(
     catalog: &Catalog,
     state: &CustomerState,
     plan: &Plan,
+    resource: Option<&ResourceId>,
     skip_trial: bool,
     trial_override: Option<&TrialOverride>,
     start: DateTime<Utc>,
@@ -255,7 +258,7 @@ pub fn decide(
     if skip_trial || trial_override.is_some() {
         return Ok(outcome(TrialDecision::Skipped, TrialReason::Skipped));
     }
-    if let Some(why) = ineligibility(catalog, state, plan) {
+    if let Some(why) = ineligibility(catalog, state, plan, resource) {
         return Ok(outcome(TrialDecision::NotEligible, why));
     }
     Ok(TrialOutcome {
@@ -277,14 +280,32 @@ fn outcome(decision: TrialDecision, reason: TrialReason) -> TrialOutcome {
     }
 }
 
-/// Why the customer may not have a self-serve trial of `plan`'s product, if it may not.
-fn ineligibility(catalog: &Catalog, state: &CustomerState, plan: &Plan) -> Option<TrialReason> {
+/// Why the customer may not have a self-serve trial of `plan`'s product for `resource`, if
+/// it may not.
+fn ineligibility(
+    catalog: &Catalog,
+    state: &CustomerState,
+    plan: &Plan,
+    resource: Option<&ResourceId>,
+) -> Option<TrialReason> {
     let product = &plan.product;
+    // "Had" means it ran: the history records each trial when it starts running, and a
+    // running one counts even in a state whose history was not kept. One still to start
+    // counts too, the one trial it would be, except one waiting for its start in the
+    // request's own scope, which a new trial there replaces. One that ended before it ran
+    // (canceled or replaced while it waited, its payment never given) was never had.
     let had_trial = state.trial_history.contains(product)
-        || state
-            .subscriptions
-            .iter()
-            .any(|s| &s.product == product && s.is_trial);
+        || state.subscriptions.iter().any(|s| {
+            &s.product == product
+                && s.is_trial
+                && match s.status {
+                    SubscriptionStatus::InTrial
+                    | SubscriptionStatus::Active
+                    | SubscriptionStatus::PaymentPending => true,
+                    SubscriptionStatus::NotStarted => !s.in_scope(product, resource),
+                    SubscriptionStatus::Canceled | SubscriptionStatus::Expired => false,
+                }
+        });
     if had_trial {
         return Some(TrialReason::HadTrial(product.clone()));
     }
@@ -295,7 +316,7 @@ fn ineligibility(catalog: &Catalog, state: &CustomerState, plan: &Plan) -> Optio
         || state.subscriptions.iter().any(|s| {
             &s.product == product
                 && !s.is_trial
-                && s.status == crate::subscription::SubscriptionStatus::Active
+                && s.status == SubscriptionStatus::Active
                 && s.plan(catalog)
                     .is_ok_and(|p| p.pricing_type == PricingType::Paid)
         });

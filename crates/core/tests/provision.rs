@@ -941,6 +941,52 @@ fn provision_customer_follows_the_journey_start_setup() {
 }
 
 #[test]
+fn provision_customer_with_a_payment_method_collects_pending_payments_first() {
+    use tollgate_core::journey::{ProvisionCustomerRequest, provision_customer};
+    let trial_catalog = catalog_with(|c| {
+        c["products"][0]["journey"]["startSetup"] = json!("TRIAL_PERIOD");
+        c["products"][0]["journey"]["startPlanId"] = json!("starter");
+    });
+    let mut w = World::with_catalog(trial_catalog, false);
+    let mut waiting = paid_starter("s");
+    waiting["startDate"] = json!("2025-01-02T00:00:00Z");
+    w.provision(JAN1, waiting);
+    let at = "2025-01-05T00:00:00Z";
+    let (state, _) = advance(&w.catalog, &w.state, t(at), &w.settings).unwrap();
+    assert_eq!(
+        state.subscription("s").unwrap().status,
+        SubscriptionStatus::PaymentPending
+    );
+    let request: ProvisionCustomerRequest = serde_json::from_value(json!({"customerId": "c1", "hasPaymentMethod": true, "subscriptionParams": {"planId": "pro", "billingPeriod": "MONTHLY", "subscriptionId": "next"}})).unwrap();
+    let decision = provision_customer(
+        &w.catalog,
+        Some(&state),
+        &request,
+        &Redemptions::new(),
+        t(at),
+        &w.settings,
+    )
+    .unwrap();
+    // The waiting subscription is paid for at the request, as `updateCustomer` would pay
+    // it, and the subscription is decided on that: the starter plan was had, no trial.
+    let paid = decision.state.subscription("s").unwrap();
+    assert_eq!(
+        (paid.status, paid.current_period.map(|p| p.start)),
+        (SubscriptionStatus::Active, Some(t(at)))
+    );
+    let invoices: Vec<_> = decision
+        .collected
+        .iter()
+        .filter_map(|e| e.invoice.clone())
+        .collect();
+    assert_eq!(invoices.len(), 1);
+    assert_eq!(invoices[0].reason, InvoiceReason::SubscriptionCreation);
+    assert_eq!(decision.state.invoices, invoices);
+    let trial = &decision.subscription.as_ref().unwrap().trial;
+    assert_eq!(trial.decision, TrialDecision::NotEligible);
+}
+
+#[test]
 fn completing_a_checkout_starts_the_pending_subscription_at_completion() {
     let mut w = World::new(false);
     w.provision(JAN1, json!({"planId": "free", "subscriptionId": "free"}));
