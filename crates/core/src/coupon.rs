@@ -80,12 +80,7 @@ pub fn held_codes(state: &CustomerState) -> Vec<HeldCode> {
     let waiting = state
         .subscriptions
         .iter()
-        .filter(|sub| {
-            matches!(
-                sub.status,
-                SubscriptionStatus::NotStarted | SubscriptionStatus::PaymentPending
-            )
-        })
+        .filter(|sub| sub.status.is_waiting())
         .filter_map(|sub| {
             sub.coupon
                 .as_ref()
@@ -152,7 +147,7 @@ use crate::id::SubscriptionId;
 use crate::invoice::{InvoiceLine, LineKind};
 use crate::money::{self, Currency, RoundingMode};
 use crate::period::add_months;
-use crate::subscription::{AppliedCoupon, SubscriptionStatus};
+use crate::subscription::AppliedCoupon;
 use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
 

@@ -1305,13 +1305,8 @@ impl<'a, 'c> Decider<'a, 'c> {
         scope: &Scope<'_>,
     ) -> Result<(), Error> {
         let is_trial = d.trial.terms.is_some();
-        let replaces = scope.live_paid.filter(|_| !is_trial);
-        if let Some(current) = replaces.filter(|c| c.config == self.valid.config) {
-            // The live configuration again: nothing changes (FORMAT.md §6), later as now.
-            d.change_type = ChangeType::None;
-            self.keep_configuration(d, current, "nothing changes", true);
-            return Ok(());
-        }
+        // A newer request for a later start replaces the waiting one of its kind (SPEC.md
+        // §3.S), whatever it asks for.
         self.replace_waiting(
             d,
             if is_trial {
@@ -1320,8 +1315,21 @@ impl<'a, 'c> Decider<'a, 'c> {
                 scope.waiting_paid
             },
         );
+        // The live paid subscription still live at `start`: the one the new subscription
+        // replaces then (a trial, when it converts). One that ends first is replaced by
+        // nothing: the request is then a new subscription.
+        let live_at_start = scope
+            .live_paid
+            .filter(|c| c.cancellation_date.is_none_or(|end| end > start));
         if !is_trial {
-            if let Some(current) = scope.live_paid {
+            if let Some(current) = live_at_start {
+                if current.config == self.valid.config {
+                    // The live configuration again: nothing changes (FORMAT.md §6), later
+                    // as now.
+                    d.change_type = ChangeType::None;
+                    self.keep_configuration(d, current, "nothing changes", true);
+                    return Ok(());
+                }
                 d.change_type = self.classify(current)?;
                 // The waiting subscription replaces `current` at its start: a change of
                 // `current` due then or later would never run (the clock skips one due at
@@ -1347,9 +1355,14 @@ impl<'a, 'c> Decider<'a, 'c> {
             }
         }
         let mut sub = self.new_subscription(self.new_id()?, start, &d.trial, None)?;
-        if let Some(current) = replaces {
-            self.carry_over(&mut sub, current);
-            self.carried_coupon_fits(current, start)?;
+        match (is_trial, live_at_start) {
+            (false, Some(current)) => {
+                self.carry_over(&mut sub, current);
+                self.carried_coupon_fits(current, start)?;
+            }
+            // A parallel trial, as one starting now.
+            (true, Some(paid)) => self.carry_over_to_trial(&mut sub, paid),
+            (_, None) => {}
         }
         d.explanation.push(Step::Waits {
             subscription: sub.id.clone(),
@@ -1761,10 +1774,7 @@ impl<'a, 'c> Decider<'a, 'c> {
         if let Some(metadata) = change.metadata {
             next.metadata = metadata.clone();
         }
-        let unbilled = matches!(
-            current.status,
-            SubscriptionStatus::NotStarted | SubscriptionStatus::PaymentPending
-        );
+        let unbilled = current.status.is_waiting();
         if unbilled && !current.is_trial && next.config.billing_period != current.billing_period() {
             // Nothing billed yet: its first period takes the new length from the same start.
             let start = current

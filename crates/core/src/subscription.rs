@@ -63,6 +63,13 @@ impl SubscriptionStatus {
     pub fn is_ended(self) -> bool {
         matches!(self, Self::Canceled | Self::Expired)
     }
+
+    /// Whether the subscription waits, charged nothing yet: for its start date or for a
+    /// payment method.
+    #[must_use]
+    pub fn is_waiting(self) -> bool {
+        matches!(self, Self::NotStarted | Self::PaymentPending)
+    }
 }
 
 /// Why a subscription ended.
@@ -366,10 +373,7 @@ impl Subscription {
     /// paid drops its coupon: it never discounted anything, and its promotion code is given
     /// back ([`crate::coupon::scheduled_redemptions`]).
     pub fn end(&mut self, at: DateTime<Utc>, reason: CancelReason) {
-        if matches!(
-            self.status,
-            SubscriptionStatus::NotStarted | SubscriptionStatus::PaymentPending
-        ) {
+        if self.status.is_waiting() {
             self.coupon = None;
         }
         self.status = if reason == CancelReason::TrialEnded {
