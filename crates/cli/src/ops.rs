@@ -224,11 +224,7 @@ fn unused_elsewhere(context: &Context<'_>, customer: &CustomerId, id: &str) -> R
         }
         // `<customer>-sub-<n>` is the form of the ids Tollgate gives that customer's
         // subscriptions: taken by another customer, it would name two subscriptions.
-        let generated_form = id
-            .strip_prefix(other.as_str())
-            .and_then(|rest| rest.strip_prefix("-sub-"))
-            .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()));
-        if generated_form {
+        if tollgate_core::id::is_numbered(id, other.as_str(), "sub") {
             return Err(Error::new(
                 ErrorCode::InvalidArgumentError,
                 format!(

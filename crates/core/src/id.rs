@@ -94,6 +94,17 @@ pub(crate) fn numbered(owner: &str, kind: &str, n: usize) -> String {
     id
 }
 
+/// Whether `id` has the form [`numbered`] gives `owner`'s ids of `kind`
+/// (`<owner>-<kind>-<n>`): an id Tollgate may generate for that owner.
+#[must_use]
+pub fn is_numbered(id: &str, owner: &str, kind: &str) -> bool {
+    id.strip_prefix(owner)
+        .and_then(|rest| rest.strip_prefix('-'))
+        .and_then(|rest| rest.strip_prefix(kind))
+        .and_then(|rest| rest.strip_prefix('-'))
+        .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+}
+
 /// Reads an id's text straight into its shared string.
 struct IdVisitor;
 
@@ -167,5 +178,28 @@ impl<'de> Deserialize<'de> for CountryCode {
         let text = String::deserialize(deserializer)?;
         Self::parse(&text)
             .ok_or_else(|| de::Error::custom(format!("`{text}` is not a country code")))
+    }
+}
+
+#[cfg(test)]
+mod numbered_tests {
+    use super::{is_numbered, numbered};
+
+    #[test]
+    fn the_numbered_form_is_recognised_for_its_owner_only() {
+        assert!(is_numbered(&numbered("c2", "sub", 1), "c2", "sub"));
+        assert!(is_numbered(&numbered("a-sub", "sub", 17), "a-sub", "sub"));
+        assert!(!is_numbered(&numbered("c2", "sub", 1), "c1", "sub"));
+        assert!(!is_numbered(&numbered("c2", "inv", 1), "c2", "sub"));
+        for other in [
+            "c2-sub-",
+            "c2-sub-x",
+            "c2-sub-1a",
+            "c2-sub",
+            "c2sub-1",
+            "c2-sub--1",
+        ] {
+            assert!(!is_numbered(other, "c2", "sub"), "{other}");
+        }
     }
 }

@@ -566,15 +566,17 @@ pub(crate) fn decide(
         ),
         ("trialEndDate", in_place.and_then(|c| c.trial_end)),
     ])?;
+    let current = in_place.map(|c| (&c.current.config, c.kind == ScheduledUpdateType::Update));
     let valid = validate(
         catalog,
         state,
         request,
         redemptions,
         now,
-        in_place.map(|c| (&c.current.config, c.kind == ScheduledUpdateType::Update)),
+        current,
         completing.is_some(),
         settings.rounding,
+        true,
     )?;
     let mut explanation = Vec::with_capacity(6);
     explanation.push(Step::Validated {
@@ -638,6 +640,32 @@ pub(crate) fn decide(
         Stages::WithoutPayment => {}
     }
     decision.effects.redeemed_code = decider.redeemed_code(&decision.effects);
+    // The promotion code was checked as if the request took over the redemptions of the
+    // subscriptions waiting in its scope with it; one the decision leaves waiting keeps its
+    // redemption, so the code must fit beside it.
+    if let Some(code) = &request.promotion_code {
+        let ended = |s: &Subscription| decision.effects.end.iter().any(|e| e.subscription == s.id);
+        let kept = waiting_holders(
+            state,
+            &valid.plan.product,
+            request.resource_id.as_ref(),
+            code,
+        )
+        .any(|s| !ended(s));
+        if kept {
+            validate(
+                catalog,
+                state,
+                request,
+                redemptions,
+                now,
+                current,
+                completing.is_some(),
+                settings.rounding,
+                false,
+            )?;
+        }
+    }
     Ok(decision)
 }
 
@@ -660,6 +688,7 @@ fn validate<'c>(
     current: Option<(&Configuration, bool)>,
     code_checked: bool,
     rounding: RoundingMode,
+    waiting_released: bool,
 ) -> Result<Validated<'c>, Error> {
     if state.customer.id != request.customer_id {
         return Err(Error::new(
@@ -780,8 +809,16 @@ fn validate<'c>(
             };
             // A change scheduled in the scope that holds this code is replaced by the
             // request: its redemption is the request's to take (the host's count settles
-            // exactly what the decision gives back).
-            let held = held_in_scope(state, &plan.product, request.resource_id.as_ref(), code);
+            // exactly what the decision gives back). So is a subscription waiting in the
+            // scope, when `waiting_released`: [`decide`] checks afterwards that the
+            // decision does end it.
+            let held = held_in_scope(
+                state,
+                &plan.product,
+                request.resource_id.as_ref(),
+                code,
+                waiting_released,
+            );
             let redemptions = if held == 0 {
                 Cow::Borrowed(redemptions)
             } else {
@@ -832,15 +869,40 @@ fn held_in_scope(
     product: &ProductId,
     resource: Option<&ResourceId>,
     code: &str,
+    waiting: bool,
 ) -> usize {
-    state
+    let holds = |c: &AppliedCoupon| c.promotion_code.as_deref() == Some(code);
+    let scheduled = state
         .subscriptions
         .iter()
         .filter(|s| s.in_scope(product, resource))
         .flat_map(|s| &s.scheduled_updates)
         .filter_map(|u| u.coupon.as_ref())
-        .filter(|c| c.promotion_code.as_deref() == Some(code))
-        .count()
+        .filter(|c| holds(c))
+        .count();
+    let waiting = if waiting {
+        waiting_holders(state, product, resource, code).count()
+    } else {
+        0
+    };
+    scheduled.saturating_add(waiting)
+}
+
+/// The subscriptions waiting in the scope `(product, resource)` (for their start or for a
+/// payment method) whose coupon was redeemed with promotion code `code`.
+fn waiting_holders<'s>(
+    state: &'s CustomerState,
+    product: &'s ProductId,
+    resource: Option<&'s ResourceId>,
+    code: &'s str,
+) -> impl Iterator<Item = &'s Subscription> {
+    state.subscriptions.iter().filter(move |s| {
+        s.in_scope(product, resource)
+            && s.status.is_waiting()
+            && s.coupon
+                .as_ref()
+                .is_some_and(|c| c.promotion_code.as_deref() == Some(code))
+    })
 }
 
 /// Up to this many add-ons in a request are checked for repeats without a set.

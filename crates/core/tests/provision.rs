@@ -1161,3 +1161,52 @@ fn a_request_writing_a_metadata_key_twice_is_refused() {
     let request: ProvisionRequest = serde_json::from_str(once).unwrap();
     assert_eq!(request.metadata.get("crm").map(String::as_str), Some("a"));
 }
+
+/// A code at its limit, used by a subscription waiting in the scope: a newer waiting request
+/// replaces that subscription and takes its redemption over; a request that leaves it
+/// waiting (a downgrade scheduled on the live subscription) must fit beside it.
+#[test]
+fn a_code_held_by_a_waiting_subscription_is_taken_over_only_by_a_request_that_replaces_it() {
+    let catalog = catalog_with(|v| {
+        let codes = v["coupons"][1]["promotionCodes"][0]
+            .as_object_mut()
+            .unwrap();
+        assert_eq!(codes["code"], json!("WELCOME10"));
+        codes.insert("maxRedemptions".to_owned(), json!(1));
+    });
+    let mut w = World::with_catalog(catalog, true);
+    w.provision(JAN1, pro("live", 5));
+    let mut waiting = pro("waiting", 8);
+    waiting["startDate"] = json!("2025-01-20T00:00:00Z");
+    waiting["promotionCode"] = json!("WELCOME10");
+    w.provision("2025-01-02T00:00:00Z", waiting);
+    let mut counts = Redemptions::new();
+    counts.record("WELCOME10");
+    let decide = |input: Value| {
+        let mut input = input;
+        input["customerId"] = json!("c1");
+        input["promotionCode"] = json!("WELCOME10");
+        let request: ProvisionRequest = serde_json::from_value(input).unwrap();
+        provision(
+            &w.catalog,
+            &w.state,
+            &request,
+            &counts,
+            t("2025-01-03T00:00:00Z"),
+            &w.settings,
+        )
+    };
+    // A newer waiting request replaces `waiting` and takes its code over.
+    let mut newer = pro("newer", 9);
+    newer["startDate"] = json!("2025-01-25T00:00:00Z");
+    let d = decide(newer).unwrap();
+    assert!(
+        d.effects
+            .end
+            .iter()
+            .any(|e| e.subscription.as_str() == "waiting")
+    );
+    // A downgrade scheduled on `live` leaves `waiting` with its redemption: no room.
+    let e = decide(pro("down", 2)).unwrap_err();
+    assert_eq!(e.code(), ErrorCode::PromotionCodeMaxRedemptionsReached);
+}
