@@ -567,17 +567,20 @@ pub(crate) fn decide(
         ("trialEndDate", in_place.and_then(|c| c.trial_end)),
     ])?;
     let current = in_place.map(|c| (&c.current.config, c.kind == ScheduledUpdateType::Update));
-    let valid = validate(
-        catalog,
-        state,
-        request,
-        redemptions,
-        now,
-        current,
-        completing.is_some(),
-        settings.rounding,
-        true,
-    )?;
+    let check = |waiting_released| {
+        validate(
+            catalog,
+            state,
+            request,
+            redemptions,
+            now,
+            current,
+            completing.is_some(),
+            settings.rounding,
+            waiting_released,
+        )
+    };
+    let valid = check(true)?;
     let mut explanation = Vec::with_capacity(6);
     explanation.push(Step::Validated {
         plan: valid.plan.id.clone(),
@@ -653,17 +656,7 @@ pub(crate) fn decide(
         )
         .any(|s| !ended(s));
         if kept {
-            validate(
-                catalog,
-                state,
-                request,
-                redemptions,
-                now,
-                current,
-                completing.is_some(),
-                settings.rounding,
-                false,
-            )?;
+            check(false)?;
         }
     }
     Ok(decision)
