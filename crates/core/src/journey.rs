@@ -149,7 +149,8 @@ pub fn update_customer(customer: &Customer, fields: &CustomerFields) -> Result<C
 /// who has a payment method then has its `PAYMENT_PENDING` subscriptions collected at `now`
 /// first, as `updateCustomer` giving the payment method collects them
 /// ([`crate::lifecycle::collect_pending_payments`]), so the subscription is decided on the
-/// state with them paid for.
+/// state with them paid for; a pending non-trial subscription of the request's scope that
+/// the decision replaces is left uncharged instead, as a completed checkout leaves it.
 ///
 /// # Errors
 /// `CustomerIsArchived` for an archived customer, `BadUserInput` for
@@ -185,19 +186,18 @@ pub fn provision_customer(
     // A payment method pays for what waits for one (SPEC.md §5), as `updateCustomer`
     // giving it collects it, and before the subscription is decided, which then sees the
     // subscriptions paid for.
-    let mut collected = Vec::new();
-    if state.customer.has_payment_method
+    let collects = state.customer.has_payment_method
         && state
             .subscriptions
             .iter()
-            .any(|s| s.status == SubscriptionStatus::PaymentPending)
-    {
-        let (paid, events) = collect_pending_payments(catalog, &state, now, settings)?;
-        state = paid;
-        collected = events;
-    }
+            .any(|s| s.status == SubscriptionStatus::PaymentPending);
     let params = match &request.subscription_params {
         None | Some(serde_json::Value::Null) => {
+            let (state, collected) = if collects {
+                collect_pending_payments(catalog, &state, now, settings)?
+            } else {
+                (state, Vec::new())
+            };
             return Ok(CustomerDecision {
                 state,
                 strategy: SubscriptionDecisionStrategy::SkippedSubscriptionCreation,
@@ -273,9 +273,57 @@ pub fn provision_customer(
             )
         }
     };
-    let decision = provision(catalog, &state, &request, redemptions, now, settings)?;
+    if !collects {
+        let decision = provision(catalog, &state, &request, redemptions, now, settings)?;
+        return Ok(CustomerDecision {
+            state,
+            strategy,
+            subscription: Some(decision),
+            collected: Vec::new(),
+        });
+    }
+    // A subscription of the request's scope waiting for payment that the request replaces
+    // has been charged nothing: it is left uncharged and replaced, as a completed checkout
+    // replaces it, rather than charged a period only to be credited or left to run out.
+    // Whether the request replaces it is the decision's to say: decided on the state with
+    // it left waiting, the decision must end it; otherwise (a trial beside it, its own
+    // configuration again) it is collected with the others.
+    let waiting_in_scope = state
+        .subscriptions
+        .iter()
+        .find(|s| {
+            s.status == SubscriptionStatus::PaymentPending
+                && !s.is_trial
+                && s.in_scope(&product.id, request.resource_id.as_ref())
+        })
+        .map(|s| s.id.clone());
+    if let Some(replaced) = &waiting_in_scope {
+        let (paid, collected) = crate::lifecycle::collect_pending_payments_except(
+            catalog,
+            &state,
+            now,
+            settings,
+            Some(replaced),
+        )?;
+        let decision = provision(catalog, &paid, &request, redemptions, now, settings)?;
+        if decision
+            .effects
+            .end
+            .iter()
+            .any(|e| &e.subscription == replaced)
+        {
+            return Ok(CustomerDecision {
+                state: paid,
+                strategy,
+                subscription: Some(decision),
+                collected,
+            });
+        }
+    }
+    let (paid, collected) = collect_pending_payments(catalog, &state, now, settings)?;
+    let decision = provision(catalog, &paid, &request, redemptions, now, settings)?;
     Ok(CustomerDecision {
-        state,
+        state: paid,
         strategy,
         subscription: Some(decision),
         collected,
