@@ -70,7 +70,7 @@ use tollgate_core::provision::{
     CheckoutCompletion, CheckoutRequest, Effects, ProvisionDecision, ProvisionRequest,
 };
 use tollgate_core::settings::Settings;
-use tollgate_core::subscription::{Subscription, SubscriptionStatus};
+use tollgate_core::subscription::Subscription;
 use tollgate_core::update::{
     CancelScheduledRequest, MigrateRequest, TransferRequest, UpdateRequest,
 };
@@ -563,12 +563,8 @@ impl<S: Storage, B: Billing> Engine<S, B> {
                 state.customer = tollgate_core::journey::update_customer(&state.customer, fields)?;
                 // The state is at `now` already; only a pending subscription has anything
                 // for the new payment method to collect.
-                let pending = state
-                    .subscriptions
-                    .iter()
-                    .any(|s| s.status == SubscriptionStatus::PaymentPending);
                 let mut billed = Vec::new();
-                if pending && state.customer.has_payment_method {
+                if state.has_pending_payments() && state.customer.has_payment_method {
                     let (collected, events) = tollgate_core::lifecycle::collect_pending_payments(
                         &self.catalog,
                         &state,

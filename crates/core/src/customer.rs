@@ -299,6 +299,30 @@ impl CustomerState {
             .find(|s| s.status == SubscriptionStatus::InTrial && converts_into(s, waiting))
     }
 
+    /// Whether a subscription waits for a payment method (`PAYMENT_PENDING`): one that a
+    /// payment method now would collect.
+    #[must_use]
+    pub fn has_pending_payments(&self) -> bool {
+        self.subscriptions
+            .iter()
+            .any(|s| s.status == SubscriptionStatus::PaymentPending)
+    }
+
+    /// The non-trial subscription of the scope `(product, resource)` waiting for a payment
+    /// method, if any: the one a request of that scope replaces.
+    #[must_use]
+    pub fn pending_payment_in(
+        &self,
+        product: &ProductId,
+        resource: Option<&ResourceId>,
+    ) -> Option<&Subscription> {
+        self.subscriptions.iter().find(|s| {
+            s.status == SubscriptionStatus::PaymentPending
+                && !s.is_trial
+                && s.in_scope(product, resource)
+        })
+    }
+
     /// Whether a payment for a subscription collected by `method` cannot be taken now: the
     /// provider charges it and the customer has no payment method (SPEC.md §3.P).
     #[must_use]

@@ -22,7 +22,6 @@ use crate::lifecycle::collect_pending_payments;
 use crate::money;
 use crate::provision::{ProvisionDecision, ProvisionRequest, provision};
 use crate::settings::Settings;
-use crate::subscription::SubscriptionStatus;
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 use rust_decimal::Decimal;
@@ -186,11 +185,7 @@ pub fn provision_customer(
     // A payment method pays for what waits for one (SPEC.md §5), as `updateCustomer`
     // giving it collects it, and before the subscription is decided, which then sees the
     // subscriptions paid for.
-    let collects = state.customer.has_payment_method
-        && state
-            .subscriptions
-            .iter()
-            .any(|s| s.status == SubscriptionStatus::PaymentPending);
+    let collects = state.customer.has_payment_method && state.has_pending_payments();
     let params = match &request.subscription_params {
         None | Some(serde_json::Value::Null) => {
             let (state, collected) = if collects {
@@ -289,13 +284,7 @@ pub fn provision_customer(
     // it left waiting, the decision must end it; otherwise (a trial beside it, its own
     // configuration again) it is collected with the others.
     let waiting_in_scope = state
-        .subscriptions
-        .iter()
-        .find(|s| {
-            s.status == SubscriptionStatus::PaymentPending
-                && !s.is_trial
-                && s.in_scope(&product.id, request.resource_id.as_ref())
-        })
+        .pending_payment_in(&product.id, request.resource_id.as_ref())
         .map(|s| s.id.clone());
     if let Some(replaced) = &waiting_in_scope {
         let (paid, collected) = crate::lifecycle::collect_pending_payments_except(

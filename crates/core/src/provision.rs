@@ -2801,19 +2801,11 @@ pub fn complete_checkout(
         )
         .filter(|_| pending.trial.terms.is_none())
         .and_then(|plan| {
-            after.subscriptions.iter().find(|s| {
-                s.status == SubscriptionStatus::PaymentPending
-                    && !s.is_trial
-                    && s.in_scope(&plan.product, pending.request.resource_id.as_ref())
-            })
+            after.pending_payment_in(&plan.product, pending.request.resource_id.as_ref())
         })
         .map(|s| s.id.clone());
-    let waiting_for_payment = after
-        .subscriptions
-        .iter()
-        .any(|s| s.status == SubscriptionStatus::PaymentPending);
     let mut collected = Vec::new();
-    if waiting_for_payment {
+    if after.has_pending_payments() {
         let (state, events) = crate::lifecycle::collect_pending_payments_except(
             catalog,
             &after,

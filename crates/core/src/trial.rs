@@ -152,7 +152,7 @@ pub(crate) mod stored_reason {
     use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
     #[derive(Serialize, Deserialize)]
-    #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+    #[serde(remote = "TrialReason", rename_all = "SCREAMING_SNAKE_CASE")]
     enum Stored {
         Overridden,
         NoTrial(PlanId),
@@ -167,30 +167,13 @@ pub(crate) mod stored_reason {
         reason: &TrialReason,
         serializer: S,
     ) -> Result<S::Ok, S::Error> {
-        let stored = match reason.clone() {
-            TrialReason::Overridden => Stored::Overridden,
-            TrialReason::NoTrial(plan) => Stored::NoTrial(plan),
-            TrialReason::Skipped => Stored::Skipped,
-            TrialReason::HadTrial(product) => Stored::HadTrial(product),
-            TrialReason::Paid(product) => Stored::Paid(product),
-            TrialReason::FirstTrial(product) => Stored::FirstTrial(product),
-            TrialReason::Unchanged => Stored::Unchanged,
-        };
-        stored.serialize(serializer)
+        Stored::serialize(reason, serializer)
     }
 
     pub(crate) fn deserialize<'de, D: Deserializer<'de>>(
         deserializer: D,
     ) -> Result<TrialReason, D::Error> {
-        Ok(match Stored::deserialize(deserializer)? {
-            Stored::Overridden => TrialReason::Overridden,
-            Stored::NoTrial(plan) => TrialReason::NoTrial(plan),
-            Stored::Skipped => TrialReason::Skipped,
-            Stored::HadTrial(product) => TrialReason::HadTrial(product),
-            Stored::Paid(product) => TrialReason::Paid(product),
-            Stored::FirstTrial(product) => TrialReason::FirstTrial(product),
-            Stored::Unchanged => TrialReason::Unchanged,
-        })
+        Stored::deserialize(deserializer)
     }
 }
 
