@@ -990,12 +990,12 @@ impl<S: Storage, B: Billing> Engine<S, B> {
 
     /// Moves the customer's clock to `to`: every transition due at or before it applies
     /// (SPEC.md §5), each invoice they issue is billed, and the state is saved if anything
-    /// happened. Answers the transitions in time order. When a start or a trial's end due
-    /// by then, or a `PAYMENT_PENDING` subscription still waiting at `to`, depends on a
-    /// payment method the customer has none of on record, the provider is asked for one
-    /// first ([`tollgate_core::lifecycle::depends_on_payment_method`]); one it reports
-    /// collects the pending payments at `to`, as [`Engine::update_customer`] giving it then
-    /// would.
+    /// happened. Answers the transitions in time order. When a start, a trial's end or a
+    /// scheduled plan change due by then, or a `PAYMENT_PENDING` subscription still waiting
+    /// at `to`, depends on a payment method the customer has none of on record, the
+    /// provider is asked for one first
+    /// ([`tollgate_core::lifecycle::depends_on_payment_method`]); one it reports collects
+    /// the pending payments at `to`, as [`Engine::update_customer`] giving it then would.
     ///
     /// # Errors
     /// `CustomerNotFound`, every error of [`tollgate_core::lifecycle::advance`], billing and
@@ -1144,9 +1144,10 @@ impl<S: Storage, B: Billing> Engine<S, B> {
     /// decides on this state, never on the one stored, so that it neither decides on a
     /// period that has ended nor leaves the transitions before it to be applied after it.
     /// When the operation may charge, or what the clock does by `now` depends on a payment
-    /// method (a start, a trial's end, a payment pending), the provider is asked for one
-    /// first. One it reports then also collects every `PAYMENT_PENDING` subscription still
-    /// in its pending window at `now`, as `updateCustomer` giving it at `now` would
+    /// method (a start, a trial's end, a scheduled plan change, a payment pending), the
+    /// provider is asked for one first. One it reports then also collects every
+    /// `PAYMENT_PENDING` subscription still in its pending window at `now`, as
+    /// `updateCustomer` giving it at `now` would
     /// ([`tollgate_core::lifecycle::collect_pending_payments`]).
     async fn bring_to(
         &self,

@@ -1310,6 +1310,48 @@ fn the_clock_does_not_ask_for_a_payment_method_when_nothing_due_needs_one() {
     assert_eq!(asked(&engine), before);
 }
 
+#[test]
+fn a_scheduled_plan_change_starts_paid_when_the_provider_has_a_payment_method() {
+    // `c1` scheduled a downgrade from `pro` to `basic` for February 1, then removed the
+    // payment method on record, and has since added one at the provider.
+    let engine = engine();
+    let c1 = CustomerId::new("c1");
+    let jan = t("2025-01-01T00:00:00Z");
+    engine.billing().set_payment_method(&c1, true);
+    block_on(engine.provision_customer(&customer_request("c1", true), jan, None)).unwrap();
+    let pro = json!({"planId": "pro", "billingPeriod": "MONTHLY", "skipTrial": true,
+                     "subscriptionId": "s1"});
+    block_on(engine.provision_subscription(&request("c1", pro), jan, None)).unwrap();
+    let basic = json!({"planId": "basic", "billingPeriod": "MONTHLY", "skipTrial": true,
+                       "subscriptionId": "s2", "scheduleStrategy": "END_OF_BILLING_PERIOD"});
+    let jan10 = t("2025-01-10T00:00:00Z");
+    let result =
+        block_on(engine.provision_subscription(&request("c1", basic), jan10, None)).unwrap();
+    assert!(result.decision.is_scheduled);
+    engine.billing().set_payment_method(&c1, false);
+    let no_method = CustomerFields {
+        has_payment_method: Some(false),
+        ..CustomerFields::default()
+    };
+    block_on(engine.update_customer(&c1, &no_method, jan10, None)).unwrap();
+    engine.billing().set_payment_method(&c1, true);
+
+    block_on(engine.advance(&c1, t("2025-02-02T00:00:00Z"))).unwrap();
+    let state = stored(&engine, "c1").unwrap().state;
+    assert!(state.customer.has_payment_method);
+    let live: Vec<_> = state
+        .subscriptions
+        .iter()
+        .filter(|s| !s.status.is_ended())
+        .map(|s| (s.config.plan.as_str(), s.status))
+        .collect();
+    assert_eq!(live, [("basic", SubscriptionStatus::Active)]);
+    let charged = engine.billing().charged();
+    let last = charged.last().unwrap();
+    assert_eq!(last.issued_at, t("2025-02-01T00:00:00Z"));
+    assert_eq!(last.total, Decimal::from(10));
+}
+
 /// An engine whose customer `c1`, without a payment method, has `s1` waiting for payment
 /// since it started on February 1 (first period `[Feb 1, Mar 1)`).
 fn pending_since_february() -> MemoryEngine {

@@ -193,7 +193,8 @@ pub(crate) fn continued_period(
 /// Whether the clock's move to `to` goes differently when the customer has a payment
 /// method, for a customer without one on record: a waiting subscription's start due by
 /// then (a paid start collects, SPEC.md §3.P), a trial's end due by then
-/// (`CONVERT_TO_PAID` converts only if payment is possible), or a `PAYMENT_PENDING`
+/// (`CONVERT_TO_PAID` converts only if payment is possible), a scheduled plan change due by
+/// then (the new subscription starts like a waiting one), or a `PAYMENT_PENDING`
 /// subscription still in its pending window at `to` (a payment method collects it). A
 /// host that learns payment methods from its billing provider asks it before advancing
 /// when this holds, and on a yes moves the clock with [`collect_pending_payments`], so
@@ -205,10 +206,20 @@ pub fn depends_on_payment_method(state: &CustomerState, to: DateTime<Utc>) -> bo
             let due = due_of(sub);
             let pending_at_to = sub.status == SubscriptionStatus::PaymentPending
                 && !due.iter().any(|(at, _)| *at <= to);
+            let changes_plan = || {
+                sub.scheduled_updates
+                    .first()
+                    .is_some_and(|u| u.kind == ScheduledUpdateType::PlanChange)
+            };
             pending_at_to
-                || due
-                    .into_iter()
-                    .any(|(at, due)| at <= to && matches!(due, Due::Start | Due::TrialEnd))
+                || due.into_iter().any(|(at, due)| {
+                    at <= to
+                        && match due {
+                            Due::Start | Due::TrialEnd => true,
+                            Due::Scheduled => changes_plan(),
+                            Due::Renew | Due::EndPending | Due::ExpirePending => false,
+                        }
+                })
         })
 }
 
