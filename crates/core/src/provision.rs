@@ -225,6 +225,11 @@ pub struct Charge {
     /// prorations now: those earlier lines and the credits for its waiting debits never
     /// wait again, so a debit and its credit go on this one invoice.
     pub settles_waiting: bool,
+    /// The subscription that carries on the charged one's ledger (a plan change with
+    /// `prorationBehavior: NONE` keeps the old charges until the period ends): it takes the
+    /// ledger as this charge leaves it, so that a waiting debit billed here is recorded as
+    /// paid there, at what it was paid.
+    pub ledger_to: Option<SubscriptionId>,
 }
 
 impl Charge {
@@ -1538,6 +1543,7 @@ impl<'a, 'c> Decider<'a, 'c> {
                     pending_stays: false,
                     earlier_prorations: 0,
                     settles_waiting: false,
+                    ledger_to: None,
                 });
             }
         } else {
@@ -2103,6 +2109,7 @@ impl<'a, 'c> Decider<'a, 'c> {
                     pending_stays: self.in_place.is_some(),
                     earlier_prorations: 0,
                     settles_waiting: false,
+                    ledger_to: None,
                 });
                 if behavior == ProrationBehavior::CreateProrations {
                     d.explanation.push(Step::ProrationsWait);
@@ -2152,6 +2159,7 @@ impl<'a, 'c> Decider<'a, 'c> {
                         settles_waiting: true,
                         proration_date: (reason == InvoiceReason::SubscriptionUpdate)
                             .then_some(now),
+                        ledger_to: None,
                     });
                 }
             }
@@ -2217,6 +2225,7 @@ impl<'a, 'c> Decider<'a, 'c> {
                         pending_stays: true,
                         earlier_prorations: 0,
                         settles_waiting: false,
+                        ledger_to: None,
                     });
                 }
             }
@@ -2252,6 +2261,9 @@ impl<'a, 'c> Decider<'a, 'c> {
                 pending_stays: false,
                 earlier_prorations: 0,
                 settles_waiting: false,
+                // Without proration the new subscription keeps this ledger.
+                ledger_to: (self.in_place.is_none() && behavior == ProrationBehavior::None)
+                    .then(|| sub.id.clone()),
             });
         }
         if self.in_place.is_some() {
@@ -2420,6 +2432,12 @@ impl<'a, 'c> Decider<'a, 'c> {
         );
         let settlement =
             charge.settle_now(self.catalog, self.state, sub, self.settings.rounding)?;
+        if let Some(to) = &charge.ledger_to {
+            let ledger = sub.charges.clone();
+            if let Some(next) = d.effects.create.iter_mut().find(|s| &s.id == to) {
+                next.charges = ledger;
+            }
+        }
         if settlement.lines.is_empty() {
             return Ok(());
         }

@@ -87,6 +87,8 @@ struct StoredCharge {
     pending_stays: bool,
     earlier_prorations: usize,
     settles_waiting: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    ledger_to: Option<SubscriptionId>,
 }
 stored_as!(Charge, StoredCharge);
 
