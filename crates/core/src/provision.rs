@@ -2152,8 +2152,9 @@ impl<'a, 'c> Decider<'a, 'c> {
                         lines,
                         period,
                         paid_entries: (0..sub.charges.len()).collect(),
-                        prorations_wait: reason == InvoiceReason::SubscriptionUpdate
-                            && behavior == ProrationBehavior::CreateProrations,
+                        // The new period is billed now: the credit for the old one's
+                        // unused time goes with it, not a whole new period later.
+                        prorations_wait: false,
                         pending_stays: self.in_place.is_some(),
                         earlier_prorations: 0,
                         settles_waiting: true,
