@@ -184,6 +184,20 @@ impl Operation {
         }
     }
 
+    /// Which `PAYMENT_PENDING` subscriptions a payment method the provider reports
+    /// collects before the operation decides: none for an archiving, which ends them all
+    /// at once, and all but the subscription a cancellation ends (charging a period the
+    /// same instant it ends would bill time nobody uses).
+    fn collects(&self) -> Collecting<'_> {
+        match self {
+            Self::ArchiveCustomer { .. } => Collecting::Nothing,
+            Self::CancelSubscription { request, .. } => {
+                Collecting::AllBut(&request.subscription_id)
+            }
+            _ => Collecting::All,
+        }
+    }
+
     /// Whether its decision may need a payment method: the provider is asked for one first.
     fn may_charge(&self) -> bool {
         match self {
@@ -205,6 +219,15 @@ impl Operation {
             | Self::Advance { .. } => false,
         }
     }
+}
+
+/// The `PAYMENT_PENDING` subscriptions a newly reported payment method collects before an
+/// operation decides ([`Operation::collects`]).
+#[derive(Debug, Clone, Copy)]
+enum Collecting<'o> {
+    All,
+    AllBut(&'o SubscriptionId),
+    Nothing,
 }
 
 /// What an operation answered.
@@ -466,7 +489,7 @@ impl<S: Storage, B: Billing> Engine<S, B> {
         now: DateTime<Utc>,
     ) -> Result<CustomerState, Error> {
         let state = self.customer_state(customer).await?;
-        let (state, _) = self.bring_to(state, now, false).await?;
+        let (state, _) = self.bring_to(state, now, false, Collecting::All).await?;
         Ok(state)
     }
 
@@ -1068,7 +1091,12 @@ impl<S: Storage, B: Billing> Engine<S, B> {
             let (state, clocked) = match loaded {
                 Some(stored) => {
                     let (state, events) = self
-                        .bring_to(stored.state, now, operation.may_charge())
+                        .bring_to(
+                            stored.state,
+                            now,
+                            operation.may_charge(),
+                            operation.collects(),
+                        )
                         .await?;
                     (Some(state), events)
                 }
@@ -1148,22 +1176,34 @@ impl<S: Storage, B: Billing> Engine<S, B> {
     /// provider is asked for one first. One it reports then also collects every
     /// `PAYMENT_PENDING` subscription still in its pending window at `now`, as
     /// `updateCustomer` giving it at `now` would
-    /// ([`tollgate_core::lifecycle::collect_pending_payments`]).
+    /// ([`tollgate_core::lifecycle::collect_pending_payments`]), but those the operation
+    /// ends ([`Operation::collects`]).
     async fn bring_to(
         &self,
         mut state: CustomerState,
         now: DateTime<Utc>,
         may_charge: bool,
+        collecting: Collecting<'_>,
     ) -> Result<(CustomerState, Vec<Event>), Error> {
         let learned = (may_charge
             || tollgate_core::lifecycle::depends_on_payment_method(&state, now))
             && self.refresh_payment_method(&mut state).await?;
-        let clock = if learned {
-            tollgate_core::lifecycle::collect_pending_payments
-        } else {
-            tollgate_core::lifecycle::advance
+        let except = match collecting {
+            _ if !learned => None,
+            Collecting::All => Some(None),
+            Collecting::AllBut(id) => Some(Some(id)),
+            Collecting::Nothing => None,
         };
-        Ok(clock(&self.catalog, &state, now, &self.settings)?)
+        Ok(match except {
+            Some(except) => tollgate_core::lifecycle::collect_pending_payments_except(
+                &self.catalog,
+                &state,
+                now,
+                &self.settings,
+                except,
+            )?,
+            None => tollgate_core::lifecycle::advance(&self.catalog, &state, now, &self.settings)?,
+        })
     }
 
     /// Asks the provider whether a customer without a payment method has one by now;

@@ -1451,6 +1451,39 @@ fn an_operation_collects_a_pending_payment_the_provider_can_now_charge_before_de
 }
 
 #[test]
+fn ending_a_pending_subscription_never_collects_it_first() {
+    // The provider has a payment method for `c1` by February 10; `s1` still waits for it.
+    let c1 = CustomerId::new("c1");
+    let feb10 = t("2025-02-10T00:00:00Z");
+    let cancel: CancelRequest =
+        serde_json::from_value(json!({"subscriptionId": "s1", "cancellationTime": "IMMEDIATE"}))
+            .unwrap();
+    for archive in [false, true] {
+        let engine = pending_since_february();
+        engine.billing().set_payment_method(&c1, true);
+        if archive {
+            block_on(engine.archive_customer(&c1, feb10, None)).unwrap();
+        } else {
+            block_on(engine.cancel_subscription(&c1, &cancel, feb10, None)).unwrap();
+        }
+        let state = stored(&engine, "c1").unwrap().state;
+        let s1 = state.subscription("s1").unwrap();
+        assert_eq!(
+            s1.status,
+            SubscriptionStatus::Canceled,
+            "archive: {archive}"
+        );
+        assert_eq!(s1.end_date, Some(feb10));
+        assert!(engine.billing().charged().is_empty(), "archive: {archive}");
+        assert!(state.invoices.is_empty(), "archive: {archive}");
+        assert!(
+            state.customer.credit_balance.is_empty(),
+            "archive: {archive}"
+        );
+    }
+}
+
+#[test]
 fn a_payment_method_reported_after_the_pending_window_collects_nothing() {
     let c1 = CustomerId::new("c1");
     for to in ["2025-03-01T00:00:00Z", "2025-03-05T00:00:00Z"] {

@@ -286,9 +286,13 @@ pub fn collect_pending_payments(
     collect_pending_payments_except(catalog, state, now, settings, None)
 }
 
-/// [`collect_pending_payments`], leaving `replaced` waiting: a completed checkout's own
-/// subscription replaces it at once, so it is never charged.
-pub(crate) fn collect_pending_payments_except(
+/// [`collect_pending_payments`], leaving `replaced` waiting: the operation collecting
+/// ends it at once (a completed checkout's own subscription replaces it, a cancellation
+/// ends it), so it is never charged.
+///
+/// # Errors
+/// Those of [`advance`].
+pub fn collect_pending_payments_except(
     catalog: &Catalog,
     state: &CustomerState,
     now: DateTime<Utc>,
