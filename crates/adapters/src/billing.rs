@@ -94,7 +94,10 @@ pub trait Billing: Send + Sync {
         effects: &Effects,
     ) -> impl Future<Output = Result<(), Error>> + Send;
 
-    /// Whether the provider accepts `code` (the catalog has already accepted it).
+    /// Whether the provider accepts `code` (the catalog has already accepted it). The
+    /// engine asks before a decision redeems it, and before opening the checkout of a
+    /// request that brings it (the completion redeems it); a code refused is answered
+    /// `PromotionCodeNotFound` and nothing is saved.
     ///
     /// # Errors
     /// A provider failure.

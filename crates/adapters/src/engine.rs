@@ -305,6 +305,9 @@ struct Attempt {
     billed: Vec<Effects>,
     checkout: Option<CheckoutRequest>,
     redeemed: Vec<String>,
+    /// Codes the provider must accept that are not redeemed now: the code of a request
+    /// waiting for its checkout, redeemed when the checkout completes.
+    deferred: Vec<String>,
     finish: Finish,
 }
 
@@ -319,6 +322,7 @@ impl Attempt {
             billed: Vec::new(),
             checkout: None,
             redeemed: Vec::new(),
+            deferred: Vec::new(),
             finish: Box::new(move |state, _| answer(state)),
         }
     }
@@ -333,11 +337,20 @@ impl Attempt {
         decision.apply(&mut state, now);
         let effects = decision.effects.clone();
         let redeemed = effects.redeemed_code.iter().cloned().collect();
+        // A request waiting for its checkout has its code checked now, before the customer
+        // is sent to pay: the completion would refuse a code the provider does not accept.
+        let deferred = effects
+            .pending_checkout
+            .as_ref()
+            .and_then(|pending| pending.request.promotion_code.clone())
+            .into_iter()
+            .collect();
         Self {
             state,
             checkout: decision.checkout.clone(),
             billed: vec![effects],
             redeemed,
+            deferred,
             finish: Box::new(move |state, checkout_id| {
                 let subscription = decision
                     .subscription
@@ -1108,6 +1121,7 @@ impl<S: Storage, B: Billing> Engine<S, B> {
                 billed: decided,
                 checkout,
                 mut redeemed,
+                deferred,
                 finish,
             } = decide(state, &redemptions, &clocked)?;
             // What the clock issued on the way to `now` is billed first, as `advance` bills it.
@@ -1122,6 +1136,7 @@ impl<S: Storage, B: Billing> Engine<S, B> {
                     &billed,
                     checkout.as_ref(),
                     &redeemed,
+                    &deferred,
                     &mut applied,
                 )
                 .await
@@ -1217,21 +1232,23 @@ impl<S: Storage, B: Billing> Engine<S, B> {
         Ok(false)
     }
 
-    /// The billing of one decision: the redeemed codes are validated, the checkout opened
-    /// and the effects applied, in that order. Each application that went through is added
-    /// to `applied`, also when a later one fails, so that the caller can void them.
+    /// The billing of one decision: the codes redeemed now or at a checkout's completion
+    /// are validated, the checkout opened and the effects applied, in that order. Each
+    /// application that went through is added to `applied`, also when a later one fails,
+    /// so that the caller can void them.
     async fn bill<'e>(
         &self,
         customer: &CustomerId,
         billed: &'e [Effects],
         checkout: Option<&CheckoutRequest>,
         redeemed: &[String],
+        deferred: &[String],
         applied: &mut Vec<&'e Effects>,
     ) -> Result<Option<CheckoutId>, Error> {
         if !self.settings.billing_integration {
             return Ok(None);
         }
-        for code in redeemed {
+        for code in redeemed.iter().chain(deferred) {
             if !self.billing.validate_promotion_code(code).await? {
                 return Err(Error::new(
                     ErrorCode::PromotionCodeNotFound,

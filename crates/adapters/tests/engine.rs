@@ -1232,6 +1232,29 @@ fn a_replay_at_a_later_instant_answers_the_first_result_and_moves_no_clock() {
     assert_eq!(engine.billing().charged().len(), charged);
 }
 
+#[test]
+fn a_code_the_provider_refuses_is_refused_before_the_checkout_opens() {
+    let engine = engine();
+    let jan = t("2025-01-01T00:00:00Z");
+    block_on(engine.provision_customer(&customer_request("c1", false), jan, None)).unwrap();
+    engine.billing().reject_promotion_code("ONCE");
+    let before = stored(&engine, "c1");
+    let calls = engine.billing().calls().len();
+    let paid = request(
+        "c1",
+        json!({"planId": "basic", "billingPeriod": "MONTHLY", "skipTrial": true,
+               "subscriptionId": "s1", "promotionCode": "ONCE",
+               "checkoutOptions": {"successUrl": "https://s", "cancelUrl": "https://c"}}),
+    );
+    let error = block_on(engine.provision_subscription(&paid, jan, None)).unwrap_err();
+    assert_eq!(error.code(), Code::Decision(ErrorCode::PromotionCodeNotFound));
+    assert_eq!(stored(&engine, "c1"), before);
+    let opened = engine.billing().calls()[calls..]
+        .iter()
+        .any(|c| matches!(c.call, BillingCall::CreateCheckout(..)));
+    assert!(!opened);
+}
+
 // ---- the clock asks for a payment method ----
 
 /// An engine whose customer `c1` had no payment method when it provisioned `input` on
