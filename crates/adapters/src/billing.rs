@@ -64,9 +64,18 @@ pub trait Billing: Send + Sync {
     /// Applies a decision's subscription changes (created, ended, rescheduled) and charges
     /// its invoice, if it has one.
     ///
+    /// A declined card may answer `PaymentMethodNotFound`. For an operation's own charge
+    /// the operation then fails and nothing is saved. For a charge of the clock's
+    /// transitions, payment is not possible: the engine decides them again without a
+    /// payment method (a trial expires instead of converting, a start or scheduled plan
+    /// change waits for payment) and saves the customer as having none. A renewal's
+    /// invoice is owed whatever its payment (SPEC.md §5: a period renews and is invoiced):
+    /// a provider records it even when the charge fails, and collects it its own way
+    /// (retries, dunning). An error for it means it could not be recorded; the engine
+    /// answers it, saves nothing, and bills it again with the next operation.
+    ///
     /// # Errors
-    /// A provider failure, with the code the provider chooses (a declined card may answer
-    /// `PaymentMethodNotFound`).
+    /// A provider failure, with the code the provider chooses.
     fn apply(
         &self,
         customer: &CustomerId,

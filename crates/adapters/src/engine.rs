@@ -1085,6 +1085,9 @@ impl<S: Storage, B: Billing> Engine<S, B> {
     {
         let customer = operation.customer().clone();
         let _held = self.locks.lock(&customer).await;
+        // Whether the provider declined a charge the clock's transitions made: the attempt
+        // after it decides them without a payment method.
+        let mut declined = false;
         for _ in 0..self.max_attempts {
             if let Some(key) = key {
                 if let Some(recorded) = self.storage.recorded(key).await? {
@@ -1102,6 +1105,17 @@ impl<S: Storage, B: Billing> Engine<S, B> {
                 .map(|s| held_codes(&s.state))
                 .unwrap_or_default();
             let (state, clocked) = match loaded {
+                Some(stored) if declined => {
+                    let mut state = stored.state;
+                    state.customer.has_payment_method = false;
+                    let (state, events) = tollgate_core::lifecycle::advance(
+                        &self.catalog,
+                        &state,
+                        now,
+                        &self.settings,
+                    )?;
+                    (Some(state), events)
+                }
                 Some(stored) => {
                     let (state, events) = self
                         .bring_to(
@@ -1126,6 +1140,7 @@ impl<S: Storage, B: Billing> Engine<S, B> {
             } = decide(state, &redemptions, &clocked)?;
             // What the clock issued on the way to `now` is billed first, as `advance` bills it.
             let mut billed = invoices_of(&clocked);
+            let clock_billed = billed.iter().filter(|e| is_billable(e)).count();
             billed.extend(decided);
             let scheduled = scheduled_redemptions(&held, &state);
             redeemed.extend(scheduled.redeemed);
@@ -1144,6 +1159,16 @@ impl<S: Storage, B: Billing> Engine<S, B> {
                 Ok(checkout_id) => checkout_id,
                 Err(error) => {
                     self.void(&customer, &applied).await?;
+                    // A card declined for a charge of the clock: payment is not possible,
+                    // so the clock decides again without a payment method (a trial
+                    // expires, a start waits for payment), and so does the operation.
+                    if !declined
+                        && applied.len() < clock_billed
+                        && error.code() == Code::Decision(ErrorCode::PaymentMethodNotFound)
+                    {
+                        declined = true;
+                        continue;
+                    }
                     return Err(error);
                 }
             };

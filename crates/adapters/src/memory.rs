@@ -9,6 +9,7 @@ use crate::storage::{
 use std::collections::{BTreeMap, BTreeSet};
 use std::future::{Future, ready};
 use std::sync::{Mutex, MutexGuard, PoisonError};
+use tollgate_core::ErrorCode;
 use tollgate_core::coupon::Redemptions;
 use tollgate_core::id::CustomerId;
 use tollgate_core::invoice::Invoice;
@@ -169,6 +170,7 @@ struct Script {
     failing: BTreeSet<usize>,
     payment_methods: BTreeSet<CustomerId>,
     rejected_codes: BTreeSet<String>,
+    declining: BTreeSet<CustomerId>,
     checkouts: u64,
 }
 
@@ -177,7 +179,8 @@ struct Script {
 /// It knows no payment method until told ([`ScriptedBilling::set_payment_method`]),
 /// accepts every promotion code it was not told to reject, names checkouts `checkout-1`,
 /// `checkout-2`, … in order, and fails exactly the calls it was told to fail
-/// ([`ScriptedBilling::fail_call`]) with `BillingProviderError`, changing nothing. A void
+/// ([`ScriptedBilling::fail_call`]) with `BillingProviderError` and declines the charges
+/// it was told to decline ([`ScriptedBilling::decline_charges`]), changing nothing. A void
 /// takes back the latest application of the same effects to the customer that is still in
 /// force, if any.
 #[derive(Debug, Default)]
@@ -204,6 +207,18 @@ impl ScriptedBilling {
             script.payment_methods.insert(customer.clone());
         } else {
             script.payment_methods.remove(customer);
+        }
+    }
+
+    /// Makes the provider decline (or accept again) the customer's card: an application
+    /// whose invoice charges more than zero fails with `PaymentMethodNotFound`, changing
+    /// nothing, while its payment method stays on file.
+    pub fn decline_charges(&self, customer: &CustomerId, declining: bool) {
+        let mut script = lock(&self.script);
+        if declining {
+            script.declining.insert(customer.clone());
+        } else {
+            script.declining.remove(customer);
         }
     }
 
@@ -250,6 +265,27 @@ impl ScriptedBilling {
     ) -> Result<T, Error> {
         let mut script = lock(&self.script);
         let number = script.calls.len().saturating_add(1);
+        let declined = match &call {
+            BillingCall::Apply(customer, effects) => {
+                script.declining.contains(customer)
+                    && effects
+                        .invoice
+                        .as_ref()
+                        .is_some_and(|i| i.total.is_sign_positive() && !i.total.is_zero())
+            }
+            _ => false,
+        };
+        if declined {
+            script.calls.push(Call {
+                number,
+                call,
+                failed: true,
+            });
+            return Err(Error::new(
+                ErrorCode::PaymentMethodNotFound,
+                format!("billing call {number} (`apply`): the card was declined"),
+            ));
+        }
         let failed = script.failing.contains(&number);
         let name = match &call {
             BillingCall::HasPaymentMethod(_) => "hasPaymentMethod",

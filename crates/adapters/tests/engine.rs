@@ -1247,7 +1247,10 @@ fn a_code_the_provider_refuses_is_refused_before_the_checkout_opens() {
                "checkoutOptions": {"successUrl": "https://s", "cancelUrl": "https://c"}}),
     );
     let error = block_on(engine.provision_subscription(&paid, jan, None)).unwrap_err();
-    assert_eq!(error.code(), Code::Decision(ErrorCode::PromotionCodeNotFound));
+    assert_eq!(
+        error.code(),
+        Code::Decision(ErrorCode::PromotionCodeNotFound)
+    );
     assert_eq!(stored(&engine, "c1"), before);
     let opened = engine.billing().calls()[calls..]
         .iter()
@@ -1373,6 +1376,61 @@ fn a_scheduled_plan_change_starts_paid_when_the_provider_has_a_payment_method() 
     let last = charged.last().unwrap();
     assert_eq!(last.issued_at, t("2025-02-01T00:00:00Z"));
     assert_eq!(last.total, Decimal::from(10));
+}
+
+#[test]
+fn a_card_declined_at_a_trial_end_lets_the_trial_expire() {
+    // `c1` has a card on file that the provider declines from January 10; the trial of
+    // `basic` ends on January 15.
+    let c1 = CustomerId::new("c1");
+    let jan = t("2025-01-01T00:00:00Z");
+    let trial = json!({"planId": "basic", "billingPeriod": "MONTHLY", "subscriptionId": "s1"});
+    for updating in [false, true] {
+        let engine = engine();
+        engine.billing().set_payment_method(&c1, true);
+        block_on(engine.provision_customer(&customer_request("c1", true), jan, None)).unwrap();
+        block_on(engine.provision_subscription(&request("c1", trial.clone()), jan, None)).unwrap();
+        engine.billing().decline_charges(&c1, true);
+
+        let jan20 = t("2025-01-20T00:00:00Z");
+        if updating {
+            // Another operation goes through too, the trial expiring on the way.
+            let fields = CustomerFields {
+                timezone: Some("Europe/Paris".to_owned()),
+                ..CustomerFields::default()
+            };
+            block_on(engine.update_customer(&c1, &fields, jan20, None)).unwrap();
+        } else {
+            let events = block_on(engine.advance(&c1, jan20)).unwrap();
+            let kinds: Vec<EventKind> = events.iter().map(|e| e.kind).collect();
+            assert!(kinds.contains(&EventKind::TrialExpired), "{kinds:?}");
+        }
+        let state = stored(&engine, "c1").unwrap().state;
+        assert_eq!(
+            state.subscription("s1").unwrap().status,
+            SubscriptionStatus::Expired,
+            "updating: {updating}"
+        );
+        assert!(!state.customer.has_payment_method);
+        assert!(state.invoices.is_empty());
+        assert!(engine.billing().charged().is_empty());
+    }
+}
+
+#[test]
+fn a_declined_renewal_is_answered_with_the_decline() {
+    // A renewal is owed whatever its payment: a provider records its invoice and collects
+    // it its own way (README, "Billing providers"), so a decline there is answered.
+    let engine = subscribed_since_january();
+    let c1 = CustomerId::new("c1");
+    engine.billing().decline_charges(&c1, true);
+    let before = stored(&engine, "c1");
+    let error = block_on(engine.advance(&c1, t("2025-02-02T00:00:00Z"))).unwrap_err();
+    assert_eq!(
+        error.code(),
+        Code::Decision(ErrorCode::PaymentMethodNotFound)
+    );
+    assert_eq!(stored(&engine, "c1"), before);
 }
 
 /// An engine whose customer `c1`, without a payment method, has `s1` waiting for payment
