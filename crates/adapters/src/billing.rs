@@ -90,8 +90,13 @@ pub trait Billing: Send + Sync {
     ///
     /// The provider must refund or cancel what the application did (its charge, the
     /// subscriptions it created, ended or rescheduled), or keep it marked void so that
-    /// nothing comes of it. Voiding must be idempotent: a second void of the same
-    /// application changes nothing and succeeds.
+    /// nothing comes of it. Each [`Billing::apply`] is one application, also of effects
+    /// equal to an earlier one's: two engines over one storage may both bill the same
+    /// invoice of the clock, and the one whose save loses voids its own. So a provider
+    /// that keys charges by invoice id counts the applications in force, and a void takes
+    /// back one of them (the latest); with none in force, a void changes nothing and
+    /// succeeds. A provider that keeps one charge per invoice id whatever the count would
+    /// refund the invoice the winning engine saved.
     ///
     /// # Errors
     /// A provider failure. The engine then saves nothing and answers this error with its
