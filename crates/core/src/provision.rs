@@ -1869,6 +1869,15 @@ impl<'a, 'c> Decider<'a, 'c> {
             if self.state.conversion_of(current).is_some() {
                 // Its conversion moves with its end.
                 next.cancellation_date = Some(end);
+            } else if let (Some(at), Some(_)) =
+                (current.cancellation_date, current.pending_cancel_reason)
+            {
+                // A cancellation for the trial's end follows its end, and one the new end
+                // comes before moves to it: a trial is canceled at most up to its end, and
+                // the cancellation wins over the conversion (FORMAT.md §6).
+                if Some(at) == current.trial_end || at > end {
+                    next.cancellation_date = Some(end);
+                }
             }
         }
         Ok(next)
@@ -1913,9 +1922,11 @@ impl<'a, 'c> Decider<'a, 'c> {
                     status: current.status,
                 });
             }
-            // Any upgrade clears a scheduled cancellation (FORMAT.md §6); a trial's
-            // conversion into a waiting subscription is no cancellation.
+            // Any upgrade the customer asks for clears a scheduled cancellation (FORMAT.md
+            // §6); a migration is the vendor's move and leaves it, and a trial's conversion
+            // into a waiting subscription is no cancellation.
             if direction == ChangeType::Upgrade
+                && change.kind != ScheduledUpdateType::Migration
                 && next.pending_cancel_reason != Some(CancelReason::TrialConverted)
             {
                 next.clear_pending_cancellation();
@@ -2001,8 +2012,12 @@ impl<'a, 'c> Decider<'a, 'c> {
         };
         // An applied plan change leaves the replaced subscription's pending cancellation
         // behind (SPEC.md §3: the new subscription starts without one); a change in place
-        // keeps it, unless it is an upgrade.
-        if direction == ChangeType::Upgrade {
+        // keeps it, unless it is an upgrade the customer asked for: a migration is the
+        // vendor's move and leaves it.
+        let migration = self
+            .in_place
+            .is_some_and(|change| change.kind == ScheduledUpdateType::Migration);
+        if direction == ChangeType::Upgrade && !migration {
             sub.clear_pending_cancellation();
         }
         sub.scheduled_updates.clear();
