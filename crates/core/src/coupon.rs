@@ -289,19 +289,51 @@ pub(crate) fn of_applied<'c, 'a>(
     })
 }
 
-/// Whether `applied` still covers an invoice whose billed span starts at `period_start`:
-/// `ONCE` covers the first invoice after its redemption that it discounts; `REPEATING` (n)
-/// the invoices whose span starts before redemption + n months; `FOREVER` every one.
-#[must_use]
-pub fn covers(coupon: &Coupon, applied: &AppliedCoupon, period_start: DateTime<Utc>) -> bool {
-    match coupon.duration {
-        // A window ending past the last instant (9999-12-31) covers every period there is.
-        CouponDuration::Repeating(months) => {
-            add_months(applied.redeemed_at, months).map_or(true, |end| period_start < end)
+/// Which lines of an invoice a coupon covers, by when the span each bills starts
+/// ([`InvoiceLine::coverage_start`]): a line whose span starts inside the coupon's window is
+/// covered whole, whatever invoice bills it, so a debit that waited for a later invoice
+/// keeps the discount its span had.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Coverage {
+    /// No line: no coupon, or a spent `ONCE`.
+    Nothing,
+    /// The lines whose span starts before this instant: a `REPEATING` window's end.
+    Before(DateTime<Utc>),
+    /// Every line: an unspent `ONCE` (the first invoice it discounts), `FOREVER`, or a
+    /// `REPEATING` window ending past the last instant (9999-12-31).
+    Everything,
+}
+
+impl Coverage {
+    /// What `applied` covers now: `ONCE` the first invoice after its redemption that it
+    /// discounts; `REPEATING` (n) the lines whose span starts before redemption + n months;
+    /// `FOREVER` every line.
+    #[must_use]
+    pub fn of(coupon: &Coupon, applied: &AppliedCoupon) -> Self {
+        match coupon.duration {
+            CouponDuration::Repeating(months) => {
+                add_months(applied.redeemed_at, months).map_or(Self::Everything, Self::Before)
+            }
+            CouponDuration::Once if applied.invoices_discounted > 0 => Self::Nothing,
+            CouponDuration::Once | CouponDuration::Forever => Self::Everything,
         }
-        CouponDuration::Once => applied.invoices_discounted == 0,
-        CouponDuration::Forever => true,
     }
+
+    /// Whether it covers a span starting at `start`.
+    #[must_use]
+    pub fn covers(self, start: DateTime<Utc>) -> bool {
+        match self {
+            Self::Nothing => false,
+            Self::Before(end) => start < end,
+            Self::Everything => true,
+        }
+    }
+}
+
+/// Whether `applied` still covers a line whose span starts at `start` (see [`Coverage`]).
+#[must_use]
+pub fn covers(coupon: &Coupon, applied: &AppliedCoupon, start: DateTime<Utc>) -> bool {
+    Coverage::of(coupon, applied).covers(start)
 }
 
 /// Whether a coupon covers lines of `kind`: charges and proration debits (FORMAT.md §6),
@@ -311,37 +343,41 @@ pub fn discountable(kind: LineKind) -> bool {
     matches!(kind, LineKind::Charge | LineKind::ProrationDebit)
 }
 
-/// What a coupon covers on `lines`: the [`discountable`] lines, net of the credits that
-/// take back part of a debit never invoiced before (it waited, and is billed with them:
-/// the coupon covers only the part of it that stays charged), never below 0.
+/// What a coupon covering `coverage` covers on `lines`: the [`discountable`] lines it
+/// covers, net of the covered credits that take back part of a debit never invoiced before
+/// (it waited, and is billed with them: the coupon covers only the part of it that stays
+/// charged), never below 0.
 ///
 /// # Errors
 /// `AmountTooLarge` on overflow.
-pub fn covered(lines: &[InvoiceLine]) -> Result<Decimal, Error> {
+pub fn covered(lines: &[InvoiceLine], coverage: Coverage) -> Result<Decimal, Error> {
     Ok(money::sum(
         lines
             .iter()
             .filter(|l| discountable(l.kind) || l.credits_waiting_debit)
+            .filter(|l| coverage.covers(l.coverage_start()))
             .map(|l| l.amount),
     )?
     .max(Decimal::ZERO))
 }
 
-/// The discount a coupon gives on `lines` in `currency`, on what it [`covered`]: a
-/// percentage is applied once to that sum and rounded once; a fixed amount is capped at
-/// it. `None` when the coupon does not apply to these lines: nothing is covered, or a
-/// fixed coupon has no amount in `currency` (requests refuse to give a subscription such
-/// a coupon, so only a changed catalog gets here, and the clock must not stop on it).
+/// The discount `coupon`, covering `coverage`, gives on `lines` in `currency`, on what it
+/// [`covered`]: a percentage is applied once to that sum and rounded once; a fixed amount
+/// is capped at it. `None` when the coupon does not apply to these lines: nothing is
+/// covered, or a fixed coupon has no amount in `currency` (requests refuse to give a
+/// subscription such a coupon, so only a changed catalog gets here, and the clock must not
+/// stop on it).
 ///
 /// # Errors
 /// `AmountTooLarge` on overflow.
 pub fn discount(
     coupon: &Coupon,
+    coverage: Coverage,
     lines: &[InvoiceLine],
     currency: Currency,
     rounding: RoundingMode,
 ) -> Result<Option<Decimal>, Error> {
-    let covered = covered(lines)?;
+    let covered = covered(lines, coverage)?;
     if covered.is_zero() {
         return Ok(None);
     }

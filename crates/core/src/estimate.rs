@@ -234,7 +234,6 @@ fn estimate_decision(
                 &lines,
                 Billing {
                     currency: c,
-                    period_start: full.start,
                     apply_credit: false,
                     rounding: settings.rounding,
                 },

@@ -84,6 +84,22 @@ pub struct InvoiceLine {
     /// both go on one invoice, and the coupon covers that debit net of this credit.
     #[serde(default)]
     pub credits_waiting_debit: bool,
+    /// The start of the span of the waiting debit this credit takes back part of (with
+    /// `credits_waiting_debit`): the coupon covers the credit as it covers that debit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub waiting_debit_start: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+impl InvoiceLine {
+    /// The start of the span a coupon judges this line by: its own, or for a credit that
+    /// takes back part of a waiting debit, that debit's (the two are covered alike, so the
+    /// coupon covers the debit net of the credit).
+    #[must_use]
+    pub fn coverage_start(&self) -> chrono::DateTime<chrono::Utc> {
+        self.waiting_debit_start
+            .filter(|_| self.credits_waiting_debit)
+            .unwrap_or(self.period.start)
+    }
 }
 
 /// An invoice.
@@ -227,9 +243,11 @@ pub struct Settlement {
     pub lines: Vec<InvoiceLine>,
     /// Their totals.
     pub totals: Totals,
-    /// Whether the subscription's coupon discounted them: it covered their span and they
-    /// had something it discounts (a `ONCE` coupon is then used up).
+    /// Whether the subscription's coupon discounted them: it covered some of them that it
+    /// discounts (a `ONCE` coupon is then used up).
     pub coupon_used: bool,
+    /// The lines the coupon covered, by the start of their span.
+    pub coverage: crate::coupon::Coverage,
 }
 
 /// The tax rate of `sub`'s invoices: its own percentage, else the customer's; inclusive as
@@ -252,19 +270,18 @@ pub fn tax_rate(
 pub struct Billing {
     /// The currency.
     pub currency: Currency,
-    /// The start of the span billed (decides whether a coupon still covers it).
-    pub period_start: chrono::DateTime<chrono::Utc>,
     /// Whether the customer's credit balance is consumed.
     pub apply_credit: bool,
     /// How amounts are rounded.
     pub rounding: RoundingMode,
 }
 
-/// Settles `lines` billed to `sub` for a span starting at `billing.period_start`: zero lines are
-/// dropped, the rest ordered (credits, debits, charges, usage; stable within a kind); the
-/// subscription's coupon applies if it covers the span and can discount the lines (a
-/// coupon never makes settling fail: one without an amount in the currency gives no
-/// discount); the customer's credit (when `apply_credit`) and the tax come last.
+/// Settles `lines` billed to `sub`: zero lines are dropped, the rest ordered (credits,
+/// debits, charges, usage; stable within a kind); the subscription's coupon applies to the
+/// lines whose span it covers, each judged by its own span (a debit that waited keeps the
+/// discount its span had), if it can discount them (a coupon never makes settling fail:
+/// one without an amount in the currency gives no discount); the customer's credit (when
+/// `apply_credit`) and the tax come last.
 /// Provisioning, estimates and renewals all settle through here.
 ///
 /// # Errors
@@ -278,7 +295,6 @@ pub fn settle(
 ) -> Result<Settlement, Error> {
     let Billing {
         currency,
-        period_start,
         apply_credit,
         rounding,
     } = billing;
@@ -287,14 +303,15 @@ pub fn settle(
     kept.extend(lines.iter().filter(|l| !l.amount.is_zero()).cloned());
     let mut lines = kept;
     lines.sort_by_key(|l| l.kind);
-    let coupon = crate::coupon::of_applied(catalog, sub.coupon.as_ref());
     // A coupon is used by the first invoice it discounts: one with nothing it covers
     // (usage alone, credits alone) leaves a `ONCE` coupon for the next.
-    let discount = match coupon {
-        Some((coupon, applied)) if crate::coupon::covers(coupon, applied, period_start) => {
-            crate::coupon::discount(coupon, &lines, currency, rounding)?
+    let (discount, coverage) = match crate::coupon::of_applied(catalog, sub.coupon.as_ref()) {
+        Some((coupon, applied)) => {
+            let coverage = crate::coupon::Coverage::of(coupon, applied);
+            let discount = crate::coupon::discount(coupon, coverage, &lines, currency, rounding)?;
+            (discount, coverage)
         }
-        _ => None,
+        None => (None, crate::coupon::Coverage::Nothing),
     };
     let credit = if apply_credit {
         state
@@ -318,6 +335,7 @@ pub fn settle(
         lines,
         totals,
         coupon_used: discount.is_some(),
+        coverage,
     })
 }
 

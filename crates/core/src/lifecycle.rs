@@ -514,13 +514,7 @@ impl Clock<'_> {
         let (Some(from), Some(currency)) = (carried.from, carried.currency) else {
             return Ok(());
         };
-        self.issue(
-            &from,
-            carried.lines,
-            currency,
-            self.at,
-            InvoiceReason::Cancellation,
-        )
+        self.issue(&from, carried.lines, currency, InvoiceReason::Cancellation)
     }
 
     /// Ends the subscription at the current instant and applies the end setup (unless it was
@@ -631,7 +625,6 @@ impl Clock<'_> {
         sub: &Subscription,
         lines: Vec<InvoiceLine>,
         currency: crate::money::Currency,
-        period_start: DateTime<Utc>,
         reason: InvoiceReason,
     ) -> Result<(), Error> {
         if !self.settings.writes_invoices(sub.payment_collection_method) {
@@ -639,7 +632,6 @@ impl Clock<'_> {
         }
         let billing = Billing {
             currency,
-            period_start,
             apply_credit: true,
             rounding: self.settings.rounding,
         };
@@ -724,7 +716,7 @@ impl Clock<'_> {
         let mut lines = pending;
         lines.extend(provision::lines_only(charges));
         lines.extend(carried.lines);
-        self.issue(&updated, lines, currency, period.start, reason)
+        self.issue(&updated, lines, currency, reason)
     }
 
     /// Makes `index` active now, records `event`, and bills its first period with `carried`
@@ -1015,7 +1007,7 @@ impl Clock<'_> {
 
     /// A period ends: the next one starts and is invoiced at the subscription's
     /// configuration, with pending prorations and the closing period's usage (`closing`);
-    /// the coupon applies while it covers the new period.
+    /// the coupon applies to the lines whose span it covers.
     fn renew(&mut self, index: usize, closing: Carried) -> Result<(), Error> {
         let sub = self.sub(index)?.clone();
         let (Some(bp), Some(current)) = (sub.config.billing_period, sub.current_period) else {
@@ -1054,12 +1046,6 @@ impl Clock<'_> {
         let mut lines = pending;
         lines.extend(provision::lines_only(charges));
         lines.extend(closing.lines);
-        self.issue(
-            &updated,
-            lines,
-            currency,
-            next.start,
-            InvoiceReason::BillingCycle,
-        )
+        self.issue(&updated, lines, currency, InvoiceReason::BillingCycle)
     }
 }

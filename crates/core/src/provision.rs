@@ -280,7 +280,6 @@ impl Charge {
             &lines,
             invoice::Billing {
                 currency: self.currency,
-                period_start: self.period.start,
                 apply_credit: true,
                 rounding,
             },
@@ -2563,6 +2562,7 @@ fn line(component: &Component, kind: LineKind, period: Period, amount: Decimal) 
         unit_price: component.unit_price,
         amount,
         credits_waiting_debit: false,
+        waiting_debit_start: None,
     }
 }
 
@@ -2652,6 +2652,7 @@ pub(crate) fn credit_lines<'s>(
             unit_price: charge.unit_price,
             amount: money::sub(Decimal::ZERO, amount)?,
             credits_waiting_debit: charge.waiting,
+            waiting_debit_start: charge.waiting.then_some(charge.covered.start),
         });
     }
     Ok(())
@@ -2717,11 +2718,12 @@ pub(crate) fn record_unpaid(sub: &mut Subscription, unpaid: impl Fn(usize) -> bo
 }
 
 /// Records on `sub` what its coupon did to an invoice: a used `ONCE` coupon is spent, and the
-/// ledger entries the invoice paid for keep what was actually charged after the discount,
-/// so a later credit never returns more than was paid. The invoice paid for the entries at
-/// the positions `paid` accepts and, when it `bills_waiting`, for the entries whose debits
-/// waited on the subscription (they are no longer waiting); an entry still waiting keeps
-/// its amount until an invoice bills its debit.
+/// ledger entries the invoice paid for whose span the coupon covered keep what was actually
+/// charged after the discount, so a later credit never returns more than was paid (an entry
+/// it did not cover was paid in full). The invoice paid for the entries at the positions
+/// `paid` accepts and, when it `bills_waiting`, for the entries whose debits waited on the
+/// subscription (they are no longer waiting); an entry still waiting keeps its amount
+/// until an invoice bills its debit.
 ///
 /// # Errors
 /// `AmountTooLarge` on overflow.
@@ -2731,7 +2733,7 @@ pub(crate) fn record_discount(
     paid: impl Fn(usize) -> bool,
     bills_waiting: bool,
 ) -> Result<(), Error> {
-    let covered = crate::coupon::covered(&settlement.lines)?;
+    let covered = crate::coupon::covered(&settlement.lines, settlement.coverage)?;
     let discount = settlement.totals.discount_amount;
     let kept = if settlement.coupon_used && covered > Decimal::ZERO && !discount.is_zero() {
         Some(money::div(money::sub(covered, discount)?, covered)?)
@@ -2753,7 +2755,7 @@ pub(crate) fn record_discount(
             continue;
         }
         charge.waiting = false;
-        if let Some(kept) = kept {
+        if let Some(kept) = kept.filter(|_| settlement.coverage.covers(charge.covered.start)) {
             charge.amount = money::mul(charge.amount, kept)?;
         }
     }

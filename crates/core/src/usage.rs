@@ -937,6 +937,7 @@ pub fn bill_usage(
             unit_price,
             amount,
             credits_waiting_debit: false,
+            waiting_debit_start: None,
         });
     }
     Ok(bill)
