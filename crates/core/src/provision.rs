@@ -1911,7 +1911,15 @@ impl<'a, 'c> Decider<'a, 'c> {
         let direction = if current.config == next.config {
             ChangeType::None
         } else {
-            self.classify(current)?
+            match self.classify(current) {
+                // A change whose timing is forced (a migration) needs no direction: one
+                // into another currency has none, and is refused only for what would
+                // cross currencies (README, "A plan change into another currency").
+                Err(e) if e.code() == ErrorCode::CurrencyMismatch && change.timing.is_some() => {
+                    ChangeType::None
+                }
+                other => other?,
+            }
         };
         d.change_type = direction;
         if current.status != SubscriptionStatus::Active || current.is_trial {
@@ -1956,6 +1964,7 @@ impl<'a, 'c> Decider<'a, 'c> {
         }
         let strategy = self.strategy(direction, change.timing);
         if let Some(at) = self.scheduled_at(strategy, current)? {
+            self.scheduled_in_one_currency(current, at)?;
             self.carried_coupon_fits(current, at)?;
             let update = self.scheduled_update(change.kind, at, strategy)?;
             next.config = current.config.clone();
