@@ -3,8 +3,10 @@
 //! `estimateSubscription` (and `estimateSubscriptionUpdate`) runs provisioning's (the
 //! update's) stages (without the payment stage: an
 //! estimate never needs a payment method) and settles the resulting charge with the same
-//! settlement function invoices use, so an estimate equals the invoice provisioning would
-//! issue (FORMAT.md §3 estimate, §6 "Estimates follow the same rules"):
+//! settlement function invoices use, on the subscription whose invoice it is (the replaced
+//! one, with its own coupon and tax, for a closing invoice), so an estimate equals the
+//! invoice provisioning would issue (FORMAT.md §3 estimate, §6 "Estimates follow the same
+//! rules"):
 //! - top-level amounts are what would be charged now (a negative net shows a negative
 //!   `subTotal` and `total` 0); the customer's credit is consumed as the invoice would;
 //! - `subscription` is the next full period at the new configuration, with the coupon if
@@ -180,7 +182,21 @@ fn estimate_decision(
         .as_ref()
         .map(|c| c.currency)
         .or(quote.currency);
-    let tax = invoice::tax_rate(state, &subject);
+    // The subscription whose invoice the charge is: the subject, or the replaced one when
+    // the new subscription charges nothing now and the replaced one's closing invoice bills
+    // what it still owes, on its own coupon and tax (as provisioning settles it).
+    let mut billed: Option<Subscription> = match &decision.charge {
+        Some(charge) if charge.subscription != subject.id => Some(
+            decision
+                .effects
+                .create
+                .iter()
+                .find(|s| s.id == charge.subscription)
+                .map_or_else(|| stored(&charge.subscription), |s| Ok(s.clone()))?,
+        ),
+        _ => None,
+    };
+    let tax = invoice::tax_rate(state, billed.as_ref().unwrap_or(&subject));
 
     let (now_settlement, range, proration) = match &decision.charge {
         Some(charge) => {
@@ -192,7 +208,12 @@ fn estimate_decision(
                 None => None,
             };
             // Prorations that wait for the next invoice are not charged now.
-            let settlement = charge.settle_now(catalog, state, &mut subject, settings.rounding)?;
+            let settlement = charge.settle_now(
+                catalog,
+                state,
+                billed.as_mut().unwrap_or(&mut subject),
+                settings.rounding,
+            )?;
             (Some(settlement), Some(charge.period), proration)
         }
         None => {
