@@ -3,15 +3,19 @@
 //! `estimateSubscription` (and `estimateSubscriptionUpdate`) runs provisioning's (the
 //! update's) stages (without the payment stage: an
 //! estimate never needs a payment method) and settles the resulting charge with the same
-//! settlement function invoices use, so an estimate equals the invoice provisioning would
-//! issue (FORMAT.md §3 estimate, §6 "Estimates follow the same rules"):
+//! settlement function invoices use, on the subscription whose invoice it is (the replaced
+//! one, with its own coupon and tax, for a closing invoice), so an estimate equals the
+//! invoice provisioning would issue (FORMAT.md §3 estimate, §6 "Estimates follow the same
+//! rules"):
 //! - top-level amounts are what would be charged now (a negative net shows a negative
 //!   `subTotal` and `total` 0); the customer's credit is consumed as the invoice would;
 //! - `subscription` is the next full period at the new configuration, with the coupon if
 //!   it still covers that period, and tax, without customer credit;
-//! - `billingPeriodRange` is `[change, periodEnd)` for a mid-period change, the first paid
-//!   period `[trialEnd, trialEnd + period)` for a trial, the first period for a scheduled
-//!   change, otherwise the period being charged;
+//! - `billingPeriodRange` is `[change, periodEnd)` for a mid-period change (also one that
+//!   charges nothing now, under `prorationBehavior: NONE` or changing nothing, whose
+//!   `subscription` then starts at the period end), the first paid period
+//!   `[trialEnd, trialEnd + period)` for a trial, the first period for a scheduled change,
+//!   otherwise the period being charged;
 //! - `proration` (for a prorated change) sums the `PRORATION_CREDIT` lines as `credit` and
 //!   the `PRORATION_DEBIT` lines as `debit`.
 
@@ -27,7 +31,7 @@ use crate::period::{Period, PeriodSeries};
 use crate::pricing::recurring_amount;
 use crate::provision::{self, Mode, ProvisionDecision, ProvisionRequest, Stages};
 use crate::settings::Settings;
-use crate::subscription::Subscription;
+use crate::subscription::{Subscription, SubscriptionStatus};
 use crate::update::UpdateRequest;
 use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
@@ -180,7 +184,22 @@ fn estimate_decision(
         .as_ref()
         .map(|c| c.currency)
         .or(quote.currency);
-    let tax = invoice::tax_rate(state, &subject);
+    // The subscription whose invoice the charge is: the subject, or the replaced one when
+    // the new subscription charges nothing now and the replaced one's closing invoice bills
+    // what it still owes, on its own coupon and tax (as provisioning settles it).
+    let mut billed: Option<Subscription> = match &decision.charge {
+        Some(charge) if charge.subscription != subject.id => Some(
+            decision
+                .effects
+                .create
+                .iter()
+                .find(|s| s.id == charge.subscription)
+                .map_or_else(|| stored(&charge.subscription), |s| Ok(s.clone()))?,
+        ),
+        _ => None,
+    };
+    let tax = invoice::tax_rate(state, billed.as_ref().unwrap_or(&subject));
+    let kept = kept_period(decision, &subject, now);
 
     let (now_settlement, range, proration) = match &decision.charge {
         Some(charge) => {
@@ -192,7 +211,12 @@ fn estimate_decision(
                 None => None,
             };
             // Prorations that wait for the next invoice are not charged now.
-            let settlement = charge.settle_now(catalog, state, &mut subject, settings.rounding)?;
+            let settlement = charge.settle_now(
+                catalog,
+                state,
+                billed.as_mut().unwrap_or(&mut subject),
+                settings.rounding,
+            )?;
             (Some(settlement), Some(charge.period), proration)
         }
         None => {
@@ -212,13 +236,22 @@ fn estimate_decision(
                 (None, Some(trial_end), Some(period)) if subject.is_trial => {
                     Some(PeriodSeries::new(trial_end, period).nth(0)?)
                 }
-                _ => subject.current_period,
+                // A change applied now that keeps the paid period charges nothing for its
+                // rest `[change, periodEnd)`.
+                _ => kept
+                    .map(|p| Period {
+                        start: now,
+                        end: p.end,
+                    })
+                    .or(subject.current_period),
             };
             (None, range, None)
         }
     };
     let recurring_start = match (&decision.charge, range) {
         (Some(_), Some(r)) => r.end,
+        // The next full period follows the one already paid.
+        (None, Some(r)) if kept.is_some() => r.end,
         (None, Some(r)) => r.start,
         (_, None) => now,
     };
@@ -257,6 +290,25 @@ fn estimate_decision(
         is_plan_downgrade: decision.change_type == ChangeType::Downgrade,
         has_scheduled_updates: decision.is_scheduled,
     })
+}
+
+/// The current period of a live, paid-for subscription that `decision` changes now (in
+/// place, by a replacement keeping its period, or not at all) without charging anything:
+/// the period is already paid, so the next full period starts at its end. `None` for a new
+/// subscription, a trial, one waiting to start or for payment, and a scheduled change.
+fn kept_period(
+    decision: &ProvisionDecision,
+    subject: &Subscription,
+    now: DateTime<Utc>,
+) -> Option<Period> {
+    let live = !decision.is_scheduled
+        && decision.change_type != ChangeType::New
+        && decision.charge.is_none()
+        && !subject.is_trial
+        && subject.status == SubscriptionStatus::Active;
+    subject
+        .current_period
+        .filter(|p| live && p.start <= now && now < p.end)
 }
 
 fn proration_summary(
