@@ -84,21 +84,21 @@ pub struct InvoiceLine {
     /// both go on one invoice, and the coupon covers that debit net of this credit.
     #[serde(default)]
     pub credits_waiting_debit: bool,
-    /// The start of the span of the waiting debit this credit takes back part of (with
-    /// `credits_waiting_debit`): the coupon covers the credit as it covers that debit.
+    /// For a proration debit, and a credit that takes back part of a waiting one (with
+    /// `credits_waiting_debit`), the start of the billing period it bills part of: a
+    /// coupon judges it by that period, which a `REPEATING` window covers whole when it
+    /// starts inside it (FORMAT.md §6), so a debit and its credit are covered alike, and
+    /// alike whatever invoice bills them.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub waiting_debit_start: Option<chrono::DateTime<chrono::Utc>>,
+    pub billing_period_start: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 impl InvoiceLine {
-    /// The start of the span a coupon judges this line by: its own, or for a credit that
-    /// takes back part of a waiting debit, that debit's (the two are covered alike, so the
-    /// coupon covers the debit net of the credit).
+    /// The start of the span a coupon judges this line by: the billing period a proration
+    /// bills part of, else the line's own span.
     #[must_use]
     pub fn coverage_start(&self) -> chrono::DateTime<chrono::Utc> {
-        self.waiting_debit_start
-            .filter(|_| self.credits_waiting_debit)
-            .unwrap_or(self.period.start)
+        self.billing_period_start.unwrap_or(self.period.start)
     }
 }
 

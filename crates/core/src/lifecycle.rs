@@ -845,6 +845,7 @@ impl Clock<'_> {
             &mut credits,
             self.catalog,
             &sub.charges,
+            sub.current_period.map(|p| p.start),
             self.at,
             event,
             self.settings,

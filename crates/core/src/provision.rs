@@ -2075,6 +2075,7 @@ impl<'a, 'c> Decider<'a, 'c> {
                 &mut lines,
                 self.catalog,
                 current.charges.iter().filter(|ch| !kept(ch)),
+                current.current_period.map(|p| p.start),
                 now,
                 ProrationEvent::Change,
                 self.settings,
@@ -2144,6 +2145,7 @@ impl<'a, 'c> Decider<'a, 'c> {
                 &mut lines,
                 self.catalog,
                 &current.charges,
+                current.current_period.map(|p| p.start),
                 now,
                 ProrationEvent::Change,
                 self.settings,
@@ -2571,7 +2573,7 @@ fn line(component: &Component, kind: LineKind, period: Period, amount: Decimal) 
         unit_price: component.unit_price,
         amount,
         credits_waiting_debit: false,
-        waiting_debit_start: None,
+        billing_period_start: None,
     }
 }
 
@@ -2624,11 +2626,18 @@ fn charged(
 
 /// Pushes onto `lines` a `PRORATION_CREDIT` line for the unused part of each of `charges` at
 /// `t`: `charged × f(t; covered)`, negative, over `[t, covered.end)`, with the quantity and
-/// unit price of the component charged. Zero lines are left out.
+/// unit price of the component charged. Zero lines are left out. `period_start` is the
+/// start of the billing period the charges were made in (a coupon judges a credit for a
+/// waiting debit by it, as it judges that debit).
+#[expect(
+    clippy::too_many_arguments,
+    reason = "the inputs of one proration, each used once"
+)]
 pub(crate) fn credit_lines<'s>(
     lines: &mut Vec<InvoiceLine>,
     catalog: &Catalog,
     charges: impl IntoIterator<Item = &'s ChargedComponent>,
+    period_start: Option<DateTime<Utc>>,
     t: DateTime<Utc>,
     event: ProrationEvent,
     settings: &Settings,
@@ -2661,7 +2670,9 @@ pub(crate) fn credit_lines<'s>(
             unit_price: charge.unit_price,
             amount: money::sub(Decimal::ZERO, amount)?,
             credits_waiting_debit: charge.waiting,
-            waiting_debit_start: charge.waiting.then_some(charge.covered.start),
+            billing_period_start: charge
+                .waiting
+                .then(|| period_start.unwrap_or(charge.covered.start)),
         });
     }
     Ok(())
@@ -2691,18 +2702,17 @@ pub(crate) fn debit_lines(
     let mut lines = Vec::with_capacity(quote.components.len());
     for (i, c) in quote.components.iter().enumerate().filter(|(_, c)| keep(c)) {
         let amount = f.of(c.amount, currency, settings.rounding)?;
-        lines.push((
-            i,
-            line(
-                c,
-                LineKind::ProrationDebit,
-                Period {
-                    start: t,
-                    end: period.end,
-                },
-                amount,
-            ),
-        ));
+        let mut debit = line(
+            c,
+            LineKind::ProrationDebit,
+            Period {
+                start: t,
+                end: period.end,
+            },
+            amount,
+        );
+        debit.billing_period_start = Some(period.start);
+        lines.push((i, debit));
     }
     Ok(lines)
 }
@@ -2754,6 +2764,9 @@ pub(crate) fn record_discount(
             applied.invoices_discounted = applied.invoices_discounted.saturating_add(1);
         }
     }
+    // Every entry of the ledger is charged in the current billing period: a coupon judges
+    // it by that period's start, as it judges the line that charged it.
+    let period_start = sub.current_period.map(|p| p.start);
     for (i, charge) in sub.charges.iter_mut().enumerate() {
         let billed = if charge.waiting {
             bills_waiting
@@ -2764,7 +2777,8 @@ pub(crate) fn record_discount(
             continue;
         }
         charge.waiting = false;
-        if let Some(kept) = kept.filter(|_| settlement.coverage.covers(charge.covered.start)) {
+        let judged_by = period_start.map_or(charge.covered.start, |s| s.min(charge.covered.start));
+        if let Some(kept) = kept.filter(|_| settlement.coverage.covers(judged_by)) {
             charge.amount = money::mul(charge.amount, kept)?;
         }
     }

@@ -937,7 +937,7 @@ pub fn bill_usage(
             unit_price,
             amount,
             credits_waiting_debit: false,
-            waiting_debit_start: None,
+            billing_period_start: None,
         });
     }
     Ok(bill)
