@@ -1,6 +1,7 @@
 //! The `engine_sequence` target: operations on two customers run through
 //! `tollgate_adapters::Engine` with `MemoryStorage` and `ScriptedBilling`, some billing
-//! calls scripted to fail, some operations under idempotency keys.
+//! calls scripted to fail, some customers' charges declined, some operations under
+//! idempotency keys.
 //!
 //! After each operation, for every customer's stored state: every scope holds at most one
 //! live trial and one live non-trial subscription, and no invoice has a negative total. An
@@ -43,6 +44,8 @@ fuzz_enum! {
         ReportUsage(u8, Usage),
         Advance(u8),
         PaymentMethod(u8, bool),
+        /// The provider declines (or accepts again) the customer's charges.
+        Decline(u8, bool),
     }
 }
 
@@ -183,6 +186,10 @@ fn run(
         }
         Op::PaymentMethod(c, has) => {
             engine.billing().set_payment_method(&customer(*c), *has);
+            return None;
+        }
+        Op::Decline(c, declining) => {
+            engine.billing().decline_charges(&customer(*c), *declining);
             return None;
         }
     })
