@@ -332,10 +332,6 @@ pub struct Effects {
     pub usage_billed: Vec<(Option<ResourceId>, FeatureId, Period)>,
     /// Usage not billed yet that moves with a transferred subscription.
     pub usage_moved: Vec<crate::usage::UnbilledMove>,
-    /// Levels of fluctuating meters the decision's invoice bills before their billing
-    /// period's end (scope, feature, billing period, level): a later close of that period
-    /// bills only what rises above them.
-    pub usage_levels: Vec<(Option<ResourceId>, FeatureId, Period, u64)>,
 }
 
 /// The decision of a `provisionSubscription` request.
@@ -429,11 +425,6 @@ impl Effects {
         }
         for (resource, feature, span) in &self.usage_billed {
             state.usage.take_unbilled(resource.as_ref(), feature, *span);
-        }
-        for (resource, feature, period, level) in &self.usage_levels {
-            state
-                .usage
-                .note_level_billed(resource.as_ref(), feature.clone(), *period, *level);
         }
         for moved in &self.usage_moved {
             state.usage.move_unbilled(moved, now);
@@ -2339,11 +2330,6 @@ impl<'a, 'c> Decider<'a, 'c> {
                 d.effects.usage_billed.push(taken);
             }
         }
-        d.effects
-            .usage_levels
-            .extend(bill.levels.iter().map(|(feature, period, level)| {
-                (current.resource.clone(), feature.clone(), *period, *level)
-            }));
         Ok(bill)
     }
 

@@ -61,9 +61,7 @@
 //!   windows it was counted in. A correction (a negative `DELTA`, a lower `SET`) reduces
 //!   the period's usage, never below 0.
 //! - Fluctuating meters (a level, like storage) bill the highest level held during the
-//!   closing period, which is the level at the close when nothing was reported during it,
-//!   less what an earlier close of the same billing period (a change before its end)
-//!   billed: a level is billed once per period.
+//!   closing period, which is the level at the close when nothing was reported during it.
 //! - A transfer moves the usage owed with the subscription ([`unbilled_moves`]): what was
 //!   reported under the resource it leaves since its period start is billed at its close,
 //!   with what it reports under the new resource; a fluctuating meter's levels held under
@@ -185,16 +183,6 @@ mod stored_unbilled {
         period: Period,
         net: i128,
         peak: u64,
-        #[serde(default, skip_serializing_if = "is_zero")]
-        billed: u64,
-    }
-
-    #[expect(
-        clippy::trivially_copy_pass_by_ref,
-        reason = "serde's `skip_serializing_if` passes a reference"
-    )]
-    fn is_zero(value: &u64) -> bool {
-        *value == 0
     }
 
     pub(super) fn serialize<S: Serializer>(
@@ -208,7 +196,6 @@ mod stored_unbilled {
                 period: *period,
                 net: usage.net,
                 peak: usage.peak,
-                billed: usage.billed,
             })
         }))
     }
@@ -232,7 +219,6 @@ mod stored_unbilled {
                 PeriodUsage {
                     net: entry.net,
                     peak: entry.peak,
-                    billed: entry.billed,
                 },
             );
         }
@@ -252,10 +238,6 @@ pub(crate) struct PeriodUsage {
     net: i128,
     /// The highest level held during the period (fluctuating meters).
     peak: u64,
-    /// The level of a fluctuating meter already billed for the period, by a change that
-    /// closed its usage before the period's end: a later close bills only what rose above
-    /// it, so no level is billed twice in one period.
-    billed: u64,
 }
 
 /// Usage a subscription has not been billed for yet, moving with it to another resource
@@ -347,46 +329,20 @@ impl UsageLedger {
                 net: 0,
                 // The level before the first report was held from the period's start.
                 peak: before,
-                billed: 0,
             });
         entry.peak = entry.peak.max(after);
         let change = i128::from(after).saturating_sub(i128::from(before));
         entry.net = entry.net.saturating_add(change);
     }
 
-    /// Notes that a change billed `level` of the fluctuating `feature` under `resource`
-    /// for the billing period `period` before its end: a later close of that period bills
-    /// only what rises above it.
-    pub(crate) fn note_level_billed(
-        &mut self,
-        resource: Option<&ResourceId>,
-        feature: FeatureId,
-        period: Period,
-        level: u64,
-    ) {
-        let entry = self
-            .unbilled
-            .entry((resource.cloned(), feature))
-            .or_default()
-            .entry(period)
-            .or_insert(PeriodUsage {
-                net: 0,
-                peak: level,
-                billed: level,
-            });
-        entry.peak = entry.peak.max(level);
-        entry.billed = entry.billed.max(level);
-    }
-
     /// Takes out the unbilled usage of `feature` under `resource` reported in billing
-    /// periods overlapping `span`; older periods, already closed, are dropped. Each
-    /// comes with its billing period.
+    /// periods overlapping `span`; older periods, already closed, are dropped.
     pub(crate) fn take_unbilled(
         &mut self,
         resource: Option<&ResourceId>,
         feature: &FeatureId,
         span: Period,
-    ) -> Vec<(Period, PeriodUsage)> {
+    ) -> Vec<PeriodUsage> {
         let key = (resource.cloned(), feature.clone());
         let Some(periods) = self.unbilled.get_mut(&key) else {
             return Vec::new();
@@ -397,7 +353,7 @@ impl UsageLedger {
                 return false;
             }
             if period.start < span.end {
-                taken.push((*period, *usage));
+                taken.push(*usage);
                 return false;
             }
             true
@@ -439,7 +395,6 @@ impl UsageLedger {
             let usage = PeriodUsage {
                 net: 0,
                 peak: held(moved.from.as_ref()).max(held(moved.to.as_ref())),
-                billed: 0,
             };
             (period, usage)
         });
@@ -451,14 +406,9 @@ impl UsageLedger {
             .entry((moved.to.clone(), moved.feature.clone()))
             .or_default();
         for (period, usage) in taken.into_iter().chain(level) {
-            let entry = to.entry(period).or_insert(PeriodUsage {
-                net: 0,
-                peak: 0,
-                billed: 0,
-            });
+            let entry = to.entry(period).or_insert(PeriodUsage { net: 0, peak: 0 });
             entry.net = entry.net.saturating_add(usage.net);
             entry.peak = entry.peak.max(usage.peak);
-            entry.billed = entry.billed.max(usage.billed);
         }
     }
 
@@ -899,10 +849,6 @@ pub struct UsageBill {
     pub currency: Option<Currency>,
     /// `USAGE` lines above zero, in price order.
     pub lines: Vec<InvoiceLine>,
-    /// The levels of fluctuating meters billed for the subscription's billing period before
-    /// its end (feature, period, level): a later close of the period bills only what rises
-    /// above them ([`UsageLedger`] keeps them).
-    pub levels: Vec<(FeatureId, Period, u64)>,
 }
 
 /// The span of `sub`'s billing period that closes at `at` and whose usage is billed then:
@@ -926,9 +872,7 @@ pub fn closing_span(sub: &Subscription, at: DateTime<Utc>) -> Option<Period> {
 ///
 /// Which usage counts: for an incremental meter, the usage reported during the billing
 /// period(s) overlapping `span` (whatever the reset windows); for a fluctuating meter, the
-/// highest level held during them (the level at the close when nothing was reported), less
-/// what an earlier close of `sub`'s billing period billed. A close before the period's end
-/// notes the level it billed (returned in [`UsageBill::levels`]).
+/// highest level held during them (the level at the close when nothing was reported).
 ///
 /// # Errors
 /// `AmountTooLarge` on overflow.
@@ -942,7 +886,6 @@ pub fn bill_usage(
     let prices = usage_prices(catalog, &sub.config);
     let resource = sub.resource.as_ref();
     let mut quantities: BTreeMap<&FeatureId, u64> = BTreeMap::new();
-    let mut levels = Vec::new();
     for price in &prices {
         if quantities.contains_key(price.feature) {
             continue;
@@ -955,29 +898,16 @@ pub fn bill_usage(
                 }
         });
         let quantity = if fluctuating {
-            let level = match taken.iter().map(|(_, u)| u.peak).max() {
+            match taken.iter().map(|u| u.peak).max() {
                 Some(peak) => peak,
                 None => usage
                     .record(resource.map(ResourceId::as_str), price.feature.as_str())
                     .map_or(0, |r| r.current(span.end)),
-            };
-            // What an earlier close of this billing period billed is not billed again.
-            let billed = taken
-                .iter()
-                .filter(|(period, _)| Some(*period) == sub.current_period)
-                .map(|(_, u)| u.billed)
-                .max()
-                .unwrap_or(0);
-            if let Some(period) = sub.current_period.filter(|p| span.end < p.end) {
-                let level = level.max(billed);
-                usage.note_level_billed(resource, price.feature.clone(), period, level);
-                levels.push((price.feature.clone(), period, level));
             }
-            level.saturating_sub(billed)
         } else {
             let net = taken
                 .iter()
-                .fold(0i128, |sum, (_, u)| sum.saturating_add(u.net))
+                .fold(0i128, |sum, u| sum.saturating_add(u.net))
                 .max(0);
             u64::try_from(net).unwrap_or(u64::MAX)
         };
@@ -986,7 +916,6 @@ pub fn bill_usage(
     let mut bill = UsageBill {
         currency: prices.first().map(|p| p.currency),
         lines: Vec::new(),
-        levels,
     };
     for price in &prices {
         let quantity = quantities.get(price.feature).copied().unwrap_or(0);

@@ -108,8 +108,6 @@ struct StoredEffects {
     usage_reset: Vec<(Option<ResourceId>, FeatureId)>,
     usage_billed: Vec<(Option<ResourceId>, FeatureId, Period)>,
     usage_moved: Vec<UnbilledMove>,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    usage_levels: Vec<(Option<ResourceId>, FeatureId, Period, u64)>,
 }
 stored_as!(Effects, StoredEffects);
 
