@@ -470,12 +470,18 @@ impl Clock<'_> {
         let Some(span) = usage::closing_span(&sub, self.at) else {
             return Ok(Carried::default());
         };
+        let split = usage::Split {
+            policy: self.settings.proration,
+            zone: self.state.customer.timezone,
+            continues: false,
+        };
         let bill = usage::bill_usage(
             self.catalog,
             &mut self.state.usage,
             &sub,
             span,
             self.settings.rounding,
+            split,
         )?;
         Ok(Carried {
             from: Some(sub),

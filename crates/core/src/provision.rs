@@ -332,6 +332,9 @@ pub struct Effects {
     pub usage_billed: Vec<(Option<ResourceId>, FeatureId, Period)>,
     /// Usage not billed yet that moves with a transferred subscription.
     pub usage_moved: Vec<crate::usage::UnbilledMove>,
+    /// Fluctuating meters whose billing period a change keeping it carries on: the
+    /// period's next close bills the level held from then on, for the rest of the period.
+    pub usage_segments: Vec<crate::usage::UsageSegment>,
 }
 
 /// The decision of a `provisionSubscription` request.
@@ -425,6 +428,9 @@ impl Effects {
         }
         for (resource, feature, span) in &self.usage_billed {
             state.usage.take_unbilled(resource.as_ref(), feature, *span);
+        }
+        for segment in &self.usage_segments {
+            state.usage.note_segment(segment);
         }
         for moved in &self.usage_moved {
             state.usage.move_unbilled(moved, now);
@@ -2209,7 +2215,7 @@ impl<'a, 'c> Decider<'a, 'c> {
             || !keep_period
             || !crate::usage::same_usage_prices(self.catalog, &current.config, &sub.config);
         let usage = if bills_usage {
-            self.closing_usage(d, current)?
+            self.closing_usage(d, current, keep_period)?
         } else {
             crate::usage::UsageBill::default()
         };
@@ -2303,11 +2309,13 @@ impl<'a, 'c> Decider<'a, 'c> {
 
     /// The `USAGE` lines (and their currency) for what `current`, replaced or changed in
     /// place now, owes for usage in its current period, at its own prices; the usage they
-    /// bill is recorded in the effects.
+    /// bill is recorded in the effects. When the change `keep_period`, a fluctuating
+    /// meter's level is billed for the share of the period up to now (`usage::Split`).
     fn closing_usage(
         &self,
         d: &mut ProvisionDecision,
         current: &Subscription,
+        keep_period: bool,
     ) -> Result<crate::usage::UsageBill, Error> {
         let Some(span) = crate::usage::closing_span(current, self.now) else {
             return Ok(crate::usage::UsageBill::default());
@@ -2323,6 +2331,11 @@ impl<'a, 'c> Decider<'a, 'c> {
             current,
             span,
             self.settings.rounding,
+            crate::usage::Split {
+                policy: self.settings.proration,
+                zone: self.state.customer.timezone,
+                continues: keep_period,
+            },
         )?;
         for price in prices {
             let taken = (current.resource.clone(), price.feature.clone(), span);
@@ -2330,6 +2343,11 @@ impl<'a, 'c> Decider<'a, 'c> {
                 d.effects.usage_billed.push(taken);
             }
         }
+        // The period goes on under the new configuration, which bills the level held
+        // from now on for the rest of the period.
+        d.effects
+            .usage_segments
+            .extend(bill.segments.iter().cloned());
         Ok(bill)
     }
 

@@ -62,6 +62,10 @@
 //!   the period's usage, never below 0.
 //! - Fluctuating meters (a level, like storage) bill the highest level held during the
 //!   closing period, which is the level at the close when nothing was reported during it.
+//!   When a change within the period carries it on under another configuration, each
+//!   configuration bills the highest level held while it held the period, at its prices,
+//!   for its share of the period (the proration policy's measure), so the level is billed
+//!   once over the period, split by time ([`Split`]).
 //! - A transfer moves the usage owed with the subscription ([`unbilled_moves`]): what was
 //!   reported under the resource it leaves since its period start is billed at its close,
 //!   with what it reports under the new resource; a fluctuating meter's levels held under
@@ -87,6 +91,7 @@ use crate::invoice::{InvoiceLine, LineKind};
 use crate::money::{self, Currency, RoundingMode};
 use crate::period::{Period, PeriodSeries};
 use crate::pricing::{Configuration, recurring_amount, scheme_amount};
+use crate::proration::Fraction;
 use crate::subscription::{Subscription, SubscriptionStatus};
 use crate::view::instant;
 use chrono::{DateTime, Datelike, TimeDelta, TimeZone, Utc, Weekday};
@@ -183,6 +188,8 @@ mod stored_unbilled {
         period: Period,
         net: i128,
         peak: u64,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        from: Option<chrono::DateTime<chrono::Utc>>,
     }
 
     pub(super) fn serialize<S: Serializer>(
@@ -196,6 +203,7 @@ mod stored_unbilled {
                 period: *period,
                 net: usage.net,
                 peak: usage.peak,
+                from: usage.from,
             })
         }))
     }
@@ -219,6 +227,7 @@ mod stored_unbilled {
                 PeriodUsage {
                     net: entry.net,
                     peak: entry.peak,
+                    from: entry.from,
                 },
             );
         }
@@ -238,6 +247,10 @@ pub(crate) struct PeriodUsage {
     net: i128,
     /// The highest level held during the period (fluctuating meters).
     peak: u64,
+    /// For a fluctuating meter, the instant a change closed the period's usage before its
+    /// end while the period went on under a new configuration: the next close bills the
+    /// highest level held since then, for the share of the period from then on.
+    from: Option<DateTime<Utc>>,
 }
 
 /// Usage a subscription has not been billed for yet, moving with it to another resource
@@ -329,20 +342,39 @@ impl UsageLedger {
                 net: 0,
                 // The level before the first report was held from the period's start.
                 peak: before,
+                from: None,
             });
         entry.peak = entry.peak.max(after);
         let change = i128::from(after).saturating_sub(i128::from(before));
         entry.net = entry.net.saturating_add(change);
     }
 
+    /// Notes `segment`: the period's next close bills the highest level held since its
+    /// change, for the share of the period from then on.
+    pub(crate) fn note_segment(&mut self, segment: &UsageSegment) {
+        let entry = self
+            .unbilled
+            .entry((segment.resource.clone(), segment.feature.clone()))
+            .or_default()
+            .entry(segment.period)
+            .or_insert(PeriodUsage {
+                net: 0,
+                peak: segment.level,
+                from: Some(segment.from),
+            });
+        entry.peak = entry.peak.max(segment.level);
+        entry.from = entry.from.max(Some(segment.from));
+    }
+
     /// Takes out the unbilled usage of `feature` under `resource` reported in billing
-    /// periods overlapping `span`; older periods, already closed, are dropped.
+    /// periods overlapping `span`; older periods, already closed, are dropped. Each
+    /// comes with its billing period.
     pub(crate) fn take_unbilled(
         &mut self,
         resource: Option<&ResourceId>,
         feature: &FeatureId,
         span: Period,
-    ) -> Vec<PeriodUsage> {
+    ) -> Vec<(Period, PeriodUsage)> {
         let key = (resource.cloned(), feature.clone());
         let Some(periods) = self.unbilled.get_mut(&key) else {
             return Vec::new();
@@ -353,7 +385,7 @@ impl UsageLedger {
                 return false;
             }
             if period.start < span.end {
-                taken.push(*usage);
+                taken.push((*period, *usage));
                 return false;
             }
             true
@@ -395,6 +427,7 @@ impl UsageLedger {
             let usage = PeriodUsage {
                 net: 0,
                 peak: held(moved.from.as_ref()).max(held(moved.to.as_ref())),
+                from: None,
             };
             (period, usage)
         });
@@ -406,9 +439,14 @@ impl UsageLedger {
             .entry((moved.to.clone(), moved.feature.clone()))
             .or_default();
         for (period, usage) in taken.into_iter().chain(level) {
-            let entry = to.entry(period).or_insert(PeriodUsage { net: 0, peak: 0 });
+            let entry = to.entry(period).or_insert(PeriodUsage {
+                net: 0,
+                peak: 0,
+                from: None,
+            });
             entry.net = entry.net.saturating_add(usage.net);
             entry.peak = entry.peak.max(usage.peak);
+            entry.from = entry.from.max(usage.from);
         }
     }
 
@@ -817,7 +855,13 @@ fn check_billable(
 ) -> Result<(), Error> {
     // The rounding of the engine's settings moves an amount by one minor unit at most.
     let rounding = RoundingMode::default();
-    let bill = bill_usage(catalog, usage, sub, period, rounding)?;
+    // The split does not change what a period bills at most: the whole period's level.
+    let split = Split {
+        policy: crate::proration::ProrationPolicy::default(),
+        zone: state.customer.timezone,
+        continues: false,
+    };
+    let bill = bill_usage(catalog, usage, sub, period, rounding, split)?;
     let Some(currency) = bill.currency else {
         return Ok(());
     };
@@ -849,6 +893,42 @@ pub struct UsageBill {
     pub currency: Option<Currency>,
     /// `USAGE` lines above zero, in price order.
     pub lines: Vec<InvoiceLine>,
+    /// For a close that continues its billing period ([`Split`]), each fluctuating meter
+    /// it closed: noted with the period's unbilled usage, they make the period's next
+    /// close bill the level held from then on, for the rest of the period.
+    pub segments: Vec<UsageSegment>,
+}
+
+/// A fluctuating meter's billing period that a change closed before its end and carried
+/// on under a new configuration: the period's next close bills the highest level held
+/// since `from`, for the share of the period from `from` on.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct UsageSegment {
+    /// The scope (none for the product-wide one).
+    pub resource: Option<ResourceId>,
+    /// The metered feature.
+    pub feature: FeatureId,
+    /// The billing period.
+    pub period: Period,
+    /// The instant of the change.
+    pub from: DateTime<Utc>,
+    /// The level held then.
+    pub level: u64,
+}
+
+/// How a close shares a fluctuating meter's level between the configurations that held
+/// its billing period: each bills the highest level held while it did, for its share of
+/// the period as the proration policy measures it.
+#[derive(Debug, Clone, Copy)]
+pub struct Split {
+    /// The proration policy measuring shares of the period.
+    pub policy: crate::proration::ProrationPolicy,
+    /// The customer's time zone (day-based policies).
+    pub zone: chrono_tz::Tz,
+    /// Whether the billing period goes on after the close under a new configuration (a
+    /// change keeping the period): the close bills its share up to now, not to the end.
+    pub continues: bool,
 }
 
 /// The span of `sub`'s billing period that closes at `at` and whose usage is billed then:
@@ -872,7 +952,9 @@ pub fn closing_span(sub: &Subscription, at: DateTime<Utc>) -> Option<Period> {
 ///
 /// Which usage counts: for an incremental meter, the usage reported during the billing
 /// period(s) overlapping `span` (whatever the reset windows); for a fluctuating meter, the
-/// highest level held during them (the level at the close when nothing was reported).
+/// highest level held during them (the level at the close when nothing was reported), less
+/// each part of a billing period that changed configuration within it billed for the share
+/// of the period it held ([`Split`]).
 ///
 /// # Errors
 /// `AmountTooLarge` on overflow.
@@ -882,10 +964,15 @@ pub fn bill_usage(
     sub: &Subscription,
     span: Period,
     rounding: RoundingMode,
+    split: Split,
 ) -> Result<UsageBill, Error> {
     let prices = usage_prices(catalog, &sub.config);
     let resource = sub.resource.as_ref();
     let mut quantities: BTreeMap<&FeatureId, u64> = BTreeMap::new();
+    // The share of the period a fluctuating meter's level is billed for (from, to), and
+    // the instant its part of the period starts.
+    let mut shares: BTreeMap<&FeatureId, (Fraction, Fraction, DateTime<Utc>)> = BTreeMap::new();
+    let mut segments = Vec::new();
     for price in &prices {
         if quantities.contains_key(price.feature) {
             continue;
@@ -898,16 +985,55 @@ pub fn bill_usage(
                 }
         });
         let quantity = if fluctuating {
-            match taken.iter().map(|u| u.peak).max() {
-                Some(peak) => peak,
-                None => usage
-                    .record(resource.map(ResourceId::as_str), price.feature.as_str())
-                    .map_or(0, |r| r.current(span.end)),
+            let held = usage
+                .record(resource.map(ResourceId::as_str), price.feature.as_str())
+                .map_or(0, |r| r.current(span.end));
+            let level = taken.iter().map(|(_, u)| u.peak).max().unwrap_or(held);
+            if let Some(period) = sub.current_period {
+                // Since an earlier change within the period, or up to a change now that
+                // the period goes on after, the level is billed for its share only.
+                let from = taken
+                    .iter()
+                    .filter(|(p, _)| *p == period)
+                    .filter_map(|(_, u)| u.from)
+                    .max();
+                let to = Some(span.end).filter(|end| split.continues && *end < period.end);
+                if from.is_some() || to.is_some() {
+                    let share = |t: Option<DateTime<Utc>>, whole: Fraction| match t {
+                        Some(t) => crate::proration::share(
+                            split.policy,
+                            split.zone,
+                            period.start,
+                            t,
+                            period.end,
+                            crate::proration::ProrationEvent::Change,
+                        ),
+                        None => Ok(whole),
+                    };
+                    shares.insert(
+                        price.feature,
+                        (
+                            share(from, Fraction::ONE)?,
+                            share(to, Fraction::ZERO)?,
+                            from.map_or(span.start, |f| f.max(span.start)),
+                        ),
+                    );
+                }
+                if let Some(to) = to {
+                    segments.push(UsageSegment {
+                        resource: resource.cloned(),
+                        feature: price.feature.clone(),
+                        period,
+                        from: to,
+                        level: held,
+                    });
+                }
             }
+            level
         } else {
             let net = taken
                 .iter()
-                .fold(0i128, |sum, u| sum.saturating_add(u.net))
+                .fold(0i128, |sum, (_, u)| sum.saturating_add(u.net))
                 .max(0);
             u64::try_from(net).unwrap_or(u64::MAX)
         };
@@ -916,11 +1042,26 @@ pub fn bill_usage(
     let mut bill = UsageBill {
         currency: prices.first().map(|p| p.currency),
         lines: Vec::new(),
+        segments,
     };
     for price in &prices {
         let quantity = quantities.get(price.feature).copied().unwrap_or(0);
         let priced = scheme_amount(price.scheme, quantity)?;
-        let amount = price.currency.round(priced.amount, rounding);
+        let (amount, period) = match shares.get(price.feature) {
+            // The share [from, to) of the period: what the rest from `from` costs less
+            // what the rest from `to` does, so the shares of one period add up.
+            Some((from, to, start)) => (
+                money::sub(
+                    from.of(priced.amount, price.currency, rounding)?,
+                    to.of(priced.amount, price.currency, rounding)?,
+                )?,
+                Period {
+                    start: *start,
+                    end: span.end,
+                },
+            ),
+            None => (price.currency.round(priced.amount, rounding), span),
+        };
         if amount.is_zero() {
             continue;
         }
@@ -932,7 +1073,7 @@ pub fn bill_usage(
         bill.lines.push(InvoiceLine {
             description: Arc::clone(price.description),
             kind: LineKind::Usage,
-            period: span,
+            period,
             quantity: priced.charged_quantity,
             unit_price,
             amount,

@@ -966,7 +966,8 @@ fn report_storage(catalog: &Catalog, state: &mut CustomerState, at: &str, gb: i6
 
 #[test]
 fn a_plan_change_now_bills_the_replaced_subscription_s_usage_once() {
-    // Pro version 1 bills storage by the 100 GB block at 5: 250 GB is 3 blocks, 15.
+    // Pro version 1 bills storage by the 100 GB block at 5: 250 GB is 3 blocks, 15 for a
+    // whole period; held under it for half the period, 7.50.
     let (catalog, mut state) = world(pro(5));
     report_storage(&catalog, &mut state, "2025-01-05T00:00:00Z", 250);
     provision_into(
@@ -985,10 +986,10 @@ fn a_plan_change_now_bills_the_replaced_subscription_s_usage_once() {
         .filter(|l| l.kind == LineKind::Usage)
         .collect();
     assert_eq!(usage.len(), 1);
-    assert_eq!((usage[0].quantity, usage[0].amount), (3, d("15.00")));
+    assert_eq!((usage[0].quantity, usage[0].amount), (3, d("7.50")));
     assert_eq!(usage[0].period.end, t(HALF));
-    // 119 + 100 against 99 + 100 for half a month, and the usage: 10 + 15.
-    assert_eq!(invoice.total, d("25.00"));
+    // 119 + 100 against 99 + 100 for half a month, and the usage: 10 + 7.50.
+    assert_eq!(invoice.total, d("17.50"));
     // Version 2 has no usage price, and the billed usage is gone: no renewal bills it again.
     let (after, _) = advance(
         &catalog,

@@ -108,6 +108,8 @@ struct StoredEffects {
     usage_reset: Vec<(Option<ResourceId>, FeatureId)>,
     usage_billed: Vec<(Option<ResourceId>, FeatureId, Period)>,
     usage_moved: Vec<UnbilledMove>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    usage_segments: Vec<crate::usage::UsageSegment>,
 }
 stored_as!(Effects, StoredEffects);
 
