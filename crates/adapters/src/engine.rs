@@ -1228,21 +1228,18 @@ impl<S: Storage, B: Billing> Engine<S, B> {
         let learned = (may_charge
             || tollgate_core::lifecycle::depends_on_payment_method(&state, now))
             && self.refresh_payment_method(&mut state).await?;
-        let except = match collecting {
-            _ if !learned => None,
-            Collecting::All => Some(None),
-            Collecting::AllBut(id) => Some(Some(id)),
-            Collecting::Nothing => None,
+        let (catalog, settings) = (&self.catalog, &self.settings);
+        let collect = |except| {
+            tollgate_core::lifecycle::collect_pending_payments_except(
+                catalog, &state, now, settings, except,
+            )
         };
-        Ok(match except {
-            Some(except) => tollgate_core::lifecycle::collect_pending_payments_except(
-                &self.catalog,
-                &state,
-                now,
-                &self.settings,
-                except,
-            )?,
-            None => tollgate_core::lifecycle::advance(&self.catalog, &state, now, &self.settings)?,
+        Ok(match (learned, collecting) {
+            (true, Collecting::All) => collect(None)?,
+            (true, Collecting::AllBut(id)) => collect(Some(id))?,
+            (false, _) | (true, Collecting::Nothing) => {
+                tollgate_core::lifecycle::advance(catalog, &state, now, settings)?
+            }
         })
     }
 

@@ -470,11 +470,7 @@ impl Clock<'_> {
         let Some(span) = usage::closing_span(&sub, self.at) else {
             return Ok(Carried::default());
         };
-        let split = usage::Split {
-            policy: self.settings.proration,
-            zone: self.state.customer.timezone,
-            continues: false,
-        };
+        let split = usage::Split::of(self.settings, self.state, false);
         let bill = usage::bill_usage(
             self.catalog,
             &mut self.state.usage,

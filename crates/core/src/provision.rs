@@ -2331,11 +2331,7 @@ impl<'a, 'c> Decider<'a, 'c> {
             current,
             span,
             self.settings.rounding,
-            crate::usage::Split {
-                policy: self.settings.proration,
-                zone: self.state.customer.timezone,
-                continues: keep_period,
-            },
+            crate::usage::Split::of(self.settings, self.state, keep_period),
         )?;
         for price in prices {
             let taken = (current.resource.clone(), price.feature.clone(), span);

@@ -931,6 +931,54 @@ pub struct Split {
     pub continues: bool,
 }
 
+impl Split {
+    /// The split of the engine's `settings` for `state`'s customer.
+    #[must_use]
+    pub fn of(
+        settings: &crate::settings::Settings,
+        state: &CustomerState,
+        continues: bool,
+    ) -> Self {
+        Self {
+            policy: settings.proration,
+            zone: state.customer.timezone,
+            continues,
+        }
+    }
+
+    /// The part of `period` a close over `span` bills a level for, when it is not the
+    /// whole: the rest of the period from `from` (an earlier change within it), less the
+    /// rest from `to` (a change now that the period goes on after), and the instant the
+    /// part starts. `None` with neither.
+    fn part(
+        self,
+        period: Period,
+        span: Period,
+        from: Option<DateTime<Utc>>,
+        to: Option<DateTime<Utc>>,
+    ) -> Result<Option<(Fraction, Fraction, DateTime<Utc>)>, Error> {
+        if from.is_none() && to.is_none() {
+            return Ok(None);
+        }
+        let rest = |t: Option<DateTime<Utc>>, whole: Fraction| match t {
+            Some(t) => crate::proration::share(
+                self.policy,
+                self.zone,
+                period.start,
+                t,
+                period.end,
+                crate::proration::ProrationEvent::Change,
+            ),
+            None => Ok(whole),
+        };
+        Ok(Some((
+            rest(from, Fraction::ONE)?,
+            rest(to, Fraction::ZERO)?,
+            from.map_or(span.start, |f| f.max(span.start)),
+        )))
+    }
+}
+
 /// The span of `sub`'s billing period that closes at `at` and whose usage is billed then:
 /// from the period's start to `at` (at most the period's end). None for a subscription that
 /// is not billed (a trial, one waiting for payment, an ended one) or an empty span.
@@ -952,9 +1000,9 @@ pub fn closing_span(sub: &Subscription, at: DateTime<Utc>) -> Option<Period> {
 ///
 /// Which usage counts: for an incremental meter, the usage reported during the billing
 /// period(s) overlapping `span` (whatever the reset windows); for a fluctuating meter, the
-/// highest level held during them (the level at the close when nothing was reported), less
-/// each part of a billing period that changed configuration within it billed for the share
-/// of the period it held ([`Split`]).
+/// highest level held during them (the level at the close when nothing was reported); in a
+/// billing period that changed configuration within it, for the share of the period this
+/// configuration held ([`Split`]).
 ///
 /// # Errors
 /// `AmountTooLarge` on overflow.
@@ -998,26 +1046,8 @@ pub fn bill_usage(
                     .filter_map(|(_, u)| u.from)
                     .max();
                 let to = Some(span.end).filter(|end| split.continues && *end < period.end);
-                if from.is_some() || to.is_some() {
-                    let share = |t: Option<DateTime<Utc>>, whole: Fraction| match t {
-                        Some(t) => crate::proration::share(
-                            split.policy,
-                            split.zone,
-                            period.start,
-                            t,
-                            period.end,
-                            crate::proration::ProrationEvent::Change,
-                        ),
-                        None => Ok(whole),
-                    };
-                    shares.insert(
-                        price.feature,
-                        (
-                            share(from, Fraction::ONE)?,
-                            share(to, Fraction::ZERO)?,
-                            from.map_or(span.start, |f| f.max(span.start)),
-                        ),
-                    );
+                if let Some(part) = split.part(period, span, from, to)? {
+                    shares.insert(price.feature, part);
                 }
                 if let Some(to) = to {
                     segments.push(UsageSegment {
