@@ -159,6 +159,16 @@ pub enum Step {
         /// The subscription.
         subscription: SubscriptionId,
     },
+    /// A migration keeps the change the customer scheduled for the subscription.
+    ScheduledChangeMigrated {
+        /// The subscription.
+        subscription: SubscriptionId,
+        /// When the change applies.
+        at: DateTime<Utc>,
+        /// Whether the change goes on with the migrated plan, and so moved to the latest
+        /// versions with it; otherwise it leads to another plan and stays as it was.
+        moved: bool,
+    },
     /// A subscription that has not been charged takes the change now, without proration.
     ChangedUncharged {
         /// The subscription.
@@ -387,6 +397,22 @@ impl fmt::Display for Step {
                 f,
                 "start: the request restores `{subscription}`'s configuration: its scheduled change is canceled"
             ),
+            Self::ScheduledChangeMigrated {
+                subscription,
+                at,
+                moved: true,
+            } => write!(
+                f,
+                "start: `{subscription}`'s change scheduled for {at} stays, moved to the latest versions with the subscription"
+            ),
+            Self::ScheduledChangeMigrated {
+                subscription,
+                at,
+                moved: false,
+            } => write!(
+                f,
+                "start: `{subscription}`'s change scheduled for {at} to another plan stays as it is"
+            ),
             Self::ChangedUncharged {
                 subscription,
                 status,
@@ -580,6 +606,11 @@ enum StoredStep {
     },
     ScheduledChangeDropped {
         subscription: SubscriptionId,
+    },
+    ScheduledChangeMigrated {
+        subscription: SubscriptionId,
+        at: DateTime<Utc>,
+        moved: bool,
     },
     ChangedUncharged {
         subscription: SubscriptionId,

@@ -548,6 +548,35 @@ pub(crate) struct InPlace<'a> {
     /// metadata, a promotion code or a trial end) leaves a scheduled change alone; one equal
     /// to the live configuration cancels it (FORMAT.md §6).
     pub(crate) names_configuration: bool,
+    /// The change the customer scheduled, as a migration carries it along (at the latest
+    /// versions): the migrated subscription keeps it, and a migration timed for later goes
+    /// in it rather than replacing it. Only migrations carry one; `None` drops a migration's
+    /// earlier scheduled migration.
+    pub(crate) carried: Option<&'a ScheduledUpdate>,
+}
+
+/// The configuration `request` (an in-place change of a subscription to `current`, at the
+/// latest plan version) validates to, with the latest versions of its add-ons.
+pub(crate) fn latest_configuration(
+    catalog: &Catalog,
+    state: &CustomerState,
+    request: &ProvisionRequest,
+    current: &Configuration,
+    now: DateTime<Utc>,
+    settings: &Settings,
+) -> Result<Configuration, Error> {
+    let valid = validate(
+        catalog,
+        state,
+        request,
+        &Redemptions::new(),
+        now,
+        Some((current, false)),
+        false,
+        settings.rounding,
+        false,
+    )?;
+    Ok(valid.config)
 }
 
 pub(crate) fn decide(
@@ -1808,6 +1837,34 @@ impl<'a, 'c> Decider<'a, 'c> {
         });
     }
 
+    /// A migration's result `sub` keeps the change the customer scheduled, at the latest
+    /// versions ([`InPlace::carried`]), and drops an earlier scheduled migration; other
+    /// changes leave `sub`'s scheduled changes as they are.
+    fn carry_scheduled(
+        &self,
+        d: &mut ProvisionDecision,
+        change: &InPlace<'_>,
+        sub: &mut Subscription,
+    ) {
+        if change.kind != ScheduledUpdateType::Migration {
+            return;
+        }
+        sub.scheduled_updates.clear();
+        if let Some(carried) = change.carried {
+            d.explanation.push(self.kept_step(change.current, carried));
+            sub.scheduled_updates.push(carried.clone());
+        }
+    }
+
+    /// The step of a migration keeping `current`'s scheduled change as `carried`.
+    fn kept_step(&self, current: &Subscription, carried: &ScheduledUpdate) -> Step {
+        Step::ScheduledChangeMigrated {
+            subscription: current.id.clone(),
+            at: carried.scheduled_at,
+            moved: carried.target.plan == current.config.plan,
+        }
+    }
+
     /// When a change timed by `strategy` applies to `current`; `None` for now.
     fn scheduled_at(
         &self,
@@ -1950,6 +2007,7 @@ impl<'a, 'c> Decider<'a, 'c> {
                 }
                 _ => None,
             };
+            self.carry_scheduled(d, change, &mut next);
             if next != *current {
                 d.effects.replace.push(next);
             }
@@ -1972,7 +2030,13 @@ impl<'a, 'c> Decider<'a, 'c> {
         if let Some(at) = self.scheduled_at(strategy, current)? {
             self.scheduled_in_one_currency(current, at)?;
             self.carried_coupon_fits(current, at)?;
-            let update = self.scheduled_update(change.kind, at, strategy)?;
+            let carried = change
+                .carried
+                .filter(|_| change.kind == ScheduledUpdateType::Migration);
+            let update = match carried {
+                Some(carried) => carried.clone(),
+                None => self.scheduled_update(change.kind, at, strategy)?,
+            };
             next.config = current.config.clone();
             // The customer asks how the subscription goes on after a pending cancellation
             // would have ended it: the cancellation is withdrawn. A migration is the
@@ -1984,12 +2048,16 @@ impl<'a, 'c> Decider<'a, 'c> {
             if next != *current {
                 d.effects.replace.push(next);
             }
+            let step = match carried {
+                Some(carried) => self.kept_step(current, carried),
+                None => Step::UpdateScheduled {
+                    direction,
+                    subscription: current.id.clone(),
+                    at,
+                },
+            };
             self.schedule(d, current, update);
-            d.explanation.push(Step::UpdateScheduled {
-                direction,
-                subscription: current.id.clone(),
-                at,
-            });
+            d.explanation.push(step);
             return Ok(());
         }
         self.change_now(d, current, direction)?;
@@ -2035,6 +2103,9 @@ impl<'a, 'c> Decider<'a, 'c> {
             sub.clear_pending_cancellation();
         }
         sub.scheduled_updates.clear();
+        if let Some(change) = self.in_place {
+            self.carry_scheduled(d, change, &mut sub);
+        }
         if self.valid.plan.pricing_type == PricingType::Paid {
             d.effects.paid_product = Some(self.valid.plan.product.clone());
         }

@@ -37,6 +37,9 @@
 //!   quantities are kept where the new version still sells them. `IMMEDIATE` applies now
 //!   whatever the direction, crediting the old version's prices and debiting the new
 //!   (versions are different components); `END_OF_BILLING_PERIOD` stores a `MIGRATION`.
+//!   The change the customer scheduled stays: one that goes on with the plan moves to the
+//!   latest versions too (applied as it was, it would take the migration back), and a
+//!   migration for the period end goes into it instead of replacing it.
 //! - A transfer moves a live or waiting subscription of a multi-subscription product to
 //!   another resource; the destination must not hold a live or waiting subscription of
 //!   the same kind (trial or not) of the product (`InvalidArgumentError`). Usage stays with
@@ -55,12 +58,13 @@ use crate::error::{Error, ErrorCode};
 use crate::explain::Step;
 use crate::id::{ResourceId, SubscriptionId};
 use crate::period::BillingPeriod;
+use crate::pricing::Configuration;
 use crate::provision::{
     self, AddonRequest, BillingCycleAnchor, Effects, FeatureQuantity, InPlace, Mode,
     ProrationBehavior, ProvisionDecision, ProvisionRequest, ProvisionStatus, Stages,
 };
 use crate::settings::Settings;
-use crate::subscription::{ScheduledUpdateType, Subscription, SubscriptionStatus};
+use crate::subscription::{ScheduledUpdate, ScheduledUpdateType, Subscription, SubscriptionStatus};
 use crate::trial::TrialOutcome;
 use crate::usage;
 use chrono::{DateTime, Utc};
@@ -150,23 +154,24 @@ fn quiet_decision(sub: &Subscription, effects: Effects, explanation: Step) -> Pr
     }
 }
 
-/// The provisioning request an in-place change of `sub` is validated as: its plan version,
-/// scope, collection method and tax, with the given changes.
+/// The provisioning request an in-place change of `sub` to `config` is validated as: the
+/// configuration's plan (at `plan_version`, else the latest), billing period and add-ons,
+/// and the subscription's scope, collection method and tax.
 fn as_provision_request(
     state: &CustomerState,
     sub: &Subscription,
+    config: &Configuration,
     plan_version: Option<u32>,
 ) -> ProvisionRequest {
     ProvisionRequest {
         customer_id: state.customer.id.clone(),
-        plan_id: sub.config.plan.clone(),
+        plan_id: config.plan.clone(),
         plan_version,
-        billing_period: sub.config.billing_period,
+        billing_period: config.billing_period,
         resource_id: sub.resource.clone(),
         unit_quantity: None,
         billable_features: Vec::new(),
-        addons: sub
-            .config
+        addons: config
             .addons
             .iter()
             .map(|a| AddonRequest {
@@ -191,20 +196,20 @@ fn as_provision_request(
     }
 }
 
-/// The unit quantities `sub` keeps that the plan still sells by quantity at
-/// `period`, except those in `changed`.
+/// The unit quantities of `config` that its plan (at `plan_version`, else the latest) still
+/// sells by quantity at `period`, except those in `changed`.
 fn kept_units(
     catalog: &Catalog,
-    sub: &Subscription,
+    config: &Configuration,
     plan_version: Option<u32>,
     period: Option<BillingPeriod>,
     changed: &[FeatureQuantity],
 ) -> Vec<FeatureQuantity> {
-    let Some(plan) = catalog.plan_or_latest(sub.config.plan.as_str(), plan_version) else {
+    let Some(plan) = catalog.plan_or_latest(config.plan.as_str(), plan_version) else {
         return Vec::new();
     };
-    let sold = provision::per_unit_prices(plan, sub.config.country, period);
-    sub.config
+    let sold = provision::per_unit_prices(plan, config.country, period);
+    config
         .units
         .iter()
         .filter(|(feature, _)| sold.clone().any(|(f, _, _)| f == *feature))
@@ -255,7 +260,7 @@ pub(crate) fn decide_update(
 ) -> Result<ProvisionDecision, Error> {
     let sub = state.changeable_subscription(request.subscription_id.as_str())?;
     let version = Some(sub.config.plan_version);
-    let mut provision_request = as_provision_request(state, sub, version);
+    let mut provision_request = as_provision_request(state, sub, &sub.config, version);
     let period = request.billing_period.or(sub.config.billing_period);
     provision_request.billing_period = period;
     provision_request.unit_quantity = request.unit_quantity;
@@ -263,9 +268,13 @@ pub(crate) fn decide_update(
     // `unitQuantity` names the plan's only per-unit price: no other quantity is kept.
     if request.unit_quantity.is_none() {
         provision_request.billable_features = changed.clone();
-        provision_request
-            .billable_features
-            .extend(kept_units(catalog, sub, version, period, &changed));
+        provision_request.billable_features.extend(kept_units(
+            catalog,
+            &sub.config,
+            version,
+            period,
+            &changed,
+        ));
     } else {
         provision_request.billable_features = changed;
     }
@@ -282,6 +291,7 @@ pub(crate) fn decide_update(
         timing: None,
         trial_end: request.trial_end_date,
         metadata: request.metadata.as_ref(),
+        carried: None,
         names_configuration: request.unit_quantity.is_some()
             || request.billable_features.is_some()
             || request.addons.is_some()
@@ -333,9 +343,9 @@ pub fn cancel_scheduled_updates(
 ///
 /// # Errors
 /// `CustomerIsArchived`, `SubscriptionNotFound`, `InvalidSubscriptionStatus` (an ended subscription),
-/// `PlanNotFound`, and the validation errors of the subscription's configuration at the
-/// latest versions (`BillingPeriodMissingError`, `IncompatibleSubscriptionAddon`, …),
-/// `PaymentMethodNotFound`, `AmountTooLarge`.
+/// `PlanNotFound`, and the validation errors of the subscription's configuration, or of
+/// the change scheduled for it, at the latest versions (`BillingPeriodMissingError`,
+/// `IncompatibleSubscriptionAddon`, …), `PaymentMethodNotFound`, `AmountTooLarge`.
 pub fn migrate_subscription_to_latest(
     catalog: &Catalog,
     state: &CustomerState,
@@ -366,9 +376,15 @@ pub fn migrate_subscription_to_latest(
             ),
         ));
     }
-    let mut provision_request = as_provision_request(state, sub, None);
+    let mut provision_request = as_provision_request(state, sub, &sub.config, None);
     provision_request.billable_features =
-        kept_units(catalog, sub, None, sub.config.billing_period, &[]);
+        kept_units(catalog, &sub.config, None, sub.config.billing_period, &[]);
+    let carried = sub
+        .scheduled_updates
+        .iter()
+        .find(|u| u.kind != ScheduledUpdateType::Migration)
+        .map(|u| carried_by_migration(catalog, state, sub, u, now, settings))
+        .transpose()?;
     let timing = match request.migration_time.unwrap_or_default() {
         MigrationTime::Immediate => ScheduleStrategy::Immediate,
         MigrationTime::EndOfBillingPeriod => ScheduleStrategy::EndOfBillingPeriod,
@@ -380,6 +396,7 @@ pub fn migrate_subscription_to_latest(
         trial_end: None,
         metadata: None,
         names_configuration: true,
+        carried: carried.as_ref(),
     };
     provision::decide(
         catalog,
@@ -394,6 +411,45 @@ pub fn migrate_subscription_to_latest(
             completing: None,
         },
     )
+}
+
+/// The change the customer scheduled for `sub`, as a migration of `sub` carries it along:
+/// one that goes on with the subscription's plan moves to the latest versions of that plan
+/// and of its add-ons, as the subscription does (else it would take the migration back when
+/// it applies); one to another plan stays as it is. Its date and terms stay.
+///
+/// # Errors
+/// The validation errors of the scheduled configuration at the latest versions
+/// (`BillingPeriodMissingError`, `IncompatibleSubscriptionAddon`, …), naming the change.
+fn carried_by_migration(
+    catalog: &Catalog,
+    state: &CustomerState,
+    sub: &Subscription,
+    update: &ScheduledUpdate,
+    now: DateTime<Utc>,
+    settings: &Settings,
+) -> Result<ScheduledUpdate, Error> {
+    let mut carried = update.clone();
+    if update.target.plan != sub.config.plan {
+        return Ok(carried);
+    }
+    let target = &update.target;
+    let mut request = as_provision_request(state, sub, target, None);
+    request.billable_features = kept_units(catalog, target, None, target.billing_period, &[]);
+    carried.target = provision::latest_configuration(
+        catalog, state, &request, target, now, settings,
+    )
+    .map_err(|e| {
+        Error::new(
+            e.code(),
+            format!(
+                "the change scheduled for {} at the latest versions: {}",
+                update.scheduled_at,
+                e.message()
+            ),
+        )
+    })?;
+    Ok(carried)
 }
 
 /// Decides a `transferSubscription` request for the customer in `state` at `now`.

@@ -18,6 +18,7 @@ use tollgate_core::change::ChangeType;
 use tollgate_core::coupon::{Redemptions, held_codes, scheduled_redemptions};
 use tollgate_core::customer::{Customer, CustomerState};
 use tollgate_core::estimate::estimate_subscription_update;
+use tollgate_core::explain::Step;
 use tollgate_core::id::{CustomerId, ResourceId, SubscriptionId};
 use tollgate_core::invoice::{InvoiceReason, LineKind};
 use tollgate_core::lifecycle::advance;
@@ -671,6 +672,124 @@ fn migrating_at_the_period_end_applies_as_the_renewal() {
     let renewal = after.invoices.last().unwrap();
     assert_eq!(renewal.reason, InvoiceReason::BillingCycle);
     assert_eq!(renewal.total, d("219.00"), "119 + 5 × 20");
+}
+
+fn migrate(
+    catalog: &Catalog,
+    state: &CustomerState,
+    at: &str,
+    input: Value,
+) -> Result<ProvisionDecision, Error> {
+    let request: MigrateRequest = serde_json::from_value(input).unwrap();
+    migrate_subscription_to_latest(
+        catalog,
+        state,
+        &request,
+        &Redemptions::new(),
+        t(at),
+        &Settings::default(),
+    )
+}
+
+#[test]
+fn a_migration_carries_the_customers_scheduled_change_to_the_latest_version() {
+    for timing in ["IMMEDIATE", "END_OF_BILLING_PERIOD"] {
+        let (catalog, mut state) = world(pro(10));
+        let scheduled = updated(
+            &catalog,
+            &mut state,
+            "2025-01-05T00:00:00Z",
+            json!({"subscriptionId": "s", "billableFeatures": [{"featureId": "seats", "quantity": 5}]}),
+        );
+        assert!(scheduled.is_scheduled, "{timing}");
+        let decision = migrate(
+            &catalog,
+            &state,
+            HALF,
+            json!({"subscriptionId": "s", "migrationTime": timing}),
+        )
+        .unwrap();
+        assert!(
+            decision
+                .explanation
+                .iter()
+                .any(|step| matches!(step, Step::ScheduledChangeMigrated { moved: true, .. })),
+            "{timing}: {:?}",
+            decision.explanation
+        );
+        decision.apply(&mut state, t(HALF));
+        let sub = state.subscription("s").unwrap();
+        let [update] = sub.scheduled_updates.as_slice() else {
+            panic!(
+                "{timing}: one scheduled change, not {:?}",
+                sub.scheduled_updates
+            );
+        };
+        // The customer's change stays an update, now to version 2: applied as it was, it
+        // would take the migration back.
+        assert_eq!(update.kind, ScheduledUpdateType::Update, "{timing}");
+        assert_eq!(update.target.plan_version, 2, "{timing}");
+        assert_eq!(update.scheduled_at, t("2025-02-01T00:00:00Z"), "{timing}");
+        let (after, _) = advance(
+            &catalog,
+            &state,
+            t("2025-02-01T00:00:00Z"),
+            &Settings::default(),
+        )
+        .unwrap();
+        assert_eq!(after.subscription("s").unwrap().config.plan_version, 2);
+        assert_eq!(seats(&after), 5, "{timing}");
+        assert_eq!(
+            after.invoices.last().unwrap().total,
+            d("219.00"),
+            "{timing}: 119 + 5 × 20"
+        );
+    }
+}
+
+#[test]
+fn a_migration_the_scheduled_change_cannot_follow_changes_nothing() {
+    // Version 2 of pro drops its annual prices.
+    let mut json: Value = serde_json::from_slice(
+        &std::fs::read(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/data/reference-catalog.json"
+        ))
+        .unwrap(),
+    )
+    .unwrap();
+    for plan in json["plans"].as_array_mut().unwrap() {
+        if plan["id"] == "pro" && plan["version"] == 2 {
+            plan["prices"]
+                .as_array_mut()
+                .unwrap()
+                .retain(|p| p["billingPeriod"] == "MONTHLY");
+        }
+    }
+    let catalog = Catalog::from_json(&serde_json::to_vec(&json).unwrap()).unwrap();
+    let mut customer = Customer::new(CustomerId::new("c1"));
+    customer.has_payment_method = true;
+    let mut state = CustomerState::new(customer);
+    provision_into(&catalog, &mut state, START, pro(5));
+    // Annual billing costs less a month: a downgrade, scheduled for the period end.
+    let scheduled = updated(
+        &catalog,
+        &mut state,
+        "2025-01-05T00:00:00Z",
+        json!({"subscriptionId": "s", "billingPeriod": "ANNUALLY"}),
+    );
+    assert!(scheduled.is_scheduled);
+    for timing in ["IMMEDIATE", "END_OF_BILLING_PERIOD"] {
+        let err = migrate(
+            &catalog,
+            &state,
+            HALF,
+            json!({"subscriptionId": "s", "migrationTime": timing}),
+        )
+        .unwrap_err();
+        assert_eq!(err.code(), ErrorCode::BillingPeriodMissingError, "{timing}");
+        assert!(err.message().contains("scheduled"), "{}", err.message());
+    }
 }
 
 fn workspaces() -> (Catalog, CustomerState) {
