@@ -67,7 +67,9 @@ use crate::pricing::{Configuration, recurring_amount};
 use crate::proration::ProrationEvent;
 use crate::provision::{self, generate_id, record_invoice};
 use crate::settings::Settings;
-use crate::subscription::{CancelReason, ScheduledUpdateType, Subscription, SubscriptionStatus};
+use crate::subscription::{
+    CancelReason, PaymentCollectionMethod, ScheduledUpdateType, Subscription, SubscriptionStatus,
+};
 use crate::usage::{self, PlanChange};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -612,6 +614,9 @@ impl Clock<'_> {
         free.cancel_reason = None;
         free.scheduled_updates.clear();
         free.coupon = None;
+        // A collection method was chosen for the subscription that ended; carried into the
+        // free plan, it would pass to the plan the customer later changes to.
+        free.payment_collection_method = PaymentCollectionMethod::default();
         free.charges.clear();
         free.pending_lines.clear();
         let id = free.id.clone();
