@@ -2839,8 +2839,11 @@ pub(crate) fn record_discount(
 ) -> Result<(), Error> {
     let covered = crate::coupon::covered(&settlement.lines, settlement.coverage)?;
     let discount = settlement.totals.discount_amount;
-    let kept = if settlement.coupon_used && covered > Decimal::ZERO && !discount.is_zero() {
-        Some(money::div(money::sub(covered, discount)?, covered)?)
+    // Each covered entry keeps its share of what was paid, `amount × paid / covered`: the
+    // product first, so that a share that ends within 28 digits is exact (dividing first
+    // would cut `paid / covered` and tip a later credit's rounding at a tie).
+    let paid_of = if settlement.coupon_used && covered > Decimal::ZERO && !discount.is_zero() {
+        Some((money::sub(covered, discount)?, covered))
     } else {
         None
     };
@@ -2863,8 +2866,8 @@ pub(crate) fn record_discount(
         }
         charge.waiting = false;
         let judged_by = period_start.map_or(charge.covered.start, |s| s.min(charge.covered.start));
-        if let Some(kept) = kept.filter(|_| settlement.coverage.covers(judged_by)) {
-            charge.amount = money::mul(charge.amount, kept)?;
+        if let Some((paid, covered)) = paid_of.filter(|_| settlement.coverage.covers(judged_by)) {
+            charge.amount = money::div(money::mul(charge.amount, paid)?, covered)?;
         }
     }
     Ok(())
