@@ -179,11 +179,18 @@ fn estimate_decision(
         },
     };
     let quote = recurring_amount(catalog, &subject.config)?;
+    // A plan priced by usage alone has no recurring amount: its usage prices name the
+    // currency its invoices will be in.
     let currency = decision
         .charge
         .as_ref()
         .map(|c| c.currency)
-        .or(quote.currency);
+        .or(quote.currency)
+        .or_else(|| {
+            crate::usage::usage_prices(catalog, &subject.config)
+                .first()
+                .map(|p| p.currency)
+        });
     // The subscription whose invoice the charge is: the subject, or the replaced one when
     // the new subscription charges nothing now and the replaced one's closing invoice bills
     // what it still owes, on its own coupon and tax (as provisioning settles it).
