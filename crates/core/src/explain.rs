@@ -169,6 +169,14 @@ pub enum Step {
         /// versions with it; otherwise it leads to another plan and stays as it was.
         moved: bool,
     },
+    /// A change keeps the migration scheduled for the subscription, to the changed
+    /// configuration at the latest versions.
+    MigrationGoesOn {
+        /// The subscription.
+        subscription: SubscriptionId,
+        /// When the migration applies.
+        at: DateTime<Utc>,
+    },
     /// A subscription that has not been charged takes the change now, without proration.
     ChangedUncharged {
         /// The subscription.
@@ -413,6 +421,10 @@ impl fmt::Display for Step {
                 f,
                 "start: `{subscription}`'s change scheduled for {at} to another plan stays as it is"
             ),
+            Self::MigrationGoesOn { subscription, at } => write!(
+                f,
+                "start: the migration of `{subscription}` goes on with the change: at {at}, the changed configuration moves to the latest versions"
+            ),
             Self::ChangedUncharged {
                 subscription,
                 status,
@@ -611,6 +623,10 @@ enum StoredStep {
         subscription: SubscriptionId,
         at: DateTime<Utc>,
         moved: bool,
+    },
+    MigrationGoesOn {
+        subscription: SubscriptionId,
+        at: DateTime<Utc>,
     },
     ChangedUncharged {
         subscription: SubscriptionId,

@@ -548,10 +548,14 @@ pub(crate) struct InPlace<'a> {
     /// metadata, a promotion code or a trial end) leaves a scheduled change alone; one equal
     /// to the live configuration cancels it (FORMAT.md §6).
     pub(crate) names_configuration: bool,
-    /// The change the customer scheduled, as a migration carries it along (at the latest
-    /// versions): the migrated subscription keeps it, and a migration timed for later goes
-    /// in it rather than replacing it. Only migrations carry one; `None` drops a migration's
-    /// earlier scheduled migration.
+    /// The other change pending on the subscription, moved to go on with this one:
+    /// - for a migration, the change the customer scheduled, at the latest versions: the
+    ///   migrated subscription keeps it, and a migration timed for later goes into it
+    ///   rather than replacing it (`None` drops an earlier scheduled migration);
+    /// - for an update, the migration scheduled for the subscription, whose target is the
+    ///   requested configuration at the latest versions: an update applied now keeps it
+    ///   (due at the end of the period the subscription is then in), and one scheduled
+    ///   takes that target.
     pub(crate) carried: Option<&'a ScheduledUpdate>,
 }
 
@@ -1674,9 +1678,9 @@ impl<'a, 'c> Decider<'a, 'c> {
         )
     }
 
-    /// `current` keeps its configuration: a request equal to it cancels a scheduled change
-    /// when `drops_scheduled` (one that names no configuration, such as a metadata-only
-    /// update, leaves it).
+    /// `current` keeps its configuration: a request equal to it cancels the customer's
+    /// scheduled change when `drops_scheduled` (one that names no configuration, such as a
+    /// metadata-only update, leaves it); a scheduled migration stays.
     fn keep_configuration(
         &self,
         d: &mut ProvisionDecision,
@@ -1685,7 +1689,13 @@ impl<'a, 'c> Decider<'a, 'c> {
         drops_scheduled: bool,
     ) {
         d.subscription = Some(current.id.clone());
-        if !drops_scheduled || current.scheduled_updates.is_empty() {
+        // A scheduled migration is the vendor's move: restoring the configuration does not
+        // cancel it.
+        let customers = current
+            .scheduled_updates
+            .iter()
+            .any(|u| u.kind != ScheduledUpdateType::Migration);
+        if !drops_scheduled || !customers {
             d.explanation.push(Step::SameConfiguration {
                 subscription: current.id.clone(),
                 consequence,
@@ -1838,8 +1848,8 @@ impl<'a, 'c> Decider<'a, 'c> {
     }
 
     /// A migration's result `sub` keeps the change the customer scheduled, at the latest
-    /// versions ([`InPlace::carried`]), and drops an earlier scheduled migration; other
-    /// changes leave `sub`'s scheduled changes as they are.
+    /// versions ([`InPlace::carried`]), and drops an earlier scheduled migration; an
+    /// update's result keeps the scheduled migration, moved to the update's configuration.
     fn carry_scheduled(
         &self,
         d: &mut ProvisionDecision,
@@ -1847,6 +1857,19 @@ impl<'a, 'c> Decider<'a, 'c> {
         sub: &mut Subscription,
     ) {
         if change.kind != ScheduledUpdateType::Migration {
+            // A scheduled migration goes on, due when the period the change leaves the
+            // subscription in ends.
+            if let Some(migration) = change.carried {
+                let mut migration = migration.clone();
+                if let Some(period) = sub.current_period {
+                    migration.scheduled_at = period.end;
+                }
+                d.explanation.push(Step::MigrationGoesOn {
+                    subscription: sub.id.clone(),
+                    at: migration.scheduled_at,
+                });
+                sub.scheduled_updates = vec![migration];
+            }
             return;
         }
         sub.scheduled_updates.clear();
@@ -2021,6 +2044,23 @@ impl<'a, 'c> Decider<'a, 'c> {
                 "nothing is prorated",
                 change.names_configuration,
             );
+            // The customer's scheduled change goes; a migration gone into it stays on its
+            // own.
+            let dropped = d.effects.schedule.iter().any(|s| s.update.is_none());
+            let migration = change
+                .carried
+                .filter(|_| change.kind != ScheduledUpdateType::Migration && dropped);
+            if let Some(migration) = migration {
+                d.effects.schedule.clear();
+                d.effects.schedule.push(ScheduleChange {
+                    subscription: current.id.clone(),
+                    update: Some(migration.clone()),
+                });
+                d.explanation.push(Step::MigrationGoesOn {
+                    subscription: current.id.clone(),
+                    at: migration.scheduled_at,
+                });
+            }
             if next != *current {
                 d.effects.replace.push(next);
             }
@@ -2033,10 +2073,17 @@ impl<'a, 'c> Decider<'a, 'c> {
             let carried = change
                 .carried
                 .filter(|_| change.kind == ScheduledUpdateType::Migration);
-            let update = match carried {
+            let mut update = match carried {
                 Some(carried) => carried.clone(),
                 None => self.scheduled_update(change.kind, at, strategy)?,
             };
+            // A scheduled migration goes into the customer's change.
+            let migration = change
+                .carried
+                .filter(|_| change.kind != ScheduledUpdateType::Migration);
+            if let Some(migration) = migration {
+                update.target = migration.target.clone();
+            }
             next.config = current.config.clone();
             // The customer asks how the subscription goes on after a pending cancellation
             // would have ended it: the cancellation is withdrawn. A migration is the
@@ -2058,6 +2105,12 @@ impl<'a, 'c> Decider<'a, 'c> {
             };
             self.schedule(d, current, update);
             d.explanation.push(step);
+            if migration.is_some() {
+                d.explanation.push(Step::MigrationGoesOn {
+                    subscription: current.id.clone(),
+                    at,
+                });
+            }
             return Ok(());
         }
         self.change_now(d, current, direction)?;
@@ -2103,9 +2156,6 @@ impl<'a, 'c> Decider<'a, 'c> {
             sub.clear_pending_cancellation();
         }
         sub.scheduled_updates.clear();
-        if let Some(change) = self.in_place {
-            self.carry_scheduled(d, change, &mut sub);
-        }
         if self.valid.plan.pricing_type == PricingType::Paid {
             d.effects.paid_product = Some(self.valid.plan.product.clone());
         }
@@ -2116,6 +2166,9 @@ impl<'a, 'c> Decider<'a, 'c> {
             // In place, a new billing period starts now; the start date stays.
             sub.billing_anchor = self.valid.config.billing_period.map(|_| now);
             sub.current_period = first_period(now, self.valid.config.billing_period)?;
+        }
+        if let Some(change) = self.in_place {
+            self.carry_scheduled(d, change, &mut sub);
         }
         let quote = &self.valid.quote;
         // What `current` was charged in, when the new configuration is priced in another

@@ -39,7 +39,9 @@
 //!   (versions are different components); `END_OF_BILLING_PERIOD` stores a `MIGRATION`.
 //!   The change the customer scheduled stays: one that goes on with the plan moves to the
 //!   latest versions too (applied as it was, it would take the migration back), and a
-//!   migration for the period end goes into it instead of replacing it.
+//!   migration for the period end goes into it instead of replacing it. The other way
+//!   round, a scheduled migration goes on with a later update, to the updated
+//!   configuration at the latest versions; restoring the configuration leaves it.
 //! - A transfer moves a live or waiting subscription of a multi-subscription product to
 //!   another resource; the destination must not hold a live or waiting subscription of
 //!   the same kind (trial or not) of the product (`InvalidArgumentError`). Usage stays with
@@ -266,21 +268,55 @@ pub(crate) fn decide_update(
     provision_request.unit_quantity = request.unit_quantity;
     let changed = request.billable_features.clone().unwrap_or_default();
     // `unitQuantity` names the plan's only per-unit price: no other quantity is kept.
-    if request.unit_quantity.is_none() {
-        provision_request.billable_features = changed.clone();
-        provision_request.billable_features.extend(kept_units(
-            catalog,
-            &sub.config,
-            version,
-            period,
-            &changed,
-        ));
-    } else {
-        provision_request.billable_features = changed;
-    }
+    let units_at = |version: Option<u32>| {
+        let mut units = changed.clone();
+        if request.unit_quantity.is_none() {
+            units.extend(kept_units(catalog, &sub.config, version, period, &changed));
+        }
+        units
+    };
+    provision_request.billable_features = units_at(version);
     if let Some(addons) = &request.addons {
         provision_request.addons = addons.clone();
     }
+    // A migration scheduled for the subscription (or gone into the customer's scheduled
+    // change) goes on with the change, to the requested configuration at the latest
+    // versions.
+    let carried = match sub
+        .scheduled_updates
+        .iter()
+        .find(|u| u.kind == ScheduledUpdateType::Migration || carries_migration(sub, u))
+    {
+        Some(migration) => {
+            let mut latest = provision_request.clone();
+            latest.plan_version = None;
+            latest.billable_features = units_at(None);
+            let target = provision::latest_configuration(
+                catalog,
+                state,
+                &latest,
+                &sub.config,
+                now,
+                settings,
+            )
+            .map_err(|e| {
+                Error::new(
+                    e.code(),
+                    format!(
+                        "the migration scheduled for {}, with this change: {}",
+                        migration.scheduled_at,
+                        e.message()
+                    ),
+                )
+            })?;
+            Some(ScheduledUpdate {
+                kind: ScheduledUpdateType::Migration,
+                target,
+                ..migration.clone()
+            })
+        }
+        None => None,
+    };
     provision_request.promotion_code = request.promotion_code.clone();
     provision_request.schedule_strategy = request.schedule_strategy;
     provision_request.billing_cycle_anchor = request.billing_cycle_anchor;
@@ -291,7 +327,7 @@ pub(crate) fn decide_update(
         timing: None,
         trial_end: request.trial_end_date,
         metadata: request.metadata.as_ref(),
-        carried: None,
+        carried: carried.as_ref(),
         names_configuration: request.unit_quantity.is_some()
             || request.billable_features.is_some()
             || request.addons.is_some()
@@ -411,6 +447,22 @@ pub fn migrate_subscription_to_latest(
             completing: None,
         },
     )
+}
+
+/// Whether `update`, a change the customer scheduled for `sub`, carries a migration: it
+/// goes on with the plan at another version, or with an add-on `sub` holds at another
+/// version (a customer's own update keeps the versions the subscription holds).
+fn carries_migration(sub: &Subscription, update: &ScheduledUpdate) -> bool {
+    let target = &update.target;
+    update.kind != ScheduledUpdateType::Migration
+        && target.plan == sub.config.plan
+        && (target.plan_version != sub.config.plan_version
+            || target.addons.iter().any(|a| {
+                sub.config
+                    .addons
+                    .iter()
+                    .any(|held| held.addon == a.addon && held.version != a.version)
+            }))
 }
 
 /// The change the customer scheduled for `sub`, as a migration of `sub` carries it along:
