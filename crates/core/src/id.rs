@@ -153,6 +153,14 @@ impl CountryCode {
         }
     }
 
+    /// Whether the code names a country: one of the codes ISO 3166-1 assigns, or `XK`
+    /// (Kosovo, user-assigned but used by billing providers). A well-formed code such as
+    /// `UK` or `EU` is not one.
+    #[must_use]
+    pub fn is_assigned(&self) -> bool {
+        ASSIGNED.binary_search(&self.as_str()).is_ok()
+    }
+
     /// The code's text.
     #[must_use]
     pub fn as_str(&self) -> &str {
@@ -160,6 +168,26 @@ impl CountryCode {
         std::str::from_utf8(&self.0).unwrap_or("??")
     }
 }
+
+/// The ISO 3166-1 alpha-2 codes assigned to countries and territories, and `XK`, sorted.
+const ASSIGNED: &[&str] = &[
+    "AD", "AE", "AF", "AG", "AI", "AL", "AM", "AO", "AQ", "AR", "AS", "AT", "AU", "AW", "AX", "AZ",
+    "BA", "BB", "BD", "BE", "BF", "BG", "BH", "BI", "BJ", "BL", "BM", "BN", "BO", "BQ", "BR", "BS",
+    "BT", "BV", "BW", "BY", "BZ", "CA", "CC", "CD", "CF", "CG", "CH", "CI", "CK", "CL", "CM", "CN",
+    "CO", "CR", "CU", "CV", "CW", "CX", "CY", "CZ", "DE", "DJ", "DK", "DM", "DO", "DZ", "EC", "EE",
+    "EG", "EH", "ER", "ES", "ET", "FI", "FJ", "FK", "FM", "FO", "FR", "GA", "GB", "GD", "GE", "GF",
+    "GG", "GH", "GI", "GL", "GM", "GN", "GP", "GQ", "GR", "GS", "GT", "GU", "GW", "GY", "HK", "HM",
+    "HN", "HR", "HT", "HU", "ID", "IE", "IL", "IM", "IN", "IO", "IQ", "IR", "IS", "IT", "JE", "JM",
+    "JO", "JP", "KE", "KG", "KH", "KI", "KM", "KN", "KP", "KR", "KW", "KY", "KZ", "LA", "LB", "LC",
+    "LI", "LK", "LR", "LS", "LT", "LU", "LV", "LY", "MA", "MC", "MD", "ME", "MF", "MG", "MH", "MK",
+    "ML", "MM", "MN", "MO", "MP", "MQ", "MR", "MS", "MT", "MU", "MV", "MW", "MX", "MY", "MZ", "NA",
+    "NC", "NE", "NF", "NG", "NI", "NL", "NO", "NP", "NR", "NU", "NZ", "OM", "PA", "PE", "PF", "PG",
+    "PH", "PK", "PL", "PM", "PN", "PR", "PS", "PT", "PW", "PY", "QA", "RE", "RO", "RS", "RU", "RW",
+    "SA", "SB", "SC", "SD", "SE", "SG", "SH", "SI", "SJ", "SK", "SL", "SM", "SN", "SO", "SR", "SS",
+    "ST", "SV", "SX", "SY", "SZ", "TC", "TD", "TF", "TG", "TH", "TJ", "TK", "TL", "TM", "TN", "TO",
+    "TR", "TT", "TV", "TW", "TZ", "UA", "UG", "UM", "US", "UY", "UZ", "VA", "VC", "VE", "VG", "VI",
+    "VN", "VU", "WF", "WS", "XK", "YE", "YT", "ZA", "ZM", "ZW",
+];
 
 impl fmt::Display for CountryCode {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -200,6 +228,27 @@ mod numbered_tests {
             "c2-sub--1",
         ] {
             assert!(!is_numbered(other, "c2", "sub"), "{other}");
+        }
+    }
+}
+
+#[cfg(test)]
+mod country_tests {
+    use super::{ASSIGNED, CountryCode};
+
+    #[test]
+    fn the_assigned_codes_are_sorted_for_their_search() {
+        assert!(ASSIGNED.windows(2).all(|w| w[0] < w[1]));
+        assert_eq!(ASSIGNED.len(), 250, "249 ISO 3166-1 codes and XK");
+    }
+
+    #[test]
+    fn only_codes_naming_a_country_are_assigned() {
+        for code in ["GB", "DE", "US", "AD", "ZW", "XK"] {
+            assert!(CountryCode::parse(code).unwrap().is_assigned(), "{code}");
+        }
+        for code in ["UK", "EU", "ZZ", "AA", "XX", "QM"] {
+            assert!(!CountryCode::parse(code).unwrap().is_assigned(), "{code}");
         }
     }
 }

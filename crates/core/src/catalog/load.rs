@@ -698,9 +698,14 @@ impl<'r> Loader<'r> {
             let country_at = localized_at.field(country);
             let set = self.price_set(prices, &country_at, Owner::Plan, label);
             match CountryCode::parse(country) {
-                Some(code) => {
+                Some(code) if code.is_assigned() => {
                     localized_prices.insert(code, set);
                 }
+                Some(_) => self.report(
+                    ErrorCode::BadUserInput,
+                    &country_at,
+                    format!("`{country}` is not an assigned ISO 3166-1 alpha-2 country code"),
+                ),
                 None => self.report(
                     ErrorCode::BadUserInput,
                     &country_at,
