@@ -593,19 +593,8 @@ fn cancel_scheduled_updates_drops_them_and_keeps_a_pending_cancellation() {
 #[test]
 fn migrating_now_prorates_the_difference_between_versions() {
     let (catalog, mut state) = world(pro(5));
-    let request = MigrateRequest {
-        subscription_id: SubscriptionId::new("s"),
-        migration_time: None,
-    };
-    let decision = migrate_subscription_to_latest(
-        &catalog,
-        &state,
-        &request,
-        &Redemptions::new(),
-        t(HALF),
-        &Settings::default(),
-    )
-    .unwrap();
+    let request = json!({"subscriptionId": "s"});
+    let decision = migrate(&catalog, &state, HALF, request.clone()).unwrap();
     decision.apply(&mut state, t(HALF));
     // Version 2's prices are other components: 99 → 119 and the seats' 100 → 100, each
     // credited and debited for the half period left.
@@ -624,32 +613,18 @@ fn migrating_now_prorates_the_difference_between_versions() {
     let sub = state.subscription("s").unwrap();
     assert_eq!(sub.config.plan_version, 2);
     assert_eq!(seats(&state), 5);
-    let err = migrate_subscription_to_latest(
-        &catalog,
-        &state,
-        &request,
-        &Redemptions::new(),
-        t(HALF),
-        &Settings::default(),
-    )
-    .unwrap_err();
+    let err = migrate(&catalog, &state, HALF, request).unwrap_err();
     assert_eq!(err.code(), ErrorCode::SubscriptionAlreadyOnLatestPlanError);
 }
 
 #[test]
 fn migrating_at_the_period_end_applies_as_the_renewal() {
     let (catalog, mut state) = world(pro(5));
-    let request: MigrateRequest = serde_json::from_value(
-        json!({"subscriptionId": "s", "migrationTime": "END_OF_BILLING_PERIOD"}),
-    )
-    .unwrap();
-    let decision = migrate_subscription_to_latest(
+    let decision = migrate(
         &catalog,
         &state,
-        &request,
-        &Redemptions::new(),
-        t(HALF),
-        &Settings::default(),
+        HALF,
+        json!({"subscriptionId": "s", "migrationTime": "END_OF_BILLING_PERIOD"}),
     )
     .unwrap();
     assert!(decision.is_scheduled);
