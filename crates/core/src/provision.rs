@@ -2446,6 +2446,9 @@ impl<'a, 'c> Decider<'a, 'c> {
         };
         let prices = crate::usage::usage_prices(self.catalog, &current.config);
         if prices.is_empty() {
+            if keep_period {
+                self.note_segments(d, current, &[]);
+            }
             return Ok(crate::usage::UsageBill::default());
         }
         let mut usage = self.state.usage.clone();
@@ -2463,12 +2466,28 @@ impl<'a, 'c> Decider<'a, 'c> {
                 d.effects.usage_billed.push(taken);
             }
         }
-        // The period goes on under the new configuration, which bills the level held
-        // from now on for the rest of the period.
-        d.effects
-            .usage_segments
-            .extend(bill.segments.iter().cloned());
+        if keep_period {
+            self.note_segments(d, current, &bill.segments);
+        }
         Ok(bill)
+    }
+
+    /// The period of `current` goes on under the new configuration, which bills the level
+    /// of each meter it prices held from now on, for the rest of the period.
+    fn note_segments(
+        &self,
+        d: &mut ProvisionDecision,
+        current: &Subscription,
+        closing: &[crate::usage::UsageSegment],
+    ) {
+        d.effects.usage_segments.extend(crate::usage::segments_for(
+            self.catalog,
+            &self.state.usage,
+            current,
+            &self.valid.config,
+            self.now,
+            closing,
+        ));
     }
 
     /// Stage P, then E's invoice: whether payment can be collected for what starts now.

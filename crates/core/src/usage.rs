@@ -344,7 +344,9 @@ impl UsageLedger {
                 peak: before,
                 from: None,
             });
-        entry.peak = entry.peak.max(after);
+        // The level before the report was held until now, also when it was reported
+        // while no price of the meter applied.
+        entry.peak = entry.peak.max(before).max(after);
         let change = i128::from(after).saturating_sub(i128::from(before));
         entry.net = entry.net.saturating_add(change);
     }
@@ -915,6 +917,55 @@ pub struct UsageSegment {
     pub from: DateTime<Utc>,
     /// The level held then.
     pub level: u64,
+}
+
+/// The segments a change at `at` that keeps `sub`'s billing period leaves for the new
+/// configuration `next` to bill: of the levels the close split (`closing`), those of meters
+/// `next` prices too, and for each fluctuating meter only `next` prices, the level held
+/// now. A configuration bills a level for its own share of the period only: a meter the
+/// new configuration does not price is billed by no one after the change, and one it
+/// starts pricing is billed from the change on, not from the period's start.
+#[must_use]
+pub fn segments_for(
+    catalog: &Catalog,
+    usage: &UsageLedger,
+    sub: &Subscription,
+    next: &Configuration,
+    at: DateTime<Utc>,
+    closing: &[UsageSegment],
+) -> Vec<UsageSegment> {
+    let Some(period) = sub.current_period.filter(|p| p.start < at && at < p.end) else {
+        return Vec::new();
+    };
+    let prices = usage_prices(catalog, next);
+    let priced = |feature: &FeatureId| prices.iter().any(|p| p.feature == feature);
+    let mut segments: Vec<UsageSegment> = closing
+        .iter()
+        .filter(|s| priced(&s.feature))
+        .cloned()
+        .collect();
+    for price in &prices {
+        let fluctuating = catalog.feature(price.feature.as_str()).is_some_and(|f| {
+            f.kind
+                == FeatureKind::Number {
+                    meter: Some(Meter::Fluctuating),
+                }
+        });
+        if !fluctuating || segments.iter().any(|s| &s.feature == price.feature) {
+            continue;
+        }
+        let resource = sub.resource.as_ref();
+        segments.push(UsageSegment {
+            resource: resource.cloned(),
+            feature: price.feature.clone(),
+            period,
+            from: at,
+            level: usage
+                .record(resource.map(ResourceId::as_str), price.feature.as_str())
+                .map_or(0, |r| r.current(at)),
+        });
+    }
+    segments
 }
 
 /// How a close shares a fluctuating meter's level between the configurations that held
