@@ -2444,11 +2444,11 @@ impl<'a, 'c> Decider<'a, 'c> {
         let Some(span) = crate::usage::closing_span(current, self.now) else {
             return Ok(crate::usage::UsageBill::default());
         };
+        if keep_period {
+            self.note_segments(d, current);
+        }
         let prices = crate::usage::usage_prices(self.catalog, &current.config);
         if prices.is_empty() {
-            if keep_period {
-                self.note_segments(d, current, &[]);
-            }
             return Ok(crate::usage::UsageBill::default());
         }
         let mut usage = self.state.usage.clone();
@@ -2466,27 +2466,18 @@ impl<'a, 'c> Decider<'a, 'c> {
                 d.effects.usage_billed.push(taken);
             }
         }
-        if keep_period {
-            self.note_segments(d, current, &bill.segments);
-        }
         Ok(bill)
     }
 
     /// The period of `current` goes on under the new configuration, which bills the level
     /// of each meter it prices held from now on, for the rest of the period.
-    fn note_segments(
-        &self,
-        d: &mut ProvisionDecision,
-        current: &Subscription,
-        closing: &[crate::usage::UsageSegment],
-    ) {
+    fn note_segments(&self, d: &mut ProvisionDecision, current: &Subscription) {
         d.effects.usage_segments.extend(crate::usage::segments_for(
             self.catalog,
             &self.state.usage,
             current,
             &self.valid.config,
             self.now,
-            closing,
         ));
     }
 

@@ -818,12 +818,7 @@ pub fn unbilled_moves(
         if moves.iter().any(|m| &m.feature == price.feature) {
             continue;
         }
-        let fluctuating = catalog.feature(price.feature.as_str()).is_some_and(|f| {
-            f.kind
-                == FeatureKind::Number {
-                    meter: Some(Meter::Fluctuating),
-                }
-        });
+        let fluctuating = is_fluctuating(catalog, price.feature);
         let level_period = if fluctuating {
             billing_period_at(sub, now)?
         } else {
@@ -895,10 +890,6 @@ pub struct UsageBill {
     pub currency: Option<Currency>,
     /// `USAGE` lines above zero, in price order.
     pub lines: Vec<InvoiceLine>,
-    /// For a close that continues its billing period ([`Split`]), each fluctuating meter
-    /// it closed: noted with the period's unbilled usage, they make the period's next
-    /// close bill the level held from then on, for the rest of the period.
-    pub segments: Vec<UsageSegment>,
 }
 
 /// A fluctuating meter's billing period that a change closed before its end and carried
@@ -920,11 +911,11 @@ pub struct UsageSegment {
 }
 
 /// The segments a change at `at` that keeps `sub`'s billing period leaves for the new
-/// configuration `next` to bill: of the levels the close split (`closing`), those of meters
-/// `next` prices too, and for each fluctuating meter only `next` prices, the level held
-/// now. A configuration bills a level for its own share of the period only: a meter the
-/// new configuration does not price is billed by no one after the change, and one it
-/// starts pricing is billed from the change on, not from the period's start.
+/// configuration `next` to bill: for each fluctuating meter `next` prices, the level held
+/// now, billed from now on for the rest of the period. A configuration bills a level for
+/// its own share of the period only: a meter the new configuration does not price is
+/// billed by no one after the change, and one it starts pricing is billed from the change
+/// on, not from the period's start.
 #[must_use]
 pub fn segments_for(
     catalog: &Catalog,
@@ -932,29 +923,18 @@ pub fn segments_for(
     sub: &Subscription,
     next: &Configuration,
     at: DateTime<Utc>,
-    closing: &[UsageSegment],
 ) -> Vec<UsageSegment> {
     let Some(period) = sub.current_period.filter(|p| p.start < at && at < p.end) else {
         return Vec::new();
     };
-    let prices = usage_prices(catalog, next);
-    let priced = |feature: &FeatureId| prices.iter().any(|p| p.feature == feature);
-    let mut segments: Vec<UsageSegment> = closing
-        .iter()
-        .filter(|s| priced(&s.feature))
-        .cloned()
-        .collect();
-    for price in &prices {
-        let fluctuating = catalog.feature(price.feature.as_str()).is_some_and(|f| {
-            f.kind
-                == FeatureKind::Number {
-                    meter: Some(Meter::Fluctuating),
-                }
-        });
-        if !fluctuating || segments.iter().any(|s| &s.feature == price.feature) {
+    let resource = sub.resource.as_ref();
+    let mut segments: Vec<UsageSegment> = Vec::new();
+    for price in usage_prices(catalog, next) {
+        if !is_fluctuating(catalog, price.feature)
+            || segments.iter().any(|s| &s.feature == price.feature)
+        {
             continue;
         }
-        let resource = sub.resource.as_ref();
         segments.push(UsageSegment {
             resource: resource.cloned(),
             feature: price.feature.clone(),
@@ -966,6 +946,16 @@ pub fn segments_for(
         });
     }
     segments
+}
+
+/// Whether `feature` is metered as a level (`FLUCTUATING`), billed at its highest.
+fn is_fluctuating(catalog: &Catalog, feature: &FeatureId) -> bool {
+    catalog.feature(feature.as_str()).is_some_and(|f| {
+        f.kind
+            == FeatureKind::Number {
+                meter: Some(Meter::Fluctuating),
+            }
+    })
 }
 
 /// How a close shares a fluctuating meter's level between the configurations that held
@@ -1071,18 +1061,12 @@ pub fn bill_usage(
     // The share of the period a fluctuating meter's level is billed for (from, to), and
     // the instant its part of the period starts.
     let mut shares: BTreeMap<&FeatureId, (Fraction, Fraction, DateTime<Utc>)> = BTreeMap::new();
-    let mut segments = Vec::new();
     for price in &prices {
         if quantities.contains_key(price.feature) {
             continue;
         }
         let taken = usage.take_unbilled(resource, price.feature, span);
-        let fluctuating = catalog.feature(price.feature.as_str()).is_some_and(|f| {
-            f.kind
-                == FeatureKind::Number {
-                    meter: Some(Meter::Fluctuating),
-                }
-        });
+        let fluctuating = is_fluctuating(catalog, price.feature);
         let quantity = if fluctuating {
             let held = usage
                 .record(resource.map(ResourceId::as_str), price.feature.as_str())
@@ -1100,15 +1084,6 @@ pub fn bill_usage(
                 if let Some(part) = split.part(period, span, from, to)? {
                     shares.insert(price.feature, part);
                 }
-                if let Some(to) = to {
-                    segments.push(UsageSegment {
-                        resource: resource.cloned(),
-                        feature: price.feature.clone(),
-                        period,
-                        from: to,
-                        level: held,
-                    });
-                }
             }
             level
         } else {
@@ -1123,7 +1098,6 @@ pub fn bill_usage(
     let mut bill = UsageBill {
         currency: prices.first().map(|p| p.currency),
         lines: Vec::new(),
-        segments,
     };
     for price in &prices {
         let quantity = quantities.get(price.feature).copied().unwrap_or(0);
