@@ -559,6 +559,20 @@ pub(crate) struct InPlace<'a> {
     pub(crate) carried: Option<&'a ScheduledUpdate>,
 }
 
+impl<'a> InPlace<'a> {
+    /// The change the customer scheduled, that a migration carries along.
+    fn carried_change(&self) -> Option<&'a ScheduledUpdate> {
+        self.carried
+            .filter(|_| self.kind == ScheduledUpdateType::Migration)
+    }
+
+    /// The scheduled migration that an update carries along.
+    fn carried_migration(&self) -> Option<&'a ScheduledUpdate> {
+        self.carried
+            .filter(|_| self.kind != ScheduledUpdateType::Migration)
+    }
+}
+
 /// The configuration `request` (an in-place change of a subscription to `current`, at the
 /// latest plan version) validates to, with the latest versions of its add-ons.
 pub(crate) fn latest_configuration(
@@ -1425,7 +1439,7 @@ impl<'a, 'c> Decider<'a, 'c> {
                     // The live configuration again: nothing changes (FORMAT.md §6), later
                     // as now.
                     d.change_type = ChangeType::None;
-                    self.keep_configuration(d, current, "nothing changes", true);
+                    self.keep_configuration(d, current, "nothing changes", true, None);
                     return Ok(());
                 }
                 d.change_type = self.classify(current)?;
@@ -1606,7 +1620,7 @@ impl<'a, 'c> Decider<'a, 'c> {
         d.change_type = direction;
         if current.config == self.valid.config {
             d.change_type = ChangeType::None;
-            self.keep_configuration(d, current, "nothing changes", true);
+            self.keep_configuration(d, current, "nothing changes", true, None);
             return Ok(());
         }
         // A subscription waiting for payment has been charged nothing and has no billing
@@ -1680,13 +1694,15 @@ impl<'a, 'c> Decider<'a, 'c> {
 
     /// `current` keeps its configuration: a request equal to it cancels the customer's
     /// scheduled change when `drops_scheduled` (one that names no configuration, such as a
-    /// metadata-only update, leaves it); a scheduled migration stays.
+    /// metadata-only update, leaves it); a scheduled migration stays, on its own when it
+    /// had gone into the customer's change (`migration`).
     fn keep_configuration(
         &self,
         d: &mut ProvisionDecision,
         current: &Subscription,
         consequence: &'static str,
         drops_scheduled: bool,
+        migration: Option<&ScheduledUpdate>,
     ) {
         d.subscription = Some(current.id.clone());
         // A scheduled migration is the vendor's move: restoring the configuration does not
@@ -1703,11 +1719,17 @@ impl<'a, 'c> Decider<'a, 'c> {
         } else {
             d.effects.schedule.push(ScheduleChange {
                 subscription: current.id.clone(),
-                update: None,
+                update: migration.cloned(),
             });
             d.explanation.push(Step::ScheduledChangeDropped {
                 subscription: current.id.clone(),
             });
+            if let Some(migration) = migration {
+                d.explanation.push(Step::MigrationGoesOn {
+                    subscription: current.id.clone(),
+                    at: migration.scheduled_at,
+                });
+            }
         }
     }
 
@@ -1859,7 +1881,7 @@ impl<'a, 'c> Decider<'a, 'c> {
         if change.kind != ScheduledUpdateType::Migration {
             // A scheduled migration goes on, due when the period the change leaves the
             // subscription in ends.
-            if let Some(migration) = change.carried {
+            if let Some(migration) = change.carried_migration() {
                 let mut migration = migration.clone();
                 if let Some(period) = sub.current_period {
                     migration.scheduled_at = period.end;
@@ -1873,7 +1895,7 @@ impl<'a, 'c> Decider<'a, 'c> {
             return;
         }
         sub.scheduled_updates.clear();
-        if let Some(carried) = change.carried {
+        if let Some(carried) = change.carried_change() {
             d.explanation.push(self.kept_step(change.current, carried));
             sub.scheduled_updates.push(carried.clone());
         }
@@ -2043,24 +2065,8 @@ impl<'a, 'c> Decider<'a, 'c> {
                 current,
                 "nothing is prorated",
                 change.names_configuration,
+                change.carried_migration(),
             );
-            // The customer's scheduled change goes; a migration gone into it stays on its
-            // own.
-            let dropped = d.effects.schedule.iter().any(|s| s.update.is_none());
-            let migration = change
-                .carried
-                .filter(|_| change.kind != ScheduledUpdateType::Migration && dropped);
-            if let Some(migration) = migration {
-                d.effects.schedule.clear();
-                d.effects.schedule.push(ScheduleChange {
-                    subscription: current.id.clone(),
-                    update: Some(migration.clone()),
-                });
-                d.explanation.push(Step::MigrationGoesOn {
-                    subscription: current.id.clone(),
-                    at: migration.scheduled_at,
-                });
-            }
             if next != *current {
                 d.effects.replace.push(next);
             }
@@ -2070,17 +2076,13 @@ impl<'a, 'c> Decider<'a, 'c> {
         if let Some(at) = self.scheduled_at(strategy, current)? {
             self.scheduled_in_one_currency(current, at)?;
             self.carried_coupon_fits(current, at)?;
-            let carried = change
-                .carried
-                .filter(|_| change.kind == ScheduledUpdateType::Migration);
+            let carried = change.carried_change();
             let mut update = match carried {
                 Some(carried) => carried.clone(),
                 None => self.scheduled_update(change.kind, at, strategy)?,
             };
             // A scheduled migration goes into the customer's change.
-            let migration = change
-                .carried
-                .filter(|_| change.kind != ScheduledUpdateType::Migration);
+            let migration = change.carried_migration();
             if let Some(migration) = migration {
                 update.target = migration.target.clone();
             }

@@ -291,24 +291,18 @@ pub(crate) fn decide_update(
             let mut latest = provision_request.clone();
             latest.plan_version = None;
             latest.billable_features = units_at(None);
-            let target = provision::latest_configuration(
+            let target = at_latest(
                 catalog,
                 state,
                 &latest,
                 &sub.config,
                 now,
                 settings,
-            )
-            .map_err(|e| {
-                Error::new(
-                    e.code(),
-                    format!(
-                        "the migration scheduled for {}, with this change: {}",
-                        migration.scheduled_at,
-                        e.message()
-                    ),
-                )
-            })?;
+                &format!(
+                    "the migration scheduled for {}, with this change",
+                    migration.scheduled_at
+                ),
+            )?;
             Some(ScheduledUpdate {
                 kind: ScheduledUpdateType::Migration,
                 target,
@@ -488,20 +482,34 @@ fn carried_by_migration(
     let target = &update.target;
     let mut request = as_provision_request(state, sub, target, None);
     request.billable_features = kept_units(catalog, target, None, target.billing_period, &[]);
-    carried.target = provision::latest_configuration(
-        catalog, state, &request, target, now, settings,
-    )
-    .map_err(|e| {
-        Error::new(
-            e.code(),
-            format!(
-                "the change scheduled for {} at the latest versions: {}",
-                update.scheduled_at,
-                e.message()
-            ),
-        )
-    })?;
+    carried.target = at_latest(
+        catalog,
+        state,
+        &request,
+        target,
+        now,
+        settings,
+        &format!(
+            "the change scheduled for {} at the latest versions",
+            update.scheduled_at
+        ),
+    )?;
     Ok(carried)
+}
+
+/// The configuration `request`, a change of `current`, validates to at the latest versions,
+/// for the other change pending on the subscription: an error names that change (`about`).
+fn at_latest(
+    catalog: &Catalog,
+    state: &CustomerState,
+    request: &ProvisionRequest,
+    current: &Configuration,
+    now: DateTime<Utc>,
+    settings: &Settings,
+    about: &str,
+) -> Result<Configuration, Error> {
+    provision::latest_configuration(catalog, state, request, current, now, settings)
+        .map_err(|e| Error::new(e.code(), format!("{about}: {}", e.message())))
 }
 
 /// Decides a `transferSubscription` request for the customer in `state` at `now`.
