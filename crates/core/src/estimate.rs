@@ -157,9 +157,7 @@ fn estimate_decision(
     let stored = |id: &SubscriptionId| {
         decision
             .effects
-            .replace
-            .iter()
-            .find(|s| &s.id == id)
+            .subscription(id)
             .or_else(|| state.subscription(id.as_str()))
             .cloned()
             .ok_or_else(|| crate::customer::not_found(id.as_str()))
@@ -195,14 +193,7 @@ fn estimate_decision(
     // the new subscription charges nothing now and the replaced one's closing invoice bills
     // what it still owes, on its own coupon and tax (as provisioning settles it).
     let mut billed: Option<Subscription> = match &decision.charge {
-        Some(charge) if charge.subscription != subject.id => Some(
-            decision
-                .effects
-                .create
-                .iter()
-                .find(|s| s.id == charge.subscription)
-                .map_or_else(|| stored(&charge.subscription), |s| Ok(s.clone()))?,
-        ),
+        Some(charge) if charge.subscription != subject.id => Some(stored(&charge.subscription)?),
         _ => None,
     };
     let tax = invoice::tax_rate(state, billed.as_ref().unwrap_or(&subject));

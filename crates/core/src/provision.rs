@@ -389,6 +389,22 @@ impl ProvisionDecision {
 }
 
 impl Effects {
+    /// The subscription `id` as the decision leaves it, when it creates or changes it.
+    #[must_use]
+    pub fn subscription(&self, id: &SubscriptionId) -> Option<&Subscription> {
+        self.create
+            .iter()
+            .chain(&self.replace)
+            .find(|s| &s.id == id)
+    }
+
+    fn subscription_mut(&mut self, id: &SubscriptionId) -> Option<&mut Subscription> {
+        self.create
+            .iter_mut()
+            .chain(self.replace.iter_mut())
+            .find(|s| &s.id == id)
+    }
+
     /// Applies the effects to `state` at `now`: subscriptions changed in place, ends and
     /// schedules on existing subscriptions, new subscriptions, the invoice and its credit,
     /// the histories.
@@ -2579,13 +2595,7 @@ impl<'a, 'c> Decider<'a, 'c> {
         let Some(charge) = d.charge.as_ref() else {
             return Ok(());
         };
-        let Some(sub) = d
-            .effects
-            .create
-            .iter_mut()
-            .chain(d.effects.replace.iter_mut())
-            .find(|s| s.id == charge.subscription)
-        else {
+        let Some(sub) = d.effects.subscription_mut(&charge.subscription) else {
             return Ok(());
         };
         if !self.settings.writes_invoices(sub.payment_collection_method) {
