@@ -8,28 +8,19 @@
     clippy::arithmetic_side_effects
 )]
 
+mod common;
+
 use chrono::{DateTime, TimeDelta, Utc};
+use common::reference_catalog as catalog;
 use proptest::prelude::*;
 use rust_decimal::Decimal;
 use serde_json::{Value, json};
-use tollgate_core::Catalog;
 use tollgate_core::coupon::Redemptions;
 use tollgate_core::customer::{Customer, CustomerState};
 use tollgate_core::estimate::estimate_subscription;
 use tollgate_core::id::CustomerId;
 use tollgate_core::provision::{ProvisionRequest, provision};
 use tollgate_core::settings::Settings;
-
-fn catalog() -> Catalog {
-    Catalog::from_json(
-        &std::fs::read(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/tests/data/reference-catalog.json"
-        ))
-        .unwrap(),
-    )
-    .unwrap()
-}
 
 fn start() -> DateTime<Utc> {
     "2025-01-01T00:00:00Z".parse().unwrap()

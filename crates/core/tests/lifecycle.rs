@@ -8,7 +8,10 @@
     clippy::arithmetic_side_effects
 )]
 
+mod common;
+
 use chrono::{DateTime, TimeDelta, Utc};
+use common::reference_catalog as catalog;
 use proptest::prelude::*;
 use rust_decimal::Decimal;
 use serde_json::{Value, json};
@@ -30,17 +33,6 @@ use tollgate_core::usage::{ReportUsageRequest, report_usage};
 
 fn t(text: &str) -> DateTime<Utc> {
     text.parse().unwrap()
-}
-
-fn catalog() -> Catalog {
-    Catalog::from_json(
-        &std::fs::read(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/tests/data/reference-catalog.json"
-        ))
-        .unwrap(),
-    )
-    .unwrap()
 }
 
 struct World {

@@ -15,7 +15,10 @@
     clippy::arithmetic_side_effects
 )]
 
+mod common;
+
 use chrono::{DateTime, TimeDelta, Utc};
+use common::reference_catalog as catalog;
 use proptest::prelude::*;
 use rust_decimal::Decimal;
 use serde_json::{Value, json};
@@ -35,17 +38,6 @@ use tollgate_core::update::{
     update_subscription,
 };
 use tollgate_core::usage::{ReportUsageRequest, report_usage};
-
-fn catalog() -> Catalog {
-    Catalog::from_json(
-        &std::fs::read(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/tests/data/reference-catalog.json"
-        ))
-        .unwrap(),
-    )
-    .unwrap()
-}
 
 /// The model: the status changes a subscription may make, in one step or several.
 fn allowed(from: S, to: S) -> bool {

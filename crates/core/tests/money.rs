@@ -8,7 +8,10 @@
     clippy::arithmetic_side_effects
 )]
 
+mod common;
+
 use chrono::{DateTime, TimeDelta, Utc};
+use common::reference_catalog as reference;
 use proptest::prelude::*;
 use rust_decimal::Decimal;
 use serde_json::{Value, json};
@@ -30,17 +33,6 @@ fn t(text: &str) -> DateTime<Utc> {
 
 fn d(text: &str) -> Decimal {
     Decimal::from_str(text).unwrap()
-}
-
-fn reference() -> Catalog {
-    Catalog::from_json(
-        &std::fs::read(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/tests/data/reference-catalog.json"
-        ))
-        .unwrap(),
-    )
-    .unwrap()
 }
 
 /// A product with monthly flat-fee plans at the given prices, named `p<price>`.

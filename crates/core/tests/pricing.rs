@@ -7,7 +7,10 @@
     clippy::arithmetic_side_effects
 )]
 
+mod common;
+
 use chrono::{DateTime, Datelike, TimeDelta, TimeZone, Utc};
+use common::reference_catalog as reference;
 use proptest::prelude::*;
 use rust_decimal::Decimal;
 use std::collections::BTreeMap;
@@ -82,14 +85,6 @@ fn volume_pricing_has_cliffs_where_tiers_get_cheaper() {
     };
     assert_eq!(amount(&storage, 100), d("50"));
     assert_eq!(amount(&storage, 101), d("40.4"));
-}
-
-fn reference() -> Catalog {
-    let path = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/tests/data/reference-catalog.json"
-    );
-    Catalog::from_json(&std::fs::read(path).unwrap()).unwrap()
 }
 
 fn config(plan: &str, version: u32, period: Option<BillingPeriod>) -> Configuration {

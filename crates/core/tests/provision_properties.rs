@@ -9,7 +9,10 @@
     clippy::arithmetic_side_effects
 )]
 
+mod common;
+
 use chrono::{DateTime, TimeDelta, Utc};
+use common::reference_catalog as catalog;
 use proptest::prelude::*;
 use serde_json::{Value, json};
 use tollgate_core::change::{ChangeType, classify};
@@ -20,17 +23,6 @@ use tollgate_core::provision::{ProvisionRequest, ProvisionStatus, provision};
 use tollgate_core::settings::Settings;
 use tollgate_core::subscription::SubscriptionStatus;
 use tollgate_core::{Catalog, view};
-
-fn catalog() -> Catalog {
-    Catalog::from_json(
-        &std::fs::read(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/tests/data/reference-catalog.json"
-        ))
-        .unwrap(),
-    )
-    .unwrap()
-}
 
 fn start() -> DateTime<Utc> {
     "2025-01-01T00:00:00Z".parse().unwrap()

@@ -10,7 +10,10 @@
     clippy::arithmetic_side_effects
 )]
 
+mod common;
+
 use chrono::{DateTime, TimeDelta, Utc};
+use common::reference_catalog as catalog;
 use proptest::prelude::*;
 use serde_json::{Value, json};
 use tollgate_core::Catalog;
@@ -27,17 +30,6 @@ use tollgate_core::provision::{ProvisionRequest, complete_checkout, provision};
 use tollgate_core::settings::Settings;
 use tollgate_core::update::{UpdateRequest, update_subscription};
 use tollgate_core::usage::{ReportUsageRequest, report_usage};
-
-fn catalog() -> Catalog {
-    Catalog::from_json(
-        &std::fs::read(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/tests/data/reference-catalog.json"
-        ))
-        .unwrap(),
-    )
-    .unwrap()
-}
 
 fn start() -> DateTime<Utc> {
     "2025-01-01T00:00:00Z".parse().unwrap()

@@ -9,7 +9,10 @@
     clippy::arithmetic_side_effects
 )]
 
+mod common;
+
 use chrono::{DateTime, Utc};
+use common::reference_catalog as catalog;
 use proptest::prelude::*;
 use rust_decimal::Decimal;
 use serde_json::{Value, json};
@@ -38,17 +41,6 @@ fn t(text: &str) -> DateTime<Utc> {
 
 fn d(text: &str) -> Decimal {
     text.parse().unwrap()
-}
-
-fn catalog() -> Catalog {
-    Catalog::from_json(
-        &std::fs::read(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/tests/data/reference-catalog.json"
-        ))
-        .unwrap(),
-    )
-    .unwrap()
 }
 
 const START: &str = "2025-01-01T00:00:00Z";
