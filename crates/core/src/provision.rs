@@ -590,7 +590,9 @@ impl<'a> InPlace<'a> {
 }
 
 /// The configuration `request` (an in-place change of a subscription to `current`, at the
-/// latest plan version) validates to, with the latest versions of its add-ons.
+/// latest plan version) validates to, with the latest versions of its add-ons. It is
+/// checked for the other change pending on the subscription: an error names that change
+/// (`about`).
 pub(crate) fn latest_configuration(
     catalog: &Catalog,
     state: &CustomerState,
@@ -598,8 +600,9 @@ pub(crate) fn latest_configuration(
     current: &Configuration,
     now: DateTime<Utc>,
     settings: &Settings,
+    about: &str,
 ) -> Result<Configuration, Error> {
-    let valid = validate(
+    validate(
         catalog,
         state,
         request,
@@ -609,8 +612,9 @@ pub(crate) fn latest_configuration(
         false,
         settings.rounding,
         false,
-    )?;
-    Ok(valid.config)
+    )
+    .map(|valid| valid.config)
+    .map_err(|e| Error::new(e.code(), format!("{about}: {}", e.message())))
 }
 
 pub(crate) fn decide(

@@ -291,7 +291,7 @@ pub(crate) fn decide_update(
             let mut latest = provision_request.clone();
             latest.plan_version = None;
             latest.billable_features = units_at(None);
-            let target = at_latest(
+            let target = provision::latest_configuration(
                 catalog,
                 state,
                 &latest,
@@ -482,7 +482,7 @@ fn carried_by_migration(
     let target = &update.target;
     let mut request = as_provision_request(state, sub, target, None);
     request.billable_features = kept_units(catalog, target, None, target.billing_period, &[]);
-    carried.target = at_latest(
+    carried.target = provision::latest_configuration(
         catalog,
         state,
         &request,
@@ -495,21 +495,6 @@ fn carried_by_migration(
         ),
     )?;
     Ok(carried)
-}
-
-/// The configuration `request`, a change of `current`, validates to at the latest versions,
-/// for the other change pending on the subscription: an error names that change (`about`).
-fn at_latest(
-    catalog: &Catalog,
-    state: &CustomerState,
-    request: &ProvisionRequest,
-    current: &Configuration,
-    now: DateTime<Utc>,
-    settings: &Settings,
-    about: &str,
-) -> Result<Configuration, Error> {
-    provision::latest_configuration(catalog, state, request, current, now, settings)
-        .map_err(|e| Error::new(e.code(), format!("{about}: {}", e.message())))
 }
 
 /// Decides a `transferSubscription` request for the customer in `state` at `now`.
