@@ -177,6 +177,13 @@ pub enum Step {
         /// When the migration applies.
         at: DateTime<Utc>,
     },
+    /// A change starting a new billing period now ends the period a scheduled migration
+    /// waited for: the migration applies with the change, which is priced at the latest
+    /// versions.
+    MigrationAppliedWithChange {
+        /// The subscription.
+        subscription: SubscriptionId,
+    },
     /// A subscription that has not been charged takes the change now, without proration.
     ChangedUncharged {
         /// The subscription.
@@ -425,6 +432,10 @@ impl fmt::Display for Step {
                 f,
                 "start: the migration of `{subscription}` goes on with the change: at {at}, the changed configuration moves to the latest versions"
             ),
+            Self::MigrationAppliedWithChange { subscription } => write!(
+                f,
+                "start: the change starts a new billing period, ending the one `{subscription}`'s migration waited for: the migration applies with it, at the latest versions"
+            ),
             Self::ChangedUncharged {
                 subscription,
                 status,
@@ -627,6 +638,9 @@ enum StoredStep {
     MigrationGoesOn {
         subscription: SubscriptionId,
         at: DateTime<Utc>,
+    },
+    MigrationAppliedWithChange {
+        subscription: SubscriptionId,
     },
     ChangedUncharged {
         subscription: SubscriptionId,

@@ -41,7 +41,9 @@
 //!   latest versions too (applied as it was, it would take the migration back), and a
 //!   migration for the period end goes into it instead of replacing it. The other way
 //!   round, a scheduled migration goes on with a later update, to the updated
-//!   configuration at the latest versions; restoring the configuration leaves it.
+//!   configuration at the latest versions; an update starting a new period now ends the
+//!   period the migration waited for, and takes it along: the new period is charged at the
+//!   latest versions. Restoring the configuration leaves the migration.
 //! - A transfer moves a live or waiting subscription of a multi-subscription product to
 //!   another resource; the destination must not hold a live or waiting subscription of
 //!   the same kind (trial or not) of the product (`InvalidArgumentError`). Usage stays with
@@ -315,6 +317,10 @@ pub(crate) fn decide_update(
     provision_request.schedule_strategy = request.schedule_strategy;
     provision_request.billing_cycle_anchor = request.billing_cycle_anchor;
     provision_request.proration_behavior = request.proration_behavior;
+    let names_configuration = request.unit_quantity.is_some()
+        || request.billable_features.is_some()
+        || request.addons.is_some()
+        || request.billing_period.is_some();
     let change = InPlace {
         current: sub,
         kind: ScheduledUpdateType::Update,
@@ -322,24 +328,69 @@ pub(crate) fn decide_update(
         trial_end: request.trial_end_date,
         metadata: request.metadata.as_ref(),
         carried: carried.as_ref(),
-        names_configuration: request.unit_quantity.is_some()
-            || request.billable_features.is_some()
-            || request.addons.is_some()
-            || request.billing_period.is_some(),
+        names_configuration,
     };
-    provision::decide(
+    let mode = |change| Mode {
+        stages,
+        in_place: Some(change),
+        completing: None,
+    };
+    let decision = provision::decide(
         catalog,
         state,
         &provision_request,
         redemptions,
         now,
         settings,
-        Mode {
-            stages,
-            in_place: Some(&change),
-            completing: None,
-        },
-    )
+        mode(&change),
+    )?;
+    if carried.is_none() || !starts_period_now(&decision, sub, now) {
+        return Ok(decision);
+    }
+    // The change ends the period the migration waited for: the migration applies with it,
+    // and the new period is priced at the latest versions. The change still applies now,
+    // whatever the latest prices make of its direction.
+    let mut latest = provision_request;
+    latest.plan_version = None;
+    latest.billable_features = units_at(None);
+    let migrated = InPlace {
+        current: sub,
+        kind: ScheduledUpdateType::Update,
+        timing: Some(ScheduleStrategy::Immediate),
+        trial_end: request.trial_end_date,
+        metadata: request.metadata.as_ref(),
+        carried: None,
+        names_configuration,
+    };
+    let mut folded = provision::decide(
+        catalog,
+        state,
+        &latest,
+        redemptions,
+        now,
+        settings,
+        mode(&migrated),
+    )?;
+    folded.change_type = decision.change_type;
+    let step = Step::MigrationAppliedWithChange {
+        subscription: sub.id.clone(),
+    };
+    let after = folded
+        .explanation
+        .iter()
+        .position(|s| matches!(s, Step::ChangedWithNewPeriod { .. }))
+        .map_or(folded.explanation.len(), |i| i.saturating_add(1));
+    folded.explanation.insert(after, step);
+    Ok(folded)
+}
+
+/// Whether `decision`, an update of `sub` at `now`, applies now and starts a new billing
+/// period (a billing-period change, or `billingCycleAnchor: NOW`).
+fn starts_period_now(decision: &ProvisionDecision, sub: &Subscription, now: DateTime<Utc>) -> bool {
+    let started = |s: &Subscription| s.current_period.is_some_and(|p| p.start == now);
+    !decision.is_scheduled
+        && !started(sub)
+        && decision.effects.subscription(&sub.id).is_some_and(started)
 }
 
 /// Decides a `cancelScheduledUpdates` request: the subscription's scheduled changes are

@@ -715,6 +715,64 @@ fn a_migration_carries_the_customers_scheduled_change_to_the_latest_version() {
 }
 
 #[test]
+fn a_change_starting_a_new_period_takes_the_scheduled_migration_with_it() {
+    let (catalog, mut state) = world(pro(5));
+    migrate(
+        &catalog,
+        &state,
+        "2025-01-05T00:00:00Z",
+        json!({"subscriptionId": "s", "migrationTime": "END_OF_BILLING_PERIOD"}),
+    )
+    .unwrap()
+    .apply(&mut state, t("2025-01-05T00:00:00Z"));
+    // One more seat, with a new period from now: the period the migration waited for ends
+    // here, so the new one is charged at version 2 (119 + 5 × 20 + 15), not at version 1
+    // for a whole period more.
+    let decision = updated(
+        &catalog,
+        &mut state,
+        HALF,
+        json!({"subscriptionId": "s", "billableFeatures": [{"featureId": "seats", "quantity": 6}],
+               "billingCycleAnchor": "NOW"}),
+    );
+    assert_eq!(decision.change_type, ChangeType::Upgrade);
+    assert!(!decision.is_scheduled);
+    assert_eq!(
+        lines(&decision),
+        [
+            (LineKind::ProrationCredit, d("-49.50")),
+            (LineKind::ProrationCredit, d("-50.00")),
+            (LineKind::Charge, d("119.00")),
+            (LineKind::Charge, d("115.00")),
+        ]
+    );
+    assert!(
+        decision
+            .explanation
+            .iter()
+            .any(|step| matches!(step, Step::MigrationAppliedWithChange { .. })),
+        "{:?}",
+        decision.explanation
+    );
+    let sub = state.subscription("s").unwrap();
+    assert_eq!(sub.config.plan_version, 2);
+    assert!(
+        sub.scheduled_updates.is_empty(),
+        "{:?}",
+        sub.scheduled_updates
+    );
+    assert_eq!(seats(&state), 6);
+    let (after, _) = advance(
+        &catalog,
+        &state,
+        t("2025-02-16T12:00:00Z"),
+        &Settings::default(),
+    )
+    .unwrap();
+    assert_eq!(after.invoices.last().unwrap().total, d("234.00"));
+}
+
+#[test]
 fn a_migration_the_scheduled_change_cannot_follow_changes_nothing() {
     // Version 2 of pro drops its annual prices.
     let mut json: Value = serde_json::from_slice(
