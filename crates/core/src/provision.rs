@@ -2439,8 +2439,12 @@ impl<'a, 'c> Decider<'a, 'c> {
                 pending_stays: false,
                 earlier_prorations: 0,
                 settles_waiting: false,
-                // Without proration the new subscription keeps this ledger.
-                ledger_to: (self.in_place.is_none() && behavior == ProrationBehavior::None)
+                // A change without proration that keeps the period credits nothing: the
+                // new subscription keeps this ledger. One that starts a new period (or a
+                // free plan) has credited it here, and keeps none.
+                ledger_to: (self.in_place.is_none()
+                    && keep_period
+                    && behavior == ProrationBehavior::None)
                     .then(|| sub.id.clone()),
             });
         }
