@@ -4,7 +4,8 @@
 //! the subscription exactly as it ends any other: `IMMEDIATE` ends it now, crediting the
 //! unused rest of what was charged (unless `prorate: false`) on a `CANCELLATION` invoice;
 //! `END_OF_BILLING_PERIOD` ends it at its period end (a trial at its trial end) without
-//! credit; `SPECIFIC_DATE` ends it at `endDate` (a future date, for a trial at most its
+//! credit, whatever `prorate` says (a change starting a new period before then leaves
+//! unused time, and it is credited); `SPECIFIC_DATE` ends it at `endDate` (a future date, for a trial at most its
 //! end), crediting the rest of the period containing that date unless `prorate: false`.
 //! With action `DEFAULT` the product's end setup then applies; `REVOKE_ENTITLEMENTS`
 //! skips it. Without `cancellationTime`, the product's default cancellation time decides.
@@ -120,14 +121,12 @@ pub fn cancel_subscription(
             CancelReason::Immediate,
             request.prorate.unwrap_or(true),
         ),
-        // At the period end nothing is left to credit; the subscription that replaces this
-        // one by a change scheduled before then may still have some (see below).
+        // At the period end nothing is left to credit, so `prorate` has nothing to say: the
+        // subscription that replaces this one by a change scheduled before then, or this
+        // one after a change starting a new period, may still have some (see below), and
+        // it is credited.
         CancellationTiming::EndOfBillingPeriod => match period_end {
-            Some(end) if end > now => (
-                end,
-                CancelReason::ScheduledCancellation,
-                request.prorate.unwrap_or(true),
-            ),
+            Some(end) if end > now => (end, CancelReason::ScheduledCancellation, true),
             _ => (now, CancelReason::Immediate, false),
         },
         CancellationTiming::SpecificDate => {
