@@ -2306,7 +2306,11 @@ impl<'a, 'c> Decider<'a, 'c> {
             if !lines.is_empty() {
                 refuse_crossing("the credit for its unused time")?;
             }
-            let reason = if lines.is_empty() || current.billing_period().is_none() {
+            // A change from a charged subscription is an update, also when its credit
+            // comes to nothing (a fully discounted charge, the last day under
+            // `KILL_BILL`); one from a free subscription, or one never charged (waiting
+            // for payment), starts the new subscription's billing.
+            let reason = if current.billing_period().is_none() || current.charges.is_empty() {
                 InvoiceReason::SubscriptionCreation
             } else {
                 InvoiceReason::SubscriptionUpdate
