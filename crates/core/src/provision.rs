@@ -1381,9 +1381,28 @@ impl<'a, 'c> Decider<'a, 'c> {
                 trial_plan: live_trial.plan_id().clone(),
                 plan: self.valid.plan.id.clone(),
             });
+            self.replace_waiting(d, scope.waiting_paid);
+            self.start_now(d, start)?;
+            return self.carry_over_from_trial(d, live_trial, self.now);
         }
         self.replace_waiting(d, scope.waiting_paid);
         self.start_now(d, start)
+    }
+
+    /// The subscription `d` creates in place of `trial` (its conversion asked for, or
+    /// another plan) keeps what the trial's request gave it and its own request leaves
+    /// out, as the trial's conversion by the clock would: the coupon (its duration counting
+    /// from its first redemption), the tax rate and the metadata.
+    fn carry_over_from_trial(
+        &self,
+        d: &mut ProvisionDecision,
+        trial: &Subscription,
+        at: DateTime<Utc>,
+    ) -> Result<(), Error> {
+        if let Some(sub) = d.effects.create.last_mut() {
+            self.carry_over_to_trial(sub, trial);
+        }
+        self.carried_coupon_fits(trial, at)
     }
 
     /// A newer waiting request replaces the waiting one of its kind.
@@ -1577,7 +1596,7 @@ impl<'a, 'c> Decider<'a, 'c> {
                     at: trial_end,
                 });
                 d.create(sub);
-                Ok(())
+                self.carry_over_from_trial(d, trial, trial_end)
             }
             _ => {
                 d.end(&trial.id, self.now, CancelReason::TrialConverted);
@@ -1585,7 +1604,8 @@ impl<'a, 'c> Decider<'a, 'c> {
                     trial: trial.id.clone(),
                 });
                 self.replace_waiting(d, scope.waiting_paid);
-                self.start_now(d, self.now.max(start))
+                self.start_now(d, self.now.max(start))?;
+                self.carry_over_from_trial(d, trial, self.now)
             }
         }
     }
