@@ -18,7 +18,7 @@
 
 use crate::error::{Error, ErrorCode};
 use crate::money::{self, Currency, RoundingMode};
-use chrono::{DateTime, Datelike, NaiveDate, TimeDelta, Utc};
+use chrono::{DateTime, Datelike, NaiveDate, NaiveTime, Offset, TimeDelta, TimeZone, Utc};
 use chrono_tz::Tz;
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
@@ -251,13 +251,42 @@ fn days_360(a: NaiveDate, b: NaiveDate) -> i64 {
 }
 
 /// How many local calendar dates `[a, b)` touches: from `a`'s date to the date of the last
-/// instant before `b`, both included.
+/// instant before `b`, both included, less any date the zone skipped in between (Samoa's
+/// 2011-12-30, Kiribati's 1994-12-31), which no instant touches.
 fn dates_touched(zone: Tz, a: DateTime<Utc>, b: DateTime<Utc>) -> i64 {
     if b <= a {
         return 0;
     }
     let last = b.checked_sub_signed(TimeDelta::nanoseconds(1)).unwrap_or(b);
-    days_between(local(zone, a), local(zone, last)).saturating_add(1)
+    let (first_day, last_day) = (local(zone, a), local(zone, last));
+    let dates = days_between(first_day, last_day).saturating_add(1);
+    // A date is skipped only when the zone moves forward by a whole day; daylight saving
+    // moves it by an hour or two. Only a span whose two ends are that far apart in offset
+    // looks for one, date by date.
+    let offset = |t: DateTime<Utc>| t.with_timezone(&zone).offset().fix().local_minus_utc();
+    let moved = i64::from(offset(last)).saturating_sub(i64::from(offset(a)));
+    if moved < SKIPPING_OFFSET {
+        return dates;
+    }
+    let skipped = first_day
+        .iter_days()
+        .take_while(|day| *day <= last_day)
+        .filter(|day| !has_instant(zone, *day))
+        .count();
+    dates.saturating_sub(i64::try_from(skipped).unwrap_or(i64::MAX))
+}
+
+/// The forward move of a zone's offset, in seconds, that can skip a date: half a day,
+/// beyond any daylight saving change.
+const SKIPPING_OFFSET: i64 = 12 * 3600;
+
+/// Whether some instant falls on `day` in `zone`. A skipped date has none; a date the zone
+/// skipped only part of still has its start or its end.
+fn has_instant(zone: Tz, day: NaiveDate) -> bool {
+    let start = day.and_time(NaiveTime::MIN);
+    let end = day.and_hms_nano_opt(23, 59, 59, 999_999_999);
+    zone.from_local_datetime(&start).earliest().is_some()
+        || end.is_some_and(|end| zone.from_local_datetime(&end).earliest().is_some())
 }
 
 #[cfg(test)]
@@ -278,6 +307,38 @@ mod tests {
             ProrationEvent::Change,
         )
         .unwrap()
+    }
+
+    #[test]
+    fn lago_counts_no_date_a_zone_skipped() {
+        let apia: Tz = "Pacific/Apia".parse().unwrap();
+        // Local 2011-12-20 00:00 to 2012-01-21 00:00: 32 dates on the calendar, but Samoa
+        // went from the 29th to the 31st.
+        assert_eq!(
+            dates_touched(apia, t("2011-12-20T10:00:00Z"), t("2012-01-20T10:00:00Z")),
+            31
+        );
+        // From the 31st on, nothing was skipped.
+        assert_eq!(
+            dates_touched(apia, t("2011-12-30T10:00:00Z"), t("2012-01-20T10:00:00Z")),
+            21
+        );
+        let kiritimati: Tz = "Pacific/Kiritimati".parse().unwrap();
+        // 1994-12-31 does not exist there: 12-30 then 1995-01-01.
+        assert_eq!(
+            dates_touched(
+                kiritimati,
+                t("1994-12-25T10:00:00Z"),
+                t("1995-01-05T10:00:00Z")
+            ),
+            11
+        );
+        // A daylight saving change skips an hour, not a date.
+        let berlin: Tz = "Europe/Berlin".parse().unwrap();
+        assert_eq!(
+            dates_touched(berlin, t("2025-03-01T00:00:00Z"), t("2025-04-01T00:00:00Z")),
+            32
+        );
     }
 
     #[test]
