@@ -4,6 +4,7 @@
 //! An id is a shared, immutable string: cloning one (into a subscription, an invoice, a
 //! decision) counts a reference instead of copying the text.
 
+use crate::error::{Error, ErrorCode};
 use serde::de::{self, Visitor};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use std::borrow::Borrow;
@@ -166,6 +167,26 @@ impl CountryCode {
     pub fn as_str(&self) -> &str {
         // Both bytes are ASCII capitals by construction.
         std::str::from_utf8(&self.0).unwrap_or("??")
+    }
+}
+
+/// `parsed`, the code `text` parses to, when it names a country; `InvalidArgumentError`
+/// otherwise: a request or a customer billed in `UK` would match no localized price set
+/// and silently pay the default prices.
+///
+/// # Errors
+/// `InvalidArgumentError` for text that is no code, or a code no country is assigned.
+pub(crate) fn check_country(text: &str, parsed: Option<CountryCode>) -> Result<CountryCode, Error> {
+    match parsed {
+        Some(code) if code.is_assigned() => Ok(code),
+        Some(_) => Err(Error::new(
+            ErrorCode::InvalidArgumentError,
+            format!("`{text}` is not an assigned ISO 3166-1 alpha-2 country code"),
+        )),
+        None => Err(Error::new(
+            ErrorCode::InvalidArgumentError,
+            format!("`{text}` is not an ISO 3166-1 alpha-2 country code"),
+        )),
     }
 }
 

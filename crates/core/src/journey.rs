@@ -126,12 +126,10 @@ pub fn update_customer(customer: &Customer, fields: &CustomerFields) -> Result<C
         })?;
     }
     if let Some(country) = &fields.billing_country_code {
-        updated.country = Some(CountryCode::parse(country).ok_or_else(|| {
-            Error::new(
-                ErrorCode::InvalidArgumentError,
-                format!("`{country}` is not an ISO 3166-1 alpha-2 country code"),
-            )
-        })?);
+        updated.country = Some(crate::id::check_country(
+            country,
+            CountryCode::parse(country),
+        )?);
     }
     if let Some(pct) = fields.tax_percentage {
         crate::invoice::check_tax_percentage(pct)?;

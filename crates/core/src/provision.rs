@@ -914,11 +914,8 @@ fn validate<'c>(
         }
         (None, None) => None,
     };
-    if let Some((text, None)) = country_text {
-        return Err(Error::new(
-            ErrorCode::InvalidArgumentError,
-            format!("`{text}` is not an ISO 3166-1 alpha-2 country code"),
-        ));
+    if let Some((text, parsed)) = country_text {
+        crate::id::check_country(text, parsed)?;
     }
     if let Some(pct) = request.tax_percentage {
         crate::invoice::check_tax_percentage(pct)?;
