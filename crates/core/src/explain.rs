@@ -216,6 +216,13 @@ pub enum Step {
         /// The subscription changed or replaced.
         subscription: SubscriptionId,
     },
+    /// A change keeps the period a backdated start began in, which stays uncharged.
+    UnchargedPeriodKept {
+        /// The subscription changed or replaced.
+        subscription: SubscriptionId,
+        /// The end of the period, when billing starts.
+        until: DateTime<Utc>,
+    },
     /// `prorationBehavior: NONE`.
     ProrationNone,
     /// `prorationBehavior: CREATE_PRORATIONS`.
@@ -472,6 +479,13 @@ impl fmt::Display for Step {
                 "start: {} from `{subscription}` applied now, with a new billing period from now",
                 change_word(*direction)
             ),
+            Self::UnchargedPeriodKept {
+                subscription,
+                until,
+            } => write!(
+                f,
+                "effects: nothing was charged for the current period of `{subscription}` (a backdated start): nothing is prorated, and billing starts at {until}"
+            ),
             Self::ProrationNone => {
                 f.write_str("effects: proration NONE: the new price applies from the next period")
             }
@@ -659,6 +673,10 @@ enum StoredStep {
     ChangedWithNewPeriod {
         direction: ChangeType,
         subscription: SubscriptionId,
+    },
+    UnchargedPeriodKept {
+        subscription: SubscriptionId,
+        until: DateTime<Utc>,
     },
     ProrationNone,
     ProrationsWait,

@@ -2235,6 +2235,7 @@ impl<'a, 'c> Decider<'a, 'c> {
             };
             sub.billing_anchor = Some(anchor);
             sub.current_period = Some(period);
+            let uncharged = self.never_charged(current)?;
             // Components of two different plans always differ; an add-on kept with the same
             // price and quantity is the same component: it keeps its charge and gets no lines.
             let kept =
@@ -2266,7 +2267,18 @@ impl<'a, 'c> Decider<'a, 'c> {
                 subscription: current.id.clone(),
                 period,
             });
-            if behavior == ProrationBehavior::None {
+            if uncharged {
+                // The period a backdated start gave stays uncharged (SPEC.md §3: the first
+                // charge is at the next period start): nothing was paid to credit, and a
+                // debit for its rest would bill time given for nothing (a downgrade would
+                // cost money, seats 3 → 5 → 3 more than 3 → 3). The renewal bills what is
+                // held then; a plan change's new subscription takes the period over.
+                sub.charges = current.charges.clone();
+                d.explanation.push(Step::UnchargedPeriodKept {
+                    subscription: current.id.clone(),
+                    until: period.end,
+                });
+            } else if behavior == ProrationBehavior::None {
                 sub.charges = current.charges.clone();
                 d.explanation.push(Step::ProrationNone);
             } else if let Some(currency) = currency {
@@ -2476,6 +2488,20 @@ impl<'a, 'c> Decider<'a, 'c> {
             d.create(sub);
         }
         Ok(())
+    }
+
+    /// Whether nothing was charged for `current`'s period although its configuration has a
+    /// recurring price: the period a backdated start began in, whose first charge is the
+    /// next period's (SPEC.md §3). Every other live period holds a ledger entry for each
+    /// priced component (charged, or held unpaid without an invoice).
+    ///
+    /// # Errors
+    /// `PlanNotFound` when its plan version is gone from the catalog.
+    fn never_charged(&self, current: &Subscription) -> Result<bool, Error> {
+        Ok(current.charges.is_empty()
+            && !crate::pricing::recurring_amount(self.catalog, &current.config)?
+                .components
+                .is_empty())
     }
 
     /// The `USAGE` lines (and their currency) for what `current`, replaced or changed in
