@@ -573,6 +573,11 @@ pub(crate) struct InPlace<'a> {
     ///   (due at the end of the period the subscription is then in), and one scheduled
     ///   takes that target.
     pub(crate) carried: Option<&'a ScheduledUpdate>,
+    /// The direction of the customer's update, when it is decided again with the migration
+    /// scheduled for the subscription folded in (an update starting a new period now): it
+    /// stands, whatever the latest prices make of it, and the add-ons move to their latest
+    /// versions with the plan.
+    pub(crate) decided: Option<ChangeType>,
 }
 
 impl<'a> InPlace<'a> {
@@ -643,7 +648,12 @@ pub(crate) fn decide(
         ),
         ("trialEndDate", in_place.and_then(|c| c.trial_end)),
     ])?;
-    let current = in_place.map(|c| (&c.current.config, c.kind == ScheduledUpdateType::Update));
+    let current = in_place.map(|c| {
+        (
+            &c.current.config,
+            c.kind == ScheduledUpdateType::Update && c.decided.is_none(),
+        )
+    });
     let check = |waiting_released| {
         validate(
             catalog,
@@ -2053,7 +2063,9 @@ impl<'a, 'c> Decider<'a, 'c> {
         let current = change.current;
         let mut next = self.updated(change)?;
         d.subscription = Some(current.id.clone());
-        let direction = if current.config == next.config {
+        let direction = if let Some(decided) = change.decided {
+            decided
+        } else if current.config == next.config {
             ChangeType::None
         } else {
             match self.classify(current) {

@@ -329,6 +329,7 @@ pub(crate) fn decide_update(
         metadata: request.metadata.as_ref(),
         carried: carried.as_ref(),
         names_configuration,
+        decided: None,
     };
     let mode = |change| Mode {
         stages,
@@ -348,8 +349,9 @@ pub(crate) fn decide_update(
         return Ok(decision);
     }
     // The change ends the period the migration waited for: the migration applies with it,
-    // and the new period is priced at the latest versions. The change still applies now,
-    // whatever the latest prices make of its direction.
+    // and the new period is priced at the latest versions of the plan and its add-ons. The
+    // change keeps its direction (so its timing and what it does to a pending
+    // cancellation), whatever the latest prices make of it.
     let mut latest = provision_request;
     latest.plan_version = None;
     latest.billable_features = units_at(None);
@@ -361,6 +363,7 @@ pub(crate) fn decide_update(
         metadata: request.metadata.as_ref(),
         carried: None,
         names_configuration,
+        decided: Some(decision.change_type),
     };
     let mut folded = provision::decide(
         catalog,
@@ -371,7 +374,6 @@ pub(crate) fn decide_update(
         settings,
         mode(&migrated),
     )?;
-    folded.change_type = decision.change_type;
     let step = Step::MigrationAppliedWithChange {
         subscription: sub.id.clone(),
     };
@@ -478,6 +480,7 @@ pub fn migrate_subscription_to_latest(
         metadata: None,
         names_configuration: true,
         carried: carried.as_ref(),
+        decided: None,
     };
     provision::decide(
         catalog,

@@ -773,6 +773,79 @@ fn a_change_starting_a_new_period_takes_the_scheduled_migration_with_it() {
 }
 
 #[test]
+fn a_migration_applied_with_a_change_moves_the_add_ons_and_keeps_the_customers_direction() {
+    let (catalog, state) = world(
+        json!({"planId": "pro", "planVersion": 1, "billingPeriod": "MONTHLY",
+        "skipTrial": true, "subscriptionId": "s", "billableFeatures": [{"featureId": "seats", "quantity": 10}],
+        "addons": [{"addonId": "extra-projects", "quantity": 2}]}),
+    );
+    // The customer's cancellation, before the vendor publishes version 2 of the add-on.
+    let cancel: CancelRequest = serde_json::from_value(json!({"subscriptionId": "s",
+        "cancellationTime": "SPECIFIC_DATE", "endDate": "2025-03-15T00:00:00Z"}))
+    .unwrap();
+    let mut state = cancel_subscription(
+        &catalog,
+        &state,
+        &cancel,
+        t("2025-01-03T00:00:00Z"),
+        &Settings::default(),
+    )
+    .unwrap()
+    .state;
+    let mut json: Value = serde_json::from_slice(
+        &std::fs::read(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/data/reference-catalog.json"
+        ))
+        .unwrap(),
+    )
+    .unwrap();
+    let addons = json["addons"].as_array_mut().unwrap();
+    let mut newer = addons
+        .iter()
+        .find(|a| a["id"] == "extra-projects")
+        .unwrap()
+        .clone();
+    newer["version"] = json!(2);
+    newer["prices"] =
+        json!([{"billingPeriod": "MONTHLY", "model": "FLAT_FEE", "amount": 12, "currency": "USD"}]);
+    addons.push(newer);
+    let catalog = Catalog::from_json(&serde_json::to_vec(&json).unwrap()).unwrap();
+    migrate(
+        &catalog,
+        &state,
+        "2025-01-05T00:00:00Z",
+        json!({"subscriptionId": "s", "migrationTime": "END_OF_BILLING_PERIOD"}),
+    )
+    .unwrap()
+    .apply(&mut state, t("2025-01-05T00:00:00Z"));
+    // Nine seats with a new period from now: fewer seats, a downgrade for the customer,
+    // although version 2's dearer flat fee makes it dearer than the ten seats of version 1.
+    let decision = updated(
+        &catalog,
+        &mut state,
+        HALF,
+        json!({"subscriptionId": "s", "billableFeatures": [{"featureId": "seats", "quantity": 9}],
+               "billingCycleAnchor": "NOW", "scheduleStrategy": "IMMEDIATE"}),
+    );
+    assert_eq!(decision.change_type, ChangeType::Downgrade);
+    let sub = state.subscription("s").unwrap();
+    assert_eq!(sub.config.plan_version, 2);
+    assert_eq!(sub.config.addons[0].version, 2, "{:?}", sub.config.addons);
+    // A downgrade leaves the customer's cancellation where it was.
+    assert_eq!(sub.cancellation_date, Some(t("2025-03-15T00:00:00Z")));
+    let charges: Vec<Decimal> = lines(&decision)
+        .into_iter()
+        .filter(|(kind, _)| *kind == LineKind::Charge)
+        .map(|(_, amount)| amount)
+        .collect();
+    assert!(
+        charges.contains(&d("24.00")),
+        "2 × 12 at version 2: {charges:?}"
+    );
+}
+
+#[test]
 fn a_migration_the_scheduled_change_cannot_follow_changes_nothing() {
     // Version 2 of pro drops its annual prices.
     let mut json: Value = serde_json::from_slice(
