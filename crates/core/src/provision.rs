@@ -2350,8 +2350,16 @@ impl<'a, 'c> Decider<'a, 'c> {
             // A change from a charged subscription is an update, also when its credit
             // comes to nothing (a fully discounted charge, the last day under
             // `KILL_BILL`); one from a free subscription, or one never charged (waiting
-            // for payment), starts the new subscription's billing.
-            let reason = if current.billing_period().is_none() || current.charges.is_empty() {
+            // for payment, backdated, or held without an invoice and with nothing
+            // invoiced before to credit), starts the new subscription's billing.
+            let never_invoiced = lines.is_empty()
+                && !self
+                    .settings
+                    .writes_invoices(current.payment_collection_method);
+            let reason = if current.billing_period().is_none()
+                || current.charges.is_empty()
+                || never_invoiced
+            {
                 InvoiceReason::SubscriptionCreation
             } else {
                 InvoiceReason::SubscriptionUpdate
