@@ -1479,6 +1479,8 @@ impl<'a, 'c> Decider<'a, 'c> {
         let live_at_start = scope
             .live_paid
             .filter(|c| c.cancellation_date.is_none_or(|end| end > start));
+        // The live trial the new subscription puts an end to when it starts.
+        let mut trial_ended = None;
         if !is_trial {
             if let Some(current) = live_at_start {
                 if current.config == self.valid.config {
@@ -1509,7 +1511,7 @@ impl<'a, 'c> Decider<'a, 'c> {
                     });
                 }
             } else if let Some(trial) = scope.live_trial {
-                self.foretell_trial_end(d, trial, start);
+                trial_ended = self.foretell_trial_end(d, trial, start).then_some(trial);
             }
         }
         let mut sub = self.new_subscription(self.new_id()?, start, &d.trial, None)?;
@@ -1520,7 +1522,13 @@ impl<'a, 'c> Decider<'a, 'c> {
             }
             // A parallel trial, as one starting now.
             (true, Some(paid)) => self.carry_over_to_trial(&mut sub, paid),
-            (_, None) => {}
+            (_, None) => {
+                // In place of a trial, as one starting now.
+                if let Some(trial) = trial_ended {
+                    self.carry_over_to_trial(&mut sub, trial);
+                    self.carried_coupon_fits(trial, start)?;
+                }
+            }
         }
         d.explanation.push(Step::Waits {
             subscription: sub.id.clone(),
@@ -1532,17 +1540,17 @@ impl<'a, 'c> Decider<'a, 'c> {
 
     /// Says that a live trial with no paid subscription beside it ends when the paid
     /// subscription requested for `start` starts (SPEC.md §3.S: a trial of another plan is
-    /// canceled then; one of the same plan converts), unless it ends or is canceled first.
-    /// The clock ends it, when and if the paid subscription starts.
+    /// canceled then; one of the same plan converts), unless it ends or is canceled first;
+    /// whether it does. The clock ends it, when and if the paid subscription starts.
     fn foretell_trial_end(
         &self,
         d: &mut ProvisionDecision,
         trial: &Subscription,
         start: DateTime<Utc>,
-    ) {
+    ) -> bool {
         let ends_later = |end: Option<DateTime<Utc>>| end.is_none_or(|end| end > start);
         if !(ends_later(trial.trial_end) && ends_later(trial.cancellation_date)) {
-            return;
+            return false;
         }
         d.explanation.push(Step::TrialEndsAtStart {
             trial: trial.id.clone(),
@@ -1550,6 +1558,7 @@ impl<'a, 'c> Decider<'a, 'c> {
             plan: self.valid.plan.id.clone(),
             at: start,
         });
+        true
     }
 
     fn trial_start(
