@@ -714,17 +714,34 @@ fn a_migration_carries_the_customers_scheduled_change_to_the_latest_version() {
     }
 }
 
-#[test]
-fn a_change_starting_a_new_period_takes_the_scheduled_migration_with_it() {
-    let (catalog, mut state) = world(pro(5));
+/// The reference catalog's JSON, to derive catalogs from.
+fn reference_json() -> Value {
+    serde_json::from_slice(
+        &std::fs::read(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/data/reference-catalog.json"
+        ))
+        .unwrap(),
+    )
+    .unwrap()
+}
+
+/// Schedules a migration of `s` for the end of its period, on 2025-01-05.
+fn schedule_migration(catalog: &Catalog, state: &mut CustomerState) {
     migrate(
-        &catalog,
-        &state,
+        catalog,
+        state,
         "2025-01-05T00:00:00Z",
         json!({"subscriptionId": "s", "migrationTime": "END_OF_BILLING_PERIOD"}),
     )
     .unwrap()
-    .apply(&mut state, t("2025-01-05T00:00:00Z"));
+    .apply(state, t("2025-01-05T00:00:00Z"));
+}
+
+#[test]
+fn a_change_starting_a_new_period_takes_the_scheduled_migration_with_it() {
+    let (catalog, mut state) = world(pro(5));
+    schedule_migration(&catalog, &mut state);
     // One more seat, with a new period from now: the period the migration waited for ends
     // here, so the new one is charged at version 2 (119 + 5 × 20 + 15), not at version 1
     // for a whole period more.
@@ -792,14 +809,7 @@ fn a_migration_applied_with_a_change_moves_the_add_ons_and_keeps_the_customers_d
     )
     .unwrap()
     .state;
-    let mut json: Value = serde_json::from_slice(
-        &std::fs::read(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/tests/data/reference-catalog.json"
-        ))
-        .unwrap(),
-    )
-    .unwrap();
+    let mut json = reference_json();
     let addons = json["addons"].as_array_mut().unwrap();
     let mut newer = addons
         .iter()
@@ -811,14 +821,7 @@ fn a_migration_applied_with_a_change_moves_the_add_ons_and_keeps_the_customers_d
         json!([{"billingPeriod": "MONTHLY", "model": "FLAT_FEE", "amount": 12, "currency": "USD"}]);
     addons.push(newer);
     let catalog = Catalog::from_json(&serde_json::to_vec(&json).unwrap()).unwrap();
-    migrate(
-        &catalog,
-        &state,
-        "2025-01-05T00:00:00Z",
-        json!({"subscriptionId": "s", "migrationTime": "END_OF_BILLING_PERIOD"}),
-    )
-    .unwrap()
-    .apply(&mut state, t("2025-01-05T00:00:00Z"));
+    schedule_migration(&catalog, &mut state);
     // Nine seats with a new period from now: fewer seats, a downgrade for the customer,
     // although version 2's dearer flat fee makes it dearer than the ten seats of version 1.
     let decision = updated(
@@ -848,14 +851,7 @@ fn a_migration_applied_with_a_change_moves_the_add_ons_and_keeps_the_customers_d
 #[test]
 fn a_migration_the_scheduled_change_cannot_follow_changes_nothing() {
     // Version 2 of pro drops its annual prices.
-    let mut json: Value = serde_json::from_slice(
-        &std::fs::read(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/tests/data/reference-catalog.json"
-        ))
-        .unwrap(),
-    )
-    .unwrap();
+    let mut json = reference_json();
     for plan in json["plans"].as_array_mut().unwrap() {
         if plan["id"] == "pro" && plan["version"] == 2 {
             plan["prices"]
