@@ -4,9 +4,7 @@
 //! the subscription exactly as it ends any other: `IMMEDIATE` ends it now, crediting the
 //! unused rest of what was charged (unless `prorate: false`) on a `CANCELLATION` invoice;
 //! `END_OF_BILLING_PERIOD` ends it at its period end (a trial at its trial end) without
-//! credit; its `prorate` counts only when a change scheduled before then starts another
-//! period series (a change asked later that starts a new period leaves unused time, and it
-//! is credited); `SPECIFIC_DATE` ends it at `endDate` (a future date, for a trial at most its
+//! credit; `SPECIFIC_DATE` ends it at `endDate` (a future date, for a trial at most its
 //! end), crediting the rest of the period containing that date unless `prorate: false`.
 //! With action `DEFAULT` the product's end setup then applies; `REVOKE_ENTITLEMENTS`
 //! skips it. Without `cancellationTime`, the product's default cancellation time decides.
@@ -17,6 +15,8 @@
 //! cancellation to the subscription that replaces this one, which then ends at the same
 //! instant, crediting what it was charged beyond it unless `prorate: false` (so a downgrade
 //! at the period end followed by a later cancellation bills the cheaper plan until the end).
+//! An update asked after the cancellation that starts a new period now leaves unused time
+//! the cancellation's `prorate: false` could not have meant to give up: it is credited.
 
 use crate::catalog::{CancellationTime, Catalog};
 use crate::customer::CustomerState;
@@ -122,17 +122,16 @@ pub fn cancel_subscription(
             CancelReason::Immediate,
             request.prorate.unwrap_or(true),
         ),
-        // At the period end nothing is left to credit, so `prorate` has nothing to say,
-        // unless a change scheduled before then starts another period series (the
-        // subscription that replaces this one may still have some unused time then, see
-        // below). A change asked later that starts a new period leaves unused time the
-        // customer could not have meant to give up: it is credited.
+        // At the period end nothing is left to credit; the subscription that replaces this
+        // one by a change scheduled before then may still have some (see below). A change
+        // asked later that starts a new period credits its rest whatever `prorate` said
+        // (`provision`'s change in place).
         CancellationTiming::EndOfBillingPeriod => match period_end {
-            Some(end) if end > now => {
-                let changed_first = sub.scheduled_updates.iter().any(|u| u.scheduled_at < end);
-                let credit = !changed_first || request.prorate.unwrap_or(true);
-                (end, CancelReason::ScheduledCancellation, credit)
-            }
+            Some(end) if end > now => (
+                end,
+                CancelReason::ScheduledCancellation,
+                request.prorate.unwrap_or(true),
+            ),
             _ => (now, CancelReason::Immediate, false),
         },
         CancellationTiming::SpecificDate => {

@@ -815,13 +815,14 @@ fn validate<'c>(
         }
         _ => {}
     }
-    let country_text = request
+    let requested_country = request
         .billing_country_code
         .as_deref()
-        .map(|c| (c, CountryCode::parse(c)));
+        .map(|c| crate::id::check_country(c, CountryCode::parse(c)))
+        .transpose()?;
     // A change in place keeps the subscription's country unless the request names one.
-    let country = match (country_text, current) {
-        (Some((_, parsed)), _) => parsed,
+    let country = match (requested_country, current) {
+        (Some(code), _) => Some(code),
         (None, Some((config, _))) => config.country,
         (None, None) => state.customer.country,
     };
@@ -924,9 +925,6 @@ fn validate<'c>(
         }
         (None, None) => None,
     };
-    if let Some((text, parsed)) = country_text {
-        crate::id::check_country(text, parsed)?;
-    }
     if let Some(pct) = request.tax_percentage {
         crate::invoice::check_tax_percentage(pct)?;
     }
@@ -2226,6 +2224,11 @@ impl<'a, 'c> Decider<'a, 'c> {
             // In place, a new billing period starts now; the start date stays.
             sub.billing_anchor = self.valid.config.billing_period.map(|_| now);
             sub.current_period = first_period(now, self.valid.config.billing_period)?;
+            // A pending cancellation kept through it now ends a period paid after it was
+            // asked: its `prorate: false` did not give that up, and the rest is credited.
+            if sub.cancellation_date.is_some() {
+                sub.credit_on_cancel = true;
+            }
         }
         if let Some(change) = self.in_place {
             self.carry_scheduled(d, change, &mut sub);

@@ -365,7 +365,7 @@ pub(crate) fn decide_update(
         names_configuration,
         decided: Some(decision.change_type),
     };
-    let mut folded = provision::decide(
+    let mut folded = match provision::decide(
         catalog,
         state,
         &latest,
@@ -373,7 +373,13 @@ pub(crate) fn decide_update(
         now,
         settings,
         mode(&migrated),
-    )?;
+    ) {
+        // Latest versions priced in another currency cannot take the credit for the old
+        // period: the migration waits for the new period's end, as it would for a change
+        // keeping the period.
+        Err(e) if e.code() == ErrorCode::CurrencyMismatch => return Ok(decision),
+        other => other?,
+    };
     let step = Step::MigrationAppliedWithChange {
         subscription: sub.id.clone(),
     };
