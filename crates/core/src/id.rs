@@ -170,14 +170,14 @@ impl CountryCode {
     }
 }
 
-/// `parsed`, the code `text` parses to, when it names a country; `InvalidArgumentError`
-/// otherwise: a request or a customer billed in `UK` would match no localized price set
-/// and silently pay the default prices.
+/// The code `text` when it names a country; `InvalidArgumentError` otherwise: a request or
+/// a customer billed in `UK` would match no localized price set and silently pay the
+/// default prices.
 ///
 /// # Errors
 /// `InvalidArgumentError` for text that is no code, or a code no country is assigned.
-pub(crate) fn check_country(text: &str, parsed: Option<CountryCode>) -> Result<CountryCode, Error> {
-    match parsed {
+pub(crate) fn check_country(text: &str) -> Result<CountryCode, Error> {
+    match CountryCode::parse(text) {
         Some(code) if code.is_assigned() => Ok(code),
         Some(_) => Err(Error::new(
             ErrorCode::InvalidArgumentError,

@@ -126,10 +126,7 @@ pub fn update_customer(customer: &Customer, fields: &CustomerFields) -> Result<C
         })?;
     }
     if let Some(country) = &fields.billing_country_code {
-        updated.country = Some(crate::id::check_country(
-            country,
-            CountryCode::parse(country),
-        )?);
+        updated.country = Some(crate::id::check_country(country)?);
     }
     if let Some(pct) = fields.tax_percentage {
         crate::invoice::check_tax_percentage(pct)?;

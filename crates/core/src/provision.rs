@@ -818,7 +818,7 @@ fn validate<'c>(
     let requested_country = request
         .billing_country_code
         .as_deref()
-        .map(|c| crate::id::check_country(c, CountryCode::parse(c)))
+        .map(crate::id::check_country)
         .transpose()?;
     // A change in place keeps the subscription's country unless the request names one.
     let country = match (requested_country, current) {
@@ -1387,26 +1387,23 @@ impl<'a, 'c> Decider<'a, 'c> {
                 plan: self.valid.plan.id.clone(),
             });
             self.replace_waiting(d, scope.waiting_paid);
-            self.start_now(d, start)?;
-            return self.carry_over_from_trial(d, live_trial, self.now);
+            return self.start_now(d, start, Some(live_trial));
         }
         self.replace_waiting(d, scope.waiting_paid);
-        self.start_now(d, start)
+        self.start_now(d, start, None)
     }
 
-    /// The subscription `d` creates in place of `trial` (its conversion asked for, or
-    /// another plan) keeps what the trial's request gave it and its own request leaves
-    /// out, as the trial's conversion by the clock would: the coupon (its duration counting
-    /// from its first redemption), the tax rate and the metadata.
+    /// `sub`, starting at `at` in place of `trial` (its conversion asked for, or another
+    /// plan), keeps what the trial's request gave it and its own request leaves out, as the
+    /// trial's conversion by the clock would: the coupon (its duration counting from its
+    /// first redemption), the tax rate and the metadata.
     fn carry_over_from_trial(
         &self,
-        d: &mut ProvisionDecision,
+        sub: &mut Subscription,
         trial: &Subscription,
         at: DateTime<Utc>,
     ) -> Result<(), Error> {
-        if let Some(sub) = d.effects.create.last_mut() {
-            self.carry_over_to_trial(sub, trial);
-        }
+        self.carry_over_to_trial(sub, trial);
         self.carried_coupon_fits(trial, at)
     }
 
@@ -1520,11 +1517,10 @@ impl<'a, 'c> Decider<'a, 'c> {
             }
             // A parallel trial, as one starting now.
             (true, Some(paid)) => self.carry_over_to_trial(&mut sub, paid),
+            // In place of a trial, as one starting now.
             (_, None) => {
-                // In place of a trial, as one starting now.
                 if let Some(trial) = trial_ended {
-                    self.carry_over_to_trial(&mut sub, trial);
-                    self.carried_coupon_fits(trial, start)?;
+                    self.carry_over_from_trial(&mut sub, trial, start)?;
                 }
             }
         }
@@ -1603,14 +1599,15 @@ impl<'a, 'c> Decider<'a, 'c> {
             TrialConversion::AtTrialEnd if trial_end > self.now => {
                 self.replace_waiting(d, scope.waiting_paid);
                 d.end(&trial.id, trial_end, CancelReason::TrialConverted);
-                let sub = self.new_subscription(self.new_id()?, trial_end, &d.trial, None)?;
+                let mut sub = self.new_subscription(self.new_id()?, trial_end, &d.trial, None)?;
+                self.carry_over_from_trial(&mut sub, trial, trial_end)?;
                 d.explanation.push(Step::ConvertsAtTrialEnd {
                     subscription: sub.id.clone(),
                     trial: trial.id.clone(),
                     at: trial_end,
                 });
                 d.create(sub);
-                self.carry_over_from_trial(d, trial, trial_end)
+                Ok(())
             }
             _ => {
                 d.end(&trial.id, self.now, CancelReason::TrialConverted);
@@ -1618,16 +1615,24 @@ impl<'a, 'c> Decider<'a, 'c> {
                     trial: trial.id.clone(),
                 });
                 self.replace_waiting(d, scope.waiting_paid);
-                self.start_now(d, self.now.max(start))?;
-                self.carry_over_from_trial(d, trial, self.now)
+                self.start_now(d, self.now.max(start), Some(trial))
             }
         }
     }
 
-    /// A non-trial subscription that starts now or started in the past. A backdated start
-    /// charges nothing now: its first charge is at the next period start.
-    fn start_now(&self, d: &mut ProvisionDecision, start: DateTime<Utc>) -> Result<(), Error> {
+    /// A non-trial subscription that starts now or started in the past, in place of
+    /// `replaced_trial` when it ends a live trial. A backdated start charges nothing now:
+    /// its first charge is at the next period start.
+    fn start_now(
+        &self,
+        d: &mut ProvisionDecision,
+        start: DateTime<Utc>,
+        replaced_trial: Option<&Subscription>,
+    ) -> Result<(), Error> {
         let mut sub = self.new_subscription(self.new_id()?, start, &d.trial, None)?;
+        if let Some(trial) = replaced_trial {
+            self.carry_over_from_trial(&mut sub, trial, self.now)?;
+        }
         if self.valid.plan.pricing_type == PricingType::Paid {
             d.effects.paid_product = Some(self.valid.plan.product.clone());
         }

@@ -281,22 +281,30 @@ pub(crate) fn decide_update(
     if let Some(addons) = &request.addons {
         provision_request.addons = addons.clone();
     }
+    provision_request.promotion_code = request.promotion_code.clone();
+    provision_request.schedule_strategy = request.schedule_strategy;
+    provision_request.billing_cycle_anchor = request.billing_cycle_anchor;
+    provision_request.proration_behavior = request.proration_behavior;
+    // The same change at the latest versions, for a scheduled migration that goes on with it.
+    let mut latest = provision_request.clone();
+    latest.plan_version = None;
+    latest.billable_features = units_at(None);
     // A migration scheduled for the subscription (or gone into the customer's scheduled
     // change) goes on with the change, to the requested configuration at the latest
-    // versions.
+    // versions (its promotion code is the change's, not the migration's).
     let carried = match sub
         .scheduled_updates
         .iter()
         .find(|u| u.kind == ScheduledUpdateType::Migration || carries_migration(sub, u))
     {
         Some(migration) => {
-            let mut latest = provision_request.clone();
-            latest.plan_version = None;
-            latest.billable_features = units_at(None);
             let target = provision::latest_configuration(
                 catalog,
                 state,
-                &latest,
+                &ProvisionRequest {
+                    promotion_code: None,
+                    ..latest.clone()
+                },
                 &sub.config,
                 now,
                 settings,
@@ -313,14 +321,6 @@ pub(crate) fn decide_update(
         }
         None => None,
     };
-    provision_request.promotion_code = request.promotion_code.clone();
-    provision_request.schedule_strategy = request.schedule_strategy;
-    provision_request.billing_cycle_anchor = request.billing_cycle_anchor;
-    provision_request.proration_behavior = request.proration_behavior;
-    let names_configuration = request.unit_quantity.is_some()
-        || request.billable_features.is_some()
-        || request.addons.is_some()
-        || request.billing_period.is_some();
     let change = InPlace {
         current: sub,
         kind: ScheduledUpdateType::Update,
@@ -328,7 +328,10 @@ pub(crate) fn decide_update(
         trial_end: request.trial_end_date,
         metadata: request.metadata.as_ref(),
         carried: carried.as_ref(),
-        names_configuration,
+        names_configuration: request.unit_quantity.is_some()
+            || request.billable_features.is_some()
+            || request.addons.is_some()
+            || request.billing_period.is_some(),
         decided: None,
     };
     let mode = |change| Mode {
@@ -352,18 +355,11 @@ pub(crate) fn decide_update(
     // and the new period is priced at the latest versions of the plan and its add-ons. The
     // change keeps its direction (so its timing and what it does to a pending
     // cancellation), whatever the latest prices make of it.
-    let mut latest = provision_request;
-    latest.plan_version = None;
-    latest.billable_features = units_at(None);
     let migrated = InPlace {
-        current: sub,
-        kind: ScheduledUpdateType::Update,
         timing: Some(ScheduleStrategy::Immediate),
-        trial_end: request.trial_end_date,
-        metadata: request.metadata.as_ref(),
         carried: None,
-        names_configuration,
         decided: Some(decision.change_type),
+        ..change
     };
     let mut folded = match provision::decide(
         catalog,

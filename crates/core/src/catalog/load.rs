@@ -17,7 +17,7 @@ use super::{
     PromotionCode, StartSetup, Tier, TrialPolicy, UnitScheme,
 };
 use crate::error::ErrorCode;
-use crate::id::{AddonId, CountryCode, CouponId, CustomerId, FeatureId, PlanId, ProductId};
+use crate::id::{AddonId, CouponId, CustomerId, FeatureId, PlanId, ProductId};
 use crate::money::{AmountParseError, Currency, parse_amount};
 use crate::period::{BillingPeriod, TrialDuration};
 use rust_decimal::Decimal;
@@ -697,20 +697,11 @@ impl<'r> Loader<'r> {
         for (country, prices) in &raw.localized_prices.0 {
             let country_at = localized_at.field(country);
             let set = self.price_set(prices, &country_at, Owner::Plan, label);
-            match CountryCode::parse(country) {
-                Some(code) if code.is_assigned() => {
+            match crate::id::check_country(country) {
+                Ok(code) => {
                     localized_prices.insert(code, set);
                 }
-                Some(_) => self.report(
-                    ErrorCode::BadUserInput,
-                    &country_at,
-                    format!("`{country}` is not an assigned ISO 3166-1 alpha-2 country code"),
-                ),
-                None => self.report(
-                    ErrorCode::BadUserInput,
-                    &country_at,
-                    format!("`{country}` is not an ISO 3166-1 alpha-2 country code"),
-                ),
+                Err(e) => self.report(ErrorCode::BadUserInput, &country_at, e.message()),
             }
         }
         let localized = raw.localized_prices.0.iter().any(|(_, p)| !p.is_empty());
