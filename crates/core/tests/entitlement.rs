@@ -10,7 +10,10 @@
     clippy::arithmetic_side_effects
 )]
 
+mod common;
+
 use chrono::{DateTime, Utc};
+use common::reference_json;
 use proptest::prelude::*;
 use rust_decimal::Decimal;
 use serde_json::{Value, json};
@@ -38,17 +41,6 @@ use tollgate_core::{Catalog, ErrorCode};
 
 fn t(text: &str) -> DateTime<Utc> {
     text.parse().unwrap()
-}
-
-fn reference_json() -> Value {
-    serde_json::from_slice(
-        &std::fs::read(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/tests/data/reference-catalog.json"
-        ))
-        .unwrap(),
-    )
-    .unwrap()
 }
 
 fn reference() -> Catalog {

@@ -8,7 +8,10 @@
     clippy::arithmetic_side_effects
 )]
 
+mod common;
+
 use chrono::{DateTime, Utc};
+use common::catalog_with;
 use serde_json::{Value, json};
 use tollgate_core::change::ChangeType;
 use tollgate_core::coupon::Redemptions;
@@ -24,24 +27,6 @@ use tollgate_core::{Catalog, ErrorCode};
 
 fn t(text: &str) -> DateTime<Utc> {
     text.parse().unwrap()
-}
-
-fn reference_json() -> Value {
-    serde_json::from_slice(
-        &std::fs::read(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/tests/data/reference-catalog.json"
-        ))
-        .unwrap(),
-    )
-    .unwrap()
-}
-
-/// The reference catalog with `edit` applied to its JSON.
-fn catalog_with(edit: impl FnOnce(&mut Value)) -> Catalog {
-    let mut value = reference_json();
-    edit(&mut value);
-    Catalog::from_json_value(&value).unwrap()
 }
 
 struct World {

@@ -12,7 +12,7 @@
 mod common;
 
 use chrono::{DateTime, Utc};
-use common::reference_catalog as catalog;
+use common::{catalog_with, reference_catalog as catalog};
 use proptest::prelude::*;
 use rust_decimal::Decimal;
 use serde_json::{Value, json};
@@ -714,18 +714,6 @@ fn a_migration_carries_the_customers_scheduled_change_to_the_latest_version() {
     }
 }
 
-/// The reference catalog's JSON, to derive catalogs from.
-fn reference_json() -> Value {
-    serde_json::from_slice(
-        &std::fs::read(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/tests/data/reference-catalog.json"
-        ))
-        .unwrap(),
-    )
-    .unwrap()
-}
-
 /// Schedules a migration of `s` for the end of its period, on 2025-01-05.
 fn schedule_migration(catalog: &Catalog, state: &mut CustomerState) {
     migrate(
@@ -809,18 +797,18 @@ fn a_migration_applied_with_a_change_moves_the_add_ons_and_keeps_the_customers_d
     )
     .unwrap()
     .state;
-    let mut json = reference_json();
-    let addons = json["addons"].as_array_mut().unwrap();
-    let mut newer = addons
-        .iter()
-        .find(|a| a["id"] == "extra-projects")
-        .unwrap()
-        .clone();
-    newer["version"] = json!(2);
-    newer["prices"] =
-        json!([{"billingPeriod": "MONTHLY", "model": "FLAT_FEE", "amount": 12, "currency": "USD"}]);
-    addons.push(newer);
-    let catalog = Catalog::from_json(&serde_json::to_vec(&json).unwrap()).unwrap();
+    let catalog = catalog_with(|json| {
+        let addons = json["addons"].as_array_mut().unwrap();
+        let mut newer = addons
+            .iter()
+            .find(|a| a["id"] == "extra-projects")
+            .unwrap()
+            .clone();
+        newer["version"] = json!(2);
+        newer["prices"] = json!([{"billingPeriod": "MONTHLY", "model": "FLAT_FEE", "amount": 12,
+                                  "currency": "USD"}]);
+        addons.push(newer);
+    });
     schedule_migration(&catalog, &mut state);
     // Nine seats with a new period from now: fewer seats, a downgrade for the customer,
     // although version 2's dearer flat fee makes it dearer than the ten seats of version 1.
@@ -851,16 +839,16 @@ fn a_migration_applied_with_a_change_moves_the_add_ons_and_keeps_the_customers_d
 #[test]
 fn a_migration_the_scheduled_change_cannot_follow_changes_nothing() {
     // Version 2 of pro drops its annual prices.
-    let mut json = reference_json();
-    for plan in json["plans"].as_array_mut().unwrap() {
-        if plan["id"] == "pro" && plan["version"] == 2 {
-            plan["prices"]
-                .as_array_mut()
-                .unwrap()
-                .retain(|p| p["billingPeriod"] == "MONTHLY");
+    let catalog = catalog_with(|json| {
+        for plan in json["plans"].as_array_mut().unwrap() {
+            if plan["id"] == "pro" && plan["version"] == 2 {
+                plan["prices"]
+                    .as_array_mut()
+                    .unwrap()
+                    .retain(|p| p["billingPeriod"] == "MONTHLY");
+            }
         }
-    }
-    let catalog = Catalog::from_json(&serde_json::to_vec(&json).unwrap()).unwrap();
+    });
     let mut customer = Customer::new(CustomerId::new("c1"));
     customer.has_payment_method = true;
     let mut state = CustomerState::new(customer);
