@@ -320,6 +320,41 @@ pub fn mul_div(
     Ok(currency.round(product, mode))
 }
 
+/// `amount × numerator / denominator` for whole-number factors, rounded once to
+/// `currency`'s minor unit with `mode`: [`mul_div`] without turning the factors into decimals
+/// first. An amount with more places than the currency, or a mantissa beyond 64 bits, takes
+/// [`mul_div`]; the result is the same either way.
+///
+/// # Errors
+/// As [`mul_div`].
+pub fn mul_ratio(
+    amount: Decimal,
+    numerator: i64,
+    denominator: i64,
+    currency: Currency,
+    mode: RoundingMode,
+) -> Result<Decimal, Error> {
+    let places = currency.minor_units();
+    // In 64 bits when the amount, scaled to the minor unit, times the numerator fits.
+    let fast = places
+        .checked_sub(amount.scale())
+        .and_then(|shift| 10i64.checked_pow(shift))
+        .zip(i64::try_from(amount.mantissa()).ok())
+        .and_then(|(shift, m)| m.checked_mul(shift)?.checked_mul(numerator))
+        .and_then(|top| divide_rounded_64(top, denominator, mode))
+        .and_then(|q| Decimal::try_new(q, places).ok());
+    match fast {
+        Some(rounded) => Ok(rounded),
+        None => mul_div(
+            amount,
+            Decimal::from(numerator),
+            Decimal::from(denominator),
+            currency,
+            mode,
+        ),
+    }
+}
+
 /// `a × b`, when it fits.
 fn product(a: i128, b: i128) -> Option<i128> {
     match (i64::try_from(a), i64::try_from(b)) {
@@ -378,6 +413,30 @@ pub(crate) fn divide_rounded(
     };
     let remainder = remainder.checked_abs()?;
     // Compared with half the denominator without doubling the remainder past it.
+    let rest = denominator.checked_sub(remainder)?;
+    let away = match remainder.cmp(&rest) {
+        std::cmp::Ordering::Greater => true,
+        std::cmp::Ordering::Less => false,
+        std::cmp::Ordering::Equal => match mode {
+            RoundingMode::HalfUp => true,
+            RoundingMode::HalfEven => quotient.checked_rem(2)? != 0,
+        },
+    };
+    if away {
+        quotient.checked_add(numerator.signum())
+    } else {
+        Some(quotient)
+    }
+}
+
+/// [`divide_rounded`] in 64 bits: `numerator / denominator` rounded to a whole number with
+/// `mode`; `None` for a denominator that is not positive or on overflow.
+fn divide_rounded_64(numerator: i64, denominator: i64, mode: RoundingMode) -> Option<i64> {
+    if denominator <= 0 {
+        return None;
+    }
+    let quotient = numerator.checked_div(denominator)?;
+    let remainder = numerator.checked_rem(denominator)?.checked_abs()?;
     let rest = denominator.checked_sub(remainder)?;
     let away = match remainder.cmp(&rest) {
         std::cmp::Ordering::Greater => true,

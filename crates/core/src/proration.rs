@@ -22,6 +22,7 @@ use chrono::{DateTime, Datelike, NaiveDate, NaiveTime, Offset, TimeDelta, TimeZo
 use chrono_tz::Tz;
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
+use std::cmp::Ordering;
 
 /// A billing provider's proration convention.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -216,18 +217,20 @@ impl Fraction {
         if self == Self::ONE {
             return Ok(currency.round(amount, mode));
         }
-        money::mul_div(
-            amount,
-            Decimal::from(self.numerator),
-            Decimal::from(self.denominator),
-            currency,
-            mode,
-        )
+        money::mul_ratio(amount, self.numerator, self.denominator, currency, mode)
     }
 }
 
+/// Whole seconds from `a` to `b`, cut toward zero as `TimeDelta::num_seconds` does; from the
+/// two timestamps, which is cheaper than building the duration.
 fn seconds(a: DateTime<Utc>, b: DateTime<Utc>) -> i64 {
-    b.signed_duration_since(a).num_seconds()
+    let whole = b.timestamp().saturating_sub(a.timestamp());
+    let nanos = b.timestamp_subsec_nanos().cmp(&a.timestamp_subsec_nanos());
+    match (whole.signum(), nanos) {
+        (1, Ordering::Less) => whole.saturating_sub(1),
+        (-1, Ordering::Greater) => whole.saturating_add(1),
+        _ => whole,
+    }
 }
 
 fn local(zone: Tz, t: DateTime<Utc>) -> NaiveDate {
@@ -295,6 +298,22 @@ mod tests {
 
     fn t(text: &str) -> DateTime<Utc> {
         text.parse().unwrap()
+    }
+
+    proptest::proptest! {
+        /// Seconds from the timestamps are the duration's whole seconds, cut toward zero,
+        /// for instants with fractions of a second in either order.
+        #[test]
+        fn seconds_are_the_durations_whole_seconds(
+            a in -62_000_000_000i64..250_000_000_000, a_nanos in 0u32..1_000_000_000,
+            b in -62_000_000_000i64..250_000_000_000, b_nanos in 0u32..1_000_000_000,
+            near in proptest::prelude::any::<bool>(),
+        ) {
+            let b = if near { a.saturating_add(b % 3) } else { b };
+            let a = DateTime::from_timestamp(a, a_nanos).unwrap();
+            let b = DateTime::from_timestamp(b, b_nanos).unwrap();
+            proptest::prop_assert_eq!(seconds(a, b), b.signed_duration_since(a).num_seconds());
+        }
     }
 
     fn f(policy: ProrationPolicy, from: &str, at: &str, end: &str) -> Decimal {

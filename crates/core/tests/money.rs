@@ -630,6 +630,43 @@ proptest! {
     }
 }
 
+proptest! {
+    /// `mul_ratio` (whole-number factors, in 64 bits where they fit) gives exactly what
+    /// `mul_div` gives, also for amounts finer than the currency and mantissas beyond 64 bits.
+    #[test]
+    fn a_ratio_of_whole_numbers_scales_as_a_ratio_of_decimals_does(
+        mantissa in prop_oneof![
+            3 => -100_000_000i128..100_000_000,
+            1 => -(1i128 << 95)..(1i128 << 95),
+            1 => prop::sample::select(vec![i128::from(i64::MAX), i128::from(i64::MIN), (1i128 << 70) + 1]),
+        ],
+        places in prop_oneof![3 => 0u32..3, 1 => 0u32..9],
+        numerator in prop_oneof![3 => 0i64..40_000_000, 1 => any::<i64>()],
+        // Small even denominators make ties, where the rounding modes differ.
+        denominator in prop_oneof![
+            2 => 1i64..40_000_000, 1 => any::<i64>(), 2 => prop::sample::select(vec![2i64, 4, 8, 20, 200]),
+        ],
+        half_even in any::<bool>(),
+        code in prop::sample::select(vec!["USD", "JPY", "KWD", "CLF"]),
+    ) {
+        let amount = Decimal::from_i128_with_scale(mantissa, places);
+        let currency = Currency::parse(code).unwrap();
+        let mode = if half_even { RoundingMode::HalfEven } else { RoundingMode::HalfUp };
+        let by_ratio = tollgate_core::money::mul_ratio(amount, numerator, denominator, currency, mode);
+        let by_decimals = tollgate_core::money::mul_div(
+            amount, Decimal::from(numerator), Decimal::from(denominator), currency, mode,
+        );
+        match (by_ratio, by_decimals) {
+            (Ok(a), Ok(b)) => {
+                prop_assert_eq!(a, b);
+                prop_assert_eq!(a.scale(), b.scale());
+            }
+            (Err(a), Err(b)) => prop_assert_eq!(a.code(), b.code()),
+            (a, b) => prop_assert!(false, "{amount} × {numerator}/{denominator}: {a:?} against {b:?}"),
+        }
+    }
+}
+
 #[test]
 fn a_lago_cancellation_at_the_period_start_counts_the_first_day_as_used() {
     // February 2025 touches 28 dates; cancelling at its first instant leaves 27 of them.
