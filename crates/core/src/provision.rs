@@ -689,7 +689,10 @@ pub(crate) fn decide(
         None => {
             let start = request.start_date.unwrap_or(now);
             let trial = match completing {
-                Some(checkout) => checkout.trial.moved_by(
+                Some(checkout) => checkout.trial.at_completion(
+                    state,
+                    &valid.plan.product,
+                    request.resource_id.as_ref(),
                     checkout
                         .start
                         .map_or(TimeDelta::zero(), |from| start.signed_duration_since(from)),
@@ -3104,7 +3107,9 @@ pub struct CheckoutCompletion {
     /// decision's effects.
     pub state: CustomerState,
     /// The provisioning of the pending subscription, decided at completion; its trial is the
-    /// one decided when the checkout was requested, moved to the completion.
+    /// one decided when the checkout was requested, moved to the completion, unless the
+    /// customer has had its one trial of the product since
+    /// ([`crate::trial::TrialOutcome::at_completion`]).
     pub decision: ProvisionDecision,
     /// What the clock did to reach the completion, and the `PAYMENT_PENDING` subscriptions
     /// the new payment method activated ([`crate::lifecycle::collect_pending_payments`]),
@@ -3128,7 +3133,8 @@ impl CheckoutCompletion {
 /// method activates the customer's other `PAYMENT_PENDING` subscriptions first, but not
 /// the one the checkout's subscription replaces: that one ends uncharged. One it keeps
 /// (a checkout for its own configuration, a trial beside it) is activated too. What was
-/// decided when the checkout was requested is carried: the trial decision, a trial
+/// decided when the checkout was requested is carried: the trial decision (but a trial
+/// the customer was eligible for, when it has had one of the product since), a trial
 /// keeping its length from the completion, and the promotion code's active window and
 /// first-purchase checks. The rest (what it replaces, its change type, its charge, the
 /// code's redemption limit) is decided at the completion, against the state then.
