@@ -20,7 +20,9 @@ use crate::error::{Error, ErrorCode};
 use crate::id::{CountryCode, CustomerId};
 use crate::lifecycle::collect_pending_payments;
 use crate::money;
-use crate::provision::{ProvisionDecision, ProvisionRequest, provision};
+use crate::provision::{
+    ProvisionDecision, ProvisionRequest, decide_collecting_payments, provision,
+};
 use crate::settings::Settings;
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
@@ -263,51 +265,16 @@ pub fn provision_customer(
             )
         }
     };
-    if !collects {
-        let decision = provision(catalog, &state, &request, redemptions, now, settings)?;
-        return Ok(CustomerDecision {
-            state,
-            strategy,
-            subscription: Some(decision),
-            collected: Vec::new(),
-        });
-    }
-    // A subscription of the request's scope waiting for payment that the request replaces
-    // has been charged nothing: it is left uncharged and replaced, as a completed checkout
-    // replaces it, rather than charged a period only to be credited or left to run out.
-    // Whether the request replaces it is the decision's to say: decided on the state with
-    // it left waiting, the decision must end it; otherwise (a trial beside it, its own
-    // configuration again) it is collected with the others.
-    let waiting_in_scope = state
-        .pending_payment_in(&product.id, request.resource_id.as_ref())
-        .map(|s| s.id.clone());
-    if let Some(replaced) = &waiting_in_scope {
-        let (paid, collected) = crate::lifecycle::collect_pending_payments_except(
-            catalog,
-            &state,
-            now,
-            settings,
-            Some(replaced),
-        )?;
-        let decision = provision(catalog, &paid, &request, redemptions, now, settings)?;
-        if decision
-            .effects
-            .end
-            .iter()
-            .any(|e| &e.subscription == replaced)
-        {
-            return Ok(CustomerDecision {
-                state: paid,
-                strategy,
-                subscription: Some(decision),
-                collected,
-            });
-        }
-    }
-    let (paid, collected) = collect_pending_payments(catalog, &state, now, settings)?;
-    let decision = provision(catalog, &paid, &request, redemptions, now, settings)?;
+    let (state, decision, collected) = decide_collecting_payments(
+        catalog,
+        &state,
+        Some((&product.id, request.resource_id.as_ref())),
+        now,
+        settings,
+        |paid| provision(catalog, paid, &request, redemptions, now, settings),
+    )?;
     Ok(CustomerDecision {
-        state: paid,
+        state,
         strategy,
         subscription: Some(decision),
         collected,

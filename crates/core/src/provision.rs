@@ -20,6 +20,7 @@ use crate::id::{
     AddonId, CountryCode, CouponId, FeatureId, PlanId, ProductId, ResourceId, SubscriptionId,
 };
 use crate::invoice::{self, Invoice, InvoiceLine, InvoiceReason, LineKind};
+use crate::lifecycle::Event;
 use crate::money::{self, Currency, RoundingMode};
 use crate::period::{BillingPeriod, Period, PeriodSeries, first_period};
 use crate::pricing::{AddonQuantity, Component, Configuration, RecurringAmount, plan_amount};
@@ -688,7 +689,10 @@ pub(crate) fn decide(
         None => {
             let start = request.start_date.unwrap_or(now);
             let trial = match completing {
-                Some(checkout) => checkout.trial.moved_by(
+                Some(checkout) => checkout.trial.at_completion(
+                    state,
+                    &valid.plan.product,
+                    request.resource_id.as_ref(),
                     checkout
                         .start
                         .map_or(TimeDelta::zero(), |from| start.signed_duration_since(from)),
@@ -3040,6 +3044,60 @@ pub(crate) fn record_discount(
     Ok(())
 }
 
+/// Decides a request on the state of a customer who has a payment method now
+/// (`provisionCustomer` giving one, a checkout's completion), once that method has paid for
+/// what waits for one (SPEC.md §5): every `PAYMENT_PENDING` subscription is activated at
+/// `now` first ([`crate::lifecycle::collect_pending_payments`]), so `decide` sees them
+/// paid for. The exception is the non-trial subscription waiting for payment in the
+/// request's `scope` when the request replaces it: it has been charged nothing, so it is
+/// left uncharged to end replaced, rather than charged a period only to be credited back.
+/// Whether the request replaces it is the decision's to say: decided with it left
+/// waiting, the decision must end it; when it does not (its own configuration again, a
+/// trial beside it), it is collected with the others and the request decided again.
+///
+/// Returns the state with the payments collected (before the decision's effects), the
+/// decision, and what collecting did.
+///
+/// # Errors
+/// Those of [`crate::lifecycle::collect_pending_payments`] and of `decide`.
+pub(crate) fn decide_collecting_payments(
+    catalog: &Catalog,
+    state: &CustomerState,
+    scope: Option<(&ProductId, Option<&ResourceId>)>,
+    now: DateTime<Utc>,
+    settings: &Settings,
+    decide: impl Fn(&CustomerState) -> Result<ProvisionDecision, Error>,
+) -> Result<(CustomerState, ProvisionDecision, Vec<Event>), Error> {
+    if !state.customer.has_payment_method || !state.has_pending_payments() {
+        return Ok((state.clone(), decide(state)?, Vec::new()));
+    }
+    let waiting_in_scope = scope
+        .and_then(|(product, resource)| state.pending_payment_in(product, resource))
+        .map(|s| s.id.clone());
+    if let Some(replaced) = &waiting_in_scope {
+        let (paid, collected) = crate::lifecycle::collect_pending_payments_except(
+            catalog,
+            state,
+            now,
+            settings,
+            Some(replaced),
+        )?;
+        let decision = decide(&paid)?;
+        if decision
+            .effects
+            .end
+            .iter()
+            .any(|e| &e.subscription == replaced)
+        {
+            return Ok((paid, decision, collected));
+        }
+    }
+    let (paid, collected) =
+        crate::lifecycle::collect_pending_payments(catalog, state, now, settings)?;
+    let decision = decide(&paid)?;
+    Ok((paid, decision, collected))
+}
+
 /// The completion of a checkout: the customer has a payment method now, and the pending
 /// subscription starts.
 #[derive(Debug, Clone, PartialEq)]
@@ -3049,12 +3107,14 @@ pub struct CheckoutCompletion {
     /// decision's effects.
     pub state: CustomerState,
     /// The provisioning of the pending subscription, decided at completion; its trial is the
-    /// one decided when the checkout was requested, moved to the completion.
+    /// one decided when the checkout was requested, moved to the completion, unless the
+    /// customer has had its one trial of the product since
+    /// ([`crate::trial::TrialOutcome::at_completion`]).
     pub decision: ProvisionDecision,
     /// What the clock did to reach the completion, and the `PAYMENT_PENDING` subscriptions
     /// the new payment method activated ([`crate::lifecycle::collect_pending_payments`]),
     /// with the invoices they issued; already in `state`.
-    pub collected: Vec<crate::lifecycle::Event>,
+    pub collected: Vec<Event>,
 }
 
 impl CheckoutCompletion {
@@ -3071,11 +3131,13 @@ impl CheckoutCompletion {
 /// method, and the request that needed it is decided again at `now`, so the subscription
 /// starts (and its billing is anchored) at the completion (FORMAT.md §6). The payment
 /// method activates the customer's other `PAYMENT_PENDING` subscriptions first, but not
-/// the one the checkout's subscription replaces: that one ends uncharged. What was decided
-/// when the checkout was requested is carried: the trial decision, a trial keeping its
-/// length from the completion, and the promotion code's active window and first-purchase
-/// checks. The rest (what it replaces, its change type, its charge, the code's redemption
-/// limit) is decided at the completion, against the state then.
+/// the one the checkout's subscription replaces: that one ends uncharged. One it keeps
+/// (a checkout for its own configuration, a trial beside it) is activated too. What was
+/// decided when the checkout was requested is carried: the trial decision (but a trial
+/// the customer was eligible for, when it has had one of the product since), a trial
+/// keeping its length from the completion, and the promotion code's active window and
+/// first-purchase checks. The rest (what it replaces, its change type, its charge, the
+/// code's redemption limit) is decided at the completion, against the state then.
 ///
 /// # Errors
 /// `SubscriptionNotFound` when no checkout is pending for the id; every error of
@@ -3104,48 +3166,28 @@ pub fn complete_checkout(
     after
         .pending_checkouts
         .retain(|p| p.subscription_id.as_str() != subscription_id);
-    // The payment method also pays for what waits for one (SPEC.md §5), except the
-    // subscription the checkout's own (non-trial) subscription replaces: it was charged
-    // nothing, and charging it only to credit it back at once would bill a plan the
-    // customer has left.
-    let replaced = catalog
-        .plan_or_latest(
-            pending.request.plan_id.as_str(),
-            pending.request.plan_version,
-        )
-        .filter(|_| pending.trial.terms.is_none())
-        .and_then(|plan| {
-            after.pending_payment_in(&plan.product, pending.request.resource_id.as_ref())
-        })
-        .map(|s| s.id.clone());
-    let mut collected = Vec::new();
-    if after.has_pending_payments() {
-        let (state, events) = crate::lifecycle::collect_pending_payments_except(
-            catalog,
-            &after,
-            now,
-            settings,
-            replaced.as_ref(),
-        )?;
-        after = state;
-        collected = events;
-    }
     let mut request = pending.request.clone();
     request.start_date = None;
     request.subscription_id = Some(pending.subscription_id.clone());
-    let mut decision = decide(
-        catalog,
-        &after,
-        &request,
-        redemptions,
-        now,
-        settings,
-        Mode {
-            stages: Stages::WithPayment,
-            in_place: None,
-            completing: Some(pending),
-        },
-    )?;
+    let scope = catalog
+        .plan_or_latest(request.plan_id.as_str(), request.plan_version)
+        .map(|plan| (&plan.product, request.resource_id.as_ref()));
+    let (after, mut decision, collected) =
+        decide_collecting_payments(catalog, &after, scope, now, settings, |paid| {
+            decide(
+                catalog,
+                paid,
+                &request,
+                redemptions,
+                now,
+                settings,
+                Mode {
+                    stages: Stages::WithPayment,
+                    in_place: None,
+                    completing: Some(pending),
+                },
+            )
+        })?;
     decision.explanation.push(Step::CheckoutCompleted {
         subscription: pending.subscription_id.clone(),
     });

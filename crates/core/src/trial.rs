@@ -98,6 +98,33 @@ impl TrialOutcome {
             ..self.clone()
         })
     }
+
+    /// The decision a checkout requested with this one carries at its completion, for a
+    /// subscription to `product` for `resource` that starts `waited` later
+    /// ([`Self::moved_by`]). A trial the customer was eligible for (`STARTED`) is its one
+    /// trial of the product, ever (SPEC.md §3.T): when it has had one since the request
+    /// (another checkout completed first), the checkout gives none and is decided as the
+    /// paid flow, `NOT_ELIGIBLE`. Everything else is carried as decided: an override
+    /// bypasses eligibility, and paying for the product since does not take the trial
+    /// away.
+    ///
+    /// # Errors
+    /// `InvalidArgumentError` when the moved end is out of range.
+    pub fn at_completion(
+        &self,
+        state: &CustomerState,
+        product: &ProductId,
+        resource: Option<&ResourceId>,
+        waited: TimeDelta,
+    ) -> Result<Self, Error> {
+        if self.decision == TrialDecision::Started && had_trial(state, product, resource) {
+            return Ok(outcome(
+                TrialDecision::NotEligible,
+                TrialReason::HadTrial(product.clone()),
+            ));
+        }
+        self.moved_by(waited)
+    }
 }
 
 /// Why a trial was or was not decided; displays as the words a person reads.
@@ -272,24 +299,7 @@ fn ineligibility(
     resource: Option<&ResourceId>,
 ) -> Option<TrialReason> {
     let product = &plan.product;
-    // "Had" means it ran: the history records each trial when it starts running, and a
-    // running one counts even in a state whose history was not kept. One still to start
-    // counts too, the one trial it would be, except one waiting for its start in the
-    // request's own scope, which a new trial there replaces. One that ended before it ran
-    // (canceled or replaced while it waited, its payment never given) was never had.
-    let had_trial = state.trial_history.contains(product)
-        || state.subscriptions.iter().any(|s| {
-            &s.product == product
-                && s.is_trial
-                && match s.status {
-                    SubscriptionStatus::InTrial
-                    | SubscriptionStatus::Active
-                    | SubscriptionStatus::PaymentPending => true,
-                    SubscriptionStatus::NotStarted => !s.in_scope(product, resource),
-                    SubscriptionStatus::Canceled | SubscriptionStatus::Expired => false,
-                }
-        });
-    if had_trial {
+    if had_trial(state, product, resource) {
         return Some(TrialReason::HadTrial(product.clone()));
     }
     // "Had" means it ran: the history records each paid subscription when it starts, and a
@@ -304,4 +314,26 @@ fn ineligibility(
                     .is_ok_and(|p| p.pricing_type == PricingType::Paid)
         });
     paid.then(|| TrialReason::Paid(product.clone()))
+}
+
+/// Whether the customer has had its one trial of `product` (SPEC.md §3.T), as a trial for
+/// `resource` would see it. "Had" means it ran: the history records each trial when it
+/// starts running, and a running one counts even in a state whose history was not kept.
+/// One still to start counts too, the one trial it would be, except one waiting for its
+/// start in the request's own scope, which a new trial there replaces. One that ended
+/// before it ran (canceled or replaced while it waited, its payment never given) was never
+/// had.
+fn had_trial(state: &CustomerState, product: &ProductId, resource: Option<&ResourceId>) -> bool {
+    state.trial_history.contains(product)
+        || state.subscriptions.iter().any(|s| {
+            &s.product == product
+                && s.is_trial
+                && match s.status {
+                    SubscriptionStatus::InTrial
+                    | SubscriptionStatus::Active
+                    | SubscriptionStatus::PaymentPending => true,
+                    SubscriptionStatus::NotStarted => !s.in_scope(product, resource),
+                    SubscriptionStatus::Canceled | SubscriptionStatus::Expired => false,
+                }
+        })
 }
