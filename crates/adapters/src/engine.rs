@@ -507,7 +507,8 @@ impl<S: Storage, B: Billing> Engine<S, B> {
     }
 
     /// `provisionCustomer`: creates (or updates) the customer and provisions its first
-    /// subscription as the product's journey says. An existing customer with a payment
+    /// subscription as the product's journey says, or the one asked for when the customer
+    /// already holds a subscription of the request's scope. An existing customer with a payment
     /// method has its `PAYMENT_PENDING` subscriptions collected first, and their invoices
     /// billed, as [`Engine::update_customer`] collects them.
     ///

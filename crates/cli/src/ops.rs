@@ -147,15 +147,19 @@ fn provision_customer(context: &Context<'_>, input: Option<&Value>) -> Result<Va
             .engine
             .provision_customer(&request, context.now, None),
     )?;
-    let mut result = Map::new();
+    // The subscription's decision is answered as `provisionSubscription` answers it (its
+    // `status`, `checkout` while payment is required, `trial`, `invoice`, ...), so a host
+    // reads a checkout to send the customer to the same way; `subscription` stays the
+    // subscription as saved, absent while payment is required.
+    let mut result = match answer.subscription.as_ref().map(provisioned) {
+        Some(Value::Object(map)) => map,
+        _ => Map::new(),
+    };
     result.insert("customer".to_owned(), view::customer(&answer.customer));
     result.insert(
         "subscriptionDecisionStrategy".to_owned(),
         view::name(&answer.strategy),
     );
-    if let Some(subscription) = answer.subscription.and_then(|p| p.subscription) {
-        result.insert("subscription".to_owned(), view::subscription(&subscription));
-    }
     Ok(Value::Object(result))
 }
 

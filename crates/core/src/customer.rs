@@ -308,6 +308,16 @@ impl CustomerState {
             .any(|s| s.status == SubscriptionStatus::PaymentPending)
     }
 
+    /// Whether the customer holds a subscription of the scope `(product, resource)` that has
+    /// not ended: active or in its trial (a pending cancellation included), or waiting for its
+    /// start date or for a payment method. A customer holding none starts the product anew.
+    #[must_use]
+    pub fn holds_scope(&self, product: &ProductId, resource: Option<&ResourceId>) -> bool {
+        self.subscriptions
+            .iter()
+            .any(|s| !s.status.is_ended() && s.in_scope(product, resource))
+    }
+
     /// The non-trial subscription of the scope `(product, resource)` waiting for a payment
     /// method, if any: the one a request of that scope replaces.
     #[must_use]

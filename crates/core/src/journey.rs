@@ -5,6 +5,13 @@
 //! - `TRIAL_PERIOD`: a trial of the start plan (`PREDEFINED_TRIAL_PLAN`);
 //! - no `subscriptionParams`: no subscription (`SKIPPED_SUBSCRIPTION_CREATION`).
 //!
+//! The start setup is for a customer starting the product: one who already holds a
+//! subscription of the request's scope (the product, and the `resourceId` of a product with
+//! multiple subscriptions) that has not ended (active or in its trial, a pending cancellation
+//! included, or waiting for its start date or a payment method) gets the request decided as
+//! asked (`REQUESTED_PLAN`), as `provisionSubscription` decides it. A pending checkout is no
+//! subscription yet: a customer with one only still starts the product.
+//!
 //! The request's `subscriptionId`, `resourceId`, `startDate`, `metadata` and collection
 //! method carry over to a predefined plan; its plan choices (version, quantities, add-ons,
 //! trial settings, codes) do not. A trial of the start plan keeps the requested billing
@@ -141,7 +148,8 @@ pub fn update_customer(customer: &Customer, fields: &CustomerFields) -> Result<C
 }
 
 /// Decides a `provisionCustomer` request: creates the customer (or updates an existing one)
-/// and provisions its first subscription per the journey start setup. An existing customer
+/// and provisions its first subscription per the journey start setup, or the requested one
+/// for a customer already holding a subscription of the request's scope (module docs). An existing customer
 /// who has a payment method then has its `PAYMENT_PENDING` subscriptions collected at `now`
 /// first, as `updateCustomer` giving the payment method collects them
 /// ([`crate::lifecycle::collect_pending_payments`]), so the subscription is decided on the
@@ -238,7 +246,13 @@ pub fn provision_customer(
             format!("product `{}` does not exist", plan.product),
         )
     })?;
+    // The journey's start setup is how a customer starts the product (SPEC.md §2): one who
+    // already holds a subscription of the request's scope, live or waiting, gets what it
+    // asks for, as `provisionSubscription` would decide it, never the start plan in place
+    // of what it has.
+    let starting = !state.holds_scope(&product.id, requested.resource_id.as_ref());
     let (strategy, request) = match &product.journey.start {
+        _ if !starting => (SubscriptionDecisionStrategy::RequestedPlan, requested),
         StartSetup::PlanSelection => (SubscriptionDecisionStrategy::RequestedPlan, requested),
         StartSetup::FreePlan(start) => (
             SubscriptionDecisionStrategy::PredefinedFreePlan,

@@ -195,7 +195,8 @@ pub fn trial(outcome: &TrialOutcome) -> Value {
 
 /// The provision result of `decision`, once applied: `subscription` is the subscription the
 /// decision is about as it stands afterwards; `checkout_id` is what the billing provider
-/// named the checkout, if one was opened.
+/// named the checkout, if one was opened. A checkout also names the pending subscription it
+/// is for, the id `completeCheckout` takes (generated when the request named none).
 #[must_use]
 pub fn provision_result(
     decision: &ProvisionDecision,
@@ -218,7 +219,7 @@ pub fn provision_result(
         &mut map,
         "checkout",
         decision.checkout.as_ref().map(|c: &CheckoutRequest| {
-            json!({"checkoutId": checkout_id.unwrap_or_default(), "successUrl": c.success_url, "cancelUrl": c.cancel_url})
+            json!({"checkoutId": checkout_id.unwrap_or_default(), "subscriptionId": c.subscription_id, "successUrl": c.success_url, "cancelUrl": c.cancel_url})
         }),
     );
     insert_some(

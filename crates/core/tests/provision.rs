@@ -868,9 +868,13 @@ fn provision_customer_follows_the_journey_start_setup() {
     assert!(state.subscriptions.is_empty());
     assert_eq!(state.customer.timezone.name(), "Europe/Berlin");
 
+    // A trial that runs out ends the product for the customer (no downgrade plan to hold).
     let trial_catalog = catalog_with(|c| {
-        c["products"][0]["journey"]["startSetup"] = json!("TRIAL_PERIOD");
-        c["products"][0]["journey"]["startPlanId"] = json!("starter");
+        let journey = &mut c["products"][0]["journey"];
+        journey["startSetup"] = json!("TRIAL_PERIOD");
+        journey["startPlanId"] = json!("starter");
+        journey["endSetup"] = json!("CANCEL_SUBSCRIPTION");
+        journey.as_object_mut().unwrap().remove("downgradePlanId");
     });
     let trial = provision_customer_with(&trial_catalog, json!({"customerId": "c8", "subscriptionParams": {"planId": "pro", "billingPeriod": "MONTHLY"}})).unwrap();
     assert_eq!(trial.strategy, S::PredefinedTrialPlan);
@@ -880,8 +884,38 @@ fn provision_customer_follows_the_journey_start_setup() {
         (sub.plan_id().as_str(), sub.status),
         ("starter", SubscriptionStatus::InTrial)
     );
+    // A customer in the trial already holds the product: its request is decided as asked,
+    // never given the start plan in place of what it asked for.
+    let in_trial: tollgate_core::journey::ProvisionCustomerRequest = serde_json::from_value(
+        json!({"customerId": "c8", "hasPaymentMethod": true, "subscriptionParams": {"planId": "pro", "billingPeriod": "MONTHLY", "subscriptionId": "asked"}}),
+    )
+    .unwrap();
+    let asked = tollgate_core::journey::provision_customer(
+        &trial_catalog,
+        Some(&state),
+        &in_trial,
+        &Redemptions::new(),
+        t("2025-01-03T00:00:00Z"),
+        &Settings::default(),
+    )
+    .unwrap();
+    assert_eq!(asked.strategy, S::RequestedPlan);
+    let asked = asked.into_state(t("2025-01-03T00:00:00Z"));
+    assert_eq!(
+        asked.subscription("asked").unwrap().plan_id().as_str(),
+        "pro"
+    );
+
     // The journey's trial is the start plan's own, under the usual eligibility: a customer
-    // who had one gets the paid flow.
+    // starting the product again after its trial ran out gets the paid flow.
+    let (state, _) = advance(
+        &trial_catalog,
+        &state,
+        t("2025-01-20T00:00:00Z"),
+        &Settings::default(),
+    )
+    .unwrap();
+    assert!(state.subscriptions.iter().all(|s| s.status.is_ended()));
     let again: tollgate_core::journey::ProvisionCustomerRequest = serde_json::from_value(
         json!({"customerId": "c8", "hasPaymentMethod": true, "subscriptionParams": {"planId": "pro", "billingPeriod": "MONTHLY", "subscriptionId": "second"}}),
     )
@@ -891,23 +925,18 @@ fn provision_customer_follows_the_journey_start_setup() {
         Some(&state),
         &again,
         &Redemptions::new(),
-        t("2025-01-03T00:00:00Z"),
+        t("2025-01-20T00:00:00Z"),
         &Settings::default(),
     )
     .unwrap();
     assert_eq!(again.strategy, S::PredefinedTrialPlan);
     let decision = again.subscription.as_ref().unwrap();
     assert_eq!(decision.trial.decision, TrialDecision::NotEligible);
-    let state = again.into_state(t("2025-01-03T00:00:00Z"));
-    // A paid subscription of the trial's plan: it converts the running trial at its end.
+    let state = again.into_state(t("2025-01-20T00:00:00Z"));
     let second = state.subscription("second").unwrap();
     assert_eq!(
-        (second.is_trial, second.status, second.start_date),
-        (
-            false,
-            SubscriptionStatus::NotStarted,
-            t("2025-01-15T00:00:00Z")
-        )
+        (second.plan_id().as_str(), second.is_trial, second.status),
+        ("starter", false, SubscriptionStatus::Active)
     );
 
     let bad_zone = provision_customer_with(
