@@ -8,9 +8,10 @@
 //! 3. a change of quantities alone (same plan version, billing period, country and add-ons):
 //!    more of everything that changes → `UPGRADE`, fewer → `DOWNGRADE` (SPEC.md §5);
 //! 4. otherwise the recurring amounts normalized per month (plan, units and add-ons at their
-//!    quantities, priced in the current configuration's country) decide: higher →
-//!    `UPGRADE`, lower → `DOWNGRADE`; equal → the longer billing period is the `UPGRADE`;
-//!    still equal → `NONE`.
+//!    quantities, in the current configuration's currency) decide: higher → `UPGRADE`,
+//!    lower → `DOWNGRADE`; equal → the longer billing period is the `UPGRADE`; still equal
+//!    → `NONE`. The target is priced as it will be billed (its own country's price set)
+//!    when that is in the current currency, else re-priced in the current country.
 
 use crate::catalog::{Catalog, PricingType};
 use crate::error::{Error, ErrorCode};
@@ -45,8 +46,8 @@ pub fn classify(
     classify_priced(catalog, current, target, None)
 }
 
-/// [`classify`], reusing `target_quote` (the target's recurring amount, already computed by
-/// the caller) when it is priced in the current configuration's country.
+/// [`classify`], reusing `target_quote` (the target's recurring amount in its own country,
+/// already computed by the caller).
 pub(crate) fn classify_priced(
     catalog: &Catalog,
     current: &Configuration,
@@ -89,24 +90,33 @@ pub(crate) fn classify_priced(
         return Ok(direction);
     }
     let before = recurring_amount(catalog, current)?;
-    let priced;
-    let after = match target_quote {
-        Some(quote) if target.country == current.country => quote,
-        _ => {
-            let mut priced_target = target.clone();
-            priced_target.country = current.country;
-            priced = recurring_amount(catalog, &priced_target)?;
-            &priced
+    let billed;
+    let as_billed = match target_quote {
+        Some(quote) => quote,
+        None => {
+            billed = recurring_amount(catalog, target)?;
+            &billed
         }
     };
-    if let (Some(a), Some(b)) = (before.currency, after.currency) {
-        if a != b {
-            return Err(Error::new(
-                ErrorCode::CurrencyMismatch,
-                format!("cannot compare an amount in `{a}` with one in `{b}`"),
-            ));
+    let repriced;
+    let after = if comparable(&before, as_billed) {
+        as_billed
+    } else {
+        // Priced in another currency (another country's set): the same target in the
+        // current country comes in the current currency.
+        let mut in_current_country = target.clone();
+        in_current_country.country = current.country;
+        repriced = recurring_amount(catalog, &in_current_country)?;
+        if let (Some(a), Some(b)) = (before.currency, repriced.currency) {
+            if a != b {
+                return Err(Error::new(
+                    ErrorCode::CurrencyMismatch,
+                    format!("cannot compare an amount in `{a}` with one in `{b}`"),
+                ));
+            }
         }
-    }
+        &repriced
+    };
     let by_amount = after.monthly()?.cmp(&before.monthly()?);
     let by_period = target
         .billing_period
@@ -117,6 +127,14 @@ pub(crate) fn classify_priced(
         Ordering::Less => ChangeType::Downgrade,
         Ordering::Equal => ChangeType::None,
     })
+}
+
+/// Whether two amounts can be compared: in one currency, or one of them priced at nothing.
+fn comparable(a: &RecurringAmount, b: &RecurringAmount) -> bool {
+    match (a.currency, b.currency) {
+        (Some(a), Some(b)) => a == b,
+        _ => true,
+    }
 }
 
 /// The direction of a change of quantities alone (same plan version, billing period,
