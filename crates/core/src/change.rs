@@ -11,7 +11,9 @@
 //!    quantities, in the current configuration's currency) decide: higher → `UPGRADE`,
 //!    lower → `DOWNGRADE`; equal → the longer billing period is the `UPGRADE`; still equal
 //!    → `NONE`. The target is priced as it will be billed (its own country's price set)
-//!    when that is in the current currency, else re-priced in the current country.
+//!    when that is in the current currency, else re-priced in the current country; when
+//!    even that is in another currency the amounts cannot be compared, and the change is
+//!    `NONE` (README, "A plan change into another currency").
 
 use crate::catalog::{Catalog, PricingType};
 use crate::error::{Error, ErrorCode};
@@ -37,7 +39,7 @@ pub enum ChangeType {
 ///
 /// # Errors
 /// The pricing errors of either configuration (`PlanNotFound`, `BillingPeriodMissingError`,
-/// …), and `CurrencyMismatch` when their amounts are in different currencies.
+/// …). Amounts in different currencies are no error: they decide nothing.
 pub fn classify(
     catalog: &Catalog,
     current: &Configuration,
@@ -102,20 +104,17 @@ pub(crate) fn classify_priced(
     let after = if comparable(&before, as_billed) {
         as_billed
     } else {
-        // Priced in another currency (another country's set): the same target in the
-        // current country comes in the current currency.
+        // Priced in another currency (another country's set, or the default set a country
+        // falls back to): the same target in the current country may come in the current
+        // currency. The re-pricing is only a yardstick: a failure of it (a quantity outside
+        // the current country's bounds, say) leaves the amounts incomparable.
         let mut in_current_country = target.clone();
         in_current_country.country = current.country;
-        repriced = recurring_amount(catalog, &in_current_country)?;
-        if let (Some(a), Some(b)) = (before.currency, repriced.currency) {
-            if a != b {
-                return Err(Error::new(
-                    ErrorCode::CurrencyMismatch,
-                    format!("cannot compare an amount in `{a}` with one in `{b}`"),
-                ));
-            }
+        repriced = recurring_amount(catalog, &in_current_country).ok();
+        match repriced.as_ref().filter(|q| comparable(&before, q)) {
+            Some(quote) => quote,
+            None => return Ok(ChangeType::None),
         }
-        &repriced
     };
     let by_amount = after.monthly()?.cmp(&before.monthly()?);
     let by_period = target

@@ -200,8 +200,8 @@ fn a_change_of_quantities_alone_is_classified_by_the_quantities() {
     assert_eq!(classify(&pro(2, 3), &pro(3, 1)), ChangeType::None);
 }
 
-/// The reference catalog with `starter` priced in Canada (in USD, below the default set)
-/// and in France (in EUR, above Germany).
+/// The reference catalog with `starter` priced in Canada (in USD, below the default set),
+/// in France (in EUR, above Germany) and, monthly only, in Switzerland (in CHF).
 fn catalog_with_more_countries() -> Catalog {
     common::catalog_with(|catalog| {
         let starter = catalog["plans"]
@@ -213,6 +213,7 @@ fn catalog_with_more_countries() -> Catalog {
         let set = |amount: u32, currency: &str| serde_json::json!([{"billingPeriod": "MONTHLY", "model": "FLAT_FEE", "amount": amount, "currency": currency}]);
         starter["localizedPrices"]["CA"] = set(19, "USD");
         starter["localizedPrices"]["FR"] = set(30, "EUR");
+        starter["localizedPrices"]["CH"] = set(28, "CHF");
     })
 }
 
@@ -240,6 +241,39 @@ fn a_change_is_classified_at_the_prices_it_will_be_billed() {
     assert_eq!(classify("DE", "FR"), ChangeType::Upgrade);
     // Into another currency, the target is re-priced in the current country: 29 USD both.
     assert_eq!(classify("US", "DE"), ChangeType::None);
+}
+
+#[test]
+fn amounts_in_two_currencies_decide_no_direction() {
+    let catalog = catalog_with_more_countries();
+    let swiss = |period| in_country(config("starter", 1, Some(period)), "CH");
+    let (monthly, annually) = (
+        swiss(BillingPeriod::Monthly),
+        swiss(BillingPeriod::Annually),
+    );
+    // Switzerland has no annual price: the default set's, in USD, wherever it is priced.
+    assert_eq!(
+        recurring_amount(&catalog, &annually)
+            .unwrap()
+            .currency
+            .unwrap()
+            .code(),
+        "USD"
+    );
+    assert_eq!(
+        classify(&catalog, &monthly, &annually).unwrap(),
+        ChangeType::None
+    );
+    assert_eq!(
+        classify(&catalog, &annually, &monthly).unwrap(),
+        ChangeType::None
+    );
+    // The steps before the amounts still decide: `free` → `starter` is an upgrade.
+    let free = in_country(config("free", 1, None), "CH");
+    assert_eq!(
+        classify(&catalog, &free, &annually).unwrap(),
+        ChangeType::Upgrade
+    );
 }
 
 #[test]
