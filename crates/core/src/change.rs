@@ -8,9 +8,12 @@
 //! 3. a change of quantities alone (same plan version, billing period, country and add-ons):
 //!    more of everything that changes → `UPGRADE`, fewer → `DOWNGRADE` (SPEC.md §5);
 //! 4. otherwise the recurring amounts normalized per month (plan, units and add-ons at their
-//!    quantities, priced in the current configuration's country) decide: higher →
-//!    `UPGRADE`, lower → `DOWNGRADE`; equal → the longer billing period is the `UPGRADE`;
-//!    still equal → `NONE`.
+//!    quantities, in the current configuration's currency) decide: higher → `UPGRADE`,
+//!    lower → `DOWNGRADE`; equal → the longer billing period is the `UPGRADE`; still equal
+//!    → `NONE`. The target is priced as it will be billed (its own country's price set)
+//!    when that is in the current currency, else re-priced in the current country; when
+//!    even that is in another currency the amounts cannot be compared, and the change is
+//!    `NONE` (README, "A plan change into another currency").
 
 use crate::catalog::{Catalog, PricingType};
 use crate::error::{Error, ErrorCode};
@@ -36,7 +39,7 @@ pub enum ChangeType {
 ///
 /// # Errors
 /// The pricing errors of either configuration (`PlanNotFound`, `BillingPeriodMissingError`,
-/// …), and `CurrencyMismatch` when their amounts are in different currencies.
+/// …). Amounts in different currencies are no error: they decide nothing.
 pub fn classify(
     catalog: &Catalog,
     current: &Configuration,
@@ -45,8 +48,8 @@ pub fn classify(
     classify_priced(catalog, current, target, None)
 }
 
-/// [`classify`], reusing `target_quote` (the target's recurring amount, already computed by
-/// the caller) when it is priced in the current configuration's country.
+/// [`classify`], reusing `target_quote` (the target's recurring amount in its own country,
+/// already computed by the caller).
 pub(crate) fn classify_priced(
     catalog: &Catalog,
     current: &Configuration,
@@ -89,24 +92,30 @@ pub(crate) fn classify_priced(
         return Ok(direction);
     }
     let before = recurring_amount(catalog, current)?;
-    let priced;
-    let after = match target_quote {
-        Some(quote) if target.country == current.country => quote,
-        _ => {
-            let mut priced_target = target.clone();
-            priced_target.country = current.country;
-            priced = recurring_amount(catalog, &priced_target)?;
-            &priced
+    let billed;
+    let as_billed = match target_quote {
+        Some(quote) => quote,
+        None => {
+            billed = recurring_amount(catalog, target)?;
+            &billed
         }
     };
-    if let (Some(a), Some(b)) = (before.currency, after.currency) {
-        if a != b {
-            return Err(Error::new(
-                ErrorCode::CurrencyMismatch,
-                format!("cannot compare an amount in `{a}` with one in `{b}`"),
-            ));
+    let repriced;
+    let after = if comparable(&before, as_billed) {
+        as_billed
+    } else {
+        // Priced in another currency (another country's set, or the default set a country
+        // falls back to): the same target in the current country may come in the current
+        // currency. The re-pricing is only a yardstick: a failure of it (a quantity outside
+        // the current country's bounds, say) leaves the amounts incomparable.
+        let mut in_current_country = target.clone();
+        in_current_country.country = current.country;
+        repriced = recurring_amount(catalog, &in_current_country).ok();
+        match repriced.as_ref().filter(|q| comparable(&before, q)) {
+            Some(quote) => quote,
+            None => return Ok(ChangeType::None),
         }
-    }
+    };
     let by_amount = after.monthly()?.cmp(&before.monthly()?);
     let by_period = target
         .billing_period
@@ -117,6 +126,14 @@ pub(crate) fn classify_priced(
         Ordering::Less => ChangeType::Downgrade,
         Ordering::Equal => ChangeType::None,
     })
+}
+
+/// Whether two amounts can be compared: in one currency, or one of them priced at nothing.
+fn comparable(a: &RecurringAmount, b: &RecurringAmount) -> bool {
+    match (a.currency, b.currency) {
+        (Some(a), Some(b)) => a == b,
+        _ => true,
+    }
 }
 
 /// The direction of a change of quantities alone (same plan version, billing period,

@@ -1696,7 +1696,7 @@ impl<'a, 'c> Decider<'a, 'c> {
             });
             ScheduleStrategy::Immediate
         } else {
-            self.strategy(direction, None)
+            self.strategy(current, direction, None)?
         };
         if let Some(at) = self.scheduled_at(strategy, current)? {
             self.scheduled_in_one_currency(current, at)?;
@@ -1796,21 +1796,35 @@ impl<'a, 'c> Decider<'a, 'c> {
         }
     }
 
-    /// How a change in `direction` is timed: `forced`, else a downgrade follows the request's
-    /// or the product's strategy and everything else applies now.
+    /// How a change of `current` in `direction` is timed: `forced`, else a downgrade follows
+    /// the request's or the product's strategy, a change into another currency the request's
+    /// (README, "A plan change into another currency"), and everything else applies now.
     fn strategy(
         &self,
+        current: &Subscription,
         direction: ChangeType,
         forced: Option<ScheduleStrategy>,
-    ) -> ScheduleStrategy {
-        match (forced, direction) {
-            (Some(timing), _) => timing,
-            (None, ChangeType::Downgrade) => self
-                .request
-                .schedule_strategy
-                .unwrap_or(self.valid.product.journey.downgrade_strategy),
-            (None, _) => ScheduleStrategy::Immediate,
-        }
+    ) -> Result<ScheduleStrategy, Error> {
+        Ok(match (forced, direction, self.request.schedule_strategy) {
+            (Some(timing), _, _) => timing,
+            (None, ChangeType::Downgrade, asked) => {
+                asked.unwrap_or(self.valid.product.journey.downgrade_strategy)
+            }
+            (None, _, Some(asked)) if self.changes_currency(current)? => asked,
+            (None, _, _) => ScheduleStrategy::Immediate,
+        })
+    }
+
+    /// Whether the request's configuration is billed in another currency than `current`'s.
+    fn changes_currency(&self, current: &Subscription) -> Result<bool, Error> {
+        let old = crate::pricing::recurring_amount(self.catalog, &current.config)?
+            .currency
+            .or_else(|| {
+                crate::usage::usage_prices(self.catalog, &current.config)
+                    .first()
+                    .map(|p| p.currency)
+            });
+        Ok(matches!((old, self.new_currency()), (Some(old), Some(new)) if old != new))
     }
 
     /// The request's configuration stored for `at`: a plan change names the subscription
@@ -2084,15 +2098,7 @@ impl<'a, 'c> Decider<'a, 'c> {
         } else if current.config == next.config {
             ChangeType::None
         } else {
-            match self.classify(current) {
-                // A change whose timing is forced (a migration) needs no direction: one
-                // into another currency has none, and is refused only for what would
-                // cross currencies (README, "A plan change into another currency").
-                Err(e) if e.code() == ErrorCode::CurrencyMismatch && change.timing.is_some() => {
-                    ChangeType::None
-                }
-                other => other?,
-            }
+            self.classify(current)?
         };
         d.change_type = direction;
         if current.status != SubscriptionStatus::Active || current.is_trial {
@@ -2137,7 +2143,7 @@ impl<'a, 'c> Decider<'a, 'c> {
             }
             return Ok(());
         }
-        let strategy = self.strategy(direction, change.timing);
+        let strategy = self.strategy(current, direction, change.timing)?;
         if let Some(at) = self.scheduled_at(strategy, current)? {
             self.scheduled_in_one_currency(current, at)?;
             self.carried_coupon_fits(current, at)?;

@@ -200,6 +200,82 @@ fn a_change_of_quantities_alone_is_classified_by_the_quantities() {
     assert_eq!(classify(&pro(2, 3), &pro(3, 1)), ChangeType::None);
 }
 
+/// The reference catalog with `starter` priced in Canada (in USD, below the default set),
+/// in France (in EUR, above Germany) and, monthly only, in Switzerland (in CHF).
+fn catalog_with_more_countries() -> Catalog {
+    common::catalog_with(|catalog| {
+        let starter = catalog["plans"]
+            .as_array_mut()
+            .unwrap()
+            .iter_mut()
+            .find(|p| p["id"] == "starter")
+            .unwrap();
+        let set = |amount: u32, currency: &str| serde_json::json!([{"billingPeriod": "MONTHLY", "model": "FLAT_FEE", "amount": amount, "currency": currency}]);
+        starter["localizedPrices"]["CA"] = set(19, "USD");
+        starter["localizedPrices"]["FR"] = set(30, "EUR");
+        starter["localizedPrices"]["CH"] = set(28, "CHF");
+    })
+}
+
+fn in_country(mut c: Configuration, country: &str) -> Configuration {
+    c.country = CountryCode::parse(country);
+    c
+}
+
+#[test]
+fn a_change_is_classified_at_the_prices_it_will_be_billed() {
+    let catalog = catalog_with_more_countries();
+    let starter = config("starter", 1, Some(BillingPeriod::Monthly));
+    let classify = |from: &str, to: &str| {
+        classify(
+            &catalog,
+            &in_country(starter.clone(), from),
+            &in_country(starter.clone(), to),
+        )
+        .unwrap()
+    };
+    // Billed at 19 USD instead of 29 USD: down, though the default set is the same.
+    assert_eq!(classify("US", "CA"), ChangeType::Downgrade);
+    assert_eq!(classify("CA", "US"), ChangeType::Upgrade);
+    // 27 EUR → 30 EUR.
+    assert_eq!(classify("DE", "FR"), ChangeType::Upgrade);
+    // Into another currency, the target is re-priced in the current country: 29 USD both.
+    assert_eq!(classify("US", "DE"), ChangeType::None);
+}
+
+#[test]
+fn amounts_in_two_currencies_decide_no_direction() {
+    let catalog = catalog_with_more_countries();
+    let swiss = |period| in_country(config("starter", 1, Some(period)), "CH");
+    let (monthly, annually) = (
+        swiss(BillingPeriod::Monthly),
+        swiss(BillingPeriod::Annually),
+    );
+    // Switzerland has no annual price: the default set's, in USD, wherever it is priced.
+    assert_eq!(
+        recurring_amount(&catalog, &annually)
+            .unwrap()
+            .currency
+            .unwrap()
+            .code(),
+        "USD"
+    );
+    assert_eq!(
+        classify(&catalog, &monthly, &annually).unwrap(),
+        ChangeType::None
+    );
+    assert_eq!(
+        classify(&catalog, &annually, &monthly).unwrap(),
+        ChangeType::None
+    );
+    // The steps before the amounts still decide: `free` → `starter` is an upgrade.
+    let free = in_country(config("free", 1, None), "CH");
+    assert_eq!(
+        classify(&catalog, &free, &annually).unwrap(),
+        ChangeType::Upgrade
+    );
+}
+
 #[test]
 fn localized_prices_fall_back_to_the_default_set() {
     let catalog = reference();
