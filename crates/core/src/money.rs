@@ -448,25 +448,14 @@ pub(crate) fn divide_rounded(
         return None;
     }
     // One division: in 64 bits when both fit (the usual case), else in 128.
-    let (quotient, remainder) = match (i64::try_from(numerator), i64::try_from(denominator)) {
-        (Ok(n), Ok(d)) => (i128::from(n.checked_div(d)?), i128::from(n.checked_rem(d)?)),
-        _ => (
-            numerator.checked_div(denominator)?,
-            numerator.checked_rem(denominator)?,
-        ),
-    };
-    let remainder = remainder.checked_abs()?;
+    if let (Ok(n), Ok(d)) = (i64::try_from(numerator), i64::try_from(denominator)) {
+        return divide_rounded_64(n, d, mode).map(i128::from);
+    }
+    let quotient = numerator.checked_div(denominator)?;
+    let remainder = numerator.checked_rem(denominator)?.checked_abs()?;
     // Compared with half the denominator without doubling the remainder past it.
     let rest = denominator.checked_sub(remainder)?;
-    let away = match remainder.cmp(&rest) {
-        std::cmp::Ordering::Greater => true,
-        std::cmp::Ordering::Less => false,
-        std::cmp::Ordering::Equal => match mode {
-            RoundingMode::HalfUp => true,
-            RoundingMode::HalfEven => quotient.checked_rem(2)? != 0,
-        },
-    };
-    if away {
+    if rounds_away(remainder.cmp(&rest), quotient.checked_rem(2)? != 0, mode) {
         quotient.checked_add(numerator.signum())
     } else {
         Some(quotient)
@@ -482,18 +471,24 @@ fn divide_rounded_64(numerator: i64, denominator: i64, mode: RoundingMode) -> Op
     let quotient = numerator.checked_div(denominator)?;
     let remainder = numerator.checked_rem(denominator)?.checked_abs()?;
     let rest = denominator.checked_sub(remainder)?;
-    let away = match remainder.cmp(&rest) {
+    if rounds_away(remainder.cmp(&rest), quotient.checked_rem(2)? != 0, mode) {
+        quotient.checked_add(numerator.signum())
+    } else {
+        Some(quotient)
+    }
+}
+
+/// Whether a quotient cut toward zero rounds away from zero under `mode`, given how its
+/// remainder compares with what is left of the denominator (`Greater`: past the half) and
+/// whether the quotient is odd.
+fn rounds_away(remainder_against_rest: std::cmp::Ordering, odd: bool, mode: RoundingMode) -> bool {
+    match remainder_against_rest {
         std::cmp::Ordering::Greater => true,
         std::cmp::Ordering::Less => false,
         std::cmp::Ordering::Equal => match mode {
             RoundingMode::HalfUp => true,
-            RoundingMode::HalfEven => quotient.checked_rem(2)? != 0,
+            RoundingMode::HalfEven => odd,
         },
-    };
-    if away {
-        quotient.checked_add(numerator.signum())
-    } else {
-        Some(quotient)
     }
 }
 
