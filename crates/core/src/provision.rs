@@ -1815,15 +1815,22 @@ impl<'a, 'c> Decider<'a, 'c> {
         })
     }
 
-    /// Whether the request's configuration is billed in another currency than `current`'s.
+    /// Whether the request's configuration is billed in another currency than `current`'s
+    /// period was charged in.
     fn changes_currency(&self, current: &Subscription) -> Result<bool, Error> {
-        let old = crate::pricing::recurring_amount(self.catalog, &current.config)?
-            .currency
-            .or_else(|| {
-                crate::usage::usage_prices(self.catalog, &current.config)
-                    .first()
-                    .map(|p| p.currency)
-            });
+        // The currency its period was charged in, which a change now would credit, as the
+        // checks of what crosses currencies see it; else its configuration's (a period held
+        // without a charge).
+        let old = match current.charges.first() {
+            Some(charge) => Some(charge.currency),
+            None => crate::pricing::recurring_amount(self.catalog, &current.config)?
+                .currency
+                .or_else(|| {
+                    crate::usage::usage_prices(self.catalog, &current.config)
+                        .first()
+                        .map(|p| p.currency)
+                }),
+        };
         Ok(matches!((old, self.new_currency()), (Some(old), Some(new)) if old != new))
     }
 
