@@ -183,12 +183,7 @@ fn estimate_decision(
         .charge
         .as_ref()
         .map(|c| c.currency)
-        .or(quote.currency)
-        .or_else(|| {
-            crate::usage::usage_prices(catalog, &subject.config)
-                .first()
-                .map(|p| p.currency)
-        });
+        .or_else(|| crate::usage::invoice_currency(catalog, &subject.config, quote.currency));
     // The subscription whose invoice the charge is: the subject, or the replaced one when
     // the new subscription charges nothing now and the replaced one's closing invoice bills
     // what it still owes, on its own coupon and tax (as provisioning settles it).

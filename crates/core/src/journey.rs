@@ -281,7 +281,7 @@ pub fn provision_customer(
     };
     let (state, decision, collected) = decide_collecting_payments(
         catalog,
-        &state,
+        state,
         Some((&product.id, request.resource_id.as_ref())),
         now,
         settings,

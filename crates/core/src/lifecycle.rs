@@ -688,13 +688,7 @@ impl Clock<'_> {
         stored.current_period = period;
         stored.charges.clear();
         let pending = std::mem::take(&mut stored.pending_lines);
-        let currency = quote
-            .currency
-            .or_else(|| {
-                usage::usage_prices(self.catalog, &sub.config)
-                    .first()
-                    .map(|p| p.currency)
-            })
+        let currency = usage::invoice_currency(self.catalog, &sub.config, quote.currency)
             .or_else(|| sub.charges.first().map(|c| c.currency));
         let (Some(period), Some(currency)) = (period, currency) else {
             return self.issue_carried(carried);

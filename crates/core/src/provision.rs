@@ -399,6 +399,12 @@ impl Effects {
             .find(|s| &s.id == id)
     }
 
+    /// Whether the decision ends the subscription `id`.
+    #[must_use]
+    pub fn ends(&self, id: &SubscriptionId) -> bool {
+        self.end.iter().any(|e| &e.subscription == id)
+    }
+
     fn subscription_mut(&mut self, id: &SubscriptionId) -> Option<&mut Subscription> {
         self.create
             .iter_mut()
@@ -738,7 +744,7 @@ pub(crate) fn decide(
     // subscriptions waiting in its scope with it; one the decision leaves waiting keeps its
     // redemption, so the code must fit beside it.
     if let Some(code) = &request.promotion_code {
-        let ended = |s: &Subscription| decision.effects.end.iter().any(|e| e.subscription == s.id);
+        let ended = |s: &Subscription| decision.effects.ends(&s.id);
         let kept = waiting_holders(
             state,
             &valid.plan.product,
@@ -1823,13 +1829,11 @@ impl<'a, 'c> Decider<'a, 'c> {
         // without a charge).
         let old = match current.charges.first() {
             Some(charge) => Some(charge.currency),
-            None => crate::pricing::recurring_amount(self.catalog, &current.config)?
-                .currency
-                .or_else(|| {
-                    crate::usage::usage_prices(self.catalog, &current.config)
-                        .first()
-                        .map(|p| p.currency)
-                }),
+            None => crate::usage::invoice_currency(
+                self.catalog,
+                &current.config,
+                crate::pricing::recurring_amount(self.catalog, &current.config)?.currency,
+            ),
         };
         Ok(matches!((old, self.new_currency()), (Some(old), Some(new)) if old != new))
     }
@@ -1870,11 +1874,7 @@ impl<'a, 'c> Decider<'a, 'c> {
     /// The currency the request's configuration is billed in: its prices', else its usage
     /// prices'.
     fn new_currency(&self) -> Option<Currency> {
-        self.valid.quote.currency.or_else(|| {
-            crate::usage::usage_prices(self.catalog, &self.valid.config)
-                .first()
-                .map(|p| p.currency)
-        })
+        crate::usage::invoice_currency(self.catalog, &self.valid.config, self.valid.quote.currency)
     }
 
     /// Refuses to move `current` at `at` into a currency its coupon has no amount in
@@ -3075,14 +3075,15 @@ pub(crate) fn record_discount(
 /// Those of [`crate::lifecycle::collect_pending_payments`] and of `decide`.
 pub(crate) fn decide_collecting_payments(
     catalog: &Catalog,
-    state: &CustomerState,
+    state: CustomerState,
     scope: Option<(&ProductId, Option<&ResourceId>)>,
     now: DateTime<Utc>,
     settings: &Settings,
     decide: impl Fn(&CustomerState) -> Result<ProvisionDecision, Error>,
 ) -> Result<(CustomerState, ProvisionDecision, Vec<Event>), Error> {
     if !state.customer.has_payment_method || !state.has_pending_payments() {
-        return Ok((state.clone(), decide(state)?, Vec::new()));
+        let decision = decide(&state)?;
+        return Ok((state, decision, Vec::new()));
     }
     let waiting_in_scope = scope
         .and_then(|(product, resource)| state.pending_payment_in(product, resource))
@@ -3090,23 +3091,18 @@ pub(crate) fn decide_collecting_payments(
     if let Some(replaced) = &waiting_in_scope {
         let (paid, collected) = crate::lifecycle::collect_pending_payments_except(
             catalog,
-            state,
+            &state,
             now,
             settings,
             Some(replaced),
         )?;
         let decision = decide(&paid)?;
-        if decision
-            .effects
-            .end
-            .iter()
-            .any(|e| &e.subscription == replaced)
-        {
+        if decision.effects.ends(replaced) {
             return Ok((paid, decision, collected));
         }
     }
     let (paid, collected) =
-        crate::lifecycle::collect_pending_payments(catalog, state, now, settings)?;
+        crate::lifecycle::collect_pending_payments(catalog, &state, now, settings)?;
     let decision = decide(&paid)?;
     Ok((paid, decision, collected))
 }
@@ -3186,7 +3182,7 @@ pub fn complete_checkout(
         .plan_or_latest(request.plan_id.as_str(), request.plan_version)
         .map(|plan| (&plan.product, request.resource_id.as_ref()));
     let (after, mut decision, collected) =
-        decide_collecting_payments(catalog, &after, scope, now, settings, |paid| {
+        decide_collecting_payments(catalog, after, scope, now, settings, |paid| {
             decide(
                 catalog,
                 paid,

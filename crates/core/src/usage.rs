@@ -702,6 +702,16 @@ pub struct UsagePrice<'c> {
     pub description: &'c Arc<str>,
 }
 
+/// The currency `config`'s invoices are in: that of its recurring amount (`recurring`),
+/// else, for a plan priced by usage alone, that of its usage prices.
+pub(crate) fn invoice_currency(
+    catalog: &Catalog,
+    config: &Configuration,
+    recurring: Option<Currency>,
+) -> Option<Currency> {
+    recurring.or_else(|| usage_prices(catalog, config).first().map(|p| p.currency))
+}
+
 /// The usage-based prices of `config` for its billing period, from the same price set as
 /// its recurring prices, in catalog order. None for a plan without prices or a
 /// configuration without a billing period.

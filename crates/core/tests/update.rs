@@ -73,10 +73,46 @@ fn provision_into(catalog: &Catalog, state: &mut CustomerState, at: &str, input:
     decision.apply(state, t(at));
 }
 
+/// `state` after the clock ran to `at` with the default settings.
+fn advanced(catalog: &Catalog, state: &CustomerState, at: &str) -> CustomerState {
+    advance(catalog, state, t(at), &Settings::default())
+        .unwrap()
+        .0
+}
+
 /// Pro version 1, monthly, 5 seats: 99 + 5 × 20 = 199 a month.
 fn pro(seats: u64) -> Value {
     json!({"planId": "pro", "planVersion": 1, "billingPeriod": "MONTHLY", "skipTrial": true,
            "subscriptionId": "s", "billableFeatures": [{"featureId": "seats", "quantity": seats}]})
+}
+
+/// An operation on a subscription: `updateSubscription`, `migrateSubscriptionToLatest`.
+type Operation<R> = fn(
+    &Catalog,
+    &CustomerState,
+    &R,
+    &Redemptions,
+    DateTime<Utc>,
+    &Settings,
+) -> Result<ProvisionDecision, Error>;
+
+/// `operation` decided at `at` on the request `input`, with the default settings.
+fn decided<R: serde::de::DeserializeOwned>(
+    operation: Operation<R>,
+    catalog: &Catalog,
+    state: &CustomerState,
+    at: &str,
+    input: Value,
+) -> Result<ProvisionDecision, Error> {
+    let request: R = serde_json::from_value(input).unwrap();
+    operation(
+        catalog,
+        state,
+        &request,
+        &Redemptions::new(),
+        t(at),
+        &Settings::default(),
+    )
 }
 
 fn update(
@@ -85,15 +121,7 @@ fn update(
     at: &str,
     input: Value,
 ) -> Result<ProvisionDecision, Error> {
-    let request: UpdateRequest = serde_json::from_value(input).unwrap();
-    update_subscription(
-        catalog,
-        state,
-        &request,
-        &Redemptions::new(),
-        t(at),
-        &Settings::default(),
-    )
+    decided::<UpdateRequest>(update_subscription, catalog, state, at, input)
 }
 
 /// Applies an update that must go through and returns it.
@@ -167,13 +195,7 @@ fn more_seats_mid_period_prorate_in_place_and_keep_the_period() {
     assert_eq!(after.current_period, before.current_period);
     assert_eq!(seats(&state), 10);
     // The next renewal charges the new configuration in full: 99 + 175.
-    let (state, _) = advance(
-        &catalog,
-        &state,
-        t("2025-02-01T00:00:00Z"),
-        &Settings::default(),
-    )
-    .unwrap();
+    let state = advanced(&catalog, &state, "2025-02-01T00:00:00Z");
     let renewal = state.invoices.last().unwrap();
     assert_eq!(renewal.reason, InvoiceReason::BillingCycle);
     assert_eq!(renewal.total, d("274.00"));
@@ -202,13 +224,7 @@ fn fewer_seats_wait_for_the_period_end_and_keep_the_old_limit_until_then() {
     assert_eq!(scheduled.scheduled_at, t("2025-02-01T00:00:00Z"));
     assert_eq!(scheduled.target.units.values().sum::<u64>(), 3);
 
-    let (after, _) = advance(
-        &catalog,
-        &state,
-        t("2025-02-01T00:00:00Z"),
-        &Settings::default(),
-    )
-    .unwrap();
+    let after = advanced(&catalog, &state, "2025-02-01T00:00:00Z");
     assert_eq!(seats(&after), 3);
     let sub = after.subscription("s").unwrap();
     assert!(sub.scheduled_updates.is_empty());
@@ -310,13 +326,7 @@ fn an_upgrade_clears_a_pending_cancellation() {
         json!({"subscriptionId": "s", "billableFeatures": [{"featureId": "seats", "quantity": 6}]}),
     );
     assert_eq!(state.subscription("s").unwrap().cancellation_date, None);
-    let (after, _) = advance(
-        &catalog,
-        &state,
-        t("2025-02-01T00:00:00Z"),
-        &Settings::default(),
-    )
-    .unwrap();
+    let after = advanced(&catalog, &state, "2025-02-01T00:00:00Z");
     assert_eq!(
         after.subscription("s").unwrap().status,
         SubscriptionStatus::Active
@@ -407,13 +417,7 @@ fn a_trial_takes_an_update_now_without_money_and_its_end_can_move() {
     assert_eq!(sub.metadata["crm"], "42");
     assert_eq!(seats(&state), 8);
     // The trial now converts at its new end, with the new seats: 99 + 5 × 20 + 3 × 15.
-    let (after, _) = advance(
-        &catalog,
-        &state,
-        t("2025-01-31T00:00:00Z"),
-        &Settings::default(),
-    )
-    .unwrap();
+    let after = advanced(&catalog, &state, "2025-01-31T00:00:00Z");
     let sub = after.subscription("s").unwrap();
     assert_eq!(sub.status, SubscriptionStatus::Active);
     assert_eq!(after.invoices.last().unwrap().total, d("244.00"));
@@ -571,13 +575,7 @@ fn cancel_scheduled_updates_drops_them_and_keeps_a_pending_cancellation() {
             .scheduled_updates
             .is_empty()
     );
-    let (after, _) = advance(
-        &catalog,
-        &state,
-        t("2025-02-01T00:00:00Z"),
-        &Settings::default(),
-    )
-    .unwrap();
+    let after = advanced(&catalog, &state, "2025-02-01T00:00:00Z");
     assert_eq!(seats(&after), 10);
     assert_eq!(after.invoices.last().unwrap().total, d("274.00"));
 }
@@ -628,13 +626,7 @@ fn migrating_at_the_period_end_applies_as_the_renewal() {
         sub.scheduled_updates[0].kind,
         ScheduledUpdateType::Migration
     );
-    let (after, _) = advance(
-        &catalog,
-        &state,
-        t("2025-02-01T00:00:00Z"),
-        &Settings::default(),
-    )
-    .unwrap();
+    let after = advanced(&catalog, &state, "2025-02-01T00:00:00Z");
     assert_eq!(after.subscription("s").unwrap().config.plan_version, 2);
     let renewal = after.invoices.last().unwrap();
     assert_eq!(renewal.reason, InvoiceReason::BillingCycle);
@@ -647,15 +639,7 @@ fn migrate(
     at: &str,
     input: Value,
 ) -> Result<ProvisionDecision, Error> {
-    let request: MigrateRequest = serde_json::from_value(input).unwrap();
-    migrate_subscription_to_latest(
-        catalog,
-        state,
-        &request,
-        &Redemptions::new(),
-        t(at),
-        &Settings::default(),
-    )
+    decided::<MigrateRequest>(migrate_subscription_to_latest, catalog, state, at, input)
 }
 
 #[test]
@@ -697,13 +681,7 @@ fn a_migration_carries_the_customers_scheduled_change_to_the_latest_version() {
         assert_eq!(update.kind, ScheduledUpdateType::Update, "{timing}");
         assert_eq!(update.target.plan_version, 2, "{timing}");
         assert_eq!(update.scheduled_at, t("2025-02-01T00:00:00Z"), "{timing}");
-        let (after, _) = advance(
-            &catalog,
-            &state,
-            t("2025-02-01T00:00:00Z"),
-            &Settings::default(),
-        )
-        .unwrap();
+        let after = advanced(&catalog, &state, "2025-02-01T00:00:00Z");
         assert_eq!(after.subscription("s").unwrap().config.plan_version, 2);
         assert_eq!(seats(&after), 5, "{timing}");
         assert_eq!(
@@ -767,13 +745,7 @@ fn a_change_starting_a_new_period_takes_the_scheduled_migration_with_it() {
         sub.scheduled_updates
     );
     assert_eq!(seats(&state), 6);
-    let (after, _) = advance(
-        &catalog,
-        &state,
-        t("2025-02-16T12:00:00Z"),
-        &Settings::default(),
-    )
-    .unwrap();
+    let after = advanced(&catalog, &state, "2025-02-16T12:00:00Z");
     assert_eq!(after.invoices.last().unwrap().total, d("234.00"));
 }
 
@@ -947,13 +919,7 @@ fn a_scheduled_plan_change_holds_its_code_until_it_applies_or_is_dropped() {
     assert_eq!(dropped.released, ["WELCOME10"]);
 
     // The change applies at the period end: the code stays redeemed, now on `t`.
-    let (applied, _) = advance(
-        &catalog,
-        &state,
-        t("2025-02-01T00:00:00Z"),
-        &Settings::default(),
-    )
-    .unwrap();
+    let applied = advanced(&catalog, &state, "2025-02-01T00:00:00Z");
     assert!(applied.subscription("t").unwrap().coupon.is_some());
     assert_eq!(
         scheduled_redemptions(&held, &applied),
@@ -1192,13 +1158,7 @@ fn a_plan_change_now_bills_the_replaced_subscription_s_usage_once() {
     // 119 + 100 against 99 + 100 for half a month, and the usage: 10 + 7.50.
     assert_eq!(invoice.total, d("17.50"));
     // Version 2 has no usage price, and the billed usage is gone: no renewal bills it again.
-    let (after, _) = advance(
-        &catalog,
-        &state,
-        t("2025-03-01T00:00:00Z"),
-        &Settings::default(),
-    )
-    .unwrap();
+    let after = advanced(&catalog, &state, "2025-03-01T00:00:00Z");
     assert!(
         after
             .invoices
@@ -1242,13 +1202,7 @@ fn a_coupon_covers_charges_and_debits_but_not_usage() {
     input["promotionCode"] = json!("LAUNCH20");
     let (catalog, mut state) = world(input);
     report_storage(&catalog, &mut state, "2025-01-05T00:00:00Z", 250);
-    let (after, _) = advance(
-        &catalog,
-        &state,
-        t("2025-02-01T00:00:00Z"),
-        &Settings::default(),
-    )
-    .unwrap();
+    let after = advanced(&catalog, &state, "2025-02-01T00:00:00Z");
     let renewal = after.invoices.last().unwrap();
     // 199 of charges, 20 % off them (39.80); the 15 of usage is not discounted.
     assert_eq!(renewal.sub_total, d("214.00"));
