@@ -71,6 +71,21 @@ pub struct PendingCheckout {
     /// The start that decision was made for: a trial keeps its length from the completion.
     /// `None` for a checkout stored before it was kept: its trial keeps the end decided.
     pub start: Option<DateTime<Utc>>,
+    /// The prices the checkout was requested at; the completion bills the same ones. Absent
+    /// for a checkout stored before it was kept: the completion takes the customer's
+    /// country then.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub priced_in: Option<PricedIn>,
+}
+
+/// The price set a checkout was requested at, which its completion keeps: the customer
+/// was shown these prices, in their currency, and a coupon's amount in it, whatever
+/// country the customer has by the time the checkout completes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct PricedIn {
+    /// The billing country the request resolved; `None`: the plan's default prices.
+    pub country: Option<CountryCode>,
 }
 
 /// Everything known about one customer.

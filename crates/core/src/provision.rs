@@ -13,7 +13,7 @@ use crate::catalog::{
 };
 use crate::change::ChangeType;
 use crate::coupon::Redemptions;
-use crate::customer::{CustomerState, PendingCheckout};
+use crate::customer::{CustomerState, PendingCheckout, PricedIn};
 use crate::error::{Error, ErrorCode};
 use crate::explain::Step;
 use crate::id::{
@@ -2658,6 +2658,9 @@ impl<'a, 'c> Decider<'a, 'c> {
                 request: self.request.clone(),
                 trial: d.trial.clone(),
                 start: Some(new.start_date),
+                priced_in: Some(PricedIn {
+                    country: new.config.country,
+                }),
             })),
             ..Effects::default()
         };
@@ -3178,14 +3181,27 @@ pub fn complete_checkout(
     let mut request = pending.request.clone();
     request.start_date = None;
     request.subscription_id = Some(pending.subscription_id.clone());
+    // The checkout bills the prices it was requested at, whatever country the customer
+    // has now: the request names that country, or the decision sees none when the default
+    // prices were asked for.
+    let kept_country = pending.priced_in.map(|priced| priced.country);
+    if let Some(Some(country)) = kept_country {
+        request.billing_country_code = Some(country.to_string());
+    }
+    let unplaced = kept_country == Some(None) && state.customer.country.is_some();
     let scope = catalog
         .plan_or_latest(request.plan_id.as_str(), request.plan_version)
         .map(|plan| (&plan.product, request.resource_id.as_ref()));
     let (after, mut decision, collected) =
         decide_collecting_payments(catalog, after, scope, now, settings, |paid| {
+            let without_country = unplaced.then(|| {
+                let mut state = paid.clone();
+                state.customer.country = None;
+                state
+            });
             decide(
                 catalog,
-                paid,
+                without_country.as_ref().unwrap_or(paid),
                 &request,
                 redemptions,
                 now,

@@ -16,7 +16,7 @@ use serde_json::{Value, json};
 use tollgate_core::change::ChangeType;
 use tollgate_core::coupon::Redemptions;
 use tollgate_core::customer::{Customer, CustomerState};
-use tollgate_core::id::CustomerId;
+use tollgate_core::id::{CountryCode, CustomerId};
 use tollgate_core::invoice::{InvoiceReason, LineKind};
 use tollgate_core::lifecycle::advance;
 use tollgate_core::provision::{ProvisionDecision, ProvisionRequest, ProvisionStatus, provision};
@@ -1055,6 +1055,38 @@ fn completing_a_checkout_starts_the_pending_subscription_at_completion() {
         w.sub("free").cancel_reason,
         Some(CancelReason::UpgradeOrDowngrade)
     );
+}
+
+/// A checkout bills the prices it was requested at: a customer who moves to a country with
+/// prices of its own before completing pays what the checkout showed. A checkout stored
+/// before it kept its prices takes the customer's country at the completion.
+#[test]
+fn a_completed_checkout_keeps_the_prices_it_was_requested_at() {
+    let mut w = World::new(false);
+    let mut input = paid_starter("s");
+    input["checkoutOptions"] = json!({"successUrl": "https://ok", "cancelUrl": "https://cancel"});
+    let d = w.provision(JAN1, input);
+    assert_eq!(d.status, ProvisionStatus::PaymentRequired);
+    let kept = w.state.pending_checkouts[0].priced_in.unwrap();
+    assert_eq!(kept.country, None);
+    w.state.customer.country = Some(CountryCode::parse("DE").unwrap());
+    let complete = |state: &CustomerState| {
+        let done = tollgate_core::provision::complete_checkout(
+            &w.catalog,
+            state,
+            "s",
+            &Redemptions::new(),
+            t("2025-01-03T00:00:00Z"),
+            &w.settings,
+        )
+        .unwrap();
+        let invoice = done.decision.effects.invoice.unwrap();
+        format!("{} {}", invoice.total, invoice.currency)
+    };
+    assert_eq!(complete(&w.state), "29.00 USD");
+    let mut older = w.state.clone();
+    older.pending_checkouts[0].priced_in = None;
+    assert_eq!(complete(&older), "27.00 EUR");
 }
 
 /// A checkout's completion redeems the code its request was checked for: a code that
