@@ -695,15 +695,22 @@ impl Clock<'_> {
         };
         // One invoice holds one currency: lines carried in another one (a waiting
         // subscription replacing one billed in another currency) are settled on their own.
+        // So are lines carried to a subscription that writes no invoice (collection `NONE`)
+        // from one that does: what the replaced one is owed and owes is not dropped with it.
+        let invoiced = self.settings.writes_invoices(sub.payment_collection_method);
+        let apart = !invoiced
+            && carried.from.as_ref().is_some_and(|from| {
+                self.settings
+                    .writes_invoices(from.payment_collection_method)
+            });
         let carried = match carried.currency {
-            Some(other) if other != currency => {
+            Some(other) if other != currency || apart => {
                 self.issue_carried(carried)?;
                 Carried::default()
             }
             _ => carried,
         };
         let charges = provision::charge_lines(&quote, period, self.settings);
-        let invoiced = self.settings.writes_invoices(sub.payment_collection_method);
         let stored = self.sub_mut(index)?;
         provision::set_ledger(
             stored,

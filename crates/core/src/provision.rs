@@ -2256,10 +2256,19 @@ impl<'a, 'c> Decider<'a, 'c> {
             self.carry_scheduled(d, change, &mut sub);
         }
         let quote = &self.valid.quote;
+        // A new subscription that writes no invoice (collection `NONE`) replacing one that
+        // does: what the replaced one is owed and owes (its unused time, its usage, its
+        // waiting prorations) is settled on its own closing invoice, as for a change that
+        // charges nothing now, and the new one's charges are held unpaid.
+        let settled_apart = self.in_place.is_none()
+            && self
+                .settings
+                .writes_invoices(current.payment_collection_method)
+            && !self.settings.writes_invoices(sub.payment_collection_method);
         // What `current` was charged in, when the new configuration is priced in another
         // currency: its credits cannot go on the new configuration's invoice.
         let crossing = match (current.charges.first().map(|c| c.currency), quote.currency) {
-            (Some(old), Some(new)) if old != new => Some((old, new)),
+            (Some(old), Some(new)) if old != new && !settled_apart => Some((old, new)),
             _ => None,
         };
         let refuse_crossing = |what: &str| match crossing {
@@ -2299,6 +2308,9 @@ impl<'a, 'c> Decider<'a, 'c> {
             )?;
             if behavior != ProrationBehavior::None && !lines.is_empty() {
                 refuse_crossing("the credit for its unused time")?;
+            }
+            if settled_apart && behavior != ProrationBehavior::None {
+                leftover.append(&mut lines);
             }
             let debits = debit_lines(
                 quote,
@@ -2381,6 +2393,9 @@ impl<'a, 'c> Decider<'a, 'c> {
             if !lines.is_empty() {
                 refuse_crossing("the credit for its unused time")?;
             }
+            if settled_apart {
+                leftover.append(&mut lines);
+            }
             // A change from a charged subscription is an update, also when its credit
             // comes to nothing (a fully discounted charge, the last day under
             // `KILL_BILL`); one from a free subscription, or one never charged (waiting
@@ -2452,7 +2467,7 @@ impl<'a, 'c> Decider<'a, 'c> {
         } else {
             crate::usage::UsageBill::default()
         };
-        if let (Some(new), Some(used)) = (currency, usage.currency) {
+        if let (Some(new), Some(used), false) = (currency, usage.currency, settled_apart) {
             if new != used {
                 return Err(other_currency(
                     current,
@@ -2464,9 +2479,10 @@ impl<'a, 'c> Decider<'a, 'c> {
         }
         // A plan priced only by usage has no recurring charge to name the currency.
         currency = currency.or(usage.currency);
+        let usage_currency = usage.currency;
         let owed = usage.lines.into_iter().chain(waiting.iter().cloned());
         match (d.charge.as_mut(), currency) {
-            (Some(charge), _) => {
+            (Some(charge), _) if !settled_apart => {
                 charge.lines.extend(owed);
                 charge.earlier_prorations = waiting.len();
             }
@@ -2494,7 +2510,7 @@ impl<'a, 'c> Decider<'a, 'c> {
                     });
                 }
             }
-            (None, _) => leftover.extend(owed),
+            _ => leftover.extend(owed),
         }
         if !waiting.is_empty() && self.in_place.is_some() {
             // Billed with the change: the subscription keeps none waiting.
@@ -2504,6 +2520,18 @@ impl<'a, 'c> Decider<'a, 'c> {
             let mut billed = current.clone();
             billed.pending_lines.clear();
             d.effects.replace.push(billed);
+        }
+        if settled_apart {
+            if let Some(held) = d.charge.take() {
+                record_unpaid(&mut sub, |i| held.paid_entries.contains(&i));
+            }
+            // The closing invoice is in the currency the replaced subscription was billed in.
+            currency = current
+                .charges
+                .first()
+                .map(|c| c.currency)
+                .or(usage_currency)
+                .or(currency);
         }
         if let (false, Some(currency)) = (leftover.is_empty(), currency) {
             // The new subscription charges nothing now: what is owed on the replaced one,
