@@ -697,14 +697,15 @@ impl Clock<'_> {
         // subscription replacing one billed in another currency) are settled on their own.
         // So are lines carried to a subscription that writes no invoice (collection `NONE`)
         // from one that does: what the replaced one is owed and owes is not dropped with it.
+        // Lines carried from one that writes none (its usage under `NONE`) are never billed.
         let invoiced = self.settings.writes_invoices(sub.payment_collection_method);
-        let apart = !invoiced
-            && carried.from.as_ref().is_some_and(|from| {
-                self.settings
-                    .writes_invoices(from.payment_collection_method)
-            });
+        let from_invoiced = carried.from.as_ref().is_some_and(|from| {
+            self.settings
+                .writes_invoices(from.payment_collection_method)
+        });
         let carried = match carried.currency {
-            Some(other) if other != currency || apart => {
+            _ if invoiced && carried.from.is_some() && !from_invoiced => Carried::default(),
+            Some(other) if other != currency || (!invoiced && from_invoiced) => {
                 self.issue_carried(carried)?;
                 Carried::default()
             }

@@ -2293,8 +2293,11 @@ impl<'a, 'c> Decider<'a, 'c> {
             let uncharged = self.never_charged(current)?;
             // Components of two different plans always differ; an add-on kept with the same
             // price and quantity is the same component: it keeps its charge and gets no lines.
-            let kept =
-                |ch: &ChargedComponent| quote.components.iter().any(|c| same_component(ch, c));
+            // Settled apart, nothing is kept: the replaced subscription's paid time is
+            // credited on its closing invoice, since the new one never invoices a credit.
+            let kept = |ch: &ChargedComponent| {
+                !settled_apart && quote.components.iter().any(|c| same_component(ch, c))
+            };
             let mut lines = Vec::with_capacity(room);
             credit_lines(
                 &mut lines,
@@ -2309,14 +2312,14 @@ impl<'a, 'c> Decider<'a, 'c> {
             if behavior != ProrationBehavior::None && !lines.is_empty() {
                 refuse_crossing("the credit for its unused time")?;
             }
-            if settled_apart && behavior != ProrationBehavior::None {
+            if settled_apart {
                 leftover.append(&mut lines);
             }
             let debits = debit_lines(
                 quote,
                 period,
                 now,
-                |c| !current.charges.iter().any(|ch| same_component(ch, c)),
+                |c| settled_apart || !current.charges.iter().any(|ch| same_component(ch, c)),
                 self.settings,
                 self.state,
             )?;
@@ -2336,7 +2339,7 @@ impl<'a, 'c> Decider<'a, 'c> {
                     subscription: current.id.clone(),
                     until: period.end,
                 });
-            } else if behavior == ProrationBehavior::None {
+            } else if behavior == ProrationBehavior::None && !settled_apart {
                 sub.charges = current.charges.clone();
                 d.explanation.push(Step::ProrationNone);
             } else if let Some(currency) = currency {
@@ -2348,7 +2351,11 @@ impl<'a, 'c> Decider<'a, 'c> {
                 let mut charges = Vec::with_capacity(quote.components.len());
                 let mut paid_entries = Vec::with_capacity(debits.len());
                 for (i, c) in quote.components.iter().enumerate() {
-                    if let Some(ch) = current.charges.iter().find(|ch| same_component(ch, c)) {
+                    if let Some(ch) = current
+                        .charges
+                        .iter()
+                        .find(|ch| kept(ch) && same_component(ch, c))
+                    {
                         charges.push(ch.clone());
                     } else if let Some((_, l)) = debits.iter().find(|(j, _)| *j == i) {
                         paid_entries.push(charges.len());
@@ -2418,7 +2425,7 @@ impl<'a, 'c> Decider<'a, 'c> {
                 subscription: current.id.clone(),
             });
             if sub.current_period.is_none() {
-                leftover = lines;
+                leftover.append(&mut lines);
             } else if let (Some(currency), Some(period)) = (currency, sub.current_period) {
                 let charges = charge_lines(quote, period, self.settings);
                 sub.charges = ledger(&quote.components, &charges, currency, period).collect();
@@ -2462,11 +2469,20 @@ impl<'a, 'c> Decider<'a, 'c> {
         let bills_usage = self.in_place.is_none()
             || !keep_period
             || !crate::usage::same_usage_prices(self.catalog, &current.config, &sub.config);
-        let usage = if bills_usage {
+        let mut usage = if bills_usage {
             self.closing_usage(d, current, keep_period)?
         } else {
             crate::usage::UsageBill::default()
         };
+        // Usage reported under a subscription that writes no invoice (collection `NONE`) is
+        // never billed, also when one that does replaces it: it closes here unbilled.
+        if self.settings.writes_invoices(sub.payment_collection_method)
+            && !self
+                .settings
+                .writes_invoices(current.payment_collection_method)
+        {
+            usage = crate::usage::UsageBill::default();
+        }
         if let (Some(new), Some(used), false) = (currency, usage.currency, settled_apart) {
             if new != used {
                 return Err(other_currency(
@@ -2480,6 +2496,8 @@ impl<'a, 'c> Decider<'a, 'c> {
         // A plan priced only by usage has no recurring charge to name the currency.
         currency = currency.or(usage.currency);
         let usage_currency = usage.currency;
+        // The credits for unused time the closing invoice holds, before what else is owed.
+        let credits_left = leftover.len();
         let owed = usage.lines.into_iter().chain(waiting.iter().cloned());
         match (d.charge.as_mut(), currency) {
             (Some(charge), _) if !settled_apart => {
@@ -2543,23 +2561,26 @@ impl<'a, 'c> Decider<'a, 'c> {
                 subscription: current.id.clone(),
                 reason: InvoiceReason::Cancellation,
                 currency,
-                lines: leftover,
                 period: Period {
                     start: now,
                     end: current.current_period.map_or(now, |p| p.end.max(now)),
                 },
-                proration_date: None,
+                // Its credits are this change's proration; the usage and the waiting
+                // prorations billed with them are not.
+                proration_date: (credits_left > 0).then_some(now),
+                earlier_prorations: leftover.len().saturating_sub(credits_left),
+                lines: leftover,
                 paid_entries: Vec::new(),
                 prorations_wait: false,
                 pending_stays: false,
-                earlier_prorations: 0,
                 settles_waiting: false,
                 // A change without proration that keeps the period credits nothing: the
                 // new subscription keeps this ledger. One that starts a new period (or a
                 // free plan) has credited it here, and keeps none.
                 ledger_to: (self.in_place.is_none()
                     && keep_period
-                    && behavior == ProrationBehavior::None)
+                    && behavior == ProrationBehavior::None
+                    && !settled_apart)
                     .then(|| sub.id.clone()),
             });
         }
