@@ -2354,7 +2354,7 @@ impl<'a, 'c> Decider<'a, 'c> {
                     if let Some(ch) = current
                         .charges
                         .iter()
-                        .find(|ch| kept(ch) && same_component(ch, c))
+                        .find(|ch| !settled_apart && same_component(ch, c))
                     {
                         charges.push(ch.clone());
                     } else if let Some((_, l)) = debits.iter().find(|(j, _)| *j == i) {
