@@ -60,7 +60,7 @@ use crate::catalog::{Catalog, EndSetup, PricingType, TrialEndBehavior};
 use crate::customer::CustomerState;
 use crate::error::{Error, ErrorCode};
 use crate::id::{FeatureId, SubscriptionId};
-use crate::invoice::{self, Billing, Invoice, InvoiceLine, InvoiceReason};
+use crate::invoice::{self, Billing, Invoice, InvoiceLine, InvoiceReason, LineKind};
 use crate::money::Currency;
 use crate::period::{Period, PeriodSeries, first_period};
 use crate::pricing::{Configuration, recurring_amount};
@@ -697,14 +697,18 @@ impl Clock<'_> {
         // subscription replacing one billed in another currency) are settled on their own.
         // So are lines carried to a subscription that writes no invoice (collection `NONE`)
         // from one that does: what the replaced one is owed and owes is not dropped with it.
-        // Lines carried from one that writes none (its usage under `NONE`) are never billed.
+        // Usage carried from one that writes none (reported under `NONE`) is never billed;
+        // its credits for what was paid are.
         let invoiced = self.settings.writes_invoices(sub.payment_collection_method);
         let from_invoiced = carried.from.as_ref().is_some_and(|from| {
             self.settings
                 .writes_invoices(from.payment_collection_method)
         });
+        let mut carried = carried;
+        if invoiced && !from_invoiced {
+            carried.lines.retain(|l| l.kind != LineKind::Usage);
+        }
         let carried = match carried.currency {
-            _ if invoiced && carried.from.is_some() && !from_invoiced => Carried::default(),
             Some(other) if other != currency || (!invoiced && from_invoiced) => {
                 self.issue_carried(carried)?;
                 Carried::default()

@@ -2293,11 +2293,8 @@ impl<'a, 'c> Decider<'a, 'c> {
             let uncharged = self.never_charged(current)?;
             // Components of two different plans always differ; an add-on kept with the same
             // price and quantity is the same component: it keeps its charge and gets no lines.
-            // Settled apart, nothing is kept: the replaced subscription's paid time is
-            // credited on its closing invoice, since the new one never invoices a credit.
-            let kept = |ch: &ChargedComponent| {
-                !settled_apart && quote.components.iter().any(|c| same_component(ch, c))
-            };
+            let kept =
+                |ch: &ChargedComponent| quote.components.iter().any(|c| same_component(ch, c));
             let mut lines = Vec::with_capacity(room);
             credit_lines(
                 &mut lines,
@@ -2312,14 +2309,14 @@ impl<'a, 'c> Decider<'a, 'c> {
             if behavior != ProrationBehavior::None && !lines.is_empty() {
                 refuse_crossing("the credit for its unused time")?;
             }
-            if settled_apart {
+            if settled_apart && behavior != ProrationBehavior::None {
                 leftover.append(&mut lines);
             }
             let debits = debit_lines(
                 quote,
                 period,
                 now,
-                |c| settled_apart || !current.charges.iter().any(|ch| same_component(ch, c)),
+                |c| !current.charges.iter().any(|ch| same_component(ch, c)),
                 self.settings,
                 self.state,
             )?;
@@ -2339,7 +2336,7 @@ impl<'a, 'c> Decider<'a, 'c> {
                     subscription: current.id.clone(),
                     until: period.end,
                 });
-            } else if behavior == ProrationBehavior::None && !settled_apart {
+            } else if behavior == ProrationBehavior::None {
                 sub.charges = current.charges.clone();
                 d.explanation.push(Step::ProrationNone);
             } else if let Some(currency) = currency {
@@ -2351,11 +2348,7 @@ impl<'a, 'c> Decider<'a, 'c> {
                 let mut charges = Vec::with_capacity(quote.components.len());
                 let mut paid_entries = Vec::with_capacity(debits.len());
                 for (i, c) in quote.components.iter().enumerate() {
-                    if let Some(ch) = current
-                        .charges
-                        .iter()
-                        .find(|ch| !settled_apart && same_component(ch, c))
-                    {
+                    if let Some(ch) = current.charges.iter().find(|ch| same_component(ch, c)) {
                         charges.push(ch.clone());
                     } else if let Some((_, l)) = debits.iter().find(|(j, _)| *j == i) {
                         paid_entries.push(charges.len());
@@ -2579,8 +2572,7 @@ impl<'a, 'c> Decider<'a, 'c> {
                 // free plan) has credited it here, and keeps none.
                 ledger_to: (self.in_place.is_none()
                     && keep_period
-                    && behavior == ProrationBehavior::None
-                    && !settled_apart)
+                    && behavior == ProrationBehavior::None)
                     .then(|| sub.id.clone()),
             });
         }
