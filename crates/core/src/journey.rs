@@ -251,14 +251,15 @@ pub fn provision_customer(
     // asks for, as `provisionSubscription` would decide it, never the start plan in place
     // of what it has.
     let starting = !state.holds_scope(&product.id, requested.resource_id.as_ref());
-    let (strategy, request) = match &product.journey.start {
-        _ if !starting => (SubscriptionDecisionStrategy::RequestedPlan, requested),
-        StartSetup::PlanSelection => (SubscriptionDecisionStrategy::RequestedPlan, requested),
-        StartSetup::FreePlan(start) => (
+    let (strategy, request) = match (&product.journey.start, starting) {
+        (StartSetup::PlanSelection, _) | (_, false) => {
+            (SubscriptionDecisionStrategy::RequestedPlan, requested)
+        }
+        (StartSetup::FreePlan(start), true) => (
             SubscriptionDecisionStrategy::PredefinedFreePlan,
             predefined(requested, start.clone(), None),
         ),
-        StartSetup::TrialPeriod(start) => {
+        (StartSetup::TrialPeriod(start), true) => {
             // The start plan's own trial (catalog validation makes sure it has one), under
             // the usual eligibility: a customer who had one gets the paid flow (SPEC.md §3.T).
             // The caller chose no plan, so it need not know the start plan's billing

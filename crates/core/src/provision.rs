@@ -2260,11 +2260,11 @@ impl<'a, 'c> Decider<'a, 'c> {
         // does: what the replaced one is owed and owes (its unused time, its usage, its
         // waiting prorations) is settled on its own closing invoice, as for a change that
         // charges nothing now, and the new one's charges are held unpaid.
-        let settled_apart = self.in_place.is_none()
-            && self
-                .settings
-                .writes_invoices(current.payment_collection_method)
-            && !self.settings.writes_invoices(sub.payment_collection_method);
+        let old_invoiced = self
+            .settings
+            .writes_invoices(current.payment_collection_method);
+        let new_invoiced = self.settings.writes_invoices(sub.payment_collection_method);
+        let settled_apart = self.in_place.is_none() && old_invoiced && !new_invoiced;
         // What `current` was charged in, when the new configuration is priced in another
         // currency: its credits cannot go on the new configuration's invoice.
         let crossing = match (current.charges.first().map(|c| c.currency), quote.currency) {
@@ -2401,10 +2401,7 @@ impl<'a, 'c> Decider<'a, 'c> {
             // `KILL_BILL`); one from a free subscription, or one never charged (waiting
             // for payment, backdated, or held without an invoice and with nothing
             // invoiced before to credit), starts the new subscription's billing.
-            let never_invoiced = lines.is_empty()
-                && !self
-                    .settings
-                    .writes_invoices(current.payment_collection_method);
+            let never_invoiced = lines.is_empty() && !old_invoiced;
             let reason = if current.billing_period().is_none()
                 || current.charges.is_empty()
                 || never_invoiced
@@ -2469,11 +2466,7 @@ impl<'a, 'c> Decider<'a, 'c> {
         };
         // Usage reported under a subscription that writes no invoice (collection `NONE`) is
         // never billed, also when one that does replaces it: it closes here unbilled.
-        if self.settings.writes_invoices(sub.payment_collection_method)
-            && !self
-                .settings
-                .writes_invoices(current.payment_collection_method)
-        {
+        if new_invoiced && !old_invoiced {
             usage = crate::usage::UsageBill::default();
         }
         if let (Some(new), Some(used), false) = (currency, usage.currency, settled_apart) {
@@ -3189,8 +3182,10 @@ impl CheckoutCompletion {
 /// decided when the checkout was requested is carried: the trial decision (but a trial
 /// the customer was eligible for, when it has had one of the product since), a trial
 /// keeping its length from the completion, and the promotion code's active window and
-/// first-purchase checks. The rest (what it replaces, its change type, its charge, the
-/// code's redemption limit) is decided at the completion, against the state then.
+/// first-purchase checks, and the prices it was requested at (`pricedIn`: the billing
+/// country then, whatever the customer's is now). The rest (what it replaces, its change
+/// type, its charge, the code's redemption limit) is decided at the completion, against
+/// the state then.
 ///
 /// # Errors
 /// `SubscriptionNotFound` when no checkout is pending for the id; every error of

@@ -2,7 +2,10 @@
 //! each decision's explanation snapshotted as text.
 #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
 
+mod common;
+
 use chrono::{DateTime, Utc};
+use common::Decide;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 use std::fmt::Write as _;
@@ -20,16 +23,6 @@ use tollgate_core::update::{
 fn t(text: &str) -> DateTime<Utc> {
     text.parse().unwrap()
 }
-
-/// A decision function of the core taking a request `R`.
-type Decide<R> = fn(
-    &Catalog,
-    &CustomerState,
-    &R,
-    &Redemptions,
-    DateTime<Utc>,
-    &Settings,
-) -> Result<ProvisionDecision, tollgate_core::Error>;
 
 struct Timeline {
     catalog: Catalog,

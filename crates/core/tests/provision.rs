@@ -827,14 +827,25 @@ fn provision_customer_with(
     catalog: &Catalog,
     input: Value,
 ) -> Result<tollgate_core::journey::CustomerDecision, tollgate_core::Error> {
+    provision_customer_at(catalog, None, JAN1, input)
+}
+
+/// `provisionCustomer` with the request `input` at `at`, for the customer in `state` (a new
+/// one when `None`), with the default settings.
+fn provision_customer_at(
+    catalog: &Catalog,
+    state: Option<&CustomerState>,
+    at: &str,
+    input: Value,
+) -> Result<tollgate_core::journey::CustomerDecision, tollgate_core::Error> {
     let request: tollgate_core::journey::ProvisionCustomerRequest =
         serde_json::from_value(input).unwrap();
     tollgate_core::journey::provision_customer(
         catalog,
-        None,
+        state,
         &request,
         &Redemptions::new(),
-        t(JAN1),
+        t(at),
         &Settings::default(),
     )
 }
@@ -886,17 +897,11 @@ fn provision_customer_follows_the_journey_start_setup() {
     );
     // A customer in the trial already holds the product: its request is decided as asked,
     // never given the start plan in place of what it asked for.
-    let in_trial: tollgate_core::journey::ProvisionCustomerRequest = serde_json::from_value(
-        json!({"customerId": "c8", "hasPaymentMethod": true, "subscriptionParams": {"planId": "pro", "billingPeriod": "MONTHLY", "subscriptionId": "asked"}}),
-    )
-    .unwrap();
-    let asked = tollgate_core::journey::provision_customer(
+    let asked = provision_customer_at(
         &trial_catalog,
         Some(&state),
-        &in_trial,
-        &Redemptions::new(),
-        t("2025-01-03T00:00:00Z"),
-        &Settings::default(),
+        "2025-01-03T00:00:00Z",
+        json!({"customerId": "c8", "hasPaymentMethod": true, "subscriptionParams": {"planId": "pro", "billingPeriod": "MONTHLY", "subscriptionId": "asked"}}),
     )
     .unwrap();
     assert_eq!(asked.strategy, S::RequestedPlan);
@@ -916,17 +921,11 @@ fn provision_customer_follows_the_journey_start_setup() {
     )
     .unwrap();
     assert!(state.subscriptions.iter().all(|s| s.status.is_ended()));
-    let again: tollgate_core::journey::ProvisionCustomerRequest = serde_json::from_value(
-        json!({"customerId": "c8", "hasPaymentMethod": true, "subscriptionParams": {"planId": "pro", "billingPeriod": "MONTHLY", "subscriptionId": "second"}}),
-    )
-    .unwrap();
-    let again = tollgate_core::journey::provision_customer(
+    let again = provision_customer_at(
         &trial_catalog,
         Some(&state),
-        &again,
-        &Redemptions::new(),
-        t("2025-01-20T00:00:00Z"),
-        &Settings::default(),
+        "2025-01-20T00:00:00Z",
+        json!({"customerId": "c8", "hasPaymentMethod": true, "subscriptionParams": {"planId": "pro", "billingPeriod": "MONTHLY", "subscriptionId": "second"}}),
     )
     .unwrap();
     assert_eq!(again.strategy, S::PredefinedTrialPlan);
@@ -956,7 +955,6 @@ fn provision_customer_follows_the_journey_start_setup() {
 
 #[test]
 fn provision_customer_with_a_payment_method_collects_pending_payments_first() {
-    use tollgate_core::journey::{ProvisionCustomerRequest, provision_customer};
     let trial_catalog = catalog_with(|c| {
         c["products"][0]["journey"]["startSetup"] = json!("TRIAL_PERIOD");
         c["products"][0]["journey"]["startPlanId"] = json!("starter");
@@ -971,14 +969,11 @@ fn provision_customer_with_a_payment_method_collects_pending_payments_first() {
         state.subscription("s").unwrap().status,
         SubscriptionStatus::PaymentPending
     );
-    let request: ProvisionCustomerRequest = serde_json::from_value(json!({"customerId": "c1", "hasPaymentMethod": true, "subscriptionParams": {"planId": "pro", "billingPeriod": "MONTHLY", "subscriptionId": "next"}})).unwrap();
-    let decision = provision_customer(
+    let decision = provision_customer_at(
         &w.catalog,
         Some(&state),
-        &request,
-        &Redemptions::new(),
-        t(at),
-        &w.settings,
+        at,
+        json!({"customerId": "c1", "hasPaymentMethod": true, "subscriptionParams": {"planId": "pro", "billingPeriod": "MONTHLY", "subscriptionId": "next"}}),
     )
     .unwrap();
     // The waiting subscription is paid for at the request, as `updateCustomer` would pay

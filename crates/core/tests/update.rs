@@ -12,7 +12,7 @@
 mod common;
 
 use chrono::{DateTime, Utc};
-use common::{catalog_with, reference_catalog as catalog};
+use common::{Decide, catalog_with, reference_catalog as catalog};
 use proptest::prelude::*;
 use rust_decimal::Decimal;
 use serde_json::{Value, json};
@@ -86,19 +86,9 @@ fn pro(seats: u64) -> Value {
            "subscriptionId": "s", "billableFeatures": [{"featureId": "seats", "quantity": seats}]})
 }
 
-/// An operation on a subscription: `updateSubscription`, `migrateSubscriptionToLatest`.
-type Operation<R> = fn(
-    &Catalog,
-    &CustomerState,
-    &R,
-    &Redemptions,
-    DateTime<Utc>,
-    &Settings,
-) -> Result<ProvisionDecision, Error>;
-
 /// `operation` decided at `at` on the request `input`, with the default settings.
 fn decided<R: serde::de::DeserializeOwned>(
-    operation: Operation<R>,
+    operation: Decide<R>,
     catalog: &Catalog,
     state: &CustomerState,
     at: &str,

@@ -4,8 +4,24 @@
     reason = "each test crate compiles this module and uses only part of it"
 )]
 
+use chrono::{DateTime, Utc};
 use serde_json::Value;
 use tollgate_core::Catalog;
+use tollgate_core::coupon::Redemptions;
+use tollgate_core::customer::CustomerState;
+use tollgate_core::provision::ProvisionDecision;
+use tollgate_core::settings::Settings;
+
+/// A decision of the core on a request `R` (`provisionSubscription`, `updateSubscription`,
+/// `migrateSubscriptionToLatest`, a transfer): the signature they share.
+pub type Decide<R> = fn(
+    &Catalog,
+    &CustomerState,
+    &R,
+    &Redemptions,
+    DateTime<Utc>,
+    &Settings,
+) -> Result<ProvisionDecision, tollgate_core::Error>;
 
 /// The reference catalog, `tests/data/reference-catalog.json`.
 ///
