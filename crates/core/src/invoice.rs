@@ -276,6 +276,18 @@ pub struct Billing {
     pub rounding: RoundingMode,
 }
 
+/// The lines a subscription that writes no invoice (collection `NONE`) still issues, alone
+/// on an invoice: its credits for the unused time of components paid before, under a
+/// collection method that invoiced. A component it charged itself was never paid, so its
+/// credit is zero and it gets none; its debits, charges and usage are never billed.
+pub(crate) fn credits_of_paid(lines: &[InvoiceLine]) -> Vec<InvoiceLine> {
+    lines
+        .iter()
+        .filter(|l| l.kind == LineKind::ProrationCredit && !l.amount.is_zero())
+        .cloned()
+        .collect()
+}
+
 /// Settles `lines` billed to `sub`: zero lines are dropped, the rest ordered (credits,
 /// debits, charges, usage; stable within a kind); the subscription's coupon applies to the
 /// lines whose span it covers, each judged by its own span (a debit that waited keeps the

@@ -626,7 +626,8 @@ impl Clock<'_> {
     }
 
     /// Settles and issues an invoice for `sub` (when invoices are written), recording the
-    /// coupon's use on the subscription.
+    /// coupon's use on the subscription. One that writes none (collection `NONE`) still
+    /// issues its credits for what was paid before, alone.
     fn issue(
         &mut self,
         sub: &Subscription,
@@ -634,9 +635,12 @@ impl Clock<'_> {
         currency: crate::money::Currency,
         reason: InvoiceReason,
     ) -> Result<(), Error> {
-        if !self.settings.writes_invoices(sub.payment_collection_method) {
-            return Ok(());
-        }
+        let invoiced = self.settings.writes_invoices(sub.payment_collection_method);
+        let lines = match (invoiced, self.settings.billing_integration) {
+            (true, _) => lines,
+            (false, true) => invoice::credits_of_paid(&lines),
+            (false, false) => return Ok(()),
+        };
         let billing = Billing {
             currency,
             apply_credit: true,
@@ -646,7 +650,7 @@ impl Clock<'_> {
         if settlement.lines.is_empty() {
             return Ok(());
         }
-        if let Ok(stored) = self.state.subscription_mut(sub.id.as_str()) {
+        if let (true, Ok(stored)) = (invoiced, self.state.subscription_mut(sub.id.as_str())) {
             provision::record_discount(stored, &settlement, |_| true, true)?;
         }
         let invoice = Invoice::from_settlement(

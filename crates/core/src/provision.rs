@@ -2746,8 +2746,26 @@ impl<'a, 'c> Decider<'a, 'c> {
         };
         if !self.settings.writes_invoices(sub.payment_collection_method) {
             // Nothing is charged: the components stay held but paid nothing, so a later
-            // change credits nothing for them (SPEC.md §4).
+            // change credits nothing for them (SPEC.md §4). What was paid before, under a
+            // method that invoiced, is still given back.
             record_unpaid(sub, |i| charge.paid_entries.contains(&i));
+            let credits = invoice::credits_of_paid(&charge.lines);
+            if !self.settings.billing_integration || credits.is_empty() {
+                return Ok(());
+            }
+            let billing = invoice::Billing {
+                currency: charge.currency,
+                apply_credit: true,
+                rounding: self.settings.rounding,
+            };
+            let settlement = invoice::settle(self.catalog, self.state, sub, &credits, billing)?;
+            self.issue(
+                d,
+                charge.subscription.clone(),
+                charge.reason,
+                charge.currency,
+                settlement,
+            );
             return Ok(());
         }
         // With `CREATE_PRORATIONS` a change's prorations wait on the subscription for its
@@ -2770,16 +2788,31 @@ impl<'a, 'c> Decider<'a, 'c> {
                 next.charges = ledger;
             }
         }
+        let subscription = charge.subscription.clone();
+        let (reason, currency) = (charge.reason, charge.currency);
+        self.issue(d, subscription, reason, currency, settlement);
+        Ok(())
+    }
+
+    /// Issues the invoice of `settlement` for `subscription` now, unless it has no line.
+    fn issue(
+        &self,
+        d: &mut ProvisionDecision,
+        subscription: SubscriptionId,
+        reason: InvoiceReason,
+        currency: Currency,
+        settlement: invoice::Settlement,
+    ) {
         if settlement.lines.is_empty() {
-            return Ok(());
+            return;
         }
         let invoice = Invoice::from_settlement(
             invoice::next_invoice_id(self.state),
             self.state,
-            charge.subscription.clone(),
+            subscription,
             self.now,
-            charge.reason,
-            charge.currency,
+            reason,
+            currency,
             settlement,
         );
         d.explanation.push(Step::Invoice {
@@ -2789,7 +2822,6 @@ impl<'a, 'c> Decider<'a, 'c> {
             currency: invoice.currency,
         });
         d.effects.invoice = Some(invoice);
-        Ok(())
     }
 }
 
