@@ -226,10 +226,11 @@ pub struct Charge {
     /// prorations now: those earlier lines and the credits for its waiting debits never
     /// wait again, so a debit and its credit go on this one invoice.
     pub settles_waiting: bool,
-    /// The subscription that carries on the charged one's ledger (a plan change with
-    /// `prorationBehavior: NONE` keeps the old charges until the period ends): it takes the
-    /// ledger as this charge leaves it, so that a waiting debit billed here is recorded as
-    /// paid there, at what it was paid.
+    /// The subscription that carries on entries of the charged one's ledger (a plan change
+    /// that keeps the period keeps unchanged components, and with `prorationBehavior: NONE`
+    /// every old charge, until the period ends): the entries it kept take the record this
+    /// charge leaves them at, so that a waiting debit billed here is recorded as paid
+    /// there, at what it was paid.
     pub ledger_to: Option<SubscriptionId>,
 }
 
@@ -2560,13 +2561,11 @@ impl<'a, 'c> Decider<'a, 'c> {
                 prorations_wait: false,
                 pending_stays: false,
                 settles_waiting: false,
-                // A change without proration that keeps the period credits nothing: the
-                // new subscription keeps this ledger. One that starts a new period (or a
-                // free plan) has credited it here, and keeps none.
-                ledger_to: (self.in_place.is_none()
-                    && keep_period
-                    && behavior == ProrationBehavior::None)
-                    .then(|| sub.id.clone()),
+                // A change that keeps the period keeps the entries it does not credit (its
+                // unchanged components, or every one without proration) on the new
+                // subscription, which takes them as this invoice leaves them. One that
+                // starts a new period (or a free plan) has credited them all here.
+                ledger_to: (self.in_place.is_none() && keep_period).then(|| sub.id.clone()),
             });
         }
         if self.in_place.is_some() {
@@ -2783,9 +2782,9 @@ impl<'a, 'c> Decider<'a, 'c> {
         let settlement =
             charge.settle_now(self.catalog, self.state, sub, self.settings.rounding)?;
         if let Some(to) = &charge.ledger_to {
-            let ledger = sub.charges.clone();
+            let settled = sub.charges.clone();
             if let Some(next) = d.effects.create.iter_mut().find(|s| &s.id == to) {
-                next.charges = ledger;
+                carry_ledger(next, &settled);
             }
         }
         let subscription = charge.subscription.clone();
@@ -3053,6 +3052,27 @@ pub(crate) fn debit_lines(
         lines.push((i, debit));
     }
     Ok(lines)
+}
+
+/// Gives each entry `next` kept of another subscription's ledger the record of that entry
+/// in `settled`, that ledger after an invoice billed it: what was paid, and whether it
+/// still waits. An entry is the one it was copied from when everything but those two is
+/// equal.
+fn carry_ledger(next: &mut Subscription, settled: &[ChargedComponent]) {
+    for entry in &mut next.charges {
+        let copied_from = settled.iter().find(|s| {
+            s.source == entry.source
+                && s.full_amount == entry.full_amount
+                && s.quantity == entry.quantity
+                && s.unit_price == entry.unit_price
+                && s.currency == entry.currency
+                && s.covered == entry.covered
+        });
+        if let Some(record) = copied_from {
+            entry.amount = record.amount;
+            entry.waiting = record.waiting;
+        }
+    }
 }
 
 pub(crate) fn same_component(charge: &ChargedComponent, component: &Component) -> bool {
