@@ -23,7 +23,9 @@ use crate::invoice::{self, Invoice, InvoiceLine, InvoiceReason, LineKind};
 use crate::lifecycle::Event;
 use crate::money::{self, Currency, RoundingMode};
 use crate::period::{BillingPeriod, Period, PeriodSeries, first_period};
-use crate::pricing::{AddonQuantity, Component, Configuration, RecurringAmount, plan_amount};
+use crate::pricing::{
+    AddonQuantity, Component, ComponentSource, Configuration, RecurringAmount, plan_amount,
+};
 use crate::proration::{ProrationEvent, share};
 use crate::settings::Settings;
 use crate::subscription::{
@@ -2338,7 +2340,21 @@ impl<'a, 'c> Decider<'a, 'c> {
                     until: period.end,
                 });
             } else if behavior == ProrationBehavior::None {
-                sub.charges = current.charges.clone();
+                let remaining = Period {
+                    start: now,
+                    end: period.end,
+                };
+                sub.charges = match currency {
+                    Some(currency) => ledger_without_proration(
+                        self.catalog,
+                        current,
+                        &sub.config,
+                        quote,
+                        currency,
+                        remaining,
+                    ),
+                    None => current.charges.clone(),
+                };
                 d.explanation.push(Step::ProrationNone);
             } else if let Some(currency) = currency {
                 let remaining = Period {
@@ -2782,9 +2798,9 @@ impl<'a, 'c> Decider<'a, 'c> {
         let settlement =
             charge.settle_now(self.catalog, self.state, sub, self.settings.rounding)?;
         if let Some(to) = &charge.ledger_to {
-            let settled = sub.charges.clone();
+            let (settled, config) = (sub.charges.clone(), sub.config.clone());
             if let Some(next) = d.effects.create.iter_mut().find(|s| &s.id == to) {
-                carry_ledger(next, &settled);
+                carry_ledger(self.catalog, next, &settled, &config);
             }
         }
         let subscription = charge.subscription.clone();
@@ -3054,25 +3070,140 @@ pub(crate) fn debit_lines(
     Ok(lines)
 }
 
-/// Gives each entry `next` kept of another subscription's ledger the record of that entry
-/// in `settled`, that ledger after an invoice billed it: what was paid, and whether it
-/// still waits. An entry is the one it was copied from when everything but those two is
-/// equal.
-fn carry_ledger(next: &mut Subscription, settled: &[ChargedComponent]) {
+/// Gives each entry `next` kept of another subscription's ledger (`settled`, of
+/// configuration `config`, after an invoice billed it) the record of that entry: what was
+/// paid, and whether it still waits. An entry is the one it was kept from when it covers
+/// the same span in the same currency for the same component, or for the component in the
+/// same slot ([`ledger_without_proration`]).
+fn carry_ledger(
+    catalog: &Catalog,
+    next: &mut Subscription,
+    settled: &[ChargedComponent],
+    config: &Configuration,
+) {
     for entry in &mut next.charges {
-        let copied_from = settled.iter().find(|s| {
-            s.source == entry.source
-                && s.full_amount == entry.full_amount
-                && s.quantity == entry.quantity
-                && s.unit_price == entry.unit_price
-                && s.currency == entry.currency
-                && s.covered == entry.covered
-        });
-        if let Some(record) = copied_from {
+        let same_span =
+            |s: &&ChargedComponent| s.covered == entry.covered && s.currency == entry.currency;
+        let kept_from = settled
+            .iter()
+            .filter(same_span)
+            .find(|s| s.source == entry.source && s.full_amount == entry.full_amount)
+            .or_else(|| {
+                let place = slot(catalog, &next.config, &entry.source)?;
+                settled
+                    .iter()
+                    .filter(same_span)
+                    .find(|s| slot(catalog, config, &s.source).as_ref() == Some(&place))
+            });
+        if let Some(record) = kept_from {
             entry.amount = record.amount;
             entry.waiting = record.waiting;
         }
     }
+}
+
+/// The place a component fills in a configuration, whatever plan or version prices it:
+/// the plan's `n`-th flat fee of the billing period, its per-unit price of a feature, or
+/// an add-on's price. `None` for a usage price, or a source the catalog no longer has.
+#[derive(Debug, PartialEq, Eq)]
+enum Slot {
+    PlanFlatFee(usize),
+    PlanUnits(FeatureId),
+    Addon(AddonId, usize),
+}
+
+/// The [`Slot`] of `source` in `config`.
+fn slot(catalog: &Catalog, config: &Configuration, source: &ComponentSource) -> Option<Slot> {
+    match source {
+        ComponentSource::PlanPrice {
+            plan,
+            version,
+            index,
+        } => {
+            let period = config.billing_period?;
+            let prices = &catalog
+                .plan(plan.as_str(), *version)?
+                .price_set(config.country, period)
+                .prices;
+            match &prices.get(*index)?.model {
+                PriceModel::FlatFee { .. } => Some(Slot::PlanFlatFee(
+                    prices
+                        .iter()
+                        .take(*index)
+                        .filter(|p| {
+                            p.billing_period == period
+                                && matches!(p.model, PriceModel::FlatFee { .. })
+                        })
+                        .count(),
+                )),
+                PriceModel::PerUnit { feature, .. } => Some(Slot::PlanUnits(feature.clone())),
+                PriceModel::UsageBased { .. } => None,
+            }
+        }
+        ComponentSource::AddonPrice { addon, index, .. } => {
+            Some(Slot::Addon(addon.clone(), *index))
+        }
+    }
+}
+
+/// The ledger a change without proration that keeps the period (`prorationBehavior:
+/// NONE`) leaves the new configuration, whose prices apply from the next period (SPEC.md
+/// §4). Each new component takes the entry of the one whose place it takes (the same
+/// component, or the one in its [`Slot`] in `current`'s configuration, in the same
+/// currency): what was paid for that place stays paid, for the span it covered, so a later
+/// change prorates only the components it changes (FORMAT.md §6) and credits no more than
+/// was paid. A component taking no one's place is held unpaid until the period ends. An
+/// entry whose place no component takes stays as it is, paid: a later change or
+/// cancellation credits it. A period charged in another currency keeps its ledger as it
+/// is: a later change knows by it that the period was charged in that currency.
+fn ledger_without_proration(
+    catalog: &Catalog,
+    current: &Subscription,
+    config: &Configuration,
+    quote: &RecurringAmount,
+    currency: Currency,
+    remaining: Period,
+) -> Vec<ChargedComponent> {
+    if current.charges.iter().any(|e| e.currency != currency) {
+        return current.charges.clone();
+    }
+    let mut old: Vec<Option<&ChargedComponent>> = current.charges.iter().map(Some).collect();
+    let mut ledger = Vec::with_capacity(old.len().max(quote.components.len()));
+    for c in &quote.components {
+        let same = old
+            .iter()
+            .position(|e| e.is_some_and(|e| same_component(e, c)));
+        let taken = same.or_else(|| {
+            let place = slot(catalog, config, &c.source)?;
+            old.iter().position(|e| {
+                e.is_some_and(|e| {
+                    slot(catalog, &current.config, &e.source).as_ref() == Some(&place)
+                })
+            })
+        });
+        let entry = match taken.and_then(|i| old.get_mut(i)).and_then(Option::take) {
+            Some(kept) => ChargedComponent {
+                source: c.source.clone(),
+                full_amount: c.amount,
+                quantity: c.quantity,
+                unit_price: c.unit_price,
+                ..kept.clone()
+            },
+            None => ChargedComponent {
+                source: c.source.clone(),
+                full_amount: c.amount,
+                quantity: c.quantity,
+                unit_price: c.unit_price,
+                currency,
+                amount: Decimal::ZERO,
+                covered: remaining,
+                waiting: false,
+            },
+        };
+        ledger.push(entry);
+    }
+    ledger.extend(old.into_iter().flatten().cloned());
+    ledger
 }
 
 pub(crate) fn same_component(charge: &ChargedComponent, component: &Component) -> bool {
