@@ -29,8 +29,8 @@ use crate::pricing::{
 use crate::proration::{ProrationEvent, share};
 use crate::settings::Settings;
 use crate::subscription::{
-    AppliedCoupon, CancelReason, ChargedComponent, PaymentCollectionMethod, ScheduledUpdate,
-    ScheduledUpdateType, Subscription, SubscriptionStatus,
+    AppliedCoupon, CancelReason, ChargedComponent, HeldComponent, PaymentCollectionMethod,
+    ScheduledUpdate, ScheduledUpdateType, Subscription, SubscriptionStatus,
 };
 use crate::trial::{self, TrialOutcome, TrialOverride};
 use chrono::{DateTime, TimeDelta, Utc};
@@ -2366,7 +2366,7 @@ impl<'a, 'c> Decider<'a, 'c> {
                 let mut paid_entries = Vec::with_capacity(debits.len());
                 for (i, c) in quote.components.iter().enumerate() {
                     if let Some(ch) = current.charges.iter().find(|ch| same_component(ch, c)) {
-                        charges.push(ch.clone());
+                        charges.push(kept_for(ch, c));
                     } else if let Some((_, l)) = debits.iter().find(|(j, _)| *j == i) {
                         paid_entries.push(charges.len());
                         let mut entry = charged(c, l, currency, remaining);
@@ -2798,9 +2798,9 @@ impl<'a, 'c> Decider<'a, 'c> {
         let settlement =
             charge.settle_now(self.catalog, self.state, sub, self.settings.rounding)?;
         if let Some(to) = &charge.ledger_to {
-            let (settled, config) = (sub.charges.clone(), sub.config.clone());
+            let settled = sub.charges.clone();
             if let Some(next) = d.effects.create.iter_mut().find(|s| &s.id == to) {
-                carry_ledger(self.catalog, next, &settled, &config);
+                carry_ledger(next, &settled);
             }
         }
         let subscription = charge.subscription.clone();
@@ -2974,6 +2974,7 @@ fn charged(
         amount: line.amount,
         covered,
         waiting: false,
+        held: None,
     }
 }
 
@@ -3070,31 +3071,21 @@ pub(crate) fn debit_lines(
     Ok(lines)
 }
 
-/// Gives each entry `next` kept of another subscription's ledger (`settled`, of
-/// configuration `config`, after an invoice billed it) the record of that entry: what was
-/// paid, and whether it still waits. An entry is the one it was kept from when it covers
-/// the same span in the same currency for the same component, or for the component in the
-/// same slot ([`ledger_without_proration`]).
-fn carry_ledger(
-    catalog: &Catalog,
-    next: &mut Subscription,
-    settled: &[ChargedComponent],
-    config: &Configuration,
-) {
+/// Gives each entry `next` kept of another subscription's ledger the record of that entry
+/// in `settled`, that ledger after an invoice billed it: what was paid, and whether it
+/// still waits. An entry is the one it was kept from when it was charged for the same
+/// component, over the same span, in the same currency (an entry kept keeps all three,
+/// also in another component's place).
+fn carry_ledger(next: &mut Subscription, settled: &[ChargedComponent]) {
     for entry in &mut next.charges {
-        let same_span =
-            |s: &&ChargedComponent| s.covered == entry.covered && s.currency == entry.currency;
-        let kept_from = settled
-            .iter()
-            .filter(same_span)
-            .find(|s| s.source == entry.source && s.full_amount == entry.full_amount)
-            .or_else(|| {
-                let place = slot(catalog, &next.config, &entry.source)?;
-                settled
-                    .iter()
-                    .filter(same_span)
-                    .find(|s| slot(catalog, config, &s.source).as_ref() == Some(&place))
-            });
+        let kept_from = settled.iter().find(|s| {
+            s.source == entry.source
+                && s.full_amount == entry.full_amount
+                && s.quantity == entry.quantity
+                && s.unit_price == entry.unit_price
+                && s.currency == entry.currency
+                && s.covered == entry.covered
+        });
         if let Some(record) = kept_from {
             entry.amount = record.amount;
             entry.waiting = record.waiting;
@@ -3177,18 +3168,13 @@ fn ledger_without_proration(
             let place = slot(catalog, config, &c.source)?;
             old.iter().position(|e| {
                 e.is_some_and(|e| {
-                    slot(catalog, &current.config, &e.source).as_ref() == Some(&place)
+                    let stands_for = e.held.as_ref().map_or(&e.source, |h| &h.source);
+                    slot(catalog, &current.config, stands_for).as_ref() == Some(&place)
                 })
             })
         });
         let entry = match taken.and_then(|i| old.get_mut(i)).and_then(Option::take) {
-            Some(kept) => ChargedComponent {
-                source: c.source.clone(),
-                full_amount: c.amount,
-                quantity: c.quantity,
-                unit_price: c.unit_price,
-                ..kept.clone()
-            },
+            Some(kept) => kept_for(kept, c),
             None => ChargedComponent {
                 source: c.source.clone(),
                 full_amount: c.amount,
@@ -3198,6 +3184,7 @@ fn ledger_without_proration(
                 amount: Decimal::ZERO,
                 covered: remaining,
                 waiting: false,
+                held: None,
             },
         };
         ledger.push(entry);
@@ -3206,8 +3193,28 @@ fn ledger_without_proration(
     ledger
 }
 
+/// Whether ledger entry `charge` is kept for `component`: the one it was charged for, or
+/// the one a change without proration put in its place ([`ChargedComponent::held`]).
+/// Either is held paid until the period ends, so a change to either prorates nothing.
 pub(crate) fn same_component(charge: &ChargedComponent, component: &Component) -> bool {
-    charge.source == component.source && charge.full_amount == component.amount
+    (charge.source == component.source && charge.full_amount == component.amount)
+        || charge
+            .held
+            .as_ref()
+            .is_some_and(|h| h.source == component.source && h.full_amount == component.amount)
+}
+
+/// Entry `charge` kept for `component`, which it stands for ([`same_component`]) or whose
+/// place it takes: it stands for `component` from now on.
+fn kept_for(charge: &ChargedComponent, component: &Component) -> ChargedComponent {
+    let paid_for = charge.source == component.source && charge.full_amount == component.amount;
+    ChargedComponent {
+        held: (!paid_for).then(|| HeldComponent {
+            source: component.source.clone(),
+            full_amount: component.amount,
+        }),
+        ..charge.clone()
+    }
 }
 
 /// Records on `sub` that the ledger entries at the positions `unpaid` accepts were charged

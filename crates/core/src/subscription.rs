@@ -191,6 +191,21 @@ pub struct ChargedComponent {
     /// that same invoice.
     #[serde(default)]
     pub waiting: bool,
+    /// The component it stands for now, when a change without proration put another in its
+    /// place (`prorationBehavior: NONE`): what was paid for `source` stays paid for this one
+    /// until the period ends. Absent when it stands for the component it was charged for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub held: Option<HeldComponent>,
+}
+
+/// A component a ledger entry stands for in place of the one it was charged for.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct HeldComponent {
+    /// The component.
+    pub source: crate::pricing::ComponentSource,
+    /// Its exact full-period amount.
+    pub full_amount: Decimal,
 }
 
 /// A subscription.
