@@ -3209,9 +3209,11 @@ pub(crate) fn same_component(charge: &ChargedComponent, component: &Component) -
 fn kept_for(charge: &ChargedComponent, component: &Component) -> ChargedComponent {
     let paid_for = charge.source == component.source && charge.full_amount == component.amount;
     ChargedComponent {
-        held: (!paid_for).then(|| HeldComponent {
-            source: component.source.clone(),
-            full_amount: component.amount,
+        held: (!paid_for).then(|| {
+            Box::new(HeldComponent {
+                source: component.source.clone(),
+                full_amount: component.amount,
+            })
         }),
         ..charge.clone()
     }

@@ -195,7 +195,7 @@ pub struct ChargedComponent {
     /// place (`prorationBehavior: NONE`): what was paid for `source` stays paid for this one
     /// until the period ends. Absent when it stands for the component it was charged for.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub held: Option<HeldComponent>,
+    pub held: Option<Box<HeldComponent>>,
 }
 
 /// A component a ledger entry stands for in place of the one it was charged for.
