@@ -277,10 +277,17 @@ pub struct Billing {
 }
 
 /// The lines a subscription that writes no invoice (collection `NONE`) still issues, alone
-/// on an invoice: its credits for the unused time of components paid before, under a
-/// collection method that invoiced. A component it charged itself was never paid, so its
-/// credit is zero and it gets none; its debits, charges and usage are never billed.
-pub(crate) fn credits_of_paid(lines: &[InvoiceLine]) -> Vec<InvoiceLine> {
+/// on an invoice, when the billing integration is on: its credits for the unused time of
+/// components paid before, under a collection method that invoiced. A component it charged
+/// itself was never paid, so its credit is zero and it gets none; its debits, charges and
+/// usage are never billed. With the integration off nothing is written.
+pub(crate) fn credits_of_paid(
+    settings: &crate::settings::Settings,
+    lines: &[InvoiceLine],
+) -> Vec<InvoiceLine> {
+    if !settings.billing_integration {
+        return Vec::new();
+    }
     lines
         .iter()
         .filter(|l| l.kind == LineKind::ProrationCredit && !l.amount.is_zero())

@@ -636,11 +636,14 @@ impl Clock<'_> {
         reason: InvoiceReason,
     ) -> Result<(), Error> {
         let invoiced = self.settings.writes_invoices(sub.payment_collection_method);
-        let lines = match (invoiced, self.settings.billing_integration) {
-            (true, _) => lines,
-            (false, true) => invoice::credits_of_paid(&lines),
-            (false, false) => return Ok(()),
+        let lines = if invoiced {
+            lines
+        } else {
+            invoice::credits_of_paid(self.settings, &lines)
         };
+        if lines.is_empty() {
+            return Ok(());
+        }
         let billing = Billing {
             currency,
             apply_credit: true,

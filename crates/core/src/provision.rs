@@ -2764,8 +2764,8 @@ impl<'a, 'c> Decider<'a, 'c> {
             // change credits nothing for them (SPEC.md §4). What was paid before, under a
             // method that invoiced, is still given back.
             record_unpaid(sub, |i| charge.paid_entries.contains(&i));
-            let credits = invoice::credits_of_paid(&charge.lines);
-            if !self.settings.billing_integration || credits.is_empty() {
+            let credits = invoice::credits_of_paid(self.settings, &charge.lines);
+            if credits.is_empty() {
                 return Ok(());
             }
             let billing = invoice::Billing {
@@ -3197,19 +3197,23 @@ fn ledger_without_proration(
 /// the one a change without proration put in its place ([`ChargedComponent::held`]).
 /// Either is held paid until the period ends, so a change to either prorates nothing.
 pub(crate) fn same_component(charge: &ChargedComponent, component: &Component) -> bool {
-    (charge.source == component.source && charge.full_amount == component.amount)
+    charged_for(charge, component)
         || charge
             .held
             .as_ref()
             .is_some_and(|h| h.source == component.source && h.full_amount == component.amount)
 }
 
+/// Whether ledger entry `charge` was charged for `component`.
+fn charged_for(charge: &ChargedComponent, component: &Component) -> bool {
+    charge.source == component.source && charge.full_amount == component.amount
+}
+
 /// Entry `charge` kept for `component`, which it stands for ([`same_component`]) or whose
 /// place it takes: it stands for `component` from now on.
 fn kept_for(charge: &ChargedComponent, component: &Component) -> ChargedComponent {
-    let paid_for = charge.source == component.source && charge.full_amount == component.amount;
     ChargedComponent {
-        held: (!paid_for).then(|| {
+        held: (!charged_for(charge, component)).then(|| {
             Box::new(HeldComponent {
                 source: component.source.clone(),
                 full_amount: component.amount,
