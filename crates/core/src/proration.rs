@@ -219,6 +219,38 @@ impl Fraction {
         }
         money::mul_ratio(amount, self.numerator, self.denominator, currency, mode)
     }
+
+    /// `charged × paid / billed × self`, rounded once to `currency`'s minor unit with
+    /// `mode`: the share of a discounted charge ([`crate::subscription::PaidShare`]) without
+    /// cutting `paid / billed` to 28 digits first, so a result exactly halfway between two
+    /// minor units is a true tie. (`paid` and `billed` are invoice amounts and the fraction's
+    /// terms are counts of seconds or days, so their products stay well within a decimal's
+    /// 28 digits; products that overflow take `charged × paid / billed` in decimals first,
+    /// then [`Fraction::of`].)
+    ///
+    /// # Errors
+    /// `AmountTooLarge` for a zero `billed` or a result that does not fit a decimal.
+    pub fn of_share(
+        self,
+        charged: Decimal,
+        paid: Decimal,
+        billed: Decimal,
+        currency: Currency,
+        mode: RoundingMode,
+    ) -> Result<Decimal, Error> {
+        let exact = money::mul(paid, Decimal::from(self.numerator))
+            .and_then(|n| Ok((n, money::mul(billed, Decimal::from(self.denominator))?)));
+        match exact {
+            Ok((numerator, denominator)) => {
+                money::mul_div(charged, numerator, denominator, currency, mode)
+            }
+            Err(_) => self.of(
+                money::div(money::mul(charged, paid)?, billed)?,
+                currency,
+                mode,
+            ),
+        }
+    }
 }
 
 /// Whole seconds from `a` to `b`, cut toward zero as `TimeDelta::num_seconds` does; from the

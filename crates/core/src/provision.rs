@@ -29,8 +29,9 @@ use crate::pricing::{
 use crate::proration::{ProrationEvent, share};
 use crate::settings::Settings;
 use crate::subscription::{
-    AppliedCoupon, CancelReason, ChargedComponent, HeldComponent, PaymentCollectionMethod,
-    ScheduledUpdate, ScheduledUpdateType, Subscription, SubscriptionStatus,
+    AppliedCoupon, CancelReason, ChargedComponent, HeldComponent, PaidShare,
+    PaymentCollectionMethod, ScheduledUpdate, ScheduledUpdateType, Subscription,
+    SubscriptionStatus,
 };
 use crate::trial::{self, TrialOutcome, TrialOverride};
 use chrono::{DateTime, TimeDelta, Utc};
@@ -2975,6 +2976,7 @@ fn charged(
         covered,
         waiting: false,
         held: None,
+        discounted: None,
     }
 }
 
@@ -3009,7 +3011,16 @@ pub(crate) fn credit_lines<'s>(
             charge.covered.end,
             event,
         )?;
-        let amount = f.of(charge.amount, charge.currency, settings.rounding)?;
+        let amount = match charge.discounted.as_deref() {
+            Some(share) => f.of_share(
+                share.charged,
+                share.paid,
+                share.billed,
+                charge.currency,
+                settings.rounding,
+            )?,
+            None => f.of(charge.amount, charge.currency, settings.rounding)?,
+        };
         if amount.is_zero() {
             continue;
         }
@@ -3089,6 +3100,7 @@ fn carry_ledger(next: &mut Subscription, settled: &[ChargedComponent]) {
         if let Some(record) = kept_from {
             entry.amount = record.amount;
             entry.waiting = record.waiting;
+            entry.discounted.clone_from(&record.discounted);
         }
     }
 }
@@ -3185,6 +3197,7 @@ fn ledger_without_proration(
                 covered: remaining,
                 waiting: false,
                 held: None,
+                discounted: None,
             },
         };
         ledger.push(entry);
@@ -3235,6 +3248,7 @@ pub(crate) fn record_unpaid(sub: &mut Subscription, unpaid: impl Fn(usize) -> bo
     {
         charge.amount = Decimal::ZERO;
         charge.waiting = false;
+        charge.discounted = None;
     }
 }
 
@@ -3284,7 +3298,22 @@ pub(crate) fn record_discount(
         charge.waiting = false;
         let judged_by = period_start.map_or(charge.covered.start, |s| s.min(charge.covered.start));
         if let Some((paid, covered)) = paid_of.filter(|_| settlement.coverage.covers(judged_by)) {
-            charge.amount = money::div(money::mul(charge.amount, paid)?, covered)?;
+            let share = match charge.discounted.take() {
+                // Paid at a discount before (not reached: an invoice discounts what it
+                // bills, once): the two shares compose.
+                Some(before) => PaidShare {
+                    charged: before.charged,
+                    paid: money::mul(before.paid, paid)?,
+                    billed: money::mul(before.billed, covered)?,
+                },
+                None => PaidShare {
+                    charged: charge.amount,
+                    paid,
+                    billed: covered,
+                },
+            };
+            charge.amount = money::div(money::mul(share.charged, share.paid)?, share.billed)?;
+            charge.discounted = Some(Box::new(share));
         }
     }
     Ok(())

@@ -196,6 +196,25 @@ pub struct ChargedComponent {
     /// until the period ends. Absent when it stands for the component it was charged for.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub held: Option<Box<HeldComponent>>,
+    /// What a coupon left to pay of the charge, as an exact share, when the invoice that
+    /// billed it discounted it: `amount` is `charged × paid / billed` cut to 28 digits, and
+    /// a credit for the entry is computed from the three, so a credit exactly halfway
+    /// between two minor units rounds as the tie it is. Absent when the charge was paid in
+    /// full (or nothing was paid).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub discounted: Option<Box<PaidShare>>,
+}
+
+/// The exact share of a ledger entry's charge a discounted invoice left to pay.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct PaidShare {
+    /// The amount charged before the discount.
+    pub charged: Decimal,
+    /// What the invoice's covered lines came to after the discount.
+    pub paid: Decimal,
+    /// What they came to before it.
+    pub billed: Decimal,
 }
 
 /// A component a ledger entry stands for in place of the one it was charged for.

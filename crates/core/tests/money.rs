@@ -599,6 +599,86 @@ proptest! {
     }
 }
 
+#[test]
+fn a_share_of_a_discounted_charge_rounds_a_true_tie_as_a_tie() {
+    // 10.007 charged, the invoice paid 8.766 of 13.149 (two thirds, a repeating decimal),
+    // 21 of 28 days unused: exactly 5.0035, which HALF_UP rounds up and HALF_EVEN down.
+    let kwd = Currency::parse("KWD").unwrap();
+    let f = Fraction::new(21, 28);
+    let share = |mode| {
+        f.of_share(d("10.007"), d("8.766"), d("13.149"), kwd, mode)
+            .unwrap()
+    };
+    assert_eq!(share(RoundingMode::HalfUp), d("5.004"));
+    assert_eq!(share(RoundingMode::HalfEven), d("5.004"));
+    let negative = f.of_share(
+        d("-10.007"),
+        d("8.766"),
+        d("13.149"),
+        kwd,
+        RoundingMode::HalfUp,
+    );
+    assert_eq!(negative.unwrap(), d("-5.004"));
+    // Nothing paid, nothing to credit; all of it paid, the fraction of the charge.
+    assert_eq!(
+        f.of_share(d("10.007"), d("0"), d("13.149"), kwd, RoundingMode::HalfUp)
+            .unwrap(),
+        d("0.000")
+    );
+    assert_eq!(
+        f.of_share(
+            d("10.007"),
+            d("13.149"),
+            d("13.149"),
+            kwd,
+            RoundingMode::HalfUp
+        )
+        .unwrap(),
+        d("7.505")
+    );
+    assert!(
+        f.of_share(d("10.007"), d("1"), d("0"), kwd, RoundingMode::HalfUp)
+            .is_err()
+    );
+}
+
+proptest! {
+    /// The credit of a discounted charge is `charged × paid / billed × fraction`, exact,
+    /// rounded once: within half a minor unit, a tie going the rounding mode's way, however
+    /// `paid / billed` would be written as a decimal.
+    #[test]
+    fn a_share_of_a_discounted_charge_is_the_exact_product_rounded_once(
+        charged_units in 0i64..100_000_000, places in 0u32..5,
+        billed_units in 1i64..100_000_000, paid_permille in 0i64..=1000,
+        remaining in 0i64..40_000_000, whole in whole(), half_even in any::<bool>(),
+        code in prop::sample::select(vec!["USD", "JPY", "KWD"]),
+    ) {
+        let charged = Decimal::new(charged_units, places);
+        let billed = Decimal::new(billed_units, places);
+        let paid = Decimal::new(billed_units * paid_permille / 1000, places);
+        let f = Fraction::new(remaining, whole);
+        let currency = Currency::parse(code).unwrap();
+        let mode = if half_even { RoundingMode::HalfEven } else { RoundingMode::HalfUp };
+        let got = f.of_share(charged, paid, billed, currency, mode).unwrap();
+        prop_assert_eq!(got.scale(), currency.minor_units());
+
+        // Scaled by both denominators, everything below is an exact decimal.
+        let scale = billed * Decimal::from(f.denominator());
+        let exact = charged * paid * Decimal::from(f.numerator());
+        let back = got * scale;
+        let half = Decimal::new(5, currency.minor_units() + 1) * scale;
+        let off = (exact - back).abs();
+        prop_assert!(off <= half, "{charged} × {paid}/{billed} × {f:?} gave {got}");
+        if off == half && !off.is_zero() {
+            if half_even {
+                prop_assert!(got.mantissa() % 2 == 0, "tie gave odd {got}");
+            } else {
+                prop_assert!(back.abs() > exact.abs(), "tie gave {got}, toward zero");
+            }
+        }
+    }
+}
+
 proptest! {
     /// Tax and every other `amount × n / d` is the exact quotient rounded once: within half
     /// a minor unit, a tie going the rounding mode's way.
