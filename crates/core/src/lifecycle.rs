@@ -655,6 +655,13 @@ impl Clock<'_> {
         }
         if let (true, Ok(stored)) = (invoiced, self.state.subscription_mut(sub.id.as_str())) {
             provision::record_discount(stored, &settlement, |_| true, true)?;
+            if settlement.coupon_used {
+                // The subscriptions carrying the same redemption (a successor) used it too.
+                let used = stored.clone();
+                for other in &mut self.state.subscriptions {
+                    other.share_coupon_uses(&used);
+                }
+            }
         }
         let invoice = Invoice::from_settlement(
             invoice::next_invoice_id(self.state),

@@ -2798,10 +2798,17 @@ impl<'a, 'c> Decider<'a, 'c> {
         );
         let settlement =
             charge.settle_now(self.catalog, self.state, sub, self.settings.rounding)?;
+        let used = settlement.coupon_used.then(|| sub.clone());
         if let Some(to) = &charge.ledger_to {
             let settled = sub.charges.clone();
             if let Some(next) = d.effects.create.iter_mut().find(|s| &s.id == to) {
                 carry_ledger(next, &settled);
+            }
+        }
+        // A closing invoice that used the coupon used it for the successor carrying it.
+        if let Some(used) = used {
+            for other in d.effects.create.iter_mut().chain(&mut d.effects.replace) {
+                other.share_coupon_uses(&used);
             }
         }
         let subscription = charge.subscription.clone();

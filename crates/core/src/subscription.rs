@@ -365,6 +365,21 @@ impl Subscription {
         &self.product == product && self.resource.as_ref() == resource
     }
 
+    /// Takes the uses `used`'s invoices made of the coupon redemption both carry: a
+    /// subscription of the same scope that carries it on (a change's successor) or beside
+    /// it (a parallel trial) holds the one redemption, so a `ONCE` coupon a closing invoice
+    /// spent is spent for it too. Nothing changes for another redemption or scope.
+    pub(crate) fn share_coupon_uses(&mut self, used: &Self) {
+        if self.id == used.id || !self.in_scope(&used.product, used.resource.as_ref()) {
+            return;
+        }
+        if let (Some(mine), Some(theirs)) = (self.coupon.as_mut(), used.coupon.as_ref()) {
+            if mine.same_redemption(theirs) {
+                mine.invoices_discounted = mine.invoices_discounted.max(theirs.invoices_discounted);
+            }
+        }
+    }
+
     /// Moves a subscription that has not started to start at `start`, in its first period
     /// from there (anchored there when it has an anchor).
     ///
