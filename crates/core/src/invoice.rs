@@ -181,8 +181,22 @@ pub struct Totals {
 /// `available_credit` in this currency, and `tax`.
 ///
 /// # Errors
-/// `AmountTooLarge` on overflow.
+/// `AmountTooLarge` on overflow, and for an invoice with an amount a decimal cannot hold to
+/// `currency`'s minor unit.
 pub fn totals(
+    lines: &[InvoiceLine],
+    currency: Currency,
+    discount: Decimal,
+    available_credit: Decimal,
+    tax: Option<TaxRate>,
+    rounding: RoundingMode,
+) -> Result<Totals, Error> {
+    let totals = totals_of(lines, currency, discount, available_credit, tax, rounding)?;
+    held_to_the_minor_unit(lines, &totals, currency)?;
+    Ok(totals)
+}
+
+fn totals_of(
     lines: &[InvoiceLine],
     currency: Currency,
     discount: Decimal,
@@ -356,6 +370,39 @@ pub fn settle(
         coupon_used: discount.is_some(),
         coverage,
     })
+}
+
+/// `AmountTooLarge` unless every amount of an invoice is written to `currency`'s minor
+/// unit: an amount too large for a decimal to hold at that many places (beyond about 10^26
+/// in a currency of two places) would be written rounded to fewer, cents lost without a
+/// word.
+fn held_to_the_minor_unit(
+    lines: &[InvoiceLine],
+    totals: &Totals,
+    currency: Currency,
+) -> Result<(), Error> {
+    let places = currency.minor_units();
+    let amounts = [
+        totals.sub_total,
+        totals.discount_amount,
+        totals.credit_applied,
+        totals.credit_issued,
+        totals.tax,
+        totals.total_excluding_tax,
+        totals.total,
+    ];
+    let cut = lines
+        .iter()
+        .map(|l| l.amount)
+        .chain(amounts)
+        .find(|a| a.scale() != places);
+    match cut {
+        None => Ok(()),
+        Some(amount) => Err(Error::new(
+            ErrorCode::AmountTooLarge,
+            format!("{amount} {currency} cannot be written to the currency's minor unit"),
+        )),
+    }
 }
 
 impl Invoice {
