@@ -277,6 +277,40 @@ fn amounts_in_two_currencies_decide_no_direction() {
 }
 
 #[test]
+fn equal_monthly_amounts_are_decided_by_the_billing_period() {
+    // `starter` at 12 × its monthly price a year: the same monthly amount.
+    let catalog = common::catalog_with(|catalog| {
+        let starter = catalog["plans"]
+            .as_array_mut()
+            .unwrap()
+            .iter_mut()
+            .find(|p| p["id"] == "starter")
+            .unwrap();
+        starter["prices"] = serde_json::json!([
+            {"billingPeriod": "MONTHLY", "model": "FLAT_FEE", "amount": "10", "currency": "USD"},
+            {"billingPeriod": "QUARTERLY", "model": "FLAT_FEE", "amount": "30", "currency": "USD"},
+            {"billingPeriod": "ANNUALLY", "model": "FLAT_FEE", "amount": "120", "currency": "USD"}
+        ]);
+        starter["localizedPrices"] = serde_json::json!({});
+    });
+    let starter = |period| config("starter", 1, Some(period));
+    let (monthly, quarterly, annually) = (
+        starter(BillingPeriod::Monthly),
+        starter(BillingPeriod::Quarterly),
+        starter(BillingPeriod::Annually),
+    );
+    let total = |c: &Configuration| recurring_amount(&catalog, c).unwrap().total;
+    assert_eq!(total(&annually), d("120"));
+    // SPEC.md §3: on equal monthly amounts the longer billing period is the upgrade.
+    let classify = |from: &Configuration, to: &Configuration| classify(&catalog, from, to).unwrap();
+    assert_eq!(classify(&monthly, &annually), ChangeType::Upgrade);
+    assert_eq!(classify(&annually, &monthly), ChangeType::Downgrade);
+    assert_eq!(classify(&monthly, &quarterly), ChangeType::Upgrade);
+    assert_eq!(classify(&annually, &quarterly), ChangeType::Downgrade);
+    assert_eq!(classify(&quarterly, &quarterly), ChangeType::None);
+}
+
+#[test]
 fn localized_prices_fall_back_to_the_default_set() {
     let catalog = reference();
     let mut de = config("starter", 1, Some(BillingPeriod::Monthly));
