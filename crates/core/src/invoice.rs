@@ -382,27 +382,28 @@ fn held_to_the_minor_unit(
     currency: Currency,
 ) -> Result<(), Error> {
     let places = currency.minor_units();
-    let amounts = [
-        totals.sub_total,
-        totals.discount_amount,
-        totals.credit_applied,
-        totals.credit_issued,
-        totals.tax,
-        totals.total_excluding_tax,
-        totals.total,
-    ];
-    let cut = lines
-        .iter()
-        .map(|l| l.amount)
-        .chain(amounts)
-        .find(|a| a.scale() != places);
-    match cut {
-        None => Ok(()),
-        Some(amount) => Err(Error::new(
-            ErrorCode::AmountTooLarge,
-            format!("{amount} {currency} cannot be written to the currency's minor unit"),
-        )),
+    let held = |amount: &Decimal| amount.scale() == places;
+    let all_held = lines.iter().all(|l| held(&l.amount))
+        && held(&totals.sub_total)
+        && held(&totals.discount_amount)
+        && held(&totals.credit_applied)
+        && held(&totals.credit_issued)
+        && held(&totals.tax)
+        && held(&totals.total_excluding_tax)
+        && held(&totals.total);
+    if all_held {
+        Ok(())
+    } else {
+        Err(not_held(currency))
     }
+}
+
+#[cold]
+fn not_held(currency: Currency) -> Error {
+    Error::new(
+        ErrorCode::AmountTooLarge,
+        format!("an amount of the invoice cannot be written to the minor unit of {currency}"),
+    )
 }
 
 impl Invoice {
