@@ -262,6 +262,7 @@ fn estimate_decision(
                     currency: c,
                     apply_credit: false,
                     rounding: settings.rounding,
+                    refuse_cut_amounts: true,
                 },
             )?
             .totals

@@ -181,8 +181,7 @@ pub struct Totals {
 /// `available_credit` in this currency, and `tax`.
 ///
 /// # Errors
-/// `AmountTooLarge` on overflow, and for an invoice with an amount a decimal cannot hold to
-/// `currency`'s minor unit.
+/// `AmountTooLarge` on overflow.
 pub fn totals(
     lines: &[InvoiceLine],
     currency: Currency,
@@ -191,9 +190,7 @@ pub fn totals(
     tax: Option<TaxRate>,
     rounding: RoundingMode,
 ) -> Result<Totals, Error> {
-    let totals = totals_of(lines, currency, discount, available_credit, tax, rounding)?;
-    held_to_the_minor_unit(lines, &totals, currency)?;
-    Ok(totals)
+    totals_of(lines, currency, discount, available_credit, tax, rounding)
 }
 
 fn totals_of(
@@ -288,6 +285,10 @@ pub struct Billing {
     pub apply_credit: bool,
     /// How amounts are rounded.
     pub rounding: RoundingMode,
+    /// Whether an invoice with an amount a decimal cannot hold to the currency's minor unit
+    /// is refused with `AmountTooLarge`, as a request's decision refuses it. The clock,
+    /// which must go on, bills such an invoice with the amounts a decimal holds.
+    pub refuse_cut_amounts: bool,
 }
 
 /// The lines a subscription that writes no invoice (collection `NONE`) still issues, alone
@@ -330,6 +331,7 @@ pub fn settle(
         currency,
         apply_credit,
         rounding,
+        refuse_cut_amounts,
     } = billing;
     // Sized for every line: collecting a filter would grow the vector line by line.
     let mut kept: Vec<InvoiceLine> = Vec::with_capacity(lines.len());
@@ -364,6 +366,9 @@ pub fn settle(
         tax_rate(state, sub),
         rounding,
     )?;
+    if refuse_cut_amounts {
+        held_to_the_minor_unit(&lines, &totals, currency)?;
+    }
     Ok(Settlement {
         lines,
         totals,
@@ -376,7 +381,7 @@ pub fn settle(
 /// unit: an amount too large for a decimal to hold at that many places (beyond about 10^26
 /// in a currency of two places) would be written rounded to fewer, cents lost without a
 /// word.
-fn held_to_the_minor_unit(
+pub(crate) fn held_to_the_minor_unit(
     lines: &[InvoiceLine],
     totals: &Totals,
     currency: Currency,

@@ -648,6 +648,7 @@ impl Clock<'_> {
             currency,
             apply_credit: true,
             rounding: self.settings.rounding,
+            refuse_cut_amounts: false,
         };
         let settlement = invoice::settle(self.catalog, self.state, sub, &lines, billing)?;
         if settlement.lines.is_empty() {

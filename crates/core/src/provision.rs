@@ -287,6 +287,7 @@ impl Charge {
                 currency: self.currency,
                 apply_credit: true,
                 rounding,
+                refuse_cut_amounts: true,
             },
         )?;
         // Waiting debits that came with the charge are billed now, unless they wait again.
@@ -2773,6 +2774,7 @@ impl<'a, 'c> Decider<'a, 'c> {
                 currency: charge.currency,
                 apply_credit: true,
                 rounding: self.settings.rounding,
+                refuse_cut_amounts: true,
             };
             let settlement = invoice::settle(self.catalog, self.state, sub, &credits, billing)?;
             self.issue(
@@ -2805,10 +2807,21 @@ impl<'a, 'c> Decider<'a, 'c> {
                 carry_ledger(next, &settled);
             }
         }
-        // A closing invoice that used the coupon used it for the successor carrying it.
+        // An invoice that used the coupon used the redemption for every subscription
+        // carrying it: a successor of the one it closes, a trial or a waiting start beside.
         if let Some(used) = used {
             for other in d.effects.create.iter_mut().chain(&mut d.effects.replace) {
                 other.share_coupon_uses(&used);
+            }
+            for stored in &self.state.subscriptions {
+                if stored.status.is_ended() || d.effects.subscription_mut(&stored.id).is_some() {
+                    continue;
+                }
+                let mut sibling = stored.clone();
+                sibling.share_coupon_uses(&used);
+                if sibling.coupon != stored.coupon {
+                    d.effects.replace.push(sibling);
+                }
             }
         }
         let subscription = charge.subscription.clone();

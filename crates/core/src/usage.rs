@@ -848,7 +848,7 @@ pub fn unbilled_moves(
 /// Checks that the invoice closing `period` of `sub` can bill the usage of `usage` (taken
 /// out of it): its usage lines, its waiting prorations and the charges of its next period
 /// (priced here over `period`, which only changes the lines' spans, not their amounts) add
-/// up, with the tax, to an amount a decimal holds. A report is refused when they do
+/// up, with the tax, to amounts a decimal holds to the currency's minor unit. A report is refused when they do
 /// not: accepted, it would stop every later step of the customer at that invoice.
 ///
 /// # Errors
@@ -882,15 +882,15 @@ fn check_billable(
     let mut lines = bill.lines;
     lines.extend(charges);
     lines.extend(sub.pending_lines.iter().cloned());
-    crate::invoice::totals(
+    let totals = crate::invoice::totals(
         &lines,
         currency,
         Decimal::ZERO,
         Decimal::ZERO,
         crate::invoice::tax_rate(state, sub),
         rounding,
-    )
-    .map(|_| ())
+    )?;
+    crate::invoice::held_to_the_minor_unit(&lines, &totals, currency)
 }
 
 /// Usage lines of a subscription for a span of time, with their currency.
