@@ -190,17 +190,6 @@ pub fn totals(
     tax: Option<TaxRate>,
     rounding: RoundingMode,
 ) -> Result<Totals, Error> {
-    totals_of(lines, currency, discount, available_credit, tax, rounding)
-}
-
-fn totals_of(
-    lines: &[InvoiceLine],
-    currency: Currency,
-    discount: Decimal,
-    available_credit: Decimal,
-    tax: Option<TaxRate>,
-    rounding: RoundingMode,
-) -> Result<Totals, Error> {
     let sub_total = currency.round(money::sum(lines.iter().map(|l| l.amount))?, rounding);
     let discount_amount = currency.round(discount.max(Decimal::ZERO), rounding);
     let base = money::sub(sub_total, discount_amount)?;

@@ -200,9 +200,8 @@ fn a_change_of_quantities_alone_is_classified_by_the_quantities() {
     assert_eq!(classify(&pro(2, 3), &pro(3, 1)), ChangeType::None);
 }
 
-/// The reference catalog with `starter` priced in Canada (in USD, below the default set),
-/// in France (in EUR, above Germany) and, monthly only, in Switzerland (in CHF).
-fn catalog_with_more_countries() -> Catalog {
+/// The reference catalog with its plan `starter` changed by `change`.
+fn with_starter(change: impl FnOnce(&mut serde_json::Value)) -> Catalog {
     common::catalog_with(|catalog| {
         let starter = catalog["plans"]
             .as_array_mut()
@@ -210,6 +209,14 @@ fn catalog_with_more_countries() -> Catalog {
             .iter_mut()
             .find(|p| p["id"] == "starter")
             .unwrap();
+        change(starter);
+    })
+}
+
+/// The reference catalog with `starter` priced in Canada (in USD, below the default set),
+/// in France (in EUR, above Germany) and, monthly only, in Switzerland (in CHF).
+fn catalog_with_more_countries() -> Catalog {
+    with_starter(|starter| {
         let set = |amount: u32, currency: &str| serde_json::json!([{"billingPeriod": "MONTHLY", "model": "FLAT_FEE", "amount": amount, "currency": currency}]);
         starter["localizedPrices"]["CA"] = set(19, "USD");
         starter["localizedPrices"]["FR"] = set(30, "EUR");
@@ -279,13 +286,7 @@ fn amounts_in_two_currencies_decide_no_direction() {
 #[test]
 fn equal_monthly_amounts_are_decided_by_the_billing_period() {
     // `starter` at 12 × its monthly price a year: the same monthly amount.
-    let catalog = common::catalog_with(|catalog| {
-        let starter = catalog["plans"]
-            .as_array_mut()
-            .unwrap()
-            .iter_mut()
-            .find(|p| p["id"] == "starter")
-            .unwrap();
+    let catalog = with_starter(|starter| {
         starter["prices"] = serde_json::json!([
             {"billingPeriod": "MONTHLY", "model": "FLAT_FEE", "amount": "10", "currency": "USD"},
             {"billingPeriod": "QUARTERLY", "model": "FLAT_FEE", "amount": "30", "currency": "USD"},
