@@ -238,9 +238,13 @@ impl Fraction {
         currency: Currency,
         mode: RoundingMode,
     ) -> Result<Decimal, Error> {
-        let exact = money::mul(paid, Decimal::from(self.numerator))
-            .and_then(|n| Ok((n, money::mul(billed, Decimal::from(self.denominator))?)));
-        match exact {
+        let terms = || -> Result<(Decimal, Decimal), Error> {
+            Ok((
+                money::mul(paid, Decimal::from(self.numerator))?,
+                money::mul(billed, Decimal::from(self.denominator))?,
+            ))
+        };
+        match terms() {
             Ok((numerator, denominator)) => {
                 money::mul_div(charged, numerator, denominator, currency, mode)
             }

@@ -2814,12 +2814,11 @@ impl<'a, 'c> Decider<'a, 'c> {
                 other.share_coupon_uses(&used);
             }
             for stored in &self.state.subscriptions {
-                if stored.status.is_ended() || d.effects.subscription_mut(&stored.id).is_some() {
+                if stored.status.is_ended() || d.effects.subscription(&stored.id).is_some() {
                     continue;
                 }
                 let mut sibling = stored.clone();
-                sibling.share_coupon_uses(&used);
-                if sibling.coupon != stored.coupon {
+                if sibling.share_coupon_uses(&used) {
                     d.effects.replace.push(sibling);
                 }
             }
@@ -3319,8 +3318,7 @@ pub(crate) fn record_discount(
         let judged_by = period_start.map_or(charge.covered.start, |s| s.min(charge.covered.start));
         if let Some((paid, covered)) = paid_of.filter(|_| settlement.coverage.covers(judged_by)) {
             let share = match charge.discounted.take() {
-                // Paid at a discount before (not reached: an invoice discounts what it
-                // bills, once): the two shares compose.
+                // Paid at a discount before: the two shares compose.
                 Some(before) => PaidShare {
                     charged: before.charged,
                     paid: money::mul(before.paid, paid)?,

@@ -368,15 +368,21 @@ impl Subscription {
     /// Takes the uses `used`'s invoices made of the coupon redemption both carry: a
     /// subscription of the same scope that carries it on (a change's successor) or beside
     /// it (a parallel trial) holds the one redemption, so a `ONCE` coupon a closing invoice
-    /// spent is spent for it too. Nothing changes for another redemption or scope.
-    pub(crate) fn share_coupon_uses(&mut self, used: &Self) {
+    /// spent is spent for it too. Nothing changes for another redemption or scope. Whether
+    /// it took any.
+    pub(crate) fn share_coupon_uses(&mut self, used: &Self) -> bool {
         if self.id == used.id || !self.in_scope(&used.product, used.resource.as_ref()) {
-            return;
+            return false;
         }
-        if let (Some(mine), Some(theirs)) = (self.coupon.as_mut(), used.coupon.as_ref()) {
-            if mine.same_redemption(theirs) {
-                mine.invoices_discounted = mine.invoices_discounted.max(theirs.invoices_discounted);
+        match (self.coupon.as_mut(), used.coupon.as_ref()) {
+            (Some(mine), Some(theirs))
+                if mine.same_redemption(theirs)
+                    && mine.invoices_discounted < theirs.invoices_discounted =>
+            {
+                mine.invoices_discounted = theirs.invoices_discounted;
+                true
             }
+            _ => false,
         }
     }
 

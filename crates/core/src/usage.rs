@@ -848,8 +848,9 @@ pub fn unbilled_moves(
 /// Checks that the invoice closing `period` of `sub` can bill the usage of `usage` (taken
 /// out of it): its usage lines, its waiting prorations and the charges of its next period
 /// (priced here over `period`, which only changes the lines' spans, not their amounts) add
-/// up, with the tax, to amounts a decimal holds to the currency's minor unit. A report is refused when they do
-/// not: accepted, it would stop every later step of the customer at that invoice.
+/// up, with the tax, to amounts a decimal holds to the currency's minor unit. A report is
+/// refused when they do not: accepted, it would stop every later step of the customer at
+/// that invoice, or have its cents cut there.
 ///
 /// # Errors
 /// `AmountTooLarge`, and those of [`bill_usage`] and [`recurring_amount`].
