@@ -560,6 +560,29 @@ proptest! {
 }
 
 /// A span's whole: any length, or a short one whose halves and quarters make exact ties.
+/// That `got`, rounded to `currency`'s minor unit, is `exact / scale` rounded once: within
+/// half a minor unit, a tie going the rounding mode's way (`half_even`, else half up).
+fn rounded_once(
+    got: Decimal,
+    exact: Decimal,
+    scale: Decimal,
+    currency: Currency,
+    half_even: bool,
+) -> Result<(), TestCaseError> {
+    let back = got * scale;
+    let half = Decimal::new(5, currency.minor_units() + 1) * scale;
+    let off = (exact - back).abs();
+    prop_assert!(off <= half, "{exact} / {scale} gave {got}");
+    if off == half && !off.is_zero() {
+        if half_even {
+            prop_assert!(got.mantissa() % 2 == 0, "tie gave odd {got}");
+        } else {
+            prop_assert!(back.abs() > exact.abs(), "tie gave {got}, toward zero");
+        }
+    }
+    Ok(())
+}
+
 fn whole() -> impl Strategy<Value = i64> {
     prop_oneof![
         1i64..40_000_000,
@@ -585,17 +608,7 @@ proptest! {
 
         // Scaled by the denominator, everything below is an exact decimal.
         let exact = amount * Decimal::from(f.numerator());
-        let got = prorated * Decimal::from(f.denominator());
-        let half = Decimal::new(5, currency.minor_units() + 1) * Decimal::from(f.denominator());
-        let off = (exact - got).abs();
-        prop_assert!(off <= half, "{amount} × {}/{} gave {prorated}", f.numerator(), f.denominator());
-        if off == half && !off.is_zero() {
-            if half_even {
-                prop_assert!(prorated.mantissa() % 2 == 0, "tie {amount} × {f:?} gave odd {prorated}");
-            } else {
-                prop_assert!(got.abs() > exact.abs(), "tie {amount} × {f:?} gave {prorated}, toward zero");
-            }
-        }
+        rounded_once(prorated, exact, Decimal::from(f.denominator()), currency, half_even)?;
     }
 }
 
@@ -665,17 +678,7 @@ proptest! {
         // Scaled by both denominators, everything below is an exact decimal.
         let scale = billed * Decimal::from(f.denominator());
         let exact = charged * paid * Decimal::from(f.numerator());
-        let back = got * scale;
-        let half = Decimal::new(5, currency.minor_units() + 1) * scale;
-        let off = (exact - back).abs();
-        prop_assert!(off <= half, "{charged} × {paid}/{billed} × {f:?} gave {got}");
-        if off == half && !off.is_zero() {
-            if half_even {
-                prop_assert!(got.mantissa() % 2 == 0, "tie gave odd {got}");
-            } else {
-                prop_assert!(back.abs() > exact.abs(), "tie gave {got}, toward zero");
-            }
-        }
+        rounded_once(got, exact, scale, currency, half_even)?;
     }
 }
 
@@ -695,18 +698,7 @@ proptest! {
         let mode = if half_even { RoundingMode::HalfEven } else { RoundingMode::HalfUp };
         let got = tollgate_core::money::mul_div(amount, rate, divisor, currency, mode).unwrap();
         prop_assert_eq!(got.scale(), currency.minor_units());
-        let exact = amount * rate;
-        let back = got * divisor;
-        let half = Decimal::new(5, currency.minor_units() + 1) * divisor;
-        let off = (exact - back).abs();
-        prop_assert!(off <= half, "{amount} × {rate} / {divisor} gave {got}");
-        if off == half && !off.is_zero() {
-            if half_even {
-                prop_assert!(got.mantissa() % 2 == 0, "tie gave odd {got}");
-            } else {
-                prop_assert!(back.abs() > exact.abs(), "tie gave {got}, toward zero");
-            }
-        }
+        rounded_once(got, amount * rate, divisor, currency, half_even)?;
     }
 }
 
