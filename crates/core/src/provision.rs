@@ -1251,18 +1251,20 @@ impl<'a, 'c> Decider<'a, 'c> {
     /// redeems nothing until the completion; a request without a code redeems nothing, even
     /// when it carries over a coupon another request redeemed.
     fn redeemed_code(&self, effects: &Effects) -> Option<String> {
-        let applied = self.applied_coupon(self.now)?;
-        let carried = effects
-            .create
-            .iter()
-            .chain(&effects.replace)
-            .filter_map(|sub| sub.coupon.as_ref())
-            .any(|c| c.same_redemption(&applied));
-        applied.promotion_code.filter(|_| carried)
+        let carried = effects.create.iter().chain(&effects.replace).any(|sub| {
+            let applied = self.applied_coupon(self.now, &sub.id);
+            sub.coupon
+                .as_ref()
+                .zip(applied.as_ref())
+                .is_some_and(|(c, applied)| c.same_redemption(applied))
+        });
+        let (_, code) = self.valid.coupon.as_ref()?;
+        code.clone().filter(|_| carried)
     }
 
-    /// The coupon the request applies, first redeemed at `at`.
-    fn applied_coupon(&self, at: DateTime<Utc>) -> Option<AppliedCoupon> {
+    /// The coupon the request applies, first redeemed at `at` on subscription `on` (the one
+    /// the request creates or changes).
+    fn applied_coupon(&self, at: DateTime<Utc>, on: &SubscriptionId) -> Option<AppliedCoupon> {
         self.valid
             .coupon
             .as_ref()
@@ -1271,6 +1273,7 @@ impl<'a, 'c> Decider<'a, 'c> {
                 promotion_code: code.clone(),
                 redeemed_at: at,
                 invoices_discounted: 0,
+                redeemed_on: Some(on.clone()),
             })
     }
 
@@ -1339,6 +1342,7 @@ impl<'a, 'c> Decider<'a, 'c> {
             }
             (None, None, _) => (None, None),
         };
+        let coupon = self.applied_coupon(self.now, &id);
         Ok(Subscription {
             id,
             customer: self.state.customer.id.clone(),
@@ -1361,7 +1365,7 @@ impl<'a, 'c> Decider<'a, 'c> {
             scheduled_updates: Vec::new(),
             payment_collection_method: self.request.payment_collection_method.unwrap_or_default(),
             tax_percentage: self.request.tax_percentage,
-            coupon: self.applied_coupon(self.now),
+            coupon,
             charges: Vec::new(),
             pending_lines: Vec::new(),
             metadata: self.request.metadata.clone(),
@@ -1866,8 +1870,9 @@ impl<'a, 'c> Decider<'a, 'c> {
         // place keeps the subscription's own terms (its request carries them over) and
         // applies a new code and new metadata now, whatever the timing.
         if kind == ScheduledUpdateType::PlanChange {
-            update.new_subscription_id = Some(self.new_id()?);
-            update.coupon = self.applied_coupon(at);
+            let id = self.new_id()?;
+            update.coupon = self.applied_coupon(at, &id);
+            update.new_subscription_id = Some(id);
             update.tax_percentage = self.request.tax_percentage;
             update.payment_collection_method = self.request.payment_collection_method;
             update.metadata =
@@ -2025,7 +2030,7 @@ impl<'a, 'c> Decider<'a, 'c> {
         let current = change.current;
         let mut next = current.clone();
         next.config = self.valid.config.clone();
-        if let Some(coupon) = self.applied_coupon(self.now) {
+        if let Some(coupon) = self.applied_coupon(self.now, &current.id) {
             next.coupon = Some(coupon);
         }
         if let Some(metadata) = change.metadata {

@@ -297,16 +297,22 @@ pub struct AppliedCoupon {
     pub redeemed_at: DateTime<Utc>,
     /// How many invoices it has discounted (a `ONCE` coupon stops after one).
     pub invoices_discounted: u32,
+    /// The subscription the request that redeemed it created or changed: with the coupon,
+    /// code and instant, it tells two redemptions of one code at one instant apart. Absent
+    /// in states stored before it was kept.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub redeemed_on: Option<SubscriptionId>,
 }
 
 impl AppliedCoupon {
-    /// Whether `other` is this same redemption (coupon, code and instant), however many
-    /// invoices either has discounted since.
+    /// Whether `other` is this same redemption (coupon, code, instant and the subscription
+    /// it was redeemed on), however many invoices either has discounted since.
     #[must_use]
     pub fn same_redemption(&self, other: &Self) -> bool {
         self.coupon == other.coupon
             && self.promotion_code == other.promotion_code
             && self.redeemed_at == other.redeemed_at
+            && self.redeemed_on == other.redeemed_on
     }
 }
 
@@ -366,17 +372,20 @@ impl Subscription {
     }
 
     /// Takes the uses `used`'s invoices made of the coupon redemption both carry: a
-    /// subscription of the same scope that carries it on (a change's successor) or beside
-    /// it (a parallel trial) holds the one redemption, so a `ONCE` coupon a closing invoice
-    /// spent is spent for it too. Nothing changes for another redemption or scope. Whether
-    /// it took any.
+    /// subscription that carries it on (a change's successor), beside it (a parallel trial)
+    /// or elsewhere (a transfer moved one of them to another resource) holds the one
+    /// redemption, so a `ONCE` coupon a closing invoice spent is spent for it too. Nothing
+    /// changes for another redemption. A redemption stored without the subscription it was
+    /// redeemed on is known within its scope only. Whether it took any.
     pub(crate) fn share_coupon_uses(&mut self, used: &Self) -> bool {
-        if self.id == used.id || !self.in_scope(&used.product, used.resource.as_ref()) {
+        if self.id == used.id {
             return false;
         }
+        let in_scope = self.in_scope(&used.product, used.resource.as_ref());
         match (self.coupon.as_mut(), used.coupon.as_ref()) {
             (Some(mine), Some(theirs))
                 if mine.same_redemption(theirs)
+                    && (mine.redeemed_on.is_some() || in_scope)
                     && mine.invoices_discounted < theirs.invoices_discounted =>
             {
                 mine.invoices_discounted = theirs.invoices_discounted;

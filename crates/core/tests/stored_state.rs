@@ -727,3 +727,69 @@ proptest! {
         }
     }
 }
+
+/// `redeemedOn` (the subscription a coupon was redeemed on) came after the first stored
+/// shape: a coupon stored without it reads, and its uses are shared within its scope only,
+/// as they were then: a trial beside the subscription that spends a `ONCE` coupon has it
+/// spent too, and two workspaces that redeemed one code at one instant keep a discount each.
+#[test]
+fn a_coupon_stored_without_the_subscription_it_was_redeemed_on_shares_its_uses_in_its_scope() {
+    let catalog = catalog();
+    let settings = Settings::default();
+    let redemptions = Redemptions::new();
+    let mut customer = Customer::new(CustomerId::new("c1"));
+    customer.has_payment_method = true;
+    let mut state = CustomerState::new(customer);
+    let now: DateTime<Utc> = "2025-01-15T00:00:00Z".parse().unwrap();
+    let requests = [
+        json!({"customerId": "c1", "planId": "ws-plus", "billingPeriod": "MONTHLY", "resourceId": "r1",
+            "billableFeatures": [{"featureId": "storage-gb", "quantity": 50}], "promotionCode": "WELCOME10",
+            "subscriptionId": "k-1", "startDate": "2025-01-01T00:00:00Z"}),
+        json!({"customerId": "c1", "planId": "ws-plus", "billingPeriod": "MONTHLY", "resourceId": "r2",
+            "billableFeatures": [{"featureId": "storage-gb", "quantity": 50}], "promotionCode": "WELCOME10",
+            "subscriptionId": "k-2", "startDate": "2025-01-01T00:00:00Z"}),
+        json!({"customerId": "c1", "planId": "starter", "billingPeriod": "MONTHLY", "skipTrial": true,
+            "promotionCode": "WELCOME10", "subscriptionId": "s", "startDate": "2025-01-01T00:00:00Z"}),
+        json!({"customerId": "c1", "planId": "pro", "billingPeriod": "MONTHLY", "subscriptionId": "t",
+            "trialOverride": {"isTrial": true, "trialEndDate": "2025-03-20T00:00:00Z"}}),
+    ];
+    for request in requests {
+        provision(
+            &catalog,
+            &state,
+            &parse(request),
+            &redemptions,
+            now,
+            &settings,
+        )
+        .unwrap()
+        .apply(&mut state, now);
+    }
+    let mut value = serde_json::to_value(&state).unwrap();
+    for sub in value["subscriptions"].as_array_mut().unwrap() {
+        if let Some(coupon) = sub["coupon"].as_object_mut() {
+            assert!(coupon.remove("redeemedOn").is_some());
+        }
+    }
+    let state: CustomerState = serde_json::from_value(value).unwrap();
+    let coupon =
+        |state: &CustomerState, id: &str| state.subscription(id).unwrap().coupon.clone().unwrap();
+    assert_eq!(coupon(&state, "t").redeemed_on, None);
+    assert_eq!(coupon(&state, "t").invoices_discounted, 0);
+
+    let (state, _) = advance(
+        &catalog,
+        &state,
+        "2025-02-02T00:00:00Z".parse().unwrap(),
+        &settings,
+    )
+    .unwrap();
+    let discounts: Vec<_> = state
+        .invoices
+        .iter()
+        .map(|invoice| (invoice.subscription.as_str(), invoice.discount_amount))
+        .collect();
+    let ten = "10".parse().unwrap();
+    assert_eq!(discounts, [("k-1", ten), ("k-2", ten), ("s", ten)]);
+    assert_eq!(coupon(&state, "t").invoices_discounted, 1);
+}
