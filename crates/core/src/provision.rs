@@ -1251,14 +1251,12 @@ impl<'a, 'c> Decider<'a, 'c> {
     /// redeems nothing until the completion; a request without a code redeems nothing, even
     /// when it carries over a coupon another request redeemed.
     fn redeemed_code(&self, effects: &Effects) -> Option<String> {
+        let (coupon, code) = self.valid.coupon.as_ref()?;
         let carried = effects.create.iter().chain(&effects.replace).any(|sub| {
-            let applied = self.applied_coupon(self.now, &sub.id);
             sub.coupon
                 .as_ref()
-                .zip(applied.as_ref())
-                .is_some_and(|(c, applied)| c.same_redemption(applied))
+                .is_some_and(|c| c.is(coupon, code.as_deref(), self.now, Some(&sub.id)))
         });
-        let (_, code) = self.valid.coupon.as_ref()?;
         code.clone().filter(|_| carried)
     }
 

@@ -309,10 +309,26 @@ impl AppliedCoupon {
     /// it was redeemed on), however many invoices either has discounted since.
     #[must_use]
     pub fn same_redemption(&self, other: &Self) -> bool {
-        self.coupon == other.coupon
-            && self.promotion_code == other.promotion_code
-            && self.redeemed_at == other.redeemed_at
-            && self.redeemed_on == other.redeemed_on
+        self.is(
+            &other.coupon,
+            other.promotion_code.as_deref(),
+            other.redeemed_at,
+            other.redeemed_on.as_ref(),
+        )
+    }
+
+    /// Whether it is the redemption of `coupon` by `code` at `at` on subscription `on`.
+    pub(crate) fn is(
+        &self,
+        coupon: &CouponId,
+        code: Option<&str>,
+        at: DateTime<Utc>,
+        on: Option<&SubscriptionId>,
+    ) -> bool {
+        &self.coupon == coupon
+            && self.promotion_code.as_deref() == code
+            && self.redeemed_at == at
+            && self.redeemed_on.as_ref() == on
     }
 }
 
