@@ -981,6 +981,13 @@ impl Clock<'_> {
                     _ => generate_id(self.state),
                 };
                 update.apply_to(&mut next);
+                // A state stored before ids were reserved can have given the id away: the
+                // redemption the change brought is then the one on the id it gets.
+                if let Some(coupon) = next.coupon.as_mut().filter(|c| {
+                    c.redeemed_on.is_some() && c.redeemed_on == update.new_subscription_id
+                }) {
+                    coupon.redeemed_on = Some(next.id.clone());
+                }
                 next.start_date = self.at;
                 next.scheduled_updates.clear();
                 // A cancellation still pending was asked for after this change (asking for

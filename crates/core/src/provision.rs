@@ -1275,17 +1275,46 @@ impl<'a, 'c> Decider<'a, 'c> {
             })
     }
 
-    fn new_id(&self) -> Result<SubscriptionId, Error> {
-        if let Some(id) = &self.request.subscription_id {
-            if self.state.subscription(id.as_str()).is_some() {
-                return Err(Error::new(
-                    ErrorCode::InvalidArgumentError,
-                    format!("subscription `{id}` already exists"),
-                ));
-            }
-            return Ok(id.clone());
+    /// The id of the subscription the request creates: its own, unless a subscription, a
+    /// pending checkout or a change scheduled on another subscription than `replacing`
+    /// (whose scheduled changes the request replaces) already has it; else one generated.
+    fn new_id(&self, replacing: Option<&Subscription>) -> Result<SubscriptionId, Error> {
+        let Some(id) = &self.request.subscription_id else {
+            return Ok(generate_id(self.state));
+        };
+        if self.state.subscription(id.as_str()).is_some() {
+            return Err(Error::new(
+                ErrorCode::InvalidArgumentError,
+                format!("subscription `{id}` already exists"),
+            ));
         }
-        Ok(generate_id(self.state))
+        if self
+            .state
+            .pending_checkouts
+            .iter()
+            .any(|p| &p.subscription_id == id)
+        {
+            return Err(Error::new(
+                ErrorCode::InvalidArgumentError,
+                format!("subscription `{id}` is waiting for its checkout"),
+            ));
+        }
+        let reserved = self.state.subscriptions.iter().find(|s| {
+            replacing.is_none_or(|r| r.id != s.id)
+                && s.scheduled_updates
+                    .iter()
+                    .any(|u| u.new_subscription_id.as_ref() == Some(id))
+        });
+        if let Some(holder) = reserved {
+            return Err(Error::new(
+                ErrorCode::InvalidArgumentError,
+                format!(
+                    "subscription `{id}` is the one a change scheduled on `{}` creates",
+                    holder.id
+                ),
+            ));
+        }
+        Ok(id.clone())
     }
 
     fn base_decision(&self, trial: TrialOutcome, explanation: Vec<Step>) -> ProvisionDecision {
@@ -1526,7 +1555,7 @@ impl<'a, 'c> Decider<'a, 'c> {
                 trial_ended = self.foretell_trial_end(d, trial, start).then_some(trial);
             }
         }
-        let mut sub = self.new_subscription(self.new_id()?, start, &d.trial, None)?;
+        let mut sub = self.new_subscription(self.new_id(None)?, start, &d.trial, None)?;
         match (is_trial, live_at_start) {
             (false, Some(current)) => {
                 self.carry_over(&mut sub, current);
@@ -1590,7 +1619,7 @@ impl<'a, 'c> Decider<'a, 'c> {
                 subscription: paid.id.clone(),
             });
         }
-        let mut sub = self.new_subscription(self.new_id()?, start, &d.trial, None)?;
+        let mut sub = self.new_subscription(self.new_id(None)?, start, &d.trial, None)?;
         if let Some(paid) = scope.live_paid {
             // A parallel trial that converts replaces the paid subscription as a change
             // (FORMAT.md §6): what its request leaves out comes from that subscription.
@@ -1616,7 +1645,8 @@ impl<'a, 'c> Decider<'a, 'c> {
             TrialConversion::AtTrialEnd if trial_end > self.now => {
                 self.replace_waiting(d, scope.waiting_paid);
                 d.end(&trial.id, trial_end, CancelReason::TrialConverted);
-                let mut sub = self.new_subscription(self.new_id()?, trial_end, &d.trial, None)?;
+                let mut sub =
+                    self.new_subscription(self.new_id(None)?, trial_end, &d.trial, None)?;
                 self.carry_over_from_trial(&mut sub, trial, trial_end)?;
                 d.explanation.push(Step::ConvertsAtTrialEnd {
                     subscription: sub.id.clone(),
@@ -1646,7 +1676,7 @@ impl<'a, 'c> Decider<'a, 'c> {
         start: DateTime<Utc>,
         replaced_trial: Option<&Subscription>,
     ) -> Result<(), Error> {
-        let mut sub = self.new_subscription(self.new_id()?, start, &d.trial, None)?;
+        let mut sub = self.new_subscription(self.new_id(None)?, start, &d.trial, None)?;
         if let Some(trial) = replaced_trial {
             self.carry_over_from_trial(&mut sub, trial, self.now)?;
         }
@@ -1714,7 +1744,8 @@ impl<'a, 'c> Decider<'a, 'c> {
         if let Some(at) = self.scheduled_at(strategy, current)? {
             self.scheduled_in_one_currency(current, at)?;
             self.carried_coupon_fits(current, at)?;
-            let update = self.scheduled_update(ScheduledUpdateType::PlanChange, at, strategy)?;
+            let update =
+                self.scheduled_update(current, ScheduledUpdateType::PlanChange, at, strategy)?;
             self.schedule(d, current, update);
             d.explanation.push(Step::PlanChangeScheduled {
                 direction,
@@ -1849,6 +1880,7 @@ impl<'a, 'c> Decider<'a, 'c> {
     /// that will replace the current one; a change in place keeps it.
     fn scheduled_update(
         &self,
+        current: &Subscription,
         kind: ScheduledUpdateType,
         at: DateTime<Utc>,
         strategy: ScheduleStrategy,
@@ -1868,7 +1900,7 @@ impl<'a, 'c> Decider<'a, 'c> {
         // place keeps the subscription's own terms (its request carries them over) and
         // applies a new code and new metadata now, whatever the timing.
         if kind == ScheduledUpdateType::PlanChange {
-            let id = self.new_id()?;
+            let id = self.new_id(Some(current))?;
             update.coupon = self.applied_coupon(at, &id);
             update.new_subscription_id = Some(id);
             update.tax_percentage = self.request.tax_percentage;
@@ -2165,7 +2197,7 @@ impl<'a, 'c> Decider<'a, 'c> {
             let carried = change.carried_change();
             let mut update = match carried {
                 Some(carried) => carried.clone(),
-                None => self.scheduled_update(change.kind, at, strategy)?,
+                None => self.scheduled_update(current, change.kind, at, strategy)?,
             };
             // A scheduled migration goes into the customer's change.
             let migration = change.carried_migration();
@@ -2227,7 +2259,7 @@ impl<'a, 'c> Decider<'a, 'c> {
         let mut sub = match self.in_place {
             Some(change) => self.updated(change)?,
             None => {
-                let mut sub = self.new_subscription(self.new_id()?, now, &d.trial, kept)?;
+                let mut sub = self.new_subscription(self.new_id(None)?, now, &d.trial, kept)?;
                 self.carry_over(&mut sub, current);
                 d.end(&current.id, now, CancelReason::UpgradeOrDowngrade);
                 sub
@@ -2888,8 +2920,8 @@ fn other_currency(current: &Subscription, old: Currency, new: Currency, what: &s
     )
 }
 
-/// A subscription id no subscription or pending checkout of the customer has:
-/// `<customer>-sub-<n>`.
+/// A subscription id no subscription, pending checkout or scheduled change of the
+/// customer has: `<customer>-sub-<n>`.
 pub(crate) fn generate_id(state: &CustomerState) -> SubscriptionId {
     let mut n = state.subscriptions.len();
     loop {
@@ -2899,7 +2931,12 @@ pub(crate) fn generate_id(state: &CustomerState) -> SubscriptionId {
             || state
                 .pending_checkouts
                 .iter()
-                .any(|p| p.subscription_id == id);
+                .any(|p| p.subscription_id == id)
+            || state.subscriptions.iter().any(|s| {
+                s.scheduled_updates
+                    .iter()
+                    .any(|u| u.new_subscription_id.as_ref() == Some(&id))
+            });
         if !taken || n == usize::MAX {
             return id;
         }

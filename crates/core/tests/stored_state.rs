@@ -793,3 +793,75 @@ fn a_coupon_stored_without_the_subscription_it_was_redeemed_on_shares_its_uses_i
     assert_eq!(discounts, [("k-1", ten), ("k-2", ten), ("s", ten)]);
     assert_eq!(coupon(&state, "t").invoices_discounted, 1);
 }
+
+/// A state stored before scheduled changes reserved their new subscription's id can have
+/// given that id to another subscription. The change then applies under a new id, and the
+/// redemption its request brought is known by the id the subscription gets.
+#[test]
+fn a_change_whose_reserved_id_was_given_away_keeps_its_redemption_under_its_new_id() {
+    let catalog = catalog();
+    let settings = Settings::default();
+    let redemptions = Redemptions::new();
+    let mut customer = Customer::new(CustomerId::new("c1"));
+    customer.has_payment_method = true;
+    let mut state = CustomerState::new(customer);
+    let start = start();
+    let later = start + TimeDelta::days(9);
+    let requests = [
+        (
+            start,
+            json!({"customerId": "c1", "planId": "pro", "billingPeriod": "MONTHLY", "skipTrial": true, "subscriptionId": "p"}),
+        ),
+        (
+            later,
+            json!({"customerId": "c1", "planId": "starter", "billingPeriod": "MONTHLY", "promotionCode": "WELCOME10"}),
+        ),
+        (
+            later,
+            json!({"customerId": "c1", "planId": "ws-plus", "billingPeriod": "MONTHLY", "resourceId": "r1", "subscriptionId": "other"}),
+        ),
+    ];
+    for (at, request) in requests {
+        provision(
+            &catalog,
+            &state,
+            &parse(request),
+            &redemptions,
+            at,
+            &settings,
+        )
+        .unwrap()
+        .apply(&mut state, at);
+    }
+    let update = &state.subscription("p").unwrap().scheduled_updates[0];
+    let reserved = update.new_subscription_id.clone().unwrap();
+    assert_eq!(
+        update.coupon.as_ref().unwrap().redeemed_on,
+        Some(reserved.clone())
+    );
+    let mut value = serde_json::to_value(&state).unwrap();
+    for sub in value["subscriptions"].as_array_mut().unwrap() {
+        if sub["id"] == json!("other") {
+            sub["id"] = json!(reserved.as_str());
+        }
+    }
+    let state: CustomerState = serde_json::from_value(value).unwrap();
+
+    let (state, _) = advance(
+        &catalog,
+        &state,
+        "2025-02-02T00:00:00Z".parse().unwrap(),
+        &settings,
+    )
+    .unwrap();
+    let changed = state
+        .subscriptions
+        .iter()
+        .find(|s| s.plan_id().as_str() == "starter")
+        .unwrap();
+    assert_ne!(changed.id, reserved);
+    assert_eq!(
+        changed.coupon.as_ref().unwrap().redeemed_on,
+        Some(changed.id.clone())
+    );
+}
