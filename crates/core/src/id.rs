@@ -106,17 +106,21 @@ pub fn is_numbered(id: &str, owner: &str, kind: &str) -> bool {
         .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
 }
 
-/// Reads an id's text straight into its shared string.
+/// Reads an id's text straight into its shared string. An empty text names nothing (an
+/// empty `resourceId` would otherwise be a resource of its own), so it is refused.
 struct IdVisitor;
 
 impl Visitor<'_> for IdVisitor {
     type Value = Arc<str>;
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("an id string")
+        f.write_str("an id string that is not empty")
     }
 
     fn visit_str<E: de::Error>(self, text: &str) -> Result<Arc<str>, E> {
+        if text.is_empty() {
+            return Err(E::invalid_value(de::Unexpected::Str(text), &self));
+        }
         Ok(Arc::from(text))
     }
 }
