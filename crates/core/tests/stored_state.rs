@@ -728,6 +728,31 @@ proptest! {
     }
 }
 
+/// The state of paying customer `c1` after each `(instant, request)` of `requests`, decided
+/// and applied in turn with the default settings.
+fn provisioned(
+    catalog: &Catalog,
+    requests: impl IntoIterator<Item = (DateTime<Utc>, Value)>,
+) -> CustomerState {
+    let mut customer = Customer::new(CustomerId::new("c1"));
+    customer.has_payment_method = true;
+    let mut state = CustomerState::new(customer);
+    for (at, request) in requests {
+        let request = parse(request);
+        provision(
+            catalog,
+            &state,
+            &request,
+            &Redemptions::new(),
+            at,
+            &Settings::default(),
+        )
+        .unwrap()
+        .apply(&mut state, at);
+    }
+    state
+}
+
 /// `redeemedOn` (the subscription a coupon was redeemed on) came after the first stored
 /// shape: a coupon stored without it reads, and its uses are shared within its scope only,
 /// as they were then: a trial beside the subscription that spends a `ONCE` coupon has it
@@ -736,10 +761,6 @@ proptest! {
 fn a_coupon_stored_without_the_subscription_it_was_redeemed_on_shares_its_uses_in_its_scope() {
     let catalog = catalog();
     let settings = Settings::default();
-    let redemptions = Redemptions::new();
-    let mut customer = Customer::new(CustomerId::new("c1"));
-    customer.has_payment_method = true;
-    let mut state = CustomerState::new(customer);
     let now: DateTime<Utc> = "2025-01-15T00:00:00Z".parse().unwrap();
     let requests = [
         json!({"customerId": "c1", "planId": "ws-plus", "billingPeriod": "MONTHLY", "resourceId": "r1",
@@ -753,18 +774,7 @@ fn a_coupon_stored_without_the_subscription_it_was_redeemed_on_shares_its_uses_i
         json!({"customerId": "c1", "planId": "pro", "billingPeriod": "MONTHLY", "subscriptionId": "t",
             "trialOverride": {"isTrial": true, "trialEndDate": "2025-03-20T00:00:00Z"}}),
     ];
-    for request in requests {
-        provision(
-            &catalog,
-            &state,
-            &parse(request),
-            &redemptions,
-            now,
-            &settings,
-        )
-        .unwrap()
-        .apply(&mut state, now);
-    }
+    let state = provisioned(&catalog, requests.map(|request| (now, request)));
     let mut value = serde_json::to_value(&state).unwrap();
     for sub in value["subscriptions"].as_array_mut().unwrap() {
         if let Some(coupon) = sub["coupon"].as_object_mut() {
@@ -801,10 +811,6 @@ fn a_coupon_stored_without_the_subscription_it_was_redeemed_on_shares_its_uses_i
 fn a_change_whose_reserved_id_was_given_away_keeps_its_redemption_under_its_new_id() {
     let catalog = catalog();
     let settings = Settings::default();
-    let redemptions = Redemptions::new();
-    let mut customer = Customer::new(CustomerId::new("c1"));
-    customer.has_payment_method = true;
-    let mut state = CustomerState::new(customer);
     let start = start();
     let later = start + TimeDelta::days(9);
     let requests = [
@@ -821,18 +827,7 @@ fn a_change_whose_reserved_id_was_given_away_keeps_its_redemption_under_its_new_
             json!({"customerId": "c1", "planId": "ws-plus", "billingPeriod": "MONTHLY", "resourceId": "r1", "subscriptionId": "other"}),
         ),
     ];
-    for (at, request) in requests {
-        provision(
-            &catalog,
-            &state,
-            &parse(request),
-            &redemptions,
-            at,
-            &settings,
-        )
-        .unwrap()
-        .apply(&mut state, at);
-    }
+    let state = provisioned(&catalog, requests);
     let update = &state.subscription("p").unwrap().scheduled_updates[0];
     let reserved = update.new_subscription_id.clone().unwrap();
     assert_eq!(
