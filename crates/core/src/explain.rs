@@ -7,7 +7,7 @@
 //! provisioning (`cancelScheduledUpdates`, `transferSubscription`) have no prefix.
 
 use crate::change::ChangeType;
-use crate::id::{CouponId, FeatureId, PlanId, ProductId, ResourceId, SubscriptionId};
+use crate::id::{FeatureId, PlanId, ProductId, ResourceId, SubscriptionId};
 use crate::invoice::InvoiceReason;
 use crate::money::Currency;
 use crate::period::Period;
@@ -288,14 +288,6 @@ pub enum Step {
         /// The waiting subscription.
         subscription: SubscriptionId,
     },
-    /// A transfer parts a subscription from the one whose coupon it carried to carry on from
-    /// it (a waiting start, a parallel trial, a trial's conversion): it gives the coupon up.
-    CarriedCouponDropped {
-        /// The subscription that gives the coupon up.
-        subscription: SubscriptionId,
-        /// The coupon.
-        coupon: CouponId,
-    },
 }
 
 /// The word of a change direction.
@@ -552,13 +544,6 @@ impl fmt::Display for Step {
                 f,
                 "trial `{trial}` no longer converts into `{subscription}`: it ends by its own end behaviour"
             ),
-            Self::CarriedCouponDropped {
-                subscription,
-                coupon,
-            } => write!(
-                f,
-                "`{subscription}` no longer replaces the subscription whose coupon `{coupon}` it carried: it gives the coupon up"
-            ),
         }
     }
 }
@@ -728,10 +713,6 @@ enum StoredStep {
     TrialConversionDropped {
         trial: SubscriptionId,
         subscription: SubscriptionId,
-    },
-    CarriedCouponDropped {
-        subscription: SubscriptionId,
-        coupon: CouponId,
     },
 }
 

@@ -553,54 +553,6 @@ fn carried_by_migration(
     Ok(carried)
 }
 
-/// A subscription carries the coupon of the one it was to carry on from (a waiting start,
-/// a parallel trial, a trial's conversion: FORMAT.md §6 "Discounts") only while it is to
-/// replace it. When the transfer of `sub` (`moved` once moved) separates two subscriptions
-/// of its scope that carry one redemption, the one that was to carry on gives it up: a
-/// waiting subscription before a live one, a trial before a paid one. Each that gives it
-/// up goes into `changed` (or is changed there), with a step saying so.
-fn separate_carried_coupon(
-    state: &CustomerState,
-    sub: &Subscription,
-    moved: &mut Subscription,
-    changed: &mut Vec<Subscription>,
-    steps: &mut Vec<Step>,
-) {
-    // Lower carries on: live before waiting, paid before trial.
-    let order = |s: &Subscription| (s.status.is_waiting(), s.is_trial);
-    let Some(coupon) = &sub.coupon else {
-        return;
-    };
-    let others = state.subscriptions.iter().filter(|other| {
-        other.id != sub.id
-            && !other.status.is_ended()
-            && other.in_scope(&sub.product, sub.resource.as_ref())
-            && other
-                .coupon
-                .as_ref()
-                .is_some_and(|c| c.same_redemption(coupon))
-    });
-    let mut give_up = |holder: &mut Subscription| {
-        if holder.coupon.take().is_some() {
-            steps.push(Step::CarriedCouponDropped {
-                subscription: holder.id.clone(),
-                coupon: coupon.coupon.clone(),
-            });
-        }
-    };
-    for other in others {
-        if order(other) <= order(sub) {
-            give_up(moved);
-        } else if let Some(kept) = changed.iter_mut().find(|c| c.id == other.id) {
-            give_up(kept);
-        } else {
-            let mut left = other.clone();
-            give_up(&mut left);
-            changed.push(left);
-        }
-    }
-}
-
 /// Decides a `transferSubscription` request for the customer in `state` at `now`.
 ///
 /// # Errors
@@ -676,7 +628,6 @@ pub fn transfer_subscription(
             subscription: sub.id.clone(),
         });
     }
-    separate_carried_coupon(state, sub, &mut moved, &mut effects.replace, &mut steps);
     effects.replace.push(moved);
     effects.resource = Some(destination.clone());
     effects.usage_moved = usage::unbilled_moves(catalog, sub, destination, now)?;

@@ -209,29 +209,6 @@ fn explanations_name_the_rule_that_fired_at_each_stage() {
     tl.record("a transfer", "2025-01-27T00:00:00Z", &moved);
     let stays = transfer(&tl, "w3");
     tl.record("a transfer to where it is", "2025-01-27T00:00:00Z", &stays);
-    tl.provision(
-        "a workspace with a code",
-        "2025-01-27T00:00:00Z",
-        json!({"planId": "ws-plus", "billingPeriod": "MONTHLY", "resourceId": "w9", "skipTrial": true,
-               "billableFeatures": [{"featureId": "storage-gb", "quantity": 50}],
-               "promotionCode": "WELCOME10", "subscriptionId": "w9-a"}),
-    );
-    tl.provision(
-        "a later start in its place, carrying its coupon",
-        "2025-01-27T00:00:00Z",
-        json!({"planId": "ws-basic", "resourceId": "w9", "startDate": "2025-03-01T00:00:00Z",
-               "subscriptionId": "w9-b"}),
-    );
-    let request: TransferRequest =
-        serde_json::from_value(json!({"subscriptionId": "w9-b", "destinationResourceId": "w10"}))
-            .unwrap();
-    let parted =
-        transfer_subscription(&tl.catalog, &tl.state, &request, t("2025-01-27T00:00:00Z")).unwrap();
-    tl.record(
-        "a transfer parts the later start from the coupon it carried",
-        "2025-01-27T00:00:00Z",
-        &parted,
-    );
 
     let mut new = Timeline::new(false);
     new.provision(
