@@ -2259,7 +2259,8 @@ impl<'a, 'c> Decider<'a, 'c> {
         let mut sub = match self.in_place {
             Some(change) => self.updated(change)?,
             None => {
-                let mut sub = self.new_subscription(self.new_id(None)?, now, &d.trial, kept)?;
+                let mut sub =
+                    self.new_subscription(self.new_id(Some(current))?, now, &d.trial, kept)?;
                 self.carry_over(&mut sub, current);
                 d.end(&current.id, now, CancelReason::UpgradeOrDowngrade);
                 sub
