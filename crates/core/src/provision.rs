@@ -1288,24 +1288,13 @@ impl<'a, 'c> Decider<'a, 'c> {
                 format!("subscription `{id}` already exists"),
             ));
         }
-        if self
-            .state
-            .pending_checkouts
-            .iter()
-            .any(|p| &p.subscription_id == id)
-        {
+        if checkout_holds(self.state, id) {
             return Err(Error::new(
                 ErrorCode::InvalidArgumentError,
                 format!("subscription `{id}` is waiting for its checkout"),
             ));
         }
-        let reserved = self.state.subscriptions.iter().find(|s| {
-            replacing.is_none_or(|r| r.id != s.id)
-                && s.scheduled_updates
-                    .iter()
-                    .any(|u| u.new_subscription_id.as_ref() == Some(id))
-        });
-        if let Some(holder) = reserved {
+        if let Some(holder) = scheduled_holder(self.state, id, replacing.map(|r| &r.id)) {
             return Err(Error::new(
                 ErrorCode::InvalidArgumentError,
                 format!(
@@ -2929,19 +2918,35 @@ pub(crate) fn generate_id(state: &CustomerState) -> SubscriptionId {
         n = n.saturating_add(1);
         let id = SubscriptionId::new(crate::id::numbered(state.customer.id.as_str(), "sub", n));
         let taken = state.subscription(id.as_str()).is_some()
-            || state
-                .pending_checkouts
-                .iter()
-                .any(|p| p.subscription_id == id)
-            || state.subscriptions.iter().any(|s| {
-                s.scheduled_updates
-                    .iter()
-                    .any(|u| u.new_subscription_id.as_ref() == Some(&id))
-            });
+            || checkout_holds(state, &id)
+            || scheduled_holder(state, &id, None).is_some();
         if !taken || n == usize::MAX {
             return id;
         }
     }
+}
+
+/// Whether a checkout waiting for its payment method holds `id` for its subscription.
+fn checkout_holds(state: &CustomerState, id: &SubscriptionId) -> bool {
+    state
+        .pending_checkouts
+        .iter()
+        .any(|p| &p.subscription_id == id)
+}
+
+/// The subscription, other than `except`, with a plan change scheduled that holds `id` for
+/// the subscription it will create.
+fn scheduled_holder<'s>(
+    state: &'s CustomerState,
+    id: &SubscriptionId,
+    except: Option<&SubscriptionId>,
+) -> Option<&'s Subscription> {
+    state.subscriptions.iter().find(|s| {
+        except != Some(&s.id)
+            && s.scheduled_updates
+                .iter()
+                .any(|u| u.new_subscription_id.as_ref() == Some(id))
+    })
 }
 
 /// One `CHARGE` line per component for a full `period`, each rounded on its own.

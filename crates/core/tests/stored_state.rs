@@ -753,6 +753,13 @@ fn provisioned(
     state
 }
 
+/// `state` with its clock moved to `at` under the default settings.
+fn advanced_to(catalog: &Catalog, state: &CustomerState, at: &str) -> CustomerState {
+    advance(catalog, state, at.parse().unwrap(), &Settings::default())
+        .unwrap()
+        .0
+}
+
 /// `redeemedOn` (the subscription a coupon was redeemed on) came after the first stored
 /// shape: a coupon stored without it reads, and its uses are shared within its scope only,
 /// as they were then: a trial beside the subscription that spends a `ONCE` coupon has it
@@ -760,7 +767,6 @@ fn provisioned(
 #[test]
 fn a_coupon_stored_without_the_subscription_it_was_redeemed_on_shares_its_uses_in_its_scope() {
     let catalog = catalog();
-    let settings = Settings::default();
     let now: DateTime<Utc> = "2025-01-15T00:00:00Z".parse().unwrap();
     let requests = [
         json!({"customerId": "c1", "planId": "ws-plus", "billingPeriod": "MONTHLY", "resourceId": "r1",
@@ -787,13 +793,7 @@ fn a_coupon_stored_without_the_subscription_it_was_redeemed_on_shares_its_uses_i
     assert_eq!(coupon(&state, "t").redeemed_on, None);
     assert_eq!(coupon(&state, "t").invoices_discounted, 0);
 
-    let (state, _) = advance(
-        &catalog,
-        &state,
-        "2025-02-02T00:00:00Z".parse().unwrap(),
-        &settings,
-    )
-    .unwrap();
+    let state = advanced_to(&catalog, &state, "2025-02-02T00:00:00Z");
     let discounts: Vec<_> = state
         .invoices
         .iter()
@@ -810,7 +810,6 @@ fn a_coupon_stored_without_the_subscription_it_was_redeemed_on_shares_its_uses_i
 #[test]
 fn a_change_whose_reserved_id_was_given_away_keeps_its_redemption_under_its_new_id() {
     let catalog = catalog();
-    let settings = Settings::default();
     let start = start();
     let later = start + TimeDelta::days(9);
     let requests = [
@@ -842,13 +841,7 @@ fn a_change_whose_reserved_id_was_given_away_keeps_its_redemption_under_its_new_
     }
     let state: CustomerState = serde_json::from_value(value).unwrap();
 
-    let (state, _) = advance(
-        &catalog,
-        &state,
-        "2025-02-02T00:00:00Z".parse().unwrap(),
-        &settings,
-    )
-    .unwrap();
+    let state = advanced_to(&catalog, &state, "2025-02-02T00:00:00Z");
     let changed = state
         .subscriptions
         .iter()
